@@ -1,0 +1,28 @@
+//! Portcullis API: the `Route` and `Service` custom resources, the parser that turns
+//! manifests into them, and the validator that decides which objects are served.
+//!
+//! Data flow: YAML (a directory or the Kubernetes API) → [`Route`]/[`Service`] objects
+//! → [`validate::validate`] → a [`Model`] of accepted objects in precedence order plus one
+//! [`validate::Report`] per object. Everything here is pure: no I/O, no clocks.
+#![forbid(unsafe_code)]
+
+pub mod crds;
+pub mod duration;
+pub mod manifest;
+pub mod model;
+pub mod route;
+pub mod service;
+pub mod status;
+pub mod validate;
+
+pub use duration::Duration;
+pub use manifest::{Document, ParseError, parse_documents};
+pub use model::{Model, ObjectKey, RouteEntry};
+pub use route::{Backend, HeaderMatch, PathMatch, Route, RouteMatch, RouteSpec};
+pub use service::{Destination, Protocol, Service, ServiceRef, ServiceSpec};
+pub use status::{Condition, ObjectStatus};
+
+/// API group of every Portcullis resource.
+pub const GROUP: &str = "portcullis.dev";
+/// API version served by this release.
+pub const VERSION: &str = "v1alpha1";

@@ -1,0 +1,125 @@
+//! The validated model: accepted Services and the served Route entries in precedence
+//! order. Built only by [`crate::validate::validate`]; the translator reads it.
+use std::{cmp::Ordering, collections::BTreeMap, fmt, sync::Arc};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::{Duration, HeaderMatch, PathMatch, Route, Service};
+
+/// `Kind namespace/name`: identifies an object in messages, maps and reports.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(kind: &'static str, meta: &ObjectMeta) -> Self {
+        Self {
+            kind,
+            namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
+
+    pub fn service(namespace: &str, name: &str) -> Self {
+        Self { kind: "Service", namespace: namespace.into(), name: name.into() }
+    }
+
+    pub fn route(namespace: &str, name: &str) -> Self {
+        Self { kind: "Route", namespace: namespace.into(), name: name.into() }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// One served match of a Route: a Route with three paths becomes three entries, so the
+/// whole table can be sorted by the precedence rules.
+#[derive(Clone, Debug)]
+pub struct RouteEntry {
+    pub route: Arc<Route>,
+    pub key: ObjectKey,
+    /// Index of `path` in the Route's `match.paths`; keeps names of Envoy routes stable.
+    pub path_index: usize,
+    pub path: PathMatch,
+    /// Upper-cased, sorted, deduplicated.
+    pub methods: Vec<String>,
+    /// Lower-cased names, sorted.
+    pub headers: Vec<HeaderMatch>,
+    /// Service and weight, in the Route's order.
+    pub backends: Vec<(ObjectKey, u32)>,
+    /// Effective request timeout: the Route's, else the longest of its Services'.
+    pub timeout: Duration,
+}
+
+impl RouteEntry {
+    pub fn hosts(&self) -> &[String] {
+        &self.route.spec.hosts
+    }
+
+    /// `(is_exact, path)`.
+    pub fn path_parts(&self) -> (bool, &str) {
+        match (&self.path.exact, &self.path.prefix) {
+            (Some(p), _) => (true, p),
+            (None, Some(p)) => (false, p),
+            (None, None) => (false, "/"),
+        }
+    }
+
+    /// Routes that name hosts or methods are "specific" and go first (seed 001).
+    pub fn is_specific(&self) -> bool {
+        !self.hosts().is_empty() || !self.methods.is_empty()
+    }
+}
+
+/// Precedence: specific (hosts and/or methods) before generic, exact before prefix,
+/// longer paths before shorter, more header matchers before fewer, then older before
+/// newer, then namespace/name, then path order. Total and deterministic.
+pub fn precedence(a: &RouteEntry, b: &RouteEntry) -> Ordering {
+    let (a_exact, a_path) = a.path_parts();
+    let (b_exact, b_path) = b.path_parts();
+    b.is_specific()
+        .cmp(&a.is_specific())
+        .then(b_exact.cmp(&a_exact))
+        .then(b_path.len().cmp(&a_path.len()))
+        .then(b.headers.len().cmp(&a.headers.len()))
+        .then_with(|| age_order(&a.route.metadata, &b.route.metadata))
+        .then_with(|| a.key.cmp(&b.key))
+        .then(a.path_index.cmp(&b.path_index))
+        .then_with(|| a_path.cmp(b_path))
+}
+
+/// Older objects first; objects without a creation time count as newest.
+pub fn age_order(a: &ObjectMeta, b: &ObjectMeta) -> Ordering {
+    match (&a.creation_timestamp, &b.creation_timestamp) {
+        (Some(x), Some(y)) => x.0.cmp(&y.0),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+/// What gets served.
+#[derive(Clone, Debug, Default)]
+pub struct Model {
+    /// Accepted Services.
+    pub services: BTreeMap<ObjectKey, Arc<Service>>,
+    /// Entries of accepted, unconflicted Routes, in precedence order.
+    pub routes: Vec<RouteEntry>,
+}
+
+impl Model {
+    /// Every host named by a served Route, sorted.
+    pub fn hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> =
+            self.routes.iter().flat_map(|r| r.hosts().iter().cloned()).collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+}

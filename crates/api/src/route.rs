@@ -1,0 +1,108 @@
+//! The `Route` resource: which requests go to which Services.
+//!
+//! Auth, rate limits, retries and hedging slot in as optional sibling fields of
+//! `backends`; the match is deliberately small (exact and prefix paths, methods,
+//! headers) because every extra matcher makes the routing table harder to reason about.
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{Duration, status::ObjectStatus};
+
+/// Requests matching `match` on `hosts` go to `backends`.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "portcullis.dev",
+    version = "v1alpha1",
+    kind = "Route",
+    plural = "routes",
+    shortname = "prt",
+    namespaced,
+    status = "ObjectStatus",
+    printcolumn = r#"{"name":"Hosts","type":"string","jsonPath":".spec.hosts"}"#,
+    printcolumn = r#"{"name":"Paths","type":"string","jsonPath":".spec.match.paths"}"#,
+    printcolumn = r#"{"name":"Service","type":"string","jsonPath":".spec.backends[*].service"}"#,
+    printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#,
+    printcolumn = r#"{"name":"Programmed","type":"string","jsonPath":".status.conditions[?(@.type==\"Programmed\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Host names this Route serves (`api.example.com`, `*.example.com`). Empty means
+    /// every host, at lower precedence than Routes that name hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// What requests match.
+    #[serde(rename = "match")]
+    pub match_: RouteMatch,
+    /// Services that receive the matched requests, split by weight.
+    pub backends: Vec<Backend>,
+    /// Whole-request timeout; overrides the Services' timeout (at most 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteMatch {
+    /// HTTP methods (`GET`, `POST`, …). Empty means any method.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Paths, each `{exact: /v1/x}` or `{prefix: /v1/}`. At least one.
+    #[serde(default)]
+    pub paths: Vec<PathMatch>,
+    /// Request headers that must also match (all of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// One path matcher: exactly one of `exact` and `prefix`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PathMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+impl PathMatch {
+    pub fn exact(p: &str) -> Self {
+        Self { exact: Some(p.into()), prefix: None }
+    }
+
+    pub fn prefix(p: &str) -> Self {
+        Self { exact: None, prefix: Some(p.into()) }
+    }
+}
+
+/// One header matcher: `name` plus at most one of `exact`, `prefix`, `regex`; none of
+/// them means the header must be present.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderMatch {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// RE2 syntax, matched against the whole value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Backend {
+    /// Name of a `Service` in the Route's namespace.
+    pub service: String,
+    /// Relative share of traffic (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+}
+
+impl Backend {
+    pub fn weight(&self) -> u32 {
+        self.weight.unwrap_or(1)
+    }
+}

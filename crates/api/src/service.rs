@@ -1,0 +1,99 @@
+//! The `Service` resource: where traffic goes and how to treat the upstream.
+//!
+//! Traffic policy (pools, health checks, outlier detection, load balancing) is added as
+//! optional sibling fields of `destinations`; absent fields mean Portcullis' defaults.
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{Duration, status::ObjectStatus};
+
+/// Request timeout when neither the Service nor the Route sets one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound for any request timeout: longer requests belong on another path.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+/// Upstream TCP connect timeout default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// An upstream service: a weighted set of destinations across regions.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "portcullis.dev",
+    version = "v1alpha1",
+    kind = "Service",
+    plural = "services",
+    shortname = "psvc",
+    namespaced,
+    status = "ObjectStatus",
+    printcolumn = r#"{"name":"Timeout","type":"string","jsonPath":".spec.timeout"}"#,
+    printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#,
+    printcolumn = r#"{"name":"Programmed","type":"string","jsonPath":".status.conditions[?(@.type==\"Programmed\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Where requests go. Traffic is split by `weight` (weighted random).
+    pub destinations: Vec<Destination>,
+    /// Whole-request timeout (default 10s, at most 60s). A Route may override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Upstream TCP connect timeout (default 2s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Duration>,
+    /// Protocol spoken to the destinations (default http1).
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// One place a Service's traffic can go.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Destination {
+    /// Unique within the Service; names the endpoint in stats and logs.
+    pub name: String,
+    /// `host:port` or `ip:port` (IPv6 as `[::1]:8080`). Exactly one of `address` and
+    /// `serviceRef` is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// A Kubernetes Service in the same namespace, resolved through its EndpointSlices
+    /// (controller mode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_ref: Option<ServiceRef>,
+    /// Relative share of traffic (default 1; 0 drains the destination).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// Region (Envoy locality) of the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl Destination {
+    pub fn weight(&self) -> u32 {
+        self.weight.unwrap_or(1)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceRef {
+    pub name: String,
+    pub port: u16,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Http1,
+    Http2,
+}
+
+impl ServiceSpec {
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_TIMEOUT)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+    }
+}

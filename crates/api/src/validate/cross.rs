@@ -1,0 +1,182 @@
+//! Cross-object rules: duplicate names, references between Routes and Services, and
+//! match conflicts between Routes (the oldest Route keeps a match; seed 001).
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
+};
+
+use super::{Issue, Report};
+use crate::{
+    Duration, HeaderMatch, Model, ObjectKey, Route, RouteEntry, Service,
+    model::{age_order, precedence},
+};
+
+/// The same Kind namespace/name twice in the input: the first is kept.
+pub(super) fn duplicates<T>(reports: &mut [(Report, &T)]) {
+    let mut seen = BTreeSet::new();
+    for (report, _) in reports.iter_mut() {
+        if !seen.insert(report.key.clone()) {
+            report.error(
+                "metadata.name",
+                format!("{} is defined more than once; rename or remove the later copy", report.key),
+            );
+        }
+    }
+}
+
+/// One thing a request can match: host ("*" for any), method ("*"), path, headers.
+type MatchKey = (String, String, bool, String, Vec<HeaderMatch>);
+
+pub(super) fn resolve(
+    services: &[(Report, &Service)],
+    routes: &mut [(Report, &Route)],
+) -> Model {
+    let accepted: BTreeMap<ObjectKey, Arc<Service>> = services
+        .iter()
+        .filter(|(r, _)| r.errors.is_empty())
+        .map(|(r, s)| (r.key.clone(), Arc::new((*s).clone())))
+        .collect();
+    let known: BTreeSet<&ObjectKey> = services.iter().map(|(r, _)| &r.key).collect();
+
+    // References first: a Route to a missing Service is not served and claims nothing.
+    for (report, route) in routes.iter_mut() {
+        if !report.errors.is_empty() {
+            continue;
+        }
+        for (i, b) in route.spec.backends.iter().enumerate() {
+            let target = ObjectKey::service(&report.key.namespace, &b.service);
+            let message = if accepted.contains_key(&target) {
+                continue;
+            } else if known.contains(&target) {
+                format!("{target} is not accepted; fix the errors in its status first")
+            } else {
+                format!(
+                    "{target} does not exist; create it or fix the name (Routes reference Services in their own namespace)"
+                )
+            };
+            report.unresolved.push(Issue {
+                object: report.key.clone(),
+                field: format!("spec.backends[{i}].service"),
+                message,
+            });
+        }
+    }
+
+    // Conflicts: oldest first, each Route claims its matches; a later Route that wants
+    // a claimed match is Conflicted as a whole (serving half a Route would surprise).
+    let mut order: Vec<usize> = (0..routes.len()).filter(|&i| routes[i].0.is_served()).collect();
+    order.sort_by(|&a, &b| {
+        age_order(&routes[a].1.metadata, &routes[b].1.metadata).then_with(|| routes[a].0.key.cmp(&routes[b].0.key))
+    });
+    let mut owners: HashMap<MatchKey, ObjectKey> = HashMap::new();
+    for i in order {
+        let keys = match_keys(routes[i].1);
+        let (report, _) = &mut routes[i];
+        if let Some((k, owner)) = keys.iter().find_map(|k| owners.get(k).map(|o| (k, o))) {
+            let (host, method, exact, path, _) = k;
+            report.conflict = Some(Issue {
+                object: report.key.clone(),
+                field: "spec.match".into(),
+                message: format!(
+                    "host {host} method {method} {} {path} is already served by the older {owner}; change the match or remove one of them",
+                    if *exact { "exact" } else { "prefix" },
+                ),
+            });
+            continue;
+        }
+        for k in keys {
+            owners.insert(k, report.key.clone());
+        }
+    }
+
+    let mut entries = Vec::new();
+    for (report, route) in routes.iter() {
+        if !report.is_served() {
+            continue;
+        }
+        entries.extend(entries_of(report, route, &accepted));
+    }
+    entries.sort_by(precedence);
+    Model { services: accepted, routes: entries }
+}
+
+fn normalized_headers(route: &Route) -> Vec<HeaderMatch> {
+    let mut headers: Vec<HeaderMatch> = route
+        .spec
+        .match_
+        .headers
+        .iter()
+        .map(|h| HeaderMatch { name: h.name.to_ascii_lowercase(), ..h.clone() })
+        .collect();
+    headers.sort();
+    headers
+}
+
+fn normalized_methods(route: &Route) -> Vec<String> {
+    let methods: BTreeSet<String> = route.spec.match_.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+    methods.into_iter().collect()
+}
+
+fn match_keys(route: &Route) -> Vec<MatchKey> {
+    let spec = &route.spec;
+    let any = vec!["*".to_string()];
+    let hosts = if spec.hosts.is_empty() { &any } else { &spec.hosts };
+    let methods = normalized_methods(route);
+    let methods = if methods.is_empty() { any.clone() } else { methods };
+    let headers = normalized_headers(route);
+    let mut keys = Vec::new();
+    for h in hosts {
+        for m in &methods {
+            for p in &spec.match_.paths {
+                let (exact, path) = match (&p.exact, &p.prefix) {
+                    (Some(v), _) => (true, v),
+                    (None, Some(v)) => (false, v),
+                    (None, None) => continue,
+                };
+                keys.push((h.clone(), m.clone(), exact, path.clone(), headers.clone()));
+            }
+        }
+    }
+    keys
+}
+
+fn entries_of(
+    report: &Report,
+    route: &Route,
+    services: &BTreeMap<ObjectKey, Arc<Service>>,
+) -> Vec<RouteEntry> {
+    let backends: Vec<(ObjectKey, u32)> = route
+        .spec
+        .backends
+        .iter()
+        .map(|b| (ObjectKey::service(&report.key.namespace, &b.service), b.weight()))
+        .collect();
+    let timeout = route.spec.timeout.unwrap_or_else(|| {
+        backends
+            .iter()
+            .filter_map(|(k, _)| services.get(k))
+            .map(|s| s.spec.timeout())
+            .max()
+            .unwrap_or(Duration::from_secs(10))
+    });
+    let shared = Arc::new(route.clone());
+    let methods = normalized_methods(route);
+    let headers = normalized_headers(route);
+    route
+        .spec
+        .match_
+        .paths
+        .iter()
+        .enumerate()
+        .map(|(path_index, path)| RouteEntry {
+            route: shared.clone(),
+            key: report.key.clone(),
+            path_index,
+            path: path.clone(),
+            methods: methods.clone(),
+            headers: headers.clone(),
+            backends: backends.clone(),
+            timeout,
+        })
+        .collect()
+}

@@ -1,0 +1,231 @@
+//! Shared state between the producer of snapshots and the ADS streams.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::metrics::{Metrics, short_type};
+use crate::nodes::{Event, NodeStatus, Protocol, rfc3339};
+use crate::snapshot::Snapshot;
+
+/// Current snapshot plus the status of every open stream. Cheap to clone.
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    snapshot: watch::Sender<Arc<Snapshot>>,
+    streams: Mutex<BTreeMap<u64, NodeStatus>>,
+    status: watch::Sender<u64>,
+    pub(crate) metrics: Metrics,
+    next_stream_id: AtomicU64,
+    pub(crate) nacks_total: AtomicU64,
+}
+
+impl Cache {
+    /// Create an empty cache; its metrics are registered in `registry`.
+    pub fn new(registry: &prometheus::Registry) -> Cache {
+        Cache {
+            inner: Arc::new(Inner {
+                snapshot: watch::Sender::new(Arc::new(Snapshot::empty())),
+                streams: Mutex::new(BTreeMap::new()),
+                status: watch::Sender::new(0),
+                metrics: Metrics::new(registry),
+                next_stream_id: AtomicU64::new(1),
+                nacks_total: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Install a new snapshot. Streams are only woken when the version
+    /// differs, so re-publishing identical content pushes nothing.
+    pub fn set_snapshot(&self, snapshot: Snapshot) {
+        let gauge = &self.inner.metrics.snapshot_resources;
+        let mut previous_types = Vec::new();
+        let changed = self.inner.snapshot.send_if_modified(|current| {
+            if current.version() == snapshot.version() {
+                return false;
+            }
+            previous_types = current.type_urls().map(str::to_owned).collect();
+            *current = Arc::new(snapshot);
+            true
+        });
+        if !changed {
+            return;
+        }
+        self.inner.metrics.snapshot_updates.inc();
+        let current = self.snapshot();
+        // Types that vanished must read 0 rather than their stale count.
+        for t in &previous_types {
+            gauge.with_label_values(&[short_type(t)]).set(0);
+        }
+        for t in current.type_urls() {
+            gauge
+                .with_label_values(&[short_type(t)])
+                .set(current.type_len(t) as i64);
+        }
+        tracing::info!(
+            version = current.version(),
+            resources = current.len(),
+            "installed xDS snapshot"
+        );
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.snapshot.borrow().clone()
+    }
+
+    /// Receiver of snapshot changes (what each ADS stream watches).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.inner.snapshot.subscribe()
+    }
+
+    /// Status of every open stream, ordered by stream id.
+    pub fn nodes(&self) -> Vec<NodeStatus> {
+        self.inner.streams.lock().values().cloned().collect()
+    }
+
+    /// Changes whenever any node ACKs or NACKs.
+    pub fn status_rx(&self) -> watch::Receiver<u64> {
+        self.inner.status.subscribe()
+    }
+
+    /// Total NACKs received since start.
+    pub fn nacks_total(&self) -> u64 {
+        self.inner.nacks_total.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn open_stream(&self, protocol: Protocol, peer: Option<SocketAddr>) -> StreamHandle {
+        let stream_id = self.inner.next_stream_id.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .metrics
+            .connected_streams
+            .with_label_values(&[protocol.as_str()])
+            .inc();
+        self.inner.streams.lock().insert(
+            stream_id,
+            NodeStatus {
+                stream_id,
+                id: String::new(),
+                cluster: String::new(),
+                protocol,
+                peer: peer.map(|p| p.to_string()),
+                connected_at: rfc3339(SystemTime::now()),
+                types: BTreeMap::new(),
+            },
+        );
+        StreamHandle {
+            cache: self.clone(),
+            stream_id,
+            protocol,
+            node_id: String::new(),
+        }
+    }
+}
+
+/// A stream's link to the shared table; removes the entry when dropped so
+/// disconnected nodes disappear however the stream task ends.
+pub(crate) struct StreamHandle {
+    cache: Cache,
+    pub(crate) stream_id: u64,
+    protocol: Protocol,
+    pub(crate) node_id: String,
+}
+
+impl StreamHandle {
+    /// Record the node identity (sent on the first request, usually only then).
+    pub(crate) fn set_node(&mut self, id: &str, cluster: &str) {
+        if id.is_empty() || id == self.node_id {
+            return;
+        }
+        self.node_id = id.to_owned();
+        if let Some(s) = self.cache.inner.streams.lock().get_mut(&self.stream_id) {
+            s.id = id.to_owned();
+            s.cluster = cluster.to_owned();
+        }
+    }
+
+    pub(crate) fn apply(&self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        let inner = &self.cache.inner;
+        let mut status_changed = false;
+        for event in events {
+            match event {
+                Event::Sent {
+                    type_url,
+                    version,
+                    resources,
+                } => {
+                    inner
+                        .metrics
+                        .responses
+                        .with_label_values(&[short_type(type_url)])
+                        .inc();
+                    tracing::debug!(
+                        node = %self.node_id, stream = self.stream_id, type_url, version,
+                        resources, "sent xDS response"
+                    );
+                }
+                Event::Ack { type_url, version } => {
+                    status_changed = true;
+                    inner
+                        .metrics
+                        .acks
+                        .with_label_values(&[short_type(type_url)])
+                        .inc();
+                    tracing::debug!(
+                        node = %self.node_id, stream = self.stream_id, type_url, version,
+                        "xDS ACK"
+                    );
+                }
+                Event::Nack {
+                    type_url,
+                    version,
+                    message,
+                } => {
+                    status_changed = true;
+                    inner.nacks_total.fetch_add(1, Ordering::Relaxed);
+                    inner
+                        .metrics
+                        .nacks
+                        .with_label_values(&[short_type(type_url)])
+                        .inc();
+                    tracing::warn!(
+                        node = %self.node_id, stream = self.stream_id, type_url, version,
+                        error = %message, "Envoy rejected xDS configuration (NACK)"
+                    );
+                }
+            }
+        }
+        if let Some(s) = inner.streams.lock().get_mut(&self.stream_id) {
+            for event in events {
+                s.apply(event);
+            }
+        }
+        if status_changed {
+            inner.status.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+}
+
+impl Drop for StreamHandle {
+    fn drop(&mut self) {
+        let inner = &self.cache.inner;
+        inner.streams.lock().remove(&self.stream_id);
+        inner
+            .metrics
+            .connected_streams
+            .with_label_values(&[self.protocol.as_str()])
+            .dec();
+        // A disconnect also changes what status reporting would say.
+        inner.status.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}

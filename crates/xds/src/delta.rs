@@ -1,0 +1,229 @@
+//! Incremental (delta) ADS: per-stream decision logic, free of I/O.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as PbResource,
+};
+
+use crate::nodes::Event;
+use crate::order::{defers_removals, push_order};
+use crate::snapshot::{Entry, Snapshot};
+use crate::subscription::{Output, Subscription};
+
+/// Unacknowledged responses remembered per type, to map an ACK's nonce
+/// back to a version. Envoy acknowledges promptly; older ones are dropped.
+const MAX_PENDING: usize = 32;
+
+#[derive(Debug)]
+struct TypeState {
+    sub: Subscription,
+    /// What the client holds: name -> resource version. Updated when we send
+    /// (not on ACK), so a NACKed resource is not resent in a loop.
+    has: BTreeMap<String, String>,
+    /// (nonce, system version) of responses not yet acknowledged.
+    pending: VecDeque<(String, String)>,
+}
+
+/// One delta stream's protocol state.
+#[derive(Debug)]
+pub(crate) struct DeltaStream {
+    snapshot: Arc<Snapshot>,
+    types: BTreeMap<String, TypeState>,
+    next_nonce: u64,
+}
+
+struct Diff<'a> {
+    changed: Vec<&'a Entry>,
+    removed: Vec<String>,
+}
+
+impl DeltaStream {
+    pub(crate) fn new(snapshot: Arc<Snapshot>) -> Self {
+        DeltaStream {
+            snapshot,
+            types: BTreeMap::new(),
+            next_nonce: 0,
+        }
+    }
+
+    pub(crate) fn on_request(
+        &mut self,
+        req: DeltaDiscoveryRequest,
+    ) -> Output<DeltaDiscoveryResponse> {
+        let mut out = Output::default();
+        let t = req.type_url.as_str();
+        if t.is_empty() {
+            tracing::warn!("ignoring delta request without type_url");
+            return out;
+        }
+        let snapshot = self.snapshot.clone();
+        let Some(st) = self.types.get_mut(t) else {
+            // First request for this type on this stream: the client tells
+            // us what it already has (e.g. after a control-plane restart).
+            let sub = Subscription::first(&req.resource_names_subscribe);
+            let fresh = req.initial_resource_versions.is_empty();
+            let mut st = TypeState {
+                sub,
+                has: req.initial_resource_versions.into_iter().collect(),
+                pending: VecDeque::new(),
+            };
+            let d = diff(&st, &snapshot, t);
+            // A fresh wildcard subscriber gets an answer even if empty, so
+            // its initial fetch completes instead of timing out.
+            if !d.is_empty() || (st.sub.wildcard && fresh) {
+                send(&mut self.next_nonce, t, &snapshot, d, &mut st, &mut out);
+            }
+            self.types.insert(t.to_owned(), st);
+            return out;
+        };
+
+        if !req.response_nonce.is_empty() {
+            let version = take_pending(&mut st.pending, &req.response_nonce);
+            match (&req.error_detail, version) {
+                (Some(status), version) => out.events.push(Event::Nack {
+                    type_url: t.to_owned(),
+                    version: version.unwrap_or_default(),
+                    message: status.message.clone(),
+                }),
+                (None, Some(version)) => out.events.push(Event::Ack {
+                    type_url: t.to_owned(),
+                    version,
+                }),
+                (None, None) => {
+                    tracing::debug!(type_url = t, nonce = req.response_nonce, "ACK of unknown nonce");
+                }
+            }
+        }
+        let changed = st.sub.update(
+            &req.resource_names_subscribe,
+            &req.resource_names_unsubscribe,
+        );
+        if changed {
+            // Forget unsubscribed resources so a later re-subscribe resends them.
+            let sub = &st.sub;
+            st.has.retain(|name, _| sub.covers(name));
+            let d = diff(st, &snapshot, t);
+            if !d.is_empty() {
+                send(&mut self.next_nonce, t, &snapshot, d, st, &mut out);
+            }
+        }
+        out
+    }
+
+    /// A new snapshot: send what changed per subscribed type, in dependency
+    /// order, with cluster/endpoint removals in separate, later responses.
+    pub(crate) fn on_snapshot(
+        &mut self,
+        snapshot: Arc<Snapshot>,
+    ) -> Output<DeltaDiscoveryResponse> {
+        self.snapshot = snapshot.clone();
+        let mut out = Output::default();
+        let mut finals = Vec::new();
+        for t in push_order(self.types.keys()) {
+            let Some(st) = self.types.get_mut(&t) else {
+                continue;
+            };
+            let mut d = diff(st, &snapshot, &t);
+            if d.is_empty() {
+                continue;
+            }
+            if defers_removals(&t) && !d.removed.is_empty() {
+                d.removed.clear();
+                finals.push(t.clone());
+                if d.changed.is_empty() {
+                    continue;
+                }
+            }
+            send(&mut self.next_nonce, &t, &snapshot, d, st, &mut out);
+        }
+        for t in finals {
+            if let Some(st) = self.types.get_mut(&t) {
+                let d = diff(st, &snapshot, &t);
+                send(&mut self.next_nonce, &t, &snapshot, d, st, &mut out);
+            }
+        }
+        out
+    }
+}
+
+impl Diff<'_> {
+    fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// Resources whose version differs from what the client has, and names the
+/// client has (and still wants) that no longer exist.
+fn diff<'a>(st: &TypeState, snapshot: &'a Snapshot, t: &str) -> Diff<'a> {
+    let changed = st
+        .sub
+        .select(snapshot, t)
+        .into_iter()
+        .filter(|e| st.has.get(&e.resource.name) != Some(&e.version))
+        .collect();
+    let removed = st
+        .has
+        .keys()
+        .filter(|n| st.sub.covers(n) && snapshot.entry(t, n).is_none())
+        .cloned()
+        .collect();
+    Diff { changed, removed }
+}
+
+fn take_pending(pending: &mut VecDeque<(String, String)>, nonce: &str) -> Option<String> {
+    let pos = pending.iter().position(|(n, _)| n == nonce)?;
+    // Earlier responses are implicitly superseded.
+    pending.drain(..=pos).last().map(|(_, v)| v)
+}
+
+fn send(
+    next_nonce: &mut u64,
+    t: &str,
+    snapshot: &Snapshot,
+    d: Diff<'_>,
+    st: &mut TypeState,
+    out: &mut Output<DeltaDiscoveryResponse>,
+) {
+    *next_nonce += 1;
+    let version = snapshot.effective_type_version(t);
+    let resources: Vec<PbResource> = d
+        .changed
+        .iter()
+        .map(|e| PbResource {
+            name: e.resource.name.clone(),
+            version: e.version.clone(),
+            resource: Some(e.resource.body.clone()),
+            ..Default::default()
+        })
+        .collect();
+    for e in &d.changed {
+        st.has.insert(e.resource.name.clone(), e.version.clone());
+    }
+    for n in &d.removed {
+        st.has.remove(n);
+    }
+    let resp = DeltaDiscoveryResponse {
+        system_version_info: version.clone(),
+        resources,
+        type_url: t.to_owned(),
+        removed_resources: d.removed,
+        nonce: next_nonce.to_string(),
+        ..Default::default()
+    };
+    st.pending.push_back((resp.nonce.clone(), version.clone()));
+    if st.pending.len() > MAX_PENDING {
+        st.pending.pop_front();
+    }
+    out.events.push(Event::Sent {
+        type_url: t.to_owned(),
+        version,
+        resources: resp.resources.len(),
+    });
+    out.responses.push(resp);
+}
+
+#[cfg(test)]
+#[path = "delta_tests.rs"]
+mod tests;

@@ -1,0 +1,316 @@
+//! Immutable, content-versioned sets of xDS resources.
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
+
+use crate::hash::Fnv64;
+
+/// One named resource. Its type URL is `body.type_url`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource {
+    pub name: String,
+    pub body: Any,
+}
+
+impl Resource {
+    pub fn new(name: impl Into<String>, body: Any) -> Self {
+        Self {
+            name: name.into(),
+            body,
+        }
+    }
+
+    pub fn type_url(&self) -> &str {
+        &self.body.type_url
+    }
+}
+
+/// Error decoding a persisted snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("malformed snapshot encoding: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("resource {name:?} in snapshot has no body")]
+    MissingBody { name: String },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub(crate) resource: Resource,
+    pub(crate) version: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TypeSet {
+    pub(crate) version: String,
+    pub(crate) entries: BTreeMap<String, Entry>,
+}
+
+/// Immutable set of resources grouped by type URL.
+///
+/// Versions are pure functions of content (FNV-1a 64 over the encoded
+/// bytes), so identical content yields identical versions across process
+/// restarts; that lets a reconnecting Envoy skip re-downloading everything.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    version: String,
+    types: BTreeMap<String, TypeSet>,
+    len: usize,
+}
+
+/// Version reported for a type the snapshot has no resources of. It is the
+/// version an empty type would hash to, so it is non-empty (an empty
+/// `version_info` means "nothing yet" in a request) and stable.
+pub(crate) fn empty_type_version() -> String {
+    type_version_of(std::iter::empty())
+}
+
+fn resource_version(body: &Any) -> String {
+    let mut h = Fnv64::new();
+    h.write_field(body.type_url.as_bytes());
+    h.write_field(&body.value);
+    h.hex()
+}
+
+fn type_version_of<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut h = Fnv64::new();
+    for (name, version) in pairs {
+        h.write_field(name.as_bytes());
+        h.write_field(version.as_bytes());
+    }
+    h.hex()
+}
+
+impl Snapshot {
+    /// Build a snapshot; on duplicate (type URL, name) the last one wins.
+    pub fn new(resources: impl IntoIterator<Item = Resource>) -> Snapshot {
+        let mut types: BTreeMap<String, TypeSet> = BTreeMap::new();
+        for resource in resources {
+            let version = resource_version(&resource.body);
+            types
+                .entry(resource.body.type_url.clone())
+                .or_default()
+                .entries
+                .insert(resource.name.clone(), Entry { resource, version });
+        }
+        let mut snapshot_hash = Fnv64::new();
+        let mut len = 0;
+        // BTreeMap iteration is sorted, so the hashes do not depend on insertion order.
+        for (type_url, set) in &mut types {
+            set.version = type_version_of(
+                set.entries
+                    .iter()
+                    .map(|(n, e)| (n.as_str(), e.version.as_str())),
+            );
+            len += set.entries.len();
+            snapshot_hash.write_field(type_url.as_bytes());
+            snapshot_hash.write_field(set.version.as_bytes());
+        }
+        Snapshot {
+            version: snapshot_hash.hex(),
+            types,
+            len,
+        }
+    }
+
+    pub fn empty() -> Snapshot {
+        Snapshot::new(std::iter::empty())
+    }
+
+    /// Hash over all type versions.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Version of one type, `None` if the snapshot has no resources of it.
+    pub fn type_version(&self, type_url: &str) -> Option<&str> {
+        self.types.get(type_url).map(|t| t.version.as_str())
+    }
+
+    /// Resources of one type, sorted by name.
+    pub fn resources(&self, type_url: &str) -> impl Iterator<Item = &Resource> {
+        self.types
+            .get(type_url)
+            .into_iter()
+            .flat_map(|t| t.entries.values().map(|e| &e.resource))
+    }
+
+    pub fn get(&self, type_url: &str, name: &str) -> Option<&Resource> {
+        self.entry(type_url, name).map(|e| &e.resource)
+    }
+
+    /// Content version of one resource.
+    pub fn resource_version(&self, type_url: &str, name: &str) -> Option<&str> {
+        self.entry(type_url, name).map(|e| e.version.as_str())
+    }
+
+    /// Type URLs present, sorted.
+    pub fn type_urls(&self) -> impl Iterator<Item = &str> {
+        self.types.keys().map(String::as_str)
+    }
+
+    /// Number of resources of one type.
+    pub fn type_len(&self, type_url: &str) -> usize {
+        self.types.get(type_url).map_or(0, |t| t.entries.len())
+    }
+
+    /// Total number of resources.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn entry(&self, type_url: &str, name: &str) -> Option<&Entry> {
+        self.types.get(type_url)?.entries.get(name)
+    }
+
+    pub(crate) fn entries(&self, type_url: &str) -> impl Iterator<Item = &Entry> {
+        self.types
+            .get(type_url)
+            .into_iter()
+            .flat_map(|t| t.entries.values())
+    }
+
+    /// Type version, with missing types mapped to [`empty_type_version`].
+    pub(crate) fn effective_type_version(&self, type_url: &str) -> String {
+        self.type_version(type_url)
+            .map_or_else(empty_type_version, str::to_owned)
+    }
+
+    /// Serialize for the state file.
+    pub fn encode_to_vec(&self) -> Vec<u8> {
+        let proto = SnapshotProto {
+            resources: self
+                .types
+                .values()
+                .flat_map(|t| t.entries.values())
+                .map(|e| ResourceProto {
+                    name: e.resource.name.clone(),
+                    body: Some(e.resource.body.clone()),
+                })
+                .collect(),
+        };
+        proto.encode_to_vec()
+    }
+
+    /// Inverse of [`Snapshot::encode_to_vec`]; versions are recomputed.
+    pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
+        let proto = SnapshotProto::decode(bytes)?;
+        let resources = proto
+            .resources
+            .into_iter()
+            .map(|r| match r.body {
+                Some(body) => Ok(Resource { name: r.name, body }),
+                None => Err(SnapshotError::MissingBody { name: r.name }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Snapshot::new(resources))
+    }
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot::empty()
+    }
+}
+
+/// Wire format of the state file. Hand-derived so no build script is needed.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SnapshotProto {
+    #[prost(message, repeated, tag = "1")]
+    resources: Vec<ResourceProto>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ResourceProto {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(message, optional, tag = "2")]
+    body: Option<Any>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(type_url: &str, name: &str, value: &[u8]) -> Resource {
+        Resource::new(
+            name,
+            Any {
+                type_url: type_url.into(),
+                value: value.to_vec(),
+            },
+        )
+    }
+
+    #[test]
+    fn versions_independent_of_insertion_order() {
+        let a = vec![
+            res("t/a", "x", b"1"),
+            res("t/a", "y", b"2"),
+            res("t/b", "z", b"3"),
+        ];
+        let mut b = a.clone();
+        b.reverse();
+        let (sa, sb) = (Snapshot::new(a), Snapshot::new(b));
+        assert_eq!(sa.version(), sb.version());
+        assert_eq!(sa.type_version("t/a"), sb.type_version("t/a"));
+        assert_eq!(sa.len(), 3);
+    }
+
+    #[test]
+    fn versions_are_stable_constants() {
+        // Pin the hash so an accidental algorithm change (which would make
+        // every Envoy re-download everything after an upgrade) is noticed.
+        let s = Snapshot::new([res("t/a", "x", b"1")]);
+        assert_eq!(s.version().len(), 16);
+        assert_eq!(s.version(), "PIN");
+        assert_eq!(empty_type_version(), Snapshot::empty().version());
+    }
+
+    #[test]
+    fn content_change_changes_only_that_type() {
+        let s1 = Snapshot::new([res("t/a", "x", b"1"), res("t/b", "y", b"2")]);
+        let s2 = Snapshot::new([res("t/a", "x", b"changed"), res("t/b", "y", b"2")]);
+        assert_ne!(s1.version(), s2.version());
+        assert_ne!(s1.type_version("t/a"), s2.type_version("t/a"));
+        assert_eq!(s1.type_version("t/b"), s2.type_version("t/b"));
+        assert_ne!(
+            s1.resource_version("t/a", "x"),
+            s2.resource_version("t/a", "x")
+        );
+    }
+
+    #[test]
+    fn last_duplicate_wins_and_sorted() {
+        let s = Snapshot::new([
+            res("t/a", "b", b"1"),
+            res("t/a", "a", b"1"),
+            res("t/a", "b", b"2"),
+        ]);
+        let names: Vec<_> = s.resources("t/a").map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(s.get("t/a", "b").unwrap().body.value, b"2");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.type_version("t/missing"), None);
+        assert_eq!(s.resources("t/missing").count(), 0);
+    }
+
+    #[test]
+    fn encode_decode_roundtrip() {
+        let s = Snapshot::new([
+            res("t/a", "x", b"1"),
+            res("t/b", "y", &[0, 255, 7]),
+        ]);
+        let d = Snapshot::decode(&s.encode_to_vec()).unwrap();
+        assert_eq!(d.version(), s.version());
+        assert_eq!(d.get("t/b", "y"), s.get("t/b", "y"));
+        assert_eq!(d.len(), 2);
+        assert!(Snapshot::decode(&[0xff, 0xff]).is_err());
+    }
+}

@@ -1,0 +1,208 @@
+//! State-of-the-World ADS: per-stream decision logic, free of I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+
+use crate::nodes::Event;
+use crate::order::{defers_removals, push_order};
+use crate::snapshot::{Entry, Snapshot};
+use crate::subscription::{Output, Subscription};
+
+/// Suffix of the interim version that still carries removed resources; it
+/// only has to differ from the final version.
+const KEEP_SUFFIX: &str = "-keep";
+
+#[derive(Debug)]
+struct TypeState {
+    sub: Subscription,
+    /// Type version the client holds: from its first request, then whatever
+    /// we last sent in full. Sending is driven by this, not by ACKs, so a
+    /// NACKed version is not resent.
+    client_version: Option<String>,
+    /// Latest nonce sent; requests carrying another nonce are stale.
+    nonce: Option<String>,
+    /// `version_info` of the latest response (what an ACK/NACK refers to).
+    sent_version: Option<String>,
+    /// Names in the latest full response, to detect removals.
+    sent_names: BTreeSet<String>,
+    /// Snapshot `sent_names` came from, to resend removed bodies.
+    sent_from: Arc<Snapshot>,
+}
+
+/// One SotW stream's protocol state.
+#[derive(Debug)]
+pub(crate) struct SotwStream {
+    snapshot: Arc<Snapshot>,
+    types: BTreeMap<String, TypeState>,
+    next_nonce: u64,
+}
+
+impl SotwStream {
+    pub(crate) fn new(snapshot: Arc<Snapshot>) -> Self {
+        SotwStream {
+            snapshot,
+            types: BTreeMap::new(),
+            next_nonce: 0,
+        }
+    }
+
+    pub(crate) fn on_request(&mut self, req: DiscoveryRequest) -> Output<DiscoveryResponse> {
+        let mut out = Output::default();
+        let t = req.type_url.as_str();
+        if t.is_empty() {
+            tracing::warn!("ignoring SotW request without type_url");
+            return out;
+        }
+        let snapshot = self.snapshot.clone();
+        let current = snapshot.effective_type_version(t);
+        let Some(st) = self.types.get_mut(t) else {
+            // First request for this type on this stream. Its nonce (if
+            // any) belongs to an earlier stream and carries no ACK meaning.
+            let sub = Subscription::first(&req.resource_names);
+            let client_version = Some(req.version_info.clone()).filter(|v| !v.is_empty());
+            let mut st = TypeState {
+                sent_names: BTreeSet::new(),
+                sent_from: snapshot.clone(),
+                sub,
+                client_version,
+                nonce: None,
+                sent_version: None,
+            };
+            if st.client_version.as_deref() == Some(current.as_str()) {
+                // Reconnect with identical content: the client already runs
+                // this; remember what it has so later removals are ordered.
+                st.sent_names = names(&st.sub.select(&snapshot, t));
+                out.events.push(Event::Ack {
+                    type_url: t.to_owned(),
+                    version: current,
+                });
+            } else {
+                send_current(&mut self.next_nonce, t, &snapshot, &mut st, &mut out);
+            }
+            self.types.insert(t.to_owned(), st);
+            return out;
+        };
+
+        if !req.response_nonce.is_empty() {
+            if st.nonce.as_deref() != Some(req.response_nonce.as_str()) {
+                tracing::debug!(type_url = t, nonce = req.response_nonce, "ignoring stale request");
+                return out;
+            }
+            let version = st.sent_version.clone().unwrap_or_default();
+            out.events.push(match &req.error_detail {
+                Some(status) => Event::Nack {
+                    type_url: t.to_owned(),
+                    version,
+                    message: status.message.clone(),
+                },
+                None => Event::Ack {
+                    type_url: t.to_owned(),
+                    version,
+                },
+            });
+        }
+        let sub = st.sub.replace(&req.resource_names);
+        let names_changed = sub != st.sub;
+        st.sub = sub;
+        if names_changed || st.client_version.as_deref() != Some(current.as_str()) {
+            send_current(&mut self.next_nonce, t, &snapshot, st, &mut out);
+        }
+        out
+    }
+
+    /// A new snapshot: push every subscribed type whose version changed,
+    /// in dependency order, deferring cluster/endpoint removals.
+    pub(crate) fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DiscoveryResponse> {
+        self.snapshot = snapshot.clone();
+        let mut out = Output::default();
+        let mut finals = Vec::new();
+        for t in push_order(self.types.keys()) {
+            let Some(st) = self.types.get_mut(&t) else {
+                continue;
+            };
+            let current = snapshot.effective_type_version(&t);
+            if st.client_version.as_deref() == Some(current.as_str()) {
+                continue;
+            }
+            if defers_removals(&t) {
+                let removed: Vec<&Entry> = st
+                    .sent_names
+                    .iter()
+                    .filter(|n| st.sub.covers(n) && snapshot.entry(&t, n).is_none())
+                    .filter_map(|n| st.sent_from.entry(&t, n))
+                    .collect();
+                if !removed.is_empty() {
+                    // Interim response: new content plus the removed
+                    // resources, so nothing referencing them breaks yet.
+                    let mut union = st.sub.select(&snapshot, &t);
+                    union.extend(removed);
+                    union.sort_by(|a, b| a.resource.name.cmp(&b.resource.name));
+                    let version = format!("{current}{KEEP_SUFFIX}");
+                    let resp = response(&mut self.next_nonce, &t, &version, &union);
+                    st.nonce = Some(resp.nonce.clone());
+                    st.sent_version = Some(version.clone());
+                    out.events.push(sent_event(&resp));
+                    out.responses.push(resp);
+                    finals.push(t);
+                    continue;
+                }
+            }
+            send_current(&mut self.next_nonce, &t, &snapshot, st, &mut out);
+        }
+        for t in finals {
+            if let Some(st) = self.types.get_mut(&t) {
+                send_current(&mut self.next_nonce, &t, &snapshot, st, &mut out);
+            }
+        }
+        out
+    }
+}
+
+fn names(entries: &[&Entry]) -> BTreeSet<String> {
+    entries.iter().map(|e| e.resource.name.clone()).collect()
+}
+
+/// Send everything the subscription selects at the current type version.
+fn send_current(
+    next_nonce: &mut u64,
+    t: &str,
+    snapshot: &Arc<Snapshot>,
+    st: &mut TypeState,
+    out: &mut Output<DiscoveryResponse>,
+) {
+    let version = snapshot.effective_type_version(t);
+    let entries = st.sub.select(snapshot, t);
+    let resp = response(next_nonce, t, &version, &entries);
+    st.nonce = Some(resp.nonce.clone());
+    st.sent_version = Some(version.clone());
+    st.client_version = Some(version);
+    st.sent_names = names(&entries);
+    st.sent_from = snapshot.clone();
+    out.events.push(sent_event(&resp));
+    out.responses.push(resp);
+}
+
+fn response(next_nonce: &mut u64, t: &str, version: &str, entries: &[&Entry]) -> DiscoveryResponse {
+    *next_nonce += 1;
+    DiscoveryResponse {
+        version_info: version.to_owned(),
+        resources: entries.iter().map(|e| e.resource.body.clone()).collect(),
+        type_url: t.to_owned(),
+        nonce: next_nonce.to_string(),
+        ..Default::default()
+    }
+}
+
+fn sent_event(resp: &DiscoveryResponse) -> Event {
+    Event::Sent {
+        type_url: resp.type_url.clone(),
+        version: resp.version_info.clone(),
+        resources: resp.resources.len(),
+    }
+}
+
+#[cfg(test)]
+#[path = "sotw_tests.rs"]
+mod tests;

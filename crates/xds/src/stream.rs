@@ -1,0 +1,152 @@
+//! Drives one ADS stream: reads requests, watches snapshots, writes
+//! responses. The protocol decisions live in `sotw`/`delta`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+use crate::cache::Cache;
+use crate::delta::DeltaStream;
+use crate::nodes::Protocol;
+use crate::snapshot::Snapshot;
+use crate::sotw::SotwStream;
+use crate::subscription::Output;
+
+/// Responses buffered per stream before the stream task waits on the client.
+const OUTBOUND_BUFFER: usize = 16;
+
+pub(crate) trait Logic: Send + 'static {
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+    const PROTOCOL: Protocol;
+    fn new(snapshot: Arc<Snapshot>) -> Self;
+    fn node(req: &Self::Request) -> Option<&Node>;
+    fn on_request(&mut self, req: Self::Request) -> Output<Self::Response>;
+    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<Self::Response>;
+}
+
+impl Logic for SotwStream {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const PROTOCOL: Protocol = Protocol::Sotw;
+    fn new(snapshot: Arc<Snapshot>) -> Self {
+        SotwStream::new(snapshot)
+    }
+    fn node(req: &DiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn on_request(&mut self, req: DiscoveryRequest) -> Output<DiscoveryResponse> {
+        SotwStream::on_request(self, req)
+    }
+    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DiscoveryResponse> {
+        SotwStream::on_snapshot(self, snapshot)
+    }
+}
+
+impl Logic for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const PROTOCOL: Protocol = Protocol::Delta;
+    fn new(snapshot: Arc<Snapshot>) -> Self {
+        DeltaStream::new(snapshot)
+    }
+    fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Output<DeltaDiscoveryResponse> {
+        DeltaStream::on_request(self, req)
+    }
+    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DeltaDiscoveryResponse> {
+        DeltaStream::on_snapshot(self, snapshot)
+    }
+}
+
+/// Start the stream task; the returned stream is handed to tonic.
+pub(crate) fn spawn<L: Logic>(
+    cache: Cache,
+    inbound: Streaming<L::Request>,
+    peer: Option<SocketAddr>,
+    shutdown: watch::Receiver<bool>,
+) -> ReceiverStream<Result<L::Response, Status>>
+where
+    Streaming<L::Request>: Send,
+    L::Request: prost::Message + Default,
+{
+    let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
+    tokio::spawn(run::<L>(cache, inbound, tx, peer, shutdown));
+    ReceiverStream::new(rx)
+}
+
+/// Resolves once shutdown is signalled; never if the signal can't come.
+async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn run<L: Logic>(
+    cache: Cache,
+    mut inbound: Streaming<L::Request>,
+    tx: mpsc::Sender<Result<L::Response, Status>>,
+    peer: Option<SocketAddr>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    L::Request: prost::Message + Default,
+{
+    // Dropping the handle (however this function ends) removes the stream
+    // from the status table.
+    let mut handle = cache.open_stream(L::PROTOCOL, peer);
+    let mut snapshots = cache.subscribe();
+    let mut logic = L::new(snapshots.borrow_and_update().clone());
+    let protocol = L::PROTOCOL.as_str();
+    tracing::debug!(stream = handle.stream_id, ?peer, protocol, "ADS stream opened");
+    loop {
+        let out = tokio::select! {
+            biased;
+            () = shutdown_signalled(&mut shutdown) => break,
+            () = tx.closed() => break,
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let snapshot = snapshots.borrow_and_update().clone();
+                logic.on_snapshot(snapshot)
+            }
+            msg = inbound.next() => match msg {
+                None => break,
+                Some(Err(status)) => {
+                    tracing::debug!(stream = handle.stream_id, node = %handle.node_id, %status, "ADS stream error");
+                    break;
+                }
+                Some(Ok(req)) => {
+                    if let Some(node) = L::node(&req) {
+                        if handle.node_id.is_empty() && !node.id.is_empty() {
+                            tracing::info!(stream = handle.stream_id, node = node.id, cluster = node.cluster, ?peer, protocol, "Envoy connected");
+                        }
+                        handle.set_node(&node.id, &node.cluster);
+                    }
+                    logic.on_request(req)
+                }
+            },
+        };
+        handle.apply(&out.events);
+        for resp in out.responses {
+            tokio::select! {
+                biased;
+                () = shutdown_signalled(&mut shutdown) => return,
+                sent = tx.send(Ok(resp)) => if sent.is_err() {
+                    return;
+                },
+            }
+        }
+    }
+    tracing::info!(stream = handle.stream_id, node = %handle.node_id, protocol, "ADS stream closed");
+}
