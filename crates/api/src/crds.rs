@@ -14,7 +14,10 @@ pub fn all() -> Vec<(&'static str, String)> {
 
 /// All CRDs as one multi-document YAML stream, as `portcullis crds` prints it.
 pub fn to_yaml() -> String {
-    all().into_iter().map(|(_, y)| format!("---\n{y}")).collect()
+    all()
+        .into_iter()
+        .map(|(_, y)| format!("---\n{y}"))
+        .collect()
 }
 
 fn render<T: serde::Serialize>(crd: &T) -> String {

@@ -122,7 +122,12 @@ mod tests {
 
     #[test]
     fn parses_and_prints_common_forms() {
-        for (text, ms) in [("250ms", 250), ("10s", 10_000), ("1m", 60_000), ("1m30s", 90_000)] {
+        for (text, ms) in [
+            ("250ms", 250),
+            ("10s", 10_000),
+            ("1m", 60_000),
+            ("1m30s", 90_000),
+        ] {
             let d: Duration = text.parse().unwrap();
             assert_eq!(d.0.as_millis(), ms, "{text}");
         }

@@ -15,6 +15,25 @@ pub enum Document {
     Service(Box<Service>),
 }
 
+/// Equal when kind, name and spec are equal: what is served, not bookkeeping.
+impl PartialEq for Document {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Document::Route(a), Document::Route(b)) => {
+                a.metadata.name == b.metadata.name
+                    && a.metadata.namespace == b.metadata.namespace
+                    && a.spec == b.spec
+            }
+            (Document::Service(a), Document::Service(b)) => {
+                a.metadata.name == b.metadata.name
+                    && a.metadata.namespace == b.metadata.namespace
+                    && a.spec == b.spec
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Document {
     pub fn key(&self) -> ObjectKey {
         match self {
@@ -29,6 +48,8 @@ impl Document {
 #[error("document {index}{}: {message}", object.as_ref().map(|o| format!(" ({o})")).unwrap_or_default())]
 pub struct ParseError {
     pub index: usize,
+    /// The object, when kind, name and namespace could be read.
+    pub key: Option<ObjectKey>,
     /// `Kind namespace/name` when the document got far enough to say.
     pub object: Option<String>,
     pub message: String,
@@ -43,7 +64,12 @@ pub fn parse_documents(text: &str) -> Vec<Result<Document, ParseError>> {
             Ok(Value::Null) => continue,
             Ok(v) => v,
             Err(e) => {
-                out.push(Err(ParseError { index, object: None, message: format!("not valid YAML: {e}") }));
+                out.push(Err(ParseError {
+                    index,
+                    key: None,
+                    object: None,
+                    message: format!("not valid YAML: {e}"),
+                }));
                 // The YAML stream is broken past this point; serde_yaml cannot resync.
                 break;
             }
@@ -54,9 +80,18 @@ pub fn parse_documents(text: &str) -> Vec<Result<Document, ParseError>> {
 }
 
 fn parse_value(index: usize, value: Value) -> Result<Document, ParseError> {
-    let err = |object: Option<String>, message: String| ParseError { index, object, message };
+    let key = object_key(&value);
+    let err = |object: Option<String>, message: String| ParseError {
+        index,
+        key: key.clone(),
+        object,
+        message,
+    };
     let Value::Mapping(map) = &value else {
-        return Err(err(None, "expected a mapping with apiVersion, kind, metadata and spec".into()));
+        return Err(err(
+            None,
+            "expected a mapping with apiVersion, kind, metadata and spec".into(),
+        ));
     };
     let field = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_owned);
     let kind = field("kind").unwrap_or_default();
@@ -75,20 +110,48 @@ fn parse_value(index: usize, value: Value) -> Result<Document, ParseError> {
         ));
     }
     if name.as_deref().unwrap_or("").is_empty() {
-        return Err(err(None, "metadata.name: missing; every object needs a name".into()));
+        return Err(err(
+            None,
+            "metadata.name: missing; every object needs a name".into(),
+        ));
     }
     match kind.as_str() {
         "Route" => typed::<Route>(value).map(|r| Document::Route(Box::new(defaulted(r)))),
         "Service" => typed::<Service>(value).map(|s| Document::Service(Box::new(defaulted(s)))),
-        other => Err(format!("kind: {other:?} is not a Portcullis kind; use Route or Service")),
+        other => Err(format!(
+            "kind: {other:?} is not a Portcullis kind; use Route or Service"
+        )),
     }
     .map_err(|message| err(label, message))
+}
+
+fn object_key(value: &Value) -> Option<ObjectKey> {
+    let kind = match value.get("kind")?.as_str()? {
+        "Route" => "Route",
+        "Service" => "Service",
+        _ => return None,
+    };
+    let meta = value.get("metadata")?;
+    let name = meta.get("name")?.as_str()?;
+    let namespace = meta
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    Some(ObjectKey {
+        kind,
+        namespace: namespace.into(),
+        name: name.into(),
+    })
 }
 
 fn typed<T: DeserializeOwned>(value: Value) -> Result<T, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        if path == "." { e.into_inner().to_string() } else { format!("{path}: {}", e.into_inner()) }
+        if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{path}: {}", e.into_inner())
+        }
     })
 }
 
@@ -126,7 +189,10 @@ spec:
 "#,
         );
         assert_eq!(docs.len(), 2);
-        let keys: Vec<String> = docs.iter().map(|d| d.as_ref().unwrap().key().to_string()).collect();
+        let keys: Vec<String> = docs
+            .iter()
+            .map(|d| d.as_ref().unwrap().key().to_string())
+            .collect();
         assert_eq!(keys, ["Service default/echo", "Route team/r"]);
     }
 
@@ -154,9 +220,20 @@ spec:
 "#,
         );
         assert_eq!(docs.len(), 3);
-        let msgs: Vec<String> = docs.iter().map(|d| d.as_ref().unwrap_err().to_string()).collect();
-        assert!(msgs[0].contains("spec.timeout") && msgs[0].contains("30s"), "{}", msgs[0]);
-        assert!(msgs[1].contains("document 1") && msgs[1].contains("use Route or Service"), "{}", msgs[1]);
+        let msgs: Vec<String> = docs
+            .iter()
+            .map(|d| d.as_ref().unwrap_err().to_string())
+            .collect();
+        assert!(
+            msgs[0].contains("spec.timeout") && msgs[0].contains("30s"),
+            "{}",
+            msgs[0]
+        );
+        assert!(
+            msgs[1].contains("document 1") && msgs[1].contains("use Route or Service"),
+            "{}",
+            msgs[1]
+        );
         assert!(msgs[2].contains("backend"), "{}", msgs[2]);
     }
 }

@@ -24,11 +24,19 @@ impl ObjectKey {
     }
 
     pub fn service(namespace: &str, name: &str) -> Self {
-        Self { kind: "Service", namespace: namespace.into(), name: name.into() }
+        Self {
+            kind: "Service",
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 
     pub fn route(namespace: &str, name: &str) -> Self {
-        Self { kind: "Route", namespace: namespace.into(), name: name.into() }
+        Self {
+            kind: "Route",
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -116,8 +124,11 @@ pub struct Model {
 impl Model {
     /// Every host named by a served Route, sorted.
     pub fn hosts(&self) -> Vec<String> {
-        let mut hosts: Vec<String> =
-            self.routes.iter().flat_map(|r| r.hosts().iter().cloned()).collect();
+        let mut hosts: Vec<String> = self
+            .routes
+            .iter()
+            .flat_map(|r| r.hosts().iter().cloned())
+            .collect();
         hosts.sort();
         hosts.dedup();
         hosts

@@ -68,17 +68,25 @@ pub struct PathMatch {
 
 impl PathMatch {
     pub fn exact(p: &str) -> Self {
-        Self { exact: Some(p.into()), prefix: None }
+        Self {
+            exact: Some(p.into()),
+            prefix: None,
+        }
     }
 
     pub fn prefix(p: &str) -> Self {
-        Self { exact: None, prefix: Some(p.into()) }
+        Self {
+            exact: None,
+            prefix: Some(p.into()),
+        }
     }
 }
 
 /// One header matcher: `name` plus at most one of `exact`, `prefix`, `regex`; none of
 /// them means the header must be present.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HeaderMatch {
     pub name: String,

@@ -9,7 +9,11 @@ fn checked_in_crds_match_the_types() {
         let path = dir.join(file);
         let on_disk = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e}; run `make crds`", path.display()));
-        assert!(on_disk == yaml, "{} drifted from the Rust types; run `make crds` and commit the result", path.display());
+        assert!(
+            on_disk == yaml,
+            "{} drifted from the Rust types; run `make crds` and commit the result",
+            path.display()
+        );
     }
 }
 
@@ -21,8 +25,14 @@ fn crds_are_structural_and_namespaced() {
         assert_eq!(crd["spec"]["scope"], "Namespaced", "{file}");
         let version = &crd["spec"]["versions"][0];
         assert_eq!(version["name"], "v1alpha1");
-        assert!(version["subresources"]["status"].is_mapping(), "{file}: status subresource");
+        assert!(
+            version["subresources"]["status"].is_mapping(),
+            "{file}: status subresource"
+        );
         // Structural schemas forbid anyOf/oneOf without properties at the same level.
-        assert!(!yaml.contains("anyOf") && !yaml.contains("oneOf"), "{file} has a non-structural schema");
+        assert!(
+            !yaml.contains("anyOf") && !yaml.contains("oneOf"),
+            "{file} has a non-structural schema"
+        );
     }
 }

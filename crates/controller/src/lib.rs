@@ -1,1 +1,11 @@
+//! The control plane's sources and reconcile loop: manifests (a directory now, the
+//! Kubernetes API later) → validated model → translated resources → xDS snapshot.
 #![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod file_source;
+pub mod files;
+pub mod publish;
+pub mod reconcile;
+pub mod serve;
+pub mod state;

@@ -92,7 +92,11 @@ impl DeltaStream {
                     version,
                 }),
                 (None, None) => {
-                    tracing::debug!(type_url = t, nonce = req.response_nonce, "ACK of unknown nonce");
+                    tracing::debug!(
+                        type_url = t,
+                        nonce = req.response_nonce,
+                        "ACK of unknown nonce"
+                    );
                 }
             }
         }
@@ -175,7 +179,7 @@ fn diff<'a>(st: &TypeState, snapshot: &'a Snapshot, t: &str) -> Diff<'a> {
 fn take_pending(pending: &mut VecDeque<(String, String)>, nonce: &str) -> Option<String> {
     let pos = pending.iter().position(|(n, _)| n == nonce)?;
     // Earlier responses are implicitly superseded.
-    pending.drain(..=pos).last().map(|(_, v)| v)
+    pending.drain(..=pos).next_back().map(|(_, v)| v)
 }
 
 fn send(

@@ -87,7 +87,11 @@ impl SotwStream {
 
         if !req.response_nonce.is_empty() {
             if st.nonce.as_deref() != Some(req.response_nonce.as_str()) {
-                tracing::debug!(type_url = t, nonce = req.response_nonce, "ignoring stale request");
+                tracing::debug!(
+                    type_url = t,
+                    nonce = req.response_nonce,
+                    "ignoring stale request"
+                );
                 return out;
             }
             let version = st.sent_version.clone().unwrap_or_default();

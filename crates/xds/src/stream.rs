@@ -107,7 +107,12 @@ async fn run<L: Logic>(
     let mut snapshots = cache.subscribe();
     let mut logic = L::new(snapshots.borrow_and_update().clone());
     let protocol = L::PROTOCOL.as_str();
-    tracing::debug!(stream = handle.stream_id, ?peer, protocol, "ADS stream opened");
+    tracing::debug!(
+        stream = handle.stream_id,
+        ?peer,
+        protocol,
+        "ADS stream opened"
+    );
     loop {
         let out = tokio::select! {
             biased;

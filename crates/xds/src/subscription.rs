@@ -29,8 +29,7 @@ impl Subscription {
     /// wildcard subscription wildcard (Envoy keeps sending empty lists for
     /// LDS/CDS); otherwise it means "nothing".
     pub(crate) fn replace(&self, names: &[String]) -> Subscription {
-        let wildcard =
-            names.iter().any(|n| n == WILDCARD) || (names.is_empty() && self.wildcard);
+        let wildcard = names.iter().any(|n| n == WILDCARD) || (names.is_empty() && self.wildcard);
         Subscription {
             wildcard,
             names: explicit(names),

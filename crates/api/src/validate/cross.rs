@@ -18,7 +18,10 @@ pub(super) fn duplicates<T>(reports: &mut [(Report, &T)]) {
         if !seen.insert(report.key.clone()) {
             report.error(
                 "metadata.name",
-                format!("{} is defined more than once; rename or remove the later copy", report.key),
+                format!(
+                    "{} is defined more than once; rename or remove the later copy",
+                    report.key
+                ),
             );
         }
     }
@@ -27,10 +30,7 @@ pub(super) fn duplicates<T>(reports: &mut [(Report, &T)]) {
 /// One thing a request can match: host ("*" for any), method ("*"), path, headers.
 type MatchKey = (String, String, bool, String, Vec<HeaderMatch>);
 
-pub(super) fn resolve(
-    services: &[(Report, &Service)],
-    routes: &mut [(Report, &Route)],
-) -> Model {
+pub(super) fn resolve(services: &[(Report, &Service)], routes: &mut [(Report, &Route)]) -> Model {
     let accepted: BTreeMap<ObjectKey, Arc<Service>> = services
         .iter()
         .filter(|(r, _)| r.errors.is_empty())
@@ -64,9 +64,12 @@ pub(super) fn resolve(
 
     // Conflicts: oldest first, each Route claims its matches; a later Route that wants
     // a claimed match is Conflicted as a whole (serving half a Route would surprise).
-    let mut order: Vec<usize> = (0..routes.len()).filter(|&i| routes[i].0.is_served()).collect();
+    let mut order: Vec<usize> = (0..routes.len())
+        .filter(|&i| routes[i].0.is_served())
+        .collect();
     order.sort_by(|&a, &b| {
-        age_order(&routes[a].1.metadata, &routes[b].1.metadata).then_with(|| routes[a].0.key.cmp(&routes[b].0.key))
+        age_order(&routes[a].1.metadata, &routes[b].1.metadata)
+            .then_with(|| routes[a].0.key.cmp(&routes[b].0.key))
     });
     let mut owners: HashMap<MatchKey, ObjectKey> = HashMap::new();
     for i in order {
@@ -97,7 +100,10 @@ pub(super) fn resolve(
         entries.extend(entries_of(report, route, &accepted));
     }
     entries.sort_by(precedence);
-    Model { services: accepted, routes: entries }
+    Model {
+        services: accepted,
+        routes: entries,
+    }
 }
 
 fn normalized_headers(route: &Route) -> Vec<HeaderMatch> {
@@ -106,23 +112,40 @@ fn normalized_headers(route: &Route) -> Vec<HeaderMatch> {
         .match_
         .headers
         .iter()
-        .map(|h| HeaderMatch { name: h.name.to_ascii_lowercase(), ..h.clone() })
+        .map(|h| HeaderMatch {
+            name: h.name.to_ascii_lowercase(),
+            ..h.clone()
+        })
         .collect();
     headers.sort();
     headers
 }
 
 fn normalized_methods(route: &Route) -> Vec<String> {
-    let methods: BTreeSet<String> = route.spec.match_.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+    let methods: BTreeSet<String> = route
+        .spec
+        .match_
+        .methods
+        .iter()
+        .map(|m| m.to_ascii_uppercase())
+        .collect();
     methods.into_iter().collect()
 }
 
 fn match_keys(route: &Route) -> Vec<MatchKey> {
     let spec = &route.spec;
     let any = vec!["*".to_string()];
-    let hosts = if spec.hosts.is_empty() { &any } else { &spec.hosts };
+    let hosts = if spec.hosts.is_empty() {
+        &any
+    } else {
+        &spec.hosts
+    };
     let methods = normalized_methods(route);
-    let methods = if methods.is_empty() { any.clone() } else { methods };
+    let methods = if methods.is_empty() {
+        any.clone()
+    } else {
+        methods
+    };
     let headers = normalized_headers(route);
     let mut keys = Vec::new();
     for h in hosts {
@@ -149,7 +172,12 @@ fn entries_of(
         .spec
         .backends
         .iter()
-        .map(|b| (ObjectKey::service(&report.key.namespace, &b.service), b.weight()))
+        .map(|b| {
+            (
+                ObjectKey::service(&report.key.namespace, &b.service),
+                b.weight(),
+            )
+        })
         .collect();
     let timeout = route.spec.timeout.unwrap_or_else(|| {
         backends

@@ -48,7 +48,14 @@ pub struct Report {
 
 impl Report {
     fn new(key: ObjectKey, generation: Option<i64>) -> Self {
-        Self { key, generation, errors: vec![], warnings: vec![], unresolved: vec![], conflict: None }
+        Self {
+            key,
+            generation,
+            errors: vec![],
+            warnings: vec![],
+            unresolved: vec![],
+            conflict: None,
+        }
     }
 
     /// Served by the gateway.
@@ -58,13 +65,20 @@ impl Report {
 
     /// Every problem that keeps the object from being served.
     pub fn problems(&self) -> impl Iterator<Item = &Issue> {
-        self.errors.iter().chain(&self.unresolved).chain(&self.conflict)
+        self.errors
+            .iter()
+            .chain(&self.unresolved)
+            .chain(&self.conflict)
     }
 
     /// Status conditions (without Programmed, which needs Envoy's answer).
     pub fn conditions(&self) -> Vec<Condition> {
         let join = |issues: &[Issue]| {
-            issues.iter().map(|i| format!("{}: {}", i.field, i.message)).collect::<Vec<_>>().join("; ")
+            issues
+                .iter()
+                .map(|i| format!("{}: {}", i.field, i.message))
+                .collect::<Vec<_>>()
+                .join("; ")
         };
         let mut out = vec![if self.errors.is_empty() {
             Condition::new(ACCEPTED, true, "Accepted", join(&self.warnings))

@@ -2,7 +2,8 @@
 
 /// A DNS host name as a client sends it in `Host`, optionally with a leading `*.`.
 pub fn check_host(host: &str) -> Result<(), String> {
-    let fix = "write a DNS name such as api.example.com or *.example.com, without scheme, port or path";
+    let fix =
+        "write a DNS name such as api.example.com or *.example.com, without scheme, port or path";
     if host.is_empty() {
         return Err(format!("empty host; {fix}"));
     }
@@ -10,7 +11,10 @@ pub fn check_host(host: &str) -> Result<(), String> {
         return Err(format!("{host:?} is not a host name; {fix}"));
     }
     if host.chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(format!("{host:?} has upper-case letters; write it as {:?}", host.to_ascii_lowercase()));
+        return Err(format!(
+            "{host:?} has upper-case letters; write it as {:?}",
+            host.to_ascii_lowercase()
+        ));
     }
     let bare = host.strip_prefix("*.").unwrap_or(host);
     if host.len() > 253 || bare.split('.').any(|label| !is_label(label)) {
@@ -24,7 +28,9 @@ fn is_label(label: &str) -> bool {
         && label.len() <= 63
         && !label.starts_with('-')
         && !label.ends_with('-')
-        && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// `host:port`, `ip:port` or `[ipv6]:port`. Returns (host, port, host is an IP).
@@ -55,19 +61,27 @@ pub fn check_path(path: &str) -> Result<(), String> {
         return Err("empty path; write an absolute path such as /v1/items".into());
     }
     if !path.starts_with('/') {
-        return Err(format!("{path:?} does not start with /; write it as \"/{path}\""));
+        return Err(format!(
+            "{path:?} does not start with /; write it as \"/{path}\""
+        ));
     }
     if path.contains(['?', '#']) {
-        return Err(format!("{path:?} has a query or fragment; match the path only"));
+        return Err(format!(
+            "{path:?} has a query or fragment; match the path only"
+        ));
     }
     if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{path:?} contains whitespace; percent-encode it (%20)"));
+        return Err(format!(
+            "{path:?} contains whitespace; percent-encode it (%20)"
+        ));
     }
     Ok(())
 }
 
 /// HTTP methods a Route may name.
-pub const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
+pub const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
 
 /// Kubernetes-style object name (RFC 1123 subdomain), used for names we put into Envoy.
 pub fn check_name(name: &str) -> Result<(), String> {
@@ -88,17 +102,38 @@ mod tests {
         for ok in ["api.example.com", "*.example.com", "localhost", "a-b.c1"] {
             assert_eq!(check_host(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "API.example.com", "https://x.com", "x.com:8080", "x..com", "-x.com", "a b"] {
+        for bad in [
+            "",
+            "API.example.com",
+            "https://x.com",
+            "x.com:8080",
+            "x..com",
+            "-x.com",
+            "a b",
+        ] {
             assert!(check_host(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn addresses() {
-        assert_eq!(parse_address("127.0.0.1:80"), Ok(("127.0.0.1".into(), 80, true)));
+        assert_eq!(
+            parse_address("127.0.0.1:80"),
+            Ok(("127.0.0.1".into(), 80, true))
+        );
         assert_eq!(parse_address("[::1]:8080"), Ok(("::1".into(), 8080, true)));
-        assert_eq!(parse_address("api.internal:443"), Ok(("api.internal".into(), 443, false)));
-        for bad in ["127.0.0.1", "host:0", "host:http", ":80", "h_st:80", "10.0.0.1:70000"] {
+        assert_eq!(
+            parse_address("api.internal:443"),
+            Ok(("api.internal".into(), 443, false))
+        );
+        for bad in [
+            "127.0.0.1",
+            "host:0",
+            "host:http",
+            ":80",
+            "h_st:80",
+            "10.0.0.1:70000",
+        ] {
             assert!(parse_address(bad).is_err(), "{bad}");
         }
     }

@@ -14,7 +14,10 @@ pub(super) fn check(route: &Route, report: &mut Report) {
         if let Err(e) = names::check_host(h) {
             report.error(&format!("spec.hosts[{i}]"), e);
         } else if !hosts.insert(h) {
-            report.error(&format!("spec.hosts[{i}]"), format!("duplicate host {h:?}; list it once"));
+            report.error(
+                &format!("spec.hosts[{i}]"),
+                format!("duplicate host {h:?}; list it once"),
+            );
         }
     }
     let m = &spec.match_;
@@ -23,7 +26,13 @@ pub(super) fn check(route: &Route, report: &mut Report) {
         let field = format!("spec.match.methods[{i}]");
         let upper = method.to_ascii_uppercase();
         if !names::METHODS.contains(&upper.as_str()) {
-            report.error(&field, format!("unknown method {method:?}; use one of {}", names::METHODS.join(", ")));
+            report.error(
+                &field,
+                format!(
+                    "unknown method {method:?}; use one of {}",
+                    names::METHODS.join(", ")
+                ),
+            );
         } else if !methods.insert(upper) {
             report.error(&field, format!("duplicate method {method:?}; list it once"));
         }
@@ -48,40 +57,75 @@ pub(super) fn check(route: &Route, report: &mut Report) {
         if let Err(e) = names::check_path(value) {
             report.error(&format!("{field}.{kind}"), e);
         } else if !paths.insert((kind, value)) {
-            report.error(&format!("{field}.{kind}"), format!("duplicate path {kind}: {value}; list it once"));
+            report.error(
+                &format!("{field}.{kind}"),
+                format!("duplicate path {kind}: {value}; list it once"),
+            );
         }
     }
     let mut headers = BTreeSet::new();
     for (i, h) in m.headers.iter().enumerate() {
         let field = format!("spec.match.headers[{i}]");
-        if h.name.is_empty() || !h.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            report.error(&format!("{field}.name"), format!("{:?} is not a header name; use letters, digits and '-'", h.name));
+        if h.name.is_empty()
+            || !h
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            report.error(
+                &format!("{field}.name"),
+                format!(
+                    "{:?} is not a header name; use letters, digits and '-'",
+                    h.name
+                ),
+            );
         } else if h.name.starts_with(':') || h.name.eq_ignore_ascii_case("host") {
-            report.error(&format!("{field}.name"), "match the host with spec.hosts and the method with spec.match.methods".into());
+            report.error(
+                &format!("{field}.name"),
+                "match the host with spec.hosts and the method with spec.match.methods".into(),
+            );
         } else if !headers.insert(h.name.to_ascii_lowercase()) {
-            report.error(&format!("{field}.name"), format!("header {:?} listed twice; combine the matchers", h.name));
+            report.error(
+                &format!("{field}.name"),
+                format!("header {:?} listed twice; combine the matchers", h.name),
+            );
         }
-        let set = [h.exact.is_some(), h.prefix.is_some(), h.regex.is_some()].iter().filter(|b| **b).count();
+        let set = [h.exact.is_some(), h.prefix.is_some(), h.regex.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
         if set > 1 {
             report.error(&field, "set at most one of exact, prefix and regex (none means the header must be present)".into());
         }
         if let Some(re) = &h.regex
             && let Err(e) = regex_syntax::Parser::new().parse(re)
         {
-            report.error(&format!("{field}.regex"), format!("invalid regular expression: {e}"));
+            report.error(
+                &format!("{field}.regex"),
+                format!("invalid regular expression: {e}"),
+            );
         }
     }
     if spec.backends.is_empty() {
-        report.error("spec.backends", "no backends; add at least one {service: <Service name>}".into());
+        report.error(
+            "spec.backends",
+            "no backends; add at least one {service: <Service name>}".into(),
+        );
     }
     let mut services = BTreeSet::new();
     for (i, b) in spec.backends.iter().enumerate() {
         if b.service.is_empty() {
-            report.error(&format!("spec.backends[{i}].service"), "empty; name a Service in this namespace".into());
+            report.error(
+                &format!("spec.backends[{i}].service"),
+                "empty; name a Service in this namespace".into(),
+            );
         } else if !services.insert(&b.service) {
             report.error(
                 &format!("spec.backends[{i}].service"),
-                format!("Service {:?} listed twice; list it once and add the weights", b.service),
+                format!(
+                    "Service {:?} listed twice; list it once and add the weights",
+                    b.service
+                ),
             );
         }
     }

@@ -10,7 +10,10 @@ pub(super) fn check(svc: &Service, report: &mut Report) {
     }
     let spec = &svc.spec;
     if spec.destinations.is_empty() {
-        report.error("spec.destinations", "no destinations; add at least one {name, address}".into());
+        report.error(
+            "spec.destinations",
+            "no destinations; add at least one {name, address}".into(),
+        );
     }
     let mut seen = BTreeSet::new();
     for (i, d) in spec.destinations.iter().enumerate() {
@@ -20,7 +23,10 @@ pub(super) fn check(svc: &Service, report: &mut Report) {
         } else if !seen.insert(d.name.as_str()) {
             report.error(
                 &format!("{field}.name"),
-                format!("duplicate destination name {:?}; give each destination its own name", d.name),
+                format!(
+                    "duplicate destination name {:?}; give each destination its own name",
+                    d.name
+                ),
             );
         }
         match (&d.address, &d.service_ref) {
@@ -34,7 +40,10 @@ pub(super) fn check(svc: &Service, report: &mut Report) {
                     report.error(&format!("{field}.serviceRef.name"), e);
                 }
                 if r.port == 0 {
-                    report.error(&format!("{field}.serviceRef.port"), "port 0; set the Kubernetes Service port".into());
+                    report.error(
+                        &format!("{field}.serviceRef.port"),
+                        "port 0; set the Kubernetes Service port".into(),
+                    );
                 }
             }
             (Some(_), Some(_)) => report.error(
@@ -63,9 +72,17 @@ pub(super) fn check(svc: &Service, report: &mut Report) {
     }
     if let Some(t) = spec.connect_timeout {
         if t.0.is_zero() {
-            report.error("spec.connectTimeout", "0s would fail every connection; use e.g. 2s".into());
+            report.error(
+                "spec.connectTimeout",
+                "0s would fail every connection; use e.g. 2s".into(),
+            );
         } else if t > crate::Duration::from_secs(30) {
-            report.error("spec.connectTimeout", format!("{t} is over the 30s maximum; a connect that slow is a failure, use 5s or less"));
+            report.error(
+                "spec.connectTimeout",
+                format!(
+                    "{t} is over the 30s maximum; a connect that slow is a failure, use 5s or less"
+                ),
+            );
         }
     }
 }
@@ -73,7 +90,10 @@ pub(super) fn check(svc: &Service, report: &mut Report) {
 /// Request timeouts: positive and at most 60s (Envoy's infinite default never leaks).
 pub(super) fn check_timeout(report: &mut Report, field: &str, t: crate::Duration) {
     if t.0.is_zero() {
-        report.error(field, format!("0s means no timeout; set a value between 1ms and {MAX_TIMEOUT}"));
+        report.error(
+            field,
+            format!("0s means no timeout; set a value between 1ms and {MAX_TIMEOUT}"),
+        );
     } else if t > MAX_TIMEOUT {
         report.error(
             field,
@@ -84,6 +104,10 @@ pub(super) fn check_timeout(report: &mut Report, field: &str, t: crate::Duration
 
 impl Report {
     pub(super) fn error(&mut self, field: &str, message: String) {
-        self.errors.push(super::Issue { object: self.key.clone(), field: field.into(), message });
+        self.errors.push(super::Issue {
+            object: self.key.clone(),
+            field: field.into(),
+            message,
+        });
     }
 }

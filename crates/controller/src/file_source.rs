@@ -1,0 +1,167 @@
+//! File mode: a directory of manifests, read whole on every change, reconciled against
+//! what is serving, and published.
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use portcullis_api::{Document, ObjectKey};
+use serde::Serialize;
+
+use crate::{
+    files,
+    reconcile::{Objects, reconcile},
+    state::Created,
+};
+
+/// What the last reload found, for logs and `GET /debug/objects`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Board {
+    /// Snapshot version published by the last reload.
+    pub version: String,
+    /// Documents that could not be read: `file: document N (Kind name): field: message`.
+    pub file_errors: Vec<String>,
+    /// Every object with its conditions.
+    pub objects: Vec<ObjectView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ObjectView {
+    pub object: String,
+    pub served: bool,
+    pub conditions: Vec<portcullis_api::Condition>,
+}
+
+pub struct FileSource {
+    dir: PathBuf,
+    last_served: Objects,
+    /// First-seen times: the creation time of objects that do not carry one.
+    pub created: Created,
+}
+
+/// Result of one reload.
+pub struct Reloaded {
+    pub model: portcullis_api::Model,
+    pub board: Board,
+}
+
+impl FileSource {
+    pub fn new(dir: PathBuf, created: Created) -> Self {
+        Self {
+            dir,
+            last_served: Objects::new(),
+            created,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads the directory and reconciles it. Never fails: an unreadable directory is
+    /// reported and everything last served stays served.
+    pub fn reload(&mut self) -> Reloaded {
+        let loaded = match files::load(&self.dir) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "cannot read the config directory; keeping what is served");
+                let mut l = files::Loaded::default();
+                l.errors.push(files::FileError {
+                    file: self.dir.clone(),
+                    error: portcullis_api::ParseError {
+                        index: 0,
+                        key: None,
+                        object: None,
+                        message: e.to_string(),
+                    },
+                });
+                // Unattributable failure: keep every object.
+                let failed: BTreeSet<ObjectKey> = self.last_served.keys().cloned().collect();
+                return self.finish(Objects::new(), failed, &l);
+            }
+        };
+        let mut failed: BTreeSet<ObjectKey> = loaded.failed_keys().cloned().collect();
+        // A broken YAML stream hides the objects after the break: keep those from that file.
+        let broken: BTreeSet<&Path> = loaded.broken_files().collect();
+        let mut current = Objects::new();
+        let now = Timestamp::now();
+        for (file, doc) in &loaded.documents {
+            let mut doc = doc.clone();
+            self.stamp(&mut doc, now);
+            let key = doc.key();
+            if current.contains_key(&key) {
+                // Duplicate across files: validation reports it; first copy wins.
+                tracing::warn!(object = %key, file = %file.display(), "object defined more than once; the first copy wins");
+                continue;
+            }
+            current.insert(key, doc);
+        }
+        if !broken.is_empty() {
+            failed.extend(
+                self.last_served
+                    .keys()
+                    .filter(|k| !current.contains_key(*k))
+                    .cloned(),
+            );
+        }
+        self.finish(current, failed, &loaded)
+    }
+
+    fn finish(
+        &mut self,
+        current: Objects,
+        failed: BTreeSet<ObjectKey>,
+        loaded: &files::Loaded,
+    ) -> Reloaded {
+        let result = reconcile(&current, &failed, &self.last_served);
+        for e in &loaded.errors {
+            tracing::warn!("{e}");
+        }
+        for issue in result.outcome.problems() {
+            tracing::warn!("{issue}");
+        }
+        let objects = result
+            .outcome
+            .reports
+            .iter()
+            .map(|r| ObjectView {
+                object: r.key.to_string(),
+                served: result.served.contains_key(&r.key),
+                conditions: r.conditions(),
+            })
+            .collect();
+        self.created.retain(|k, _| {
+            current
+                .keys()
+                .chain(result.served.keys())
+                .any(|o| &o.to_string() == k)
+        });
+        self.last_served = result.served;
+        Reloaded {
+            model: result.outcome.model,
+            board: Board {
+                version: String::new(),
+                file_errors: loaded.errors.iter().map(ToString::to_string).collect(),
+                objects,
+            },
+        }
+    }
+
+    /// Objects from files carry no creation time; the first time the source saw them
+    /// stands in, so "older wins" means "registered first", as in Kubernetes.
+    fn stamp(&mut self, doc: &mut Document, now: Timestamp) {
+        let key = doc.key().to_string();
+        let meta = match doc {
+            Document::Route(r) => &mut r.metadata,
+            Document::Service(s) => &mut s.metadata,
+        };
+        if meta.creation_timestamp.is_some() {
+            return;
+        }
+        let seen = self.created.entry(key).or_insert_with(|| now.to_string());
+        let ts = seen.parse::<Timestamp>().unwrap_or(now);
+        meta.creation_timestamp = Some(Time(ts));
+    }
+}

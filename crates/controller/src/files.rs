@@ -1,0 +1,188 @@
+//! The directory source: every `*.yaml`/`*.yml` file under a directory (recursively,
+//! skipping dot-files, so Kubernetes ConfigMap mounts with their `..data` links work),
+//! parsed document by document.
+//!
+//! Watching is by polling a cheap fingerprint (paths, sizes, mtimes) rather than inotify:
+//! it works the same on every filesystem, including ConfigMap volumes whose atomic
+//! symlink swaps inotify watchers tend to miss, and costs one stat per file per tick.
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use portcullis_api::{Document, ObjectKey, ParseError, parse_documents};
+
+/// One document that could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileError {
+    pub file: PathBuf,
+    pub error: ParseError,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.error)
+    }
+}
+
+/// A directory read once.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Documents in file-name order, then document order.
+    pub documents: Vec<(PathBuf, Document)>,
+    pub errors: Vec<FileError>,
+}
+
+impl Loaded {
+    /// Objects that failed to parse (when their key could be read), and files that
+    /// failed as a whole: their previously good objects keep serving.
+    pub fn failed_keys(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.errors.iter().filter_map(|e| e.error.key.as_ref())
+    }
+
+    /// Files in which a document could not be attributed to an object (broken YAML).
+    pub fn broken_files(&self) -> impl Iterator<Item = &Path> {
+        self.errors
+            .iter()
+            .filter(|e| e.error.key.is_none())
+            .map(|e| e.file.as_path())
+    }
+}
+
+/// Reads every manifest under `dir` (or `dir` itself when it is a file).
+pub fn load(dir: &Path) -> std::io::Result<Loaded> {
+    let mut loaded = Loaded::default();
+    for file in manifest_files(dir)? {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                loaded.errors.push(FileError {
+                    file: file.clone(),
+                    error: ParseError {
+                        index: 0,
+                        key: None,
+                        object: None,
+                        message: format!("cannot read: {e}"),
+                    },
+                });
+                continue;
+            }
+        };
+        for doc in parse_documents(&text) {
+            match doc {
+                Ok(d) => loaded.documents.push((file.clone(), d)),
+                Err(error) => loaded.errors.push(FileError {
+                    file: file.clone(),
+                    error,
+                }),
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+/// Manifest files, sorted, so the load order (and first-copy-wins) is deterministic.
+pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if dir.is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            let hidden = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            ) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What a directory looks like from the outside; changes when any manifest changes.
+pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    manifest_files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let modified = meta.and_then(|m| m.modified().ok());
+            (p, len, modified)
+        })
+        .collect()
+}
+
+/// Polls `dir` every `interval` and calls `on_change` once the fingerprint has changed
+/// and then held still for `settle` (editors write files in several steps).
+pub async fn watch(
+    dir: PathBuf,
+    interval: Duration,
+    settle: Duration,
+    mut on_change: impl FnMut(),
+) {
+    let mut seen = fingerprint(&dir);
+    loop {
+        tokio::time::sleep(interval).await;
+        let mut now = fingerprint(&dir);
+        if now == seen {
+            continue;
+        }
+        // Debounce: wait until two reads `settle` apart agree.
+        loop {
+            tokio::time::sleep(settle).await;
+            let again = fingerprint(&dir);
+            if again == now {
+                break;
+            }
+            now = again;
+        }
+        seen = now;
+        on_change();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_recursively_and_reports_bad_documents_with_file_and_index() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("team")).unwrap();
+        std::fs::create_dir(dir.path().join("..data")).unwrap();
+        std::fs::write(
+            dir.path().join("team/svc.yaml"),
+            "apiVersion: portcullis.dev/v1alpha1\nkind: Service\nmetadata: {name: s}\nspec: {destinations: [{name: a, address: '127.0.0.1:1'}]}\n---\napiVersion: portcullis.dev/v1alpha1\nkind: Service\nmetadata: {name: t}\nspec: {destinations: 3}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("..data/ignored.yaml"), "garbage: [").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "garbage: [").unwrap();
+        let loaded = load(dir.path()).unwrap();
+        assert_eq!(loaded.documents.len(), 1);
+        assert_eq!(loaded.errors.len(), 1);
+        let msg = loaded.errors[0].to_string();
+        assert!(
+            msg.contains("team/svc.yaml: document 1 (Service t): spec.destinations"),
+            "{msg}"
+        );
+        assert_eq!(
+            loaded.failed_keys().next().unwrap().to_string(),
+            "Service default/t"
+        );
+    }
+}

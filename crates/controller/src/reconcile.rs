@@ -1,0 +1,94 @@
+//! Keeps what is serving when an edit breaks it: an object whose new version fails
+//! (unparseable, invalid, or conflicting) keeps its last served version, and its report
+//! still carries the new version's error. Pure; sources call it with what they read.
+use std::collections::{BTreeMap, BTreeSet};
+
+use portcullis_api::{
+    Document, ObjectKey, Route, Service,
+    validate::{Issue, Outcome, validate},
+};
+
+/// The objects a source currently sees, by key.
+pub type Objects = BTreeMap<ObjectKey, Document>;
+
+/// Result of one reconcile.
+pub struct Reconciled {
+    pub outcome: Outcome,
+    /// What is being served now; the `last_served` of the next call.
+    pub served: Objects,
+    /// Objects whose last served version was kept because the new one failed.
+    pub kept: BTreeSet<ObjectKey>,
+}
+
+/// `current`: objects read now. `failed`: keys whose new document did not even parse.
+/// `last_served`: the previous call's `served`.
+pub fn reconcile(
+    current: &Objects,
+    failed: &BTreeSet<ObjectKey>,
+    last_served: &Objects,
+) -> Reconciled {
+    let mut objects = current.clone();
+    let mut kept = BTreeSet::new();
+    for key in failed {
+        if !objects.contains_key(key)
+            && let Some(old) = last_served.get(key)
+        {
+            objects.insert(key.clone(), old.clone());
+            kept.insert(key.clone());
+        }
+    }
+    let first = run(&objects);
+    let mut retry = false;
+    for report in &first.reports {
+        let own_fault = !report.errors.is_empty() || report.conflict.is_some();
+        if own_fault
+            && let (Some(old), Some(new)) = (last_served.get(&report.key), objects.get(&report.key))
+            && old != new
+        {
+            objects.insert(report.key.clone(), old.clone());
+            kept.insert(report.key.clone());
+            retry = true;
+        }
+    }
+    let mut outcome = if retry { run(&objects) } else { first.clone() };
+    let served: Objects = objects
+        .into_iter()
+        .filter(|(k, _)| outcome.report(k).is_some_and(|r| r.is_served()))
+        .collect();
+    kept.retain(|k| served.contains_key(k));
+    // Reports describe what the user wrote: the failing new version, plus a note.
+    for report in &mut outcome.reports {
+        if !kept.contains(&report.key) {
+            continue;
+        }
+        if let Some(new) = first.report(&report.key) {
+            report.errors = new.errors.clone();
+            report.conflict = new.conflict.clone();
+        }
+        report.warnings.push(Issue {
+            object: report.key.clone(),
+            field: "metadata".into(),
+            message: "the last accepted version of this object is still being served; fix the error to apply the change".into(),
+        });
+    }
+    Reconciled {
+        outcome,
+        served,
+        kept,
+    }
+}
+
+fn run(objects: &Objects) -> Outcome {
+    let mut routes: Vec<Route> = Vec::new();
+    let mut services: Vec<Service> = Vec::new();
+    for doc in objects.values() {
+        match doc {
+            Document::Route(r) => routes.push((**r).clone()),
+            Document::Service(s) => services.push((**s).clone()),
+        }
+    }
+    validate(&routes, &services)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+//! `portcullis serve`: the file-mode control plane. Order of start-up matters: the
+//! state file is served before the directory is read, so Envoys reconnecting to a
+//! restarted control plane never see an empty or partial configuration.
+use std::{
+    future::Future,
+    path::PathBuf,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use parking_lot::RwLock;
+use portcullis_translate::Options;
+use portcullis_xds::Cache;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+
+use crate::{
+    admin::{self, AdminState},
+    file_source::{Board, FileSource},
+    publish::Publisher,
+};
+
+pub struct ServeConfig {
+    pub config_dir: PathBuf,
+    pub state_file: Option<PathBuf>,
+    pub options: Options,
+    /// How often the directory is checked for changes.
+    pub poll_interval: Duration,
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(
+    config: ServeConfig,
+    xds: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let ServeConfig {
+        config_dir,
+        state_file,
+        options,
+        poll_interval,
+    } = config;
+    let registry = Registry::new();
+    let cache = Cache::new(&registry);
+    let publisher = Publisher::new(cache.clone(), options, state_file, &registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    let mut created = Default::default();
+    if let Some(state) = &publisher.state {
+        match state.load() {
+            Ok(Some((snapshot, c))) => {
+                tracing::info!(version = snapshot.version(), path = %state.path().display(), "serving the saved snapshot until the source is read");
+                cache.set_snapshot(snapshot);
+                created = c;
+                ready.store(true, std::sync::atomic::Ordering::Release);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, path = %state.path().display(), "ignoring an unreadable state file")
+            }
+        }
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tracing::info!(xds = %xds.local_addr()?, admin = %admin.local_addr()?, dir = %config_dir.display(), "control plane starting");
+    let xds_task = tokio::spawn(portcullis_xds::serve(
+        xds,
+        cache.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let board = Arc::new(RwLock::new(Board::default()));
+    let admin_state = AdminState {
+        cache: cache.clone(),
+        registry: registry.clone(),
+        board: board.clone(),
+        ready: ready.clone(),
+    };
+    let admin_task = tokio::spawn({
+        let shutdown = stopped(stop_rx.clone());
+        async move {
+            axum::serve(admin, admin::router(admin_state))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    });
+
+    let mut source = FileSource::new(config_dir.clone(), created);
+    let mut reload = move || {
+        let reloaded = source.reload();
+        let version = publisher.publish(&reloaded.model, &source.created);
+        tracing::info!(
+            version,
+            routes = reloaded.model.routes.len(),
+            services = reloaded.model.services.len(),
+            "published"
+        );
+        let mut b = reloaded.board;
+        b.version = version;
+        *board.write() = b;
+        ready.store(true, std::sync::atomic::Ordering::Release);
+    };
+    reload();
+    let watcher = tokio::spawn(crate::files::watch(
+        config_dir,
+        poll_interval,
+        Duration::from_millis(50),
+        reload,
+    ));
+
+    shutdown.await;
+    watcher.abort();
+    let _ = stop_tx.send(true);
+    xds_task.await??;
+    admin_task.await??;
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Envoy bootstrap: node identity, admin address, and ADS (SotW or Delta) to the
+//! control plane. Everything else (listeners, routes, clusters) comes over xDS.
+use serde_json::{Value, json};
+
+#[derive(Clone, Debug)]
+pub struct Bootstrap {
+    /// Control plane ADS address, `host:port`.
+    pub xds_addr: String,
+    pub node_id: String,
+    pub node_cluster: String,
+    /// Admin port on 127.0.0.1; 0 lets the kernel choose (read it back with
+    /// `--admin-address-path`).
+    pub admin_port: u16,
+    /// HTTP listener port, recorded in node metadata for operators; the listener itself
+    /// comes from the control plane (`serve --listen-port`).
+    pub listen_port: u16,
+    /// Incremental (Delta) xDS instead of State of the World.
+    pub delta: bool,
+}
+
+impl Bootstrap {
+    pub fn new(xds_addr: impl Into<String>, node_id: impl Into<String>) -> Self {
+        Self {
+            xds_addr: xds_addr.into(),
+            node_id: node_id.into(),
+            node_cluster: "portcullis".into(),
+            admin_port: 9901,
+            listen_port: 10000,
+            delta: false,
+        }
+    }
+
+    pub fn to_json(&self) -> anyhow::Result<Value> {
+        let (host, port) = self
+            .xds_addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--xds-addr {:?}: write it as host:port, e.g. 127.0.0.1:18000",
+                    self.xds_addr
+                )
+            })?;
+        let discovery = if host.parse::<std::net::IpAddr>().is_ok() {
+            "STATIC"
+        } else {
+            "STRICT_DNS"
+        };
+        let ads = json!({"ads": {}, "resource_api_version": "V3"});
+        Ok(json!({
+            "node": {
+                "id": self.node_id,
+                "cluster": self.node_cluster,
+                "metadata": {"portcullis.dev/listen-port": self.listen_port},
+            },
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": self.admin_port}}},
+            "dynamic_resources": {
+                "ads_config": {
+                    "api_type": if self.delta { "DELTA_GRPC" } else { "GRPC" },
+                    "transport_api_version": "V3",
+                    "set_node_on_first_message_only": true,
+                    "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}],
+                },
+                "cds_config": ads,
+                "lds_config": ads,
+            },
+            "static_resources": {"clusters": [{
+                "name": "xds",
+                "type": discovery,
+                "connect_timeout": "1s",
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": {"http2_protocol_options": {
+                            // Notices a dead control plane quickly; Envoy reconnects with backoff.
+                            "connection_keepalive": {"interval": "15s", "timeout": "5s"}
+                        }}
+                    }
+                },
+                "load_assignment": {"cluster_name": "xds", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                    "address": {"socket_address": {"address": host, "port_value": port}}
+                }}]}]},
+            }]},
+            // Without a connection limit Envoy warns at start and accepts without bound.
+            "overload_manager": {"resource_monitors": [{
+                "name": "envoy.resource_monitors.global_downstream_max_connections",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                    "max_active_downstream_connections": 50000
+                }
+            }]},
+        }))
+    }
+
+    pub fn to_yaml(&self) -> anyhow::Result<String> {
+        Ok(serde_yaml::to_string(&self.to_json()?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sotw_and_delta_variants() {
+        let mut b = Bootstrap::new("127.0.0.1:18000", "n1");
+        let v = b.to_json().unwrap();
+        assert_eq!(v["dynamic_resources"]["ads_config"]["api_type"], "GRPC");
+        assert_eq!(v["static_resources"]["clusters"][0]["type"], "STATIC");
+        b.delta = true;
+        b.xds_addr = "portcullis.system.svc:18000".into();
+        let v = b.to_json().unwrap();
+        assert_eq!(
+            v["dynamic_resources"]["ads_config"]["api_type"],
+            "DELTA_GRPC"
+        );
+        assert_eq!(v["static_resources"]["clusters"][0]["type"], "STRICT_DNS");
+        b.xds_addr = "nope".into();
+        assert!(b.to_json().unwrap_err().to_string().contains("host:port"));
+    }
+}

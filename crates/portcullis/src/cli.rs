@@ -1,0 +1,214 @@
+//! Command-line interface: one binary, one subcommand per component.
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+
+use crate::bootstrap::Bootstrap;
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Envoy xDS control plane and filter services"
+)]
+pub struct Cli {
+    /// Log filter (RUST_LOG syntax).
+    #[arg(long, env = "PORTCULLIS_LOG", default_value = "info", global = true)]
+    log: String,
+    /// Log as JSON lines.
+    #[arg(long, env = "PORTCULLIS_LOG_JSON", global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Control plane with a directory of manifests as the source (watched).
+    Serve(ServeArgs),
+    /// Everything on this machine: control plane, demo backends and Envoy.
+    Up(crate::up::UpArgs),
+    /// Check manifests offline, with the same rules the control plane applies.
+    Validate {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the CustomResourceDefinitions.
+    Crds,
+    /// Print an Envoy bootstrap pointing at a control plane.
+    Bootstrap(BootstrapArgs),
+    /// Run the demo echo backend.
+    Echo {
+        #[arg(long, env = "PORTCULLIS_ECHO_ADDR", default_value = "127.0.0.1:18080")]
+        addr: SocketAddr,
+        #[arg(long, env = "PORTCULLIS_ECHO_NAME", default_value = "echo")]
+        name: String,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Directory (or file) of Route and Service manifests.
+    #[arg(long, env = "PORTCULLIS_CONFIG")]
+    pub config: PathBuf,
+    #[arg(long, env = "PORTCULLIS_XDS_ADDR", default_value = "127.0.0.1:18000")]
+    pub xds_addr: SocketAddr,
+    #[arg(long, env = "PORTCULLIS_ADMIN_ADDR", default_value = "127.0.0.1:18001")]
+    pub admin_addr: SocketAddr,
+    /// Where the last published snapshot is kept, and served from on start.
+    #[arg(long, env = "PORTCULLIS_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Address of Envoy's HTTP listener.
+    #[arg(long, env = "PORTCULLIS_LISTEN_ADDRESS", default_value = "0.0.0.0")]
+    pub listen_address: String,
+    /// Port of Envoy's HTTP listener (0: the kernel picks one per Envoy).
+    #[arg(long, env = "PORTCULLIS_LISTEN_PORT", default_value_t = 10000)]
+    pub listen_port: u16,
+    /// How often the config directory is checked for changes, in milliseconds.
+    #[arg(long, env = "PORTCULLIS_POLL_MS", default_value_t = 200)]
+    pub poll_ms: u64,
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> portcullis_controller::serve::ServeConfig {
+        let Self {
+            config,
+            xds_addr: _,
+            admin_addr: _,
+            state_file,
+            listen_address,
+            listen_port,
+            poll_ms,
+        } = self;
+        portcullis_controller::serve::ServeConfig {
+            config_dir: config,
+            state_file,
+            options: portcullis_translate::Options {
+                listen_address,
+                listen_port,
+            },
+            poll_interval: Duration::from_millis(poll_ms),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct BootstrapArgs {
+    #[arg(long, env = "PORTCULLIS_XDS_ADDR", default_value = "127.0.0.1:18000")]
+    xds_addr: String,
+    #[arg(long, env = "PORTCULLIS_NODE_ID", default_value = "envoy")]
+    node_id: String,
+    /// HTTP listener port (recorded in node metadata; the control plane's
+    /// `--listen-port` decides the listener).
+    #[arg(long, default_value_t = 10000)]
+    port: u16,
+    #[arg(long, default_value_t = 9901)]
+    admin_port: u16,
+    /// Use incremental (Delta) xDS.
+    #[arg(long)]
+    delta: bool,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Cli {
+        log,
+        log_json,
+        command,
+    } = cli;
+    match command {
+        Command::Validate { paths } => return crate::validate_cmd::run(&paths),
+        Command::Crds => {
+            print!("{}", portcullis_api::crds::to_yaml());
+            return ExitCode::SUCCESS;
+        }
+        Command::Bootstrap(BootstrapArgs {
+            xds_addr,
+            node_id,
+            port,
+            admin_port,
+            delta,
+        }) => {
+            let mut b = Bootstrap::new(xds_addr, node_id);
+            b.listen_port = port;
+            b.admin_port = admin_port;
+            b.delta = delta;
+            return match b.to_yaml() {
+                Ok(y) => {
+                    print!("{y}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        _ => {}
+    }
+    portcullis_telemetry::init_logging(&log, log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Serve(args) => serve(args).await,
+            Command::Up(args) => crate::up::run(args).await,
+            Command::Echo { addr, name } => {
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                tracing::info!(%addr, name, "echo backend listening");
+                crate::echo::serve(listener, name, ctrl_c()).await?;
+                Ok(())
+            }
+            Command::Validate { .. } | Command::Crds | Command::Bootstrap(_) => {
+                unreachable!("handled above")
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let xds = bind(args.xds_addr, "--xds-addr").await?;
+    let admin = bind(args.admin_addr, "--admin-addr").await?;
+    portcullis_controller::serve::run(args.into_config(), xds, admin, ctrl_c()).await
+}
+
+pub async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("{flag} {addr}: cannot listen ({e}); pick a free port"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn ctrl_c() {
+    let term = async {
+        #[cfg(unix)]
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,189 @@
+//! `portcullis up`: the whole stack on one machine. The file-mode control plane on a
+//! directory of manifests (the shipped examples by default), the demo echo backends
+//! they point at, and a stock Envoy child process bootstrapped to the control plane.
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context;
+
+use crate::{bootstrap::Bootstrap, cli::bind, envoy::Envoy};
+
+/// The shipped demo, used when no `--config` is given and `./examples` is absent.
+const EMBEDDED_DEMO: &str = include_str!("../../../examples/demo.yaml");
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Directory of manifests [default: ./examples, else the embedded demo].
+    #[arg(long, env = "PORTCULLIS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Port of Envoy's HTTP listener.
+    #[arg(long, env = "PORTCULLIS_PORT", default_value_t = 10000)]
+    port: u16,
+    #[arg(long, env = "PORTCULLIS_XDS_ADDR", default_value = "127.0.0.1:18000")]
+    xds_addr: SocketAddr,
+    #[arg(long, env = "PORTCULLIS_ADMIN_ADDR", default_value = "127.0.0.1:18001")]
+    admin_addr: SocketAddr,
+    /// Envoy's admin port (127.0.0.1).
+    #[arg(long, default_value_t = 9901)]
+    envoy_admin_port: u16,
+    /// Snapshot kept between runs [default: .portcullis/state.json].
+    #[arg(long, env = "PORTCULLIS_STATE_FILE")]
+    state_file: Option<PathBuf>,
+    /// Demo backends to run, as name=addr pairs.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "echo=127.0.0.1:18080,echo-canary=127.0.0.1:18081"
+    )]
+    demo: Vec<String>,
+    /// Use Delta xDS between Envoy and the control plane.
+    #[arg(long)]
+    delta: bool,
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let UpArgs {
+        config,
+        port,
+        xds_addr,
+        admin_addr,
+        envoy_admin_port,
+        state_file,
+        demo,
+        delta,
+    } = args;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let _embedded;
+    let config = match config {
+        Some(c) => c,
+        None if PathBuf::from("examples").is_dir() => PathBuf::from("examples"),
+        None => {
+            let dir = tempfile::tempdir()?;
+            std::fs::write(dir.path().join("demo.yaml"), EMBEDDED_DEMO)?;
+            let path = dir.path().to_path_buf();
+            _embedded = dir;
+            path
+        }
+    };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for pair in &demo {
+        let (name, addr) = pair
+            .split_once('=')
+            .with_context(|| format!("--demo {pair:?}: write name=host:port"))?;
+        let addr: SocketAddr = addr
+            .parse()
+            .with_context(|| format!("--demo {pair:?}: bad address"))?;
+        let listener = bind(addr, "--demo").await?;
+        let name = name.to_owned();
+        let shutdown = stopped();
+        tasks.spawn(async move {
+            crate::echo::serve(listener, name, shutdown)
+                .await
+                .map_err(anyhow::Error::from)
+        });
+    }
+
+    let xds = bind(xds_addr, "--xds-addr").await?;
+    let admin = bind(admin_addr, "--admin-addr").await?;
+    let serve_config = portcullis_controller::serve::ServeConfig {
+        config_dir: config.clone(),
+        state_file: Some(state_file.unwrap_or_else(|| PathBuf::from(".portcullis/state.json"))),
+        options: portcullis_translate::Options {
+            listen_address: "127.0.0.1".into(),
+            listen_port: port,
+        },
+        poll_interval: Duration::from_millis(200),
+    };
+    tasks.spawn(portcullis_controller::serve::run(
+        serve_config,
+        xds,
+        admin,
+        stopped(),
+    ));
+
+    let mut bootstrap = Bootstrap::new(xds_addr.to_string(), "portcullis-up");
+    bootstrap.admin_port = envoy_admin_port;
+    bootstrap.listen_port = port;
+    bootstrap.delta = delta;
+    let mut envoy = Envoy::start(&bootstrap.to_yaml()?, "warning").await?;
+    wait_ready(&envoy).await?;
+
+    println!();
+    println!(
+        "Portcullis is up. Manifests: {} (edit them; changes apply live)",
+        config.display()
+    );
+    println!("  gateway:        http://127.0.0.1:{port}/");
+    println!("  control plane:  http://{admin_addr}/debug/objects   http://{admin_addr}/debug/xds");
+    println!("  envoy admin:    http://{}/", envoy.admin);
+    println!();
+    println!("Try:  curl -s http://127.0.0.1:{port}/echo/hello");
+    println!("      curl -s -X POST http://127.0.0.1:{port}/echo/orders");
+    println!("      curl -s -H 'Host: api.localhost' http://127.0.0.1:{port}/anything");
+    println!("Ctrl-C stops everything.");
+
+    tokio::select! {
+        _ = crate::cli::ctrl_c() => {}
+        status = envoy.wait() => tracing::error!(?status, "envoy exited"),
+        Some(res) = tasks.join_next() => tracing::error!(?res, "a component stopped"),
+    }
+    let _ = stop_tx.send(true);
+    envoy.kill().await;
+    while let Some(res) = tasks.join_next().await {
+        if let Ok(Err(e)) = res {
+            tracing::warn!("{e:#}");
+        }
+    }
+    Ok(())
+}
+
+/// Envoy answers `/ready` with 200 once its initial xDS fetch is done.
+async fn wait_ready(envoy: &Envoy) -> anyhow::Result<()> {
+    let url = envoy.admin_url("/ready");
+    for _ in 0..300 {
+        if let Ok(body) = http_get(&url).await
+            && body.0 == 200
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("envoy did not become ready within 30s; check the control plane log above")
+}
+
+/// Minimal HTTP/1.1 GET over a TCP stream: the admin API is plain and local, and this
+/// keeps an HTTP client out of the binary.
+pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").context("http:// URLs only")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut stream = tokio::net::TcpStream::connect(host).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}

@@ -1,0 +1,60 @@
+//! `portcullis validate PATH…`: the control plane's rules, offline, for teams' CI.
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
+
+use portcullis_api::{Document, validate::validate};
+use portcullis_controller::files;
+
+pub fn run(paths: &[PathBuf]) -> ExitCode {
+    let mut errors = Vec::new();
+    let mut objects = BTreeMap::new();
+    for path in paths {
+        if !path.exists() {
+            errors.push(format!("{}: no such file or directory", path.display()));
+            continue;
+        }
+        match files::load(path) {
+            Ok(loaded) => {
+                errors.extend(loaded.errors.iter().map(ToString::to_string));
+                for (file, doc) in loaded.documents {
+                    let key = doc.key();
+                    if objects.contains_key(&key) {
+                        errors.push(format!(
+                            "{}: {key} is defined more than once; rename or remove the later copy",
+                            file.display()
+                        ));
+                        continue;
+                    }
+                    objects.insert(key, doc);
+                }
+            }
+            Err(e) => errors.push(format!("{}: {e}", path.display())),
+        }
+    }
+    let (mut routes, mut services) = (Vec::new(), Vec::new());
+    for doc in objects.into_values() {
+        match doc {
+            Document::Route(r) => routes.push(*r),
+            Document::Service(s) => services.push(*s),
+        }
+    }
+    let outcome = validate(&routes, &services);
+    errors.extend(outcome.problems().map(ToString::to_string));
+    for w in outcome.warnings() {
+        eprintln!("warning: {w}");
+    }
+    if errors.is_empty() {
+        println!(
+            "ok: {} Services, {} Routes ({} route entries) are valid",
+            services.len(),
+            routes.len(),
+            outcome.model.routes.len()
+        );
+        ExitCode::SUCCESS
+    } else {
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
+        eprintln!("{} error(s)", errors.len());
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,92 @@
+//! The HTTP listener: one HTTP connection manager, routes over RDS, edge-safe defaults
+//! (Envoy's "configuring Envoy as an edge proxy" guidance: no infinite timeouts, trusted
+//! client address, normalized paths, bounded buffers).
+use envoy_types::pb::envoy::{
+    config::{
+        core::v3::{
+            Address, Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions,
+            SocketAddress, address, http_protocol_options::HeadersWithUnderscoresAction,
+            socket_address::PortSpecifier,
+        },
+        listener::v3::{Filter, FilterChain, Listener, filter},
+    },
+    extensions::filters::{
+        http::router::v3::Router,
+        network::http_connection_manager::v3::{
+            HttpConnectionManager, HttpFilter, Rds,
+            http_connection_manager::{
+                CodecType, PathWithEscapedSlashesAction, RouteSpecifier, StripPortMode,
+            },
+            http_filter,
+        },
+    },
+};
+
+use crate::{LISTENER_NAME, Options, ROUTE_CONFIG_NAME, proto};
+
+pub fn http_listener(options: &Options) -> Listener {
+    Listener {
+        name: LISTENER_NAME.into(),
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: options.listen_address.clone(),
+                port_specifier: Some(PortSpecifier::PortValue(options.listen_port.into())),
+                ..Default::default()
+            })),
+        }),
+        // Bounds memory per connection; Envoy's default is 1 MiB.
+        per_connection_buffer_limit_bytes: proto::u32v(32 * 1024),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(proto::any(
+                    &connection_manager(),
+                ))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn connection_manager() -> HttpConnectionManager {
+    HttpConnectionManager {
+        codec_type: CodecType::Auto as i32,
+        stat_prefix: "http".into(),
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            config_source: proto::ads(),
+            route_config_name: ROUTE_CONFIG_NAME.into(),
+        })),
+        http_filters: vec![HttpFilter {
+            name: "envoy.filters.http.router".into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(proto::any(
+                &Router::default(),
+            ))),
+            ..Default::default()
+        }],
+        // Envoy is the edge: the peer address is the client, and the client IP is what
+        // rate limits key on, so never trust a client-sent X-Forwarded-For.
+        use_remote_address: proto::yes(),
+        // Host routing ignores ":port" in the Host header.
+        strip_port_mode: Some(StripPortMode::StripAnyHostPort(true)),
+        normalize_path: proto::yes(),
+        merge_slashes: true,
+        path_with_escaped_slashes_action: PathWithEscapedSlashesAction::UnescapeAndRedirect as i32,
+        // Defaults in Envoy are infinite or very long (seed 001's lesson); these are not.
+        request_headers_timeout: proto::secs(10),
+        stream_idle_timeout: proto::secs(300),
+        common_http_protocol_options: Some(HttpProtocolOptions {
+            idle_timeout: proto::secs(3600),
+            headers_with_underscores_action: HeadersWithUnderscoresAction::RejectRequest as i32,
+            ..Default::default()
+        }),
+        http_protocol_options: Some(Http1ProtocolOptions::default()),
+        http2_protocol_options: Some(Http2ProtocolOptions {
+            max_concurrent_streams: proto::u32v(100),
+            initial_stream_window_size: proto::u32v(64 * 1024),
+            initial_connection_window_size: proto::u32v(1024 * 1024),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

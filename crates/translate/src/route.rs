@@ -1,0 +1,183 @@
+//! The route table: a virtual host per host named by any Route, each holding the
+//! matching Routes (its own, wildcard ones that cover it, and host-less ones) in the
+//! model's precedence order; plus the `*` virtual host with the host-less Routes.
+use envoy_types::pb::envoy::{
+    config::route::v3::{
+        HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+        WeightedCluster, header_matcher::HeaderMatchSpecifier, route,
+        route_action::ClusterSpecifier, route_match::PathSpecifier,
+        weighted_cluster::ClusterWeight,
+    },
+    r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher::MatchPattern},
+};
+use portcullis_api::{HeaderMatch, Model, RouteEntry};
+
+use crate::{ROUTE_CONFIG_NAME, cluster::cluster_name, proto};
+
+/// Name of the Envoy route made from one path of a Route: `namespace/name/index`.
+pub fn route_name(entry: &RouteEntry) -> String {
+    format!(
+        "{}/{}/{}",
+        entry.key.namespace, entry.key.name, entry.path_index
+    )
+}
+
+pub fn route_configuration(model: &Model) -> RouteConfiguration {
+    let mut virtual_hosts: Vec<VirtualHost> = model
+        .hosts()
+        .into_iter()
+        .map(|host| {
+            let routes = model
+                .routes
+                .iter()
+                .filter(|e| e.hosts().is_empty() || e.hosts().iter().any(|h| covers(h, &host)));
+            virtual_host(host.clone(), host.clone(), routes)
+        })
+        .collect();
+    virtual_hosts.push(virtual_host(
+        "*".into(),
+        "*".into(),
+        model.routes.iter().filter(|e| e.hosts().is_empty()),
+    ));
+    RouteConfiguration {
+        name: ROUTE_CONFIG_NAME.into(),
+        virtual_hosts,
+        // Routes are only ever added or changed through xDS; no need to validate clusters
+        // at load (ordering already guarantees they exist) and it is slow at 10k routes.
+        validate_clusters: Some(false.into_bool()),
+        ..Default::default()
+    }
+}
+
+trait IntoBool {
+    fn into_bool(self) -> envoy_types::pb::google::protobuf::BoolValue;
+}
+
+impl IntoBool for bool {
+    fn into_bool(self) -> envoy_types::pb::google::protobuf::BoolValue {
+        envoy_types::pb::google::protobuf::BoolValue { value: self }
+    }
+}
+
+/// Does a Route's host pattern cover a virtual host's domain? `*.example.com` covers
+/// `a.example.com` and `*.a.example.com`; Envoy picks one virtual host per request, so
+/// the wildcard Route must be copied into the more specific host.
+fn covers(pattern: &str, host: &str) -> bool {
+    pattern == host
+        || pattern
+            .strip_prefix('*')
+            .is_some_and(|suffix| host.ends_with(suffix) && host.len() > suffix.len())
+}
+
+fn virtual_host<'a>(
+    name: String,
+    domain: String,
+    entries: impl Iterator<Item = &'a RouteEntry>,
+) -> VirtualHost {
+    VirtualHost {
+        name,
+        domains: vec![domain],
+        routes: entries.map(envoy_route).collect(),
+        ..Default::default()
+    }
+}
+
+fn envoy_route(entry: &RouteEntry) -> Route {
+    let (exact, path) = entry.path_parts();
+    let path_specifier = if exact {
+        PathSpecifier::Path(path.into())
+    } else if path == "/" || path.ends_with('/') {
+        PathSpecifier::Prefix(path.into())
+    } else {
+        // `prefix: /api` matches /api and /api/..., never /apix: whole segments only.
+        PathSpecifier::PathSeparatedPrefix(path.into())
+    };
+    let mut headers: Vec<HeaderMatcher> = Vec::new();
+    if !entry.methods.is_empty() {
+        let pattern = if entry.methods.len() == 1 {
+            MatchPattern::Exact(entry.methods[0].clone())
+        } else {
+            MatchPattern::SafeRegex(RegexMatcher {
+                regex: format!("^({})$", entry.methods.join("|")),
+                ..Default::default()
+            })
+        };
+        headers.push(string_header(":method", pattern));
+    }
+    headers.extend(entry.headers.iter().map(header_matcher));
+    Route {
+        name: route_name(entry),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(path_specifier),
+            headers,
+            ..Default::default()
+        }),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(cluster_specifier(entry)),
+            timeout: proto::duration(entry.timeout.as_std()),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn cluster_specifier(entry: &RouteEntry) -> ClusterSpecifier {
+    match entry.backends.as_slice() {
+        [(service, _)] => ClusterSpecifier::Cluster(cluster_name(service)),
+        many => ClusterSpecifier::WeightedClusters(WeightedCluster {
+            clusters: many
+                .iter()
+                .map(|(service, weight)| ClusterWeight {
+                    name: cluster_name(service),
+                    weight: proto::u32v(*weight),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+    }
+}
+
+fn string_header(name: &str, pattern: MatchPattern) -> HeaderMatcher {
+    HeaderMatcher {
+        name: name.into(),
+        header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(StringMatcher {
+            match_pattern: Some(pattern),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn header_matcher(h: &HeaderMatch) -> HeaderMatcher {
+    let pattern = match (&h.exact, &h.prefix, &h.regex) {
+        (Some(v), _, _) => MatchPattern::Exact(v.clone()),
+        (_, Some(v), _) => MatchPattern::Prefix(v.clone()),
+        (_, _, Some(v)) => MatchPattern::SafeRegex(RegexMatcher {
+            regex: v.clone(),
+            ..Default::default()
+        }),
+        _ => {
+            return HeaderMatcher {
+                name: h.name.clone(),
+                header_match_specifier: Some(HeaderMatchSpecifier::PresentMatch(true)),
+                ..Default::default()
+            };
+        }
+    };
+    string_header(&h.name, pattern)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covers;
+
+    #[test]
+    fn wildcards_cover_subdomains_only() {
+        assert!(covers("*.example.com", "a.example.com"));
+        assert!(covers("*.example.com", "*.a.example.com"));
+        assert!(!covers("*.example.com", "example.com"));
+        assert!(!covers("*.example.com", "a.example.org"));
+        assert!(covers("a.example.com", "a.example.com"));
+    }
+}
