@@ -40,7 +40,9 @@ pub fn reconcile(
     let first = run(&objects);
     let mut retry = false;
     for report in &first.reports {
-        let own_fault = !report.errors.is_empty() || report.conflict.is_some();
+        // Unresolved references count too: `old != new` below means this object's own
+        // edit broke them (a deleted Service leaves its Routes' specs unchanged).
+        let own_fault = !report.is_served();
         if own_fault
             && let (Some(old), Some(new)) = (last_served.get(&report.key), objects.get(&report.key))
             && old != new
@@ -63,6 +65,7 @@ pub fn reconcile(
         }
         if let Some(new) = first.report(&report.key) {
             report.errors = new.errors.clone();
+            report.unresolved = new.unresolved.clone();
             report.conflict = new.conflict.clone();
         }
         report.warnings.push(Issue {

@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// How often the config directory is checked for changes, in milliseconds.
     #[arg(long, env = "PORTCULLIS_POLL_MS", default_value_t = 200)]
     pub poll_ms: u64,
+    /// Write the bound addresses here as JSON ({"xds": .., "admin": ..}) once listening,
+    /// so supervisors and tests can use port 0.
+    #[arg(long, env = "PORTCULLIS_ADDR_FILE")]
+    pub addr_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -80,6 +84,7 @@ impl ServeArgs {
             listen_address,
             listen_port,
             poll_ms,
+            addr_file: _,
         } = self;
         portcullis_controller::serve::ServeConfig {
             config_dir: config,
@@ -186,6 +191,12 @@ pub fn main() -> ExitCode {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let xds = bind(args.xds_addr, "--xds-addr").await?;
     let admin = bind(args.admin_addr, "--admin-addr").await?;
+    if let Some(path) = &args.addr_file {
+        let addrs = serde_json::json!({"xds": xds.local_addr()?, "admin": admin.local_addr()?});
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, addrs.to_string())?;
+        std::fs::rename(&tmp, path)?;
+    }
     portcullis_controller::serve::run(args.into_config(), xds, admin, ctrl_c()).await
 }
 

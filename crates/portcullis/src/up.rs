@@ -8,11 +8,11 @@ use anyhow::Context;
 use crate::{bootstrap::Bootstrap, cli::bind, envoy::Envoy};
 
 /// The shipped demo, used when no `--config` is given and `./examples` is absent.
-const EMBEDDED_DEMO: &str = include_str!("../../../examples/demo.yaml");
+const EMBEDDED_DEMO: &str = include_str!("../../../examples/demo/demo.yaml");
 
 #[derive(clap::Args)]
 pub struct UpArgs {
-    /// Directory of manifests [default: ./examples, else the embedded demo].
+    /// Directory of manifests [default: ./examples/demo, else the embedded demo].
     #[arg(long, env = "PORTCULLIS_CONFIG")]
     config: Option<PathBuf>,
     /// Port of Envoy's HTTP listener.
@@ -62,7 +62,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let _embedded;
     let config = match config {
         Some(c) => c,
-        None if PathBuf::from("examples").is_dir() => PathBuf::from("examples"),
+        None if PathBuf::from("examples/demo").is_dir() => PathBuf::from("examples/demo"),
         None => {
             let dir = tempfile::tempdir()?;
             std::fs::write(dir.path().join("demo.yaml"), EMBEDDED_DEMO)?;

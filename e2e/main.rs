@@ -1,0 +1,12 @@
+//! End-to-end tests: the real `portcullis` code (in-process or as the binary), stock
+//! Envoy as a child process, and echo backends, all on 127.0.0.1 with kernel-chosen
+//! ports so tests run in parallel.
+#![forbid(unsafe_code)]
+
+mod harness;
+
+mod nack;
+mod reload;
+mod restart;
+mod routing;
+mod validate_cli;

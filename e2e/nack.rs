@@ -1,0 +1,96 @@
+//! A resource Envoy rejects: the last good version keeps serving, the rejection shows on
+//! `/debug/xds` with Envoy's message, and the rejected version is not re-sent in a loop.
+use std::{sync::Arc, time::Duration};
+
+use envoy_types::pb::envoy::config::route::v3::VirtualHost;
+use portcullis_api::{Document, Route, Service};
+use portcullis_controller::{admin, publish::to_snapshot};
+use portcullis_translate::{Options, translate};
+use portcullis_xds::Cache;
+use tokio::net::TcpListener;
+
+use crate::harness::*;
+
+fn model(yaml: &str) -> portcullis_api::Model {
+    let (mut routes, mut services): (Vec<Route>, Vec<Service>) = (vec![], vec![]);
+    for doc in portcullis_api::parse_documents(yaml) {
+        match doc.unwrap() {
+            Document::Route(r) => routes.push(*r),
+            Document::Service(s) => services.push(*s),
+        }
+    }
+    let outcome = portcullis_api::validate::validate(&routes, &services);
+    assert_eq!(outcome.problems().count(), 0);
+    outcome.model
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_resource_keeps_last_good_version_and_is_reported() {
+    let registry = prometheus::Registry::new();
+    let cache = Cache::new(&registry);
+    let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let xds_addr = xds.local_addr().unwrap();
+    tokio::spawn(portcullis_xds::serve(xds, cache.clone(), std::future::pending()));
+    let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let debug_url = format!("http://{}/debug/xds", admin_listener.local_addr().unwrap());
+    let state = admin::AdminState {
+        cache: cache.clone(),
+        registry: registry.clone(),
+        board: Default::default(),
+        ready: Arc::new(true.into()),
+    };
+    tokio::spawn(async move { axum::serve(admin_listener, admin::router(state)).await });
+
+    let services = service_yaml("one", echo("one").await) + &service_yaml("two", echo("two").await);
+    let options = Options { listen_address: "127.0.0.1".into(), listen_port: 0 };
+    let good = translate(
+        &model(&(services.clone() + &route_yaml("r", "{match: {paths: [{prefix: /}]}, backends: [{service: one}]}"))),
+        &options,
+    );
+    cache.set_snapshot(to_snapshot(&good));
+    let gw = Gateway::start(xds_addr, "nack", false).await;
+    wait_synced(&debug_url, None, STARTUP).await;
+    assert_eq!(gw.get("x.test", "/").await.backend.as_deref(), Some("one"));
+
+    // The next version moves traffic to "two" but carries a virtual host without
+    // domains, which Envoy's proto validation rejects.
+    let mut bad = translate(
+        &model(&(services + &route_yaml("r", "{match: {paths: [{prefix: /}]}, backends: [{service: two}]}"))),
+        &options,
+    );
+    bad.route_configs[0].virtual_hosts.push(VirtualHost { name: "broken".into(), ..Default::default() });
+    let bad_snapshot = to_snapshot(&bad);
+    let bad_version = bad_snapshot.type_version(portcullis_xds::type_url::ROUTE_CONFIGURATION).unwrap().to_owned();
+    cache.set_snapshot(bad_snapshot);
+
+    let rds = portcullis_xds::type_url::ROUTE_CONFIGURATION;
+    let deadline = std::time::Instant::now() + STARTUP;
+    let nack = loop {
+        let debug = get_json(&debug_url).await;
+        let nack = debug["nodes"][0]["types"][rds]["nack"].clone();
+        if !nack.is_null() {
+            assert!(debug["nacks_total"].as_u64().unwrap() >= 1);
+            break nack;
+        }
+        assert!(std::time::Instant::now() < deadline, "no NACK recorded: {debug:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(nack["version"], bad_version.as_str());
+    let message = nack["message"].as_str().unwrap();
+    assert!(message.contains("domains"), "Envoy's error_detail should be shown: {message}");
+
+    // The last good version keeps serving.
+    for _ in 0..20 {
+        assert_eq!(gw.get("x.test", "/").await.backend.as_deref(), Some("one"));
+    }
+    // Not re-sent in a loop: Envoy rejected it exactly once, also a second later.
+    let rejected = "http.http.rds.portcullis.update_rejected";
+    assert_eq!(gw.stat(rejected).await, 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(gw.stat(rejected).await, 1, "the rejected version was sent again");
+    let metrics = portcullis_telemetry::render_metrics(&registry);
+    assert!(
+        metrics.lines().any(|l| l.starts_with("portcullis_xds_nacks_total{type_url=\"RouteConfiguration\"} 1")),
+        "{metrics}"
+    );
+}

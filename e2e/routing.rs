@@ -1,0 +1,134 @@
+//! Requests through Envoy reach the backend the precedence rules pick, over SotW and
+//! Delta ADS; weighted backends split traffic as declared.
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::harness::*;
+
+/// Routes registered in two rounds, so "registered before" is real: the older round
+/// holds a short prefix that must not shadow the longer one registered after it.
+async fn precedence_through_envoy(delta: bool) {
+    let mut services = String::new();
+    for name in ["a", "b", "c", "d", "e", "f"] {
+        services += &service_yaml(name, echo(name).await);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let older = [
+        route_yaml("api", "{match: {paths: [{prefix: /api}]}, backends: [{service: a}]}"),
+        route_yaml("special", "{match: {paths: [{exact: /api/v2/special}]}, backends: [{service: c}]}"),
+    ]
+    .concat();
+    write_atomic(&dir.path().join("1-older.yaml"), &(services + &older));
+    let plane = Plane::start(dir.path(), None).await;
+    let gw = Gateway::start(plane.xds, "routing", delta).await;
+    plane.wait_synced(None, STARTUP).await;
+
+    let newer = [
+        route_yaml("api-v2", "{match: {paths: [{prefix: /api/v2}]}, backends: [{service: b}]}"),
+        route_yaml("api-post", "{match: {methods: [POST], paths: [{prefix: /api}]}, backends: [{service: d}]}"),
+        route_yaml("host", "{hosts: [api.example.com], match: {paths: [{prefix: /}]}, backends: [{service: e}]}"),
+        route_yaml("wild", "{hosts: ['*.example.com'], match: {paths: [{exact: /wild}]}, backends: [{service: c}]}"),
+        route_yaml(
+            "canary",
+            "{match: {paths: [{prefix: /api}], headers: [{name: x-canary, exact: 'true'}]}, backends: [{service: f}]}",
+        ),
+        // Same match as the older "special": Conflicted, not served.
+        route_yaml("takeover", "{match: {paths: [{exact: /api/v2/special}]}, backends: [{service: f}]}"),
+    ]
+    .concat();
+    write_atomic(&dir.path().join("2-newer.yaml"), &newer);
+    // Wait for the control plane to see the new file, then for Envoy to ACK it.
+    let deadline = std::time::Instant::now() + STARTUP;
+    while plane.objects().await["objects"].as_array().map_or(0, Vec::len) < 14 {
+        assert!(std::time::Instant::now() < deadline, "new routes not loaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    plane.wait_synced(None, STARTUP).await;
+
+    let cases: &[(&str, &str, &str, &[(&str, &str)], Option<&str>)] = &[
+        // longer prefix registered later beats the older shorter one
+        ("GET", "x.test", "/api/v2/items", &[], Some("b")),
+        ("GET", "x.test", "/api/items", &[], Some("a")),
+        // prefixes match whole segments
+        ("GET", "x.test", "/apix", &[], None),
+        // exact before any prefix; the Conflicted newer copy does not take it over
+        ("GET", "x.test", "/api/v2/special", &[], Some("c")),
+        ("GET", "x.test", "/api/v2/special/more", &[], Some("b")),
+        // a method makes a Route specific: before generic Routes, even longer ones
+        ("POST", "x.test", "/api/v2/items", &[], Some("d")),
+        // a host makes a Route specific, for that host only
+        ("GET", "api.example.com", "/api/v2/items", &[], Some("e")),
+        ("GET", "api.example.com:8080", "/anything", &[], Some("e")),
+        // wildcard hosts cover subdomains, also inside a more specific host's table
+        ("GET", "shop.example.com", "/wild", &[], Some("c")),
+        ("GET", "api.example.com", "/wild", &[], Some("c")),
+        ("GET", "example.com", "/wild", &[], None),
+        // header matchers win over the same path without them
+        ("GET", "x.test", "/api/items", &[("x-canary", "true")], Some("f")),
+        // nothing matches
+        ("GET", "x.test", "/nothing", &[], None),
+    ];
+    for (method, host, path, headers, want) in cases {
+        let reply = gw.request(method, host, path, headers).await;
+        match want {
+            Some(name) => {
+                assert_eq!(reply.status, 200, "{method} {host}{path}: {:?}", reply.body);
+                assert_eq!(reply.backend.as_deref(), Some(*name), "{method} {host}{path} went to the wrong backend");
+            }
+            None => assert_eq!(reply.status, 404, "{method} {host}{path} should not match: {:?}", reply.body),
+        }
+    }
+    let objects = plane.objects().await;
+    let takeover = objects["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["object"] == "Route e2e/takeover")
+        .unwrap();
+    assert_eq!(takeover["served"], false);
+    let conflicted = takeover["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Conflicted").unwrap();
+    assert_eq!(conflicted["status"], "True");
+    assert!(conflicted["message"].as_str().unwrap().contains("Route e2e/special"), "{conflicted}");
+    plane.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn precedence_over_sotw() {
+    precedence_through_envoy(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn precedence_over_delta() {
+    precedence_through_envoy(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_backends_split_80_20() {
+    let services = service_yaml("main", echo("main").await) + &service_yaml("canary", echo("canary").await);
+    let route = route_yaml(
+        "split",
+        "{match: {paths: [{prefix: /}]}, backends: [{service: main, weight: 80}, {service: canary, weight: 20}]}",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write_atomic(&dir.path().join("split.yaml"), &(services + &route));
+    let plane = Plane::start(dir.path(), None).await;
+    let gw = Gateway::start(plane.xds, "weights", false).await;
+    plane.wait_synced(None, STARTUP).await;
+
+    const N: usize = 2000;
+    let replies: Vec<Option<String>> = futures::stream::iter(0..N)
+        .map(|i| {
+            let gw = &gw;
+            async move { gw.get("x.test", &format!("/r/{i}")).await.backend }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let main = replies.iter().filter(|b| b.as_deref() == Some("main")).count();
+    let canary = replies.iter().filter(|b| b.as_deref() == Some("canary")).count();
+    assert_eq!(main + canary, N, "every request reaches a backend");
+    let share = main as f64 * 100.0 / N as f64;
+    assert!((75.0..=85.0).contains(&share), "main got {share:.1}% of {N}, want 80 ± 5");
+    plane.stop().await;
+}

@@ -1,2 +1,0 @@
-//! End-to-end tests live in tests/; this crate has no library code.
-#![forbid(unsafe_code)]
