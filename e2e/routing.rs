@@ -6,6 +6,9 @@ use futures::StreamExt;
 
 use crate::harness::*;
 
+/// (method, host, path, extra headers, expected backend or None for 404)
+type Case<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
+
 /// Routes registered in two rounds, so "registered before" is real: the older round
 /// holds a short prefix that must not shadow the longer one registered after it.
 async fn precedence_through_envoy(delta: bool) {
@@ -46,7 +49,7 @@ async fn precedence_through_envoy(delta: bool) {
     }
     plane.wait_synced(None, STARTUP).await;
 
-    let cases: &[(&str, &str, &str, &[(&str, &str)], Option<&str>)] = &[
+    let cases: &[Case] = &[
         // longer prefix registered later beats the older shorter one
         ("GET", "x.test", "/api/v2/items", &[], Some("b")),
         ("GET", "x.test", "/api/items", &[], Some("a")),
