@@ -10,6 +10,7 @@ pub mod crds;
 pub mod duration;
 pub mod manifest;
 pub mod model;
+pub mod policy;
 pub mod route;
 pub mod service;
 pub mod status;

@@ -7,7 +7,11 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Duration, status::ObjectStatus};
+use crate::{
+    Duration,
+    policy::{Hedge, Retry},
+    status::ObjectStatus,
+};
 
 /// Requests matching `match` on `hosts` go to `backends`.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -40,6 +44,15 @@ pub struct RouteSpec {
     /// Whole-request timeout; overrides the Services' timeout (at most 60s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
+    /// A request with no bytes in either direction for this long is reset (default 300s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+    /// Retries (default: 1 retry when the request never reached the upstream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    /// Hedged tries on per-try timeout (needs `retry.perTryTimeout` and attempts ≥ 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<Hedge>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -6,7 +6,11 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Duration, status::ObjectStatus};
+use crate::{
+    Duration,
+    policy::{ConnectionPool, HealthCheck, LoadBalancer, OutlierDetection, RetryBudget},
+    status::ObjectStatus,
+};
 
 /// Request timeout when neither the Service nor the Route sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,6 +47,21 @@ pub struct ServiceSpec {
     /// Protocol spoken to the destinations (default http1).
     #[serde(default)]
     pub protocol: Protocol,
+    /// How a destination is picked (default weighted random).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancer>,
+    /// Pool limits (overflow fails fast with 503) and connection lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_pool: Option<ConnectionPool>,
+    /// Retries in flight as a share of requests in flight (default 20%, at least 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudget>,
+    /// Active health checks (default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// Passive health checks (default on: 5 consecutive 5xx eject for 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
 }
 
 /// One place a Service's traffic can go.
@@ -65,6 +84,9 @@ pub struct Destination {
     /// Region (Envoy locality) of the destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// Gets traffic only while the other destinations are unhealthy (Envoy priority 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<bool>,
 }
 
 impl Destination {

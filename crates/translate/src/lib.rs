@@ -7,6 +7,9 @@
 #![forbid(unsafe_code)]
 
 mod cluster;
+mod cluster_policy;
+mod defaults;
+mod route_policy;
 mod listener;
 mod proto;
 mod route;

@@ -12,7 +12,7 @@ use envoy_types::pb::envoy::{
 };
 use portcullis_api::{HeaderMatch, Model, RouteEntry};
 
-use crate::{ROUTE_CONFIG_NAME, cluster::cluster_name, proto};
+use crate::{ROUTE_CONFIG_NAME, cluster::cluster_name, proto, route_policy};
 
 /// Name of the Envoy route made from one path of a Route: `namespace/name/index`.
 pub fn route_name(entry: &RouteEntry) -> String {
@@ -31,13 +31,14 @@ pub fn route_configuration(model: &Model) -> RouteConfiguration {
                 .routes
                 .iter()
                 .filter(|e| e.hosts().is_empty() || e.hosts().iter().any(|h| covers(h, &host)));
-            virtual_host(host.clone(), host.clone(), routes)
+            virtual_host(host.clone(), host.clone(), routes, model)
         })
         .collect();
     virtual_hosts.push(virtual_host(
         "*".into(),
         "*".into(),
         model.routes.iter().filter(|e| e.hosts().is_empty()),
+        model,
     ));
     RouteConfiguration {
         name: ROUTE_CONFIG_NAME.into(),
@@ -73,16 +74,40 @@ fn virtual_host<'a>(
     name: String,
     domain: String,
     entries: impl Iterator<Item = &'a RouteEntry>,
+    model: &Model,
 ) -> VirtualHost {
     VirtualHost {
         name,
         domains: vec![domain],
-        routes: entries.map(envoy_route).collect(),
+        routes: entries.flat_map(|e| envoy_routes(e, model)).collect(),
         ..Default::default()
     }
 }
 
-fn envoy_route(entry: &RouteEntry) -> Route {
+/// The Envoy routes of one entry: usually one, two when retries must treat
+/// idempotent and other methods differently (see route_policy.rs).
+fn envoy_routes(entry: &RouteEntry, model: &Model) -> Vec<Route> {
+    let variants = route_policy::variants(entry, model);
+    let split = variants.len() > 1;
+    variants
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let mut route = envoy_route(entry, v.methods.as_deref().unwrap_or(&entry.methods));
+            if split {
+                route.name = format!("{}/{}", route.name, if i == 0 { "idempotent" } else { "other" });
+            }
+            if let Some(route::Action::Route(action)) = &mut route.action {
+                action.retry_policy = Some(v.retry);
+                action.hedge_policy = v.hedge;
+                action.hash_policy = route_policy::hash_policies(entry, model);
+            }
+            route
+        })
+        .collect()
+}
+
+fn envoy_route(entry: &RouteEntry, methods: &[String]) -> Route {
     let (exact, path) = entry.path_parts();
     let path_specifier = if exact {
         PathSpecifier::Path(path.into())
@@ -93,12 +118,12 @@ fn envoy_route(entry: &RouteEntry) -> Route {
         PathSpecifier::PathSeparatedPrefix(path.into())
     };
     let mut headers: Vec<HeaderMatcher> = Vec::new();
-    if !entry.methods.is_empty() {
-        let pattern = if entry.methods.len() == 1 {
-            MatchPattern::Exact(entry.methods[0].clone())
+    if !methods.is_empty() {
+        let pattern = if methods.len() == 1 {
+            MatchPattern::Exact(methods[0].clone())
         } else {
             MatchPattern::SafeRegex(RegexMatcher {
-                regex: format!("^({})$", entry.methods.join("|")),
+                regex: format!("^({})$", methods.join("|")),
                 ..Default::default()
             })
         };
@@ -115,6 +140,9 @@ fn envoy_route(entry: &RouteEntry) -> Route {
         action: Some(route::Action::Route(RouteAction {
             cluster_specifier: Some(cluster_specifier(entry)),
             timeout: proto::duration(entry.timeout.as_std()),
+            idle_timeout: proto::duration(
+                entry.route.spec.idle_timeout.map_or(crate::defaults::ROUTE_IDLE_TIMEOUT, |t| t.0),
+            ),
             ..Default::default()
         })),
         ..Default::default()

@@ -5,6 +5,7 @@
 //! read them are service teams applying a manifest, not the platform team.
 mod cross;
 mod names;
+mod policy;
 mod route;
 mod service;
 

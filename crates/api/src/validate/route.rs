@@ -138,4 +138,5 @@ pub(super) fn check(route: &Route, report: &mut Report) {
     if let Some(t) = spec.timeout {
         check_timeout(report, "spec.timeout", t);
     }
+    super::policy::check_route(route, report);
 }

@@ -70,6 +70,7 @@ pub(super) fn check(svc: &Service, report: &mut Report) {
     if let Some(t) = spec.timeout {
         check_timeout(report, "spec.timeout", t);
     }
+    super::policy::check_service(svc, report);
     if let Some(t) = spec.connect_timeout {
         if t.0.is_zero() {
             report.error(
