@@ -21,7 +21,11 @@ pub async fn echo(name: &str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let name = name.to_owned();
-    tokio::spawn(portcullis::echo::serve(listener, name, std::future::pending()));
+    tokio::spawn(portcullis::echo::serve(
+        listener,
+        name,
+        std::future::pending(),
+    ));
     addr
 }
 
@@ -34,19 +38,27 @@ pub fn service_yaml(name: &str, addr: SocketAddr) -> String {
 
 /// YAML for a Route; `spec` is the YAML flow mapping of the spec.
 pub fn route_yaml(name: &str, spec: &str) -> String {
-    format!("---\napiVersion: portcullis.dev/v1alpha1\nkind: Route\nmetadata: {{name: {name}, namespace: e2e}}\nspec: {spec}\n")
+    format!(
+        "---\napiVersion: portcullis.dev/v1alpha1\nkind: Route\nmetadata: {{name: {name}, namespace: e2e}}\nspec: {spec}\n"
+    )
 }
 
 /// GET a URL; status and body text.
 pub async fn fetch(url: &str) -> anyhow::Result<(u16, String)> {
-    let resp = reqwest::Client::new().get(url).timeout(Duration::from_secs(10)).send().await?;
+    let resp = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?;
     let status = resp.status().as_u16();
     Ok((status, resp.text().await?))
 }
 
 /// GET a URL on the control plane's admin API as JSON.
 pub async fn get_json(url: &str) -> Value {
-    let (status, body) = fetch(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let (status, body) = fetch(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     assert_eq!(status, 200, "GET {url}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
 }
@@ -68,13 +80,26 @@ impl Plane {
         let config = portcullis_controller::serve::ServeConfig {
             config_dir: config_dir.to_path_buf(),
             state_file,
-            options: portcullis_translate::Options { listen_address: "127.0.0.1".into(), listen_port: 0 },
+            options: portcullis_translate::Options {
+                listen_address: "127.0.0.1".into(),
+                listen_port: 0,
+            },
             poll_interval: Duration::from_millis(100),
         };
-        let task = tokio::spawn(portcullis_controller::serve::run(config, xds, admin, async move {
-            let _ = stopped.await;
-        }));
-        let plane = Plane { xds: xds_addr, admin: admin_addr, stop: Some(stop), task };
+        let task = tokio::spawn(portcullis_controller::serve::run(
+            config,
+            xds,
+            admin,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let plane = Plane {
+            xds: xds_addr,
+            admin: admin_addr,
+            stop: Some(stop),
+            task,
+        };
         plane.wait_ready().await;
         plane
     }
@@ -117,7 +142,10 @@ pub async fn wait_synced(debug_url: &str, version: Option<&str>, within: Duratio
         if is_synced(&debug, version) {
             return started.elapsed();
         }
-        assert!(started.elapsed() < within, "nodes did not ACK the snapshot within {within:?}: {debug:#}");
+        assert!(
+            started.elapsed() < within,
+            "nodes did not ACK the snapshot within {within:?}: {debug:#}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -127,10 +155,18 @@ fn is_synced(debug: &Value, version: Option<&str>) -> bool {
     if version.is_some_and(|v| snap["version"] != v) {
         return false;
     }
-    let Some(nodes) = debug["nodes"].as_array() else { return false };
-    let Some(types) = snap["types"].as_object() else { return false };
+    let Some(nodes) = debug["nodes"].as_array() else {
+        return false;
+    };
+    let Some(types) = snap["types"].as_object() else {
+        return false;
+    };
     !nodes.is_empty()
-        && nodes.iter().all(|n| types.iter().all(|(url, t)| n["types"][url]["acked"] == t["version"]))
+        && nodes.iter().all(|n| {
+            types
+                .iter()
+                .all(|(url, t)| n["types"][url]["acked"] == t["version"])
+        })
 }
 
 /// Writes `text` to `path` atomically (write + rename), as editors and ConfigMap
@@ -161,36 +197,66 @@ impl Gateway {
         let mut bootstrap = Bootstrap::new(xds.to_string(), node_id);
         bootstrap.admin_port = 0;
         bootstrap.delta = delta;
-        let envoy = Envoy::start(&bootstrap.to_yaml().unwrap(), "warning").await.expect("envoy starts");
+        let envoy = Envoy::start(&bootstrap.to_yaml().unwrap(), "warning")
+            .await
+            .expect("envoy starts");
         let deadline = Instant::now() + STARTUP;
         let port = loop {
             if let Ok((200, body)) = fetch(&envoy.admin_url("/listeners?format=json")).await
                 && let Ok(v) = serde_json::from_str::<Value>(&body)
-                && let Some(port) = v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"].as_u64()
+                && let Some(port) =
+                    v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
+                        .as_u64()
                 && port > 0
                 && matches!(fetch(&envoy.admin_url("/ready")).await, Ok((200, _)))
             {
                 break port as u16;
             }
-            assert!(Instant::now() < deadline, "envoy did not become ready with a listener");
+            assert!(
+                Instant::now() < deadline,
+                "envoy did not become ready with a listener"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-        Gateway { envoy, port, client }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        Gateway {
+            envoy,
+            port,
+            client,
+        }
     }
 
-    pub async fn request(&self, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    pub async fn request(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let url = format!("http://127.0.0.1:{}{}", self.port, path);
-        let mut req = self.client.request(method.parse().unwrap(), &url).header("host", host);
+        let mut req = self
+            .client
+            .request(method.parse().unwrap(), &url)
+            .header("host", host);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {host}{path}: {e}"));
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {host}{path}: {e}"));
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         let backend = body["name"].as_str().map(str::to_owned);
-        Reply { status, backend, body }
+        Reply {
+            status,
+            backend,
+            body,
+        }
     }
 
     pub async fn get(&self, host: &str, path: &str) -> Reply {
@@ -211,4 +277,110 @@ impl Gateway {
 /// The `portcullis` binary under test.
 pub fn portcullis_bin() -> &'static str {
     env!("CARGO_BIN_EXE_portcullis")
+}
+
+/// What a controllable backend does; change it while a test runs.
+#[derive(Default)]
+pub struct Behavior {
+    /// Delay before answering, in milliseconds.
+    pub delay_ms: std::sync::atomic::AtomicU64,
+    /// 0: answer 200; 1: always 503; 2: every other request 503.
+    pub fail: std::sync::atomic::AtomicU8,
+    /// What `/health` answers (200 when true, 503 when false). Starts healthy.
+    pub unhealthy: std::sync::atomic::AtomicBool,
+    /// Requests served, health checks excluded.
+    pub hits: std::sync::atomic::AtomicUsize,
+}
+
+impl Behavior {
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    pub fn set_delay(&self, ms: u64) {
+        self.delay_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn set_fail(&self, mode: u8) {
+        self.fail.store(mode, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn set_healthy(&self, healthy: bool) {
+        self.unhealthy
+            .store(!healthy, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A backend the test controls: slow, failing, flaky or unhealthy on demand.
+pub async fn backend(name: &str) -> (SocketAddr, std::sync::Arc<Behavior>) {
+    use std::sync::{Arc, atomic::Ordering};
+    let behavior = Arc::new(Behavior::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/health",
+            axum::routing::get({
+                let b = behavior.clone();
+                move || async move {
+                    if b.unhealthy.load(Ordering::SeqCst) {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down")
+                    } else {
+                        (axum::http::StatusCode::OK, "up")
+                    }
+                }
+            }),
+        )
+        .fallback({
+            let (b, name) = (behavior.clone(), name.to_owned());
+            move || async move {
+                let n = b.hits.fetch_add(1, Ordering::SeqCst);
+                let delay = b.delay_ms.load(Ordering::SeqCst);
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
+                let fail = match b.fail.load(Ordering::SeqCst) {
+                    1 => true,
+                    2 => n % 2 == 0,
+                    _ => false,
+                };
+                let status = if fail {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::OK
+                };
+                (status, axum::Json(serde_json::json!({"name": name})))
+            }
+        });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, behavior)
+}
+
+/// A started gateway on `manifests`, synced; the plane and its directory stay alive
+/// as long as the returned value.
+pub struct Stack {
+    pub plane: Plane,
+    pub gw: Gateway,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn stack(manifests: &str, node: &str) -> Stack {
+    let dir = tempfile::tempdir().unwrap();
+    write_atomic(&dir.path().join("all.yaml"), manifests);
+    let plane = Plane::start(dir.path(), None).await;
+    let objects = plane.objects().await;
+    assert!(
+        objects["file_errors"].as_array().unwrap().is_empty(),
+        "{objects:#}"
+    );
+    for o in objects["objects"].as_array().unwrap() {
+        assert_eq!(o["served"], true, "{o:#}");
+    }
+    let gw = Gateway::start(plane.xds, node, false).await;
+    plane.wait_synced(None, STARTUP).await;
+    Stack { plane, gw, dir }
+}
+
+/// A Service manifest with a free-form spec (flow YAML).
+pub fn service_spec_yaml(name: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: portcullis.dev/v1alpha1\nkind: Service\nmetadata: {{name: {name}, namespace: e2e}}\nspec: {spec}\n"
+    )
 }

@@ -9,4 +9,5 @@ mod nack;
 mod reload;
 mod restart;
 mod routing;
+mod traffic;
 mod validate_cli;

@@ -30,7 +30,11 @@ async fn rejected_resource_keeps_last_good_version_and_is_reported() {
     let cache = Cache::new(&registry);
     let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let xds_addr = xds.local_addr().unwrap();
-    tokio::spawn(portcullis_xds::serve(xds, cache.clone(), std::future::pending()));
+    tokio::spawn(portcullis_xds::serve(
+        xds,
+        cache.clone(),
+        std::future::pending(),
+    ));
     let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let debug_url = format!("http://{}/debug/xds", admin_listener.local_addr().unwrap());
     let state = admin::AdminState {
@@ -42,9 +46,18 @@ async fn rejected_resource_keeps_last_good_version_and_is_reported() {
     tokio::spawn(async move { axum::serve(admin_listener, admin::router(state)).await });
 
     let services = service_yaml("one", echo("one").await) + &service_yaml("two", echo("two").await);
-    let options = Options { listen_address: "127.0.0.1".into(), listen_port: 0 };
+    let options = Options {
+        listen_address: "127.0.0.1".into(),
+        listen_port: 0,
+    };
     let good = translate(
-        &model(&(services.clone() + &route_yaml("r", "{match: {paths: [{prefix: /}]}, backends: [{service: one}]}"))),
+        &model(
+            &(services.clone()
+                + &route_yaml(
+                    "r",
+                    "{match: {paths: [{prefix: /}]}, backends: [{service: one}]}",
+                )),
+        ),
         &options,
     );
     cache.set_snapshot(to_snapshot(&good));
@@ -55,12 +68,24 @@ async fn rejected_resource_keeps_last_good_version_and_is_reported() {
     // The next version moves traffic to "two" but carries a virtual host without
     // domains, which Envoy's proto validation rejects.
     let mut bad = translate(
-        &model(&(services + &route_yaml("r", "{match: {paths: [{prefix: /}]}, backends: [{service: two}]}"))),
+        &model(
+            &(services
+                + &route_yaml(
+                    "r",
+                    "{match: {paths: [{prefix: /}]}, backends: [{service: two}]}",
+                )),
+        ),
         &options,
     );
-    bad.route_configs[0].virtual_hosts.push(VirtualHost { name: "broken".into(), ..Default::default() });
+    bad.route_configs[0].virtual_hosts.push(VirtualHost {
+        name: "broken".into(),
+        ..Default::default()
+    });
     let bad_snapshot = to_snapshot(&bad);
-    let bad_version = bad_snapshot.type_version(portcullis_xds::type_url::ROUTE_CONFIGURATION).unwrap().to_owned();
+    let bad_version = bad_snapshot
+        .type_version(portcullis_xds::type_url::ROUTE_CONFIGURATION)
+        .unwrap()
+        .to_owned();
     cache.set_snapshot(bad_snapshot);
 
     let rds = portcullis_xds::type_url::ROUTE_CONFIGURATION;
@@ -72,12 +97,18 @@ async fn rejected_resource_keeps_last_good_version_and_is_reported() {
             assert!(debug["nacks_total"].as_u64().unwrap() >= 1);
             break nack;
         }
-        assert!(std::time::Instant::now() < deadline, "no NACK recorded: {debug:#}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no NACK recorded: {debug:#}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(nack["version"], bad_version.as_str());
     let message = nack["message"].as_str().unwrap();
-    assert!(message.contains("domains"), "Envoy's error_detail should be shown: {message}");
+    assert!(
+        message.contains("domains"),
+        "Envoy's error_detail should be shown: {message}"
+    );
 
     // The last good version keeps serving.
     for _ in 0..20 {
@@ -87,7 +118,11 @@ async fn rejected_resource_keeps_last_good_version_and_is_reported() {
     let rejected = "http.http.rds.portcullis.update_rejected";
     assert_eq!(gw.stat(rejected).await, 1);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(gw.stat(rejected).await, 1, "the rejected version was sent again");
+    assert_eq!(
+        gw.stat(rejected).await,
+        1,
+        "the rejected version was sent again"
+    );
     let metrics = portcullis_telemetry::render_metrics(&registry);
     assert!(
         metrics.lines().any(|l| l.starts_with("portcullis_xds_nacks_total{type_url=\"RouteConfiguration\"} 1")),

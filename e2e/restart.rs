@@ -23,7 +23,16 @@ async fn start_binary(dir: &Path, state: &Path, xds_addr: &str, addr_file: &Path
         .arg("serve")
         .arg("--config")
         .arg(dir)
-        .args(["--xds-addr", xds_addr, "--admin-addr", "127.0.0.1:0", "--listen-address", "127.0.0.1", "--listen-port", "0"])
+        .args([
+            "--xds-addr",
+            xds_addr,
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--listen-address",
+            "127.0.0.1",
+            "--listen-port",
+            "0",
+        ])
         .arg("--state-file")
         .arg(state)
         .arg("--addr-file")
@@ -41,7 +50,11 @@ async fn start_binary(dir: &Path, state: &Path, xds_addr: &str, addr_file: &Path
         assert!(Instant::now() < deadline, "portcullis serve did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    Process { child, xds: addrs["xds"].as_str().unwrap().into(), admin: addrs["admin"].as_str().unwrap().into() }
+    Process {
+        child,
+        xds: addrs["xds"].as_str().unwrap().into(),
+        admin: addrs["admin"].as_str().unwrap().into(),
+    }
 }
 
 /// Version of every dynamic resource Envoy holds, from its config dump.
@@ -91,7 +104,10 @@ async fn envoy_survives_control_plane_loss_and_restart_changes_nothing() {
     let config = dir.path().join("config");
     std::fs::create_dir(&config).unwrap();
     let manifests = service_yaml("svc", echo("svc").await)
-        + &route_yaml("r", "{match: {paths: [{prefix: /svc}]}, backends: [{service: svc}]}");
+        + &route_yaml(
+            "r",
+            "{match: {paths: [{prefix: /svc}]}, backends: [{service: svc}]}",
+        );
     write_atomic(&config.join("all.yaml"), &manifests);
     let state = dir.path().join("state.json");
     let addr_file = dir.path().join("addrs.json");
@@ -102,7 +118,12 @@ async fn envoy_survives_control_plane_loss_and_restart_changes_nothing() {
     wait_synced(&debug_url, None, STARTUP).await;
     let before = envoy_versions(&gw).await;
     assert!(!before.is_empty());
-    let counters = ["listener_manager.listener_modified", "listener_manager.listener_removed", "cluster_manager.cluster_modified", "cluster_manager.cluster_removed"];
+    let counters = [
+        "listener_manager.listener_modified",
+        "listener_manager.listener_removed",
+        "cluster_manager.cluster_modified",
+        "cluster_manager.cluster_removed",
+    ];
     let mut stats_before = Vec::new();
     for c in counters {
         stats_before.push(gw.stat(c).await);
@@ -110,9 +131,16 @@ async fn envoy_survives_control_plane_loss_and_restart_changes_nothing() {
 
     plane.child.kill().await.unwrap();
     let (sent, failed) = traffic(&gw, Duration::from_secs(10)).await;
-    assert_eq!(gw.stat("control_plane.connected_state").await, 0, "Envoy should notice the control plane is gone");
+    assert_eq!(
+        gw.stat("control_plane.connected_state").await,
+        0,
+        "Envoy should notice the control plane is gone"
+    );
     assert!(sent > 100, "only {sent} requests in 10s");
-    assert_eq!(failed, 0, "{failed} of {sent} requests failed while the control plane was down");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed while the control plane was down"
+    );
 
     // Same state file, same xDS port: Envoy reconnects on its own.
     let plane2 = start_binary(&config, &state, &plane.xds, &addr_file).await;
@@ -123,8 +151,15 @@ async fn envoy_survives_control_plane_loss_and_restart_changes_nothing() {
     }
     wait_synced(&format!("http://{}/debug/xds", plane2.admin), None, STARTUP).await;
     let (sent, failed) = traffic(&gw, Duration::from_millis(500)).await;
-    assert_eq!(failed, 0, "{failed} of {sent} requests failed after the restart");
-    assert_eq!(envoy_versions(&gw).await, before, "the restart changed Envoy's config versions");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed after the restart"
+    );
+    assert_eq!(
+        envoy_versions(&gw).await,
+        before,
+        "the restart changed Envoy's config versions"
+    );
     for (c, b) in counters.iter().zip(stats_before) {
         assert_eq!(gw.stat(c).await, b, "{c} changed across the restart");
     }

@@ -7,7 +7,13 @@ use futures::StreamExt;
 use crate::harness::*;
 
 /// (method, host, path, extra headers, expected backend or None for 404)
-type Case<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    Option<&'a str>,
+);
 
 /// Routes registered in two rounds, so "registered before" is real: the older round
 /// holds a short prefix that must not shadow the longer one registered after it.
@@ -18,8 +24,14 @@ async fn precedence_through_envoy(delta: bool) {
     }
     let dir = tempfile::tempdir().unwrap();
     let older = [
-        route_yaml("api", "{match: {paths: [{prefix: /api}]}, backends: [{service: a}]}"),
-        route_yaml("special", "{match: {paths: [{exact: /api/v2/special}]}, backends: [{service: c}]}"),
+        route_yaml(
+            "api",
+            "{match: {paths: [{prefix: /api}]}, backends: [{service: a}]}",
+        ),
+        route_yaml(
+            "special",
+            "{match: {paths: [{exact: /api/v2/special}]}, backends: [{service: c}]}",
+        ),
     ]
     .concat();
     write_atomic(&dir.path().join("1-older.yaml"), &(services + &older));
@@ -43,8 +55,15 @@ async fn precedence_through_envoy(delta: bool) {
     write_atomic(&dir.path().join("2-newer.yaml"), &newer);
     // Wait for the control plane to see the new file, then for Envoy to ACK it.
     let deadline = std::time::Instant::now() + STARTUP;
-    while plane.objects().await["objects"].as_array().map_or(0, Vec::len) < 14 {
-        assert!(std::time::Instant::now() < deadline, "new routes not loaded");
+    while plane.objects().await["objects"]
+        .as_array()
+        .map_or(0, Vec::len)
+        < 14
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "new routes not loaded"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     plane.wait_synced(None, STARTUP).await;
@@ -68,7 +87,13 @@ async fn precedence_through_envoy(delta: bool) {
         ("GET", "api.example.com", "/wild", &[], Some("c")),
         ("GET", "example.com", "/wild", &[], None),
         // header matchers win over the same path without them
-        ("GET", "x.test", "/api/items", &[("x-canary", "true")], Some("f")),
+        (
+            "GET",
+            "x.test",
+            "/api/items",
+            &[("x-canary", "true")],
+            Some("f"),
+        ),
         // nothing matches
         ("GET", "x.test", "/nothing", &[], None),
     ];
@@ -77,9 +102,17 @@ async fn precedence_through_envoy(delta: bool) {
         match want {
             Some(name) => {
                 assert_eq!(reply.status, 200, "{method} {host}{path}: {:?}", reply.body);
-                assert_eq!(reply.backend.as_deref(), Some(*name), "{method} {host}{path} went to the wrong backend");
+                assert_eq!(
+                    reply.backend.as_deref(),
+                    Some(*name),
+                    "{method} {host}{path} went to the wrong backend"
+                );
             }
-            None => assert_eq!(reply.status, 404, "{method} {host}{path} should not match: {:?}", reply.body),
+            None => assert_eq!(
+                reply.status, 404,
+                "{method} {host}{path} should not match: {:?}",
+                reply.body
+            ),
         }
     }
     let objects = plane.objects().await;
@@ -90,9 +123,20 @@ async fn precedence_through_envoy(delta: bool) {
         .find(|o| o["object"] == "Route e2e/takeover")
         .unwrap();
     assert_eq!(takeover["served"], false);
-    let conflicted = takeover["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Conflicted").unwrap();
+    let conflicted = takeover["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Conflicted")
+        .unwrap();
     assert_eq!(conflicted["status"], "True");
-    assert!(conflicted["message"].as_str().unwrap().contains("Route e2e/special"), "{conflicted}");
+    assert!(
+        conflicted["message"]
+            .as_str()
+            .unwrap()
+            .contains("Route e2e/special"),
+        "{conflicted}"
+    );
     plane.stop().await;
 }
 
@@ -108,7 +152,8 @@ async fn precedence_over_delta() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_backends_split_80_20() {
-    let services = service_yaml("main", echo("main").await) + &service_yaml("canary", echo("canary").await);
+    let services =
+        service_yaml("main", echo("main").await) + &service_yaml("canary", echo("canary").await);
     let route = route_yaml(
         "split",
         "{match: {paths: [{prefix: /}]}, backends: [{service: main, weight: 80}, {service: canary, weight: 20}]}",
@@ -128,10 +173,19 @@ async fn weighted_backends_split_80_20() {
         .buffer_unordered(16)
         .collect()
         .await;
-    let main = replies.iter().filter(|b| b.as_deref() == Some("main")).count();
-    let canary = replies.iter().filter(|b| b.as_deref() == Some("canary")).count();
+    let main = replies
+        .iter()
+        .filter(|b| b.as_deref() == Some("main"))
+        .count();
+    let canary = replies
+        .iter()
+        .filter(|b| b.as_deref() == Some("canary"))
+        .count();
     assert_eq!(main + canary, N, "every request reaches a backend");
     let share = main as f64 * 100.0 / N as f64;
-    assert!((75.0..=85.0).contains(&share), "main got {share:.1}% of {N}, want 80 ± 5");
+    assert!(
+        (75.0..=85.0).contains(&share),
+        "main got {share:.1}% of {N}, want 80 ± 5"
+    );
     plane.stop().await;
 }

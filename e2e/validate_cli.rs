@@ -9,7 +9,11 @@ fn examples() -> PathBuf {
 }
 
 fn validate(file: &str) -> (i32, String, String) {
-    let out = Command::new(portcullis_bin()).arg("validate").arg(examples().join(file)).output().unwrap();
+    let out = Command::new(portcullis_bin())
+        .arg("validate")
+        .arg(examples().join(file))
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -20,14 +24,20 @@ fn validate(file: &str) -> (i32, String, String) {
 fn rejects(file: &str, expected: &str) {
     let (code, _, stderr) = validate(&format!("invalid/{file}"));
     assert_eq!(code, 1, "{file} should fail validation; stderr: {stderr}");
-    assert!(stderr.contains(expected), "{file}: expected {expected:?} in:\n{stderr}");
+    assert!(
+        stderr.contains(expected),
+        "{file}: expected {expected:?} in:\n{stderr}"
+    );
 }
 
 #[test]
 fn demo_is_valid() {
     let (code, stdout, stderr) = validate("demo");
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout.trim(), "ok: 2 Services, 3 Routes (3 route entries) are valid");
+    assert_eq!(
+        stdout.trim(),
+        "ok: 2 Services, 3 Routes (3 route entries) are valid"
+    );
 }
 
 #[test]
@@ -40,27 +50,42 @@ fn unknown_service() {
 
 #[test]
 fn timeout_over_60s() {
-    rejects("timeout-over-60s.yaml", "Route default/items: spec.timeout: 90s is over the 60s maximum; set it to 60s or less");
+    rejects(
+        "timeout-over-60s.yaml",
+        "Route default/items: spec.timeout: 90s is over the 60s maximum; set it to 60s or less",
+    );
 }
 
 #[test]
 fn empty_paths() {
-    rejects("empty-paths.yaml", "Route default/items: spec.match.paths: no paths; add at least one, e.g. - prefix: /");
+    rejects(
+        "empty-paths.yaml",
+        "Route default/items: spec.match.paths: no paths; add at least one, e.g. - prefix: /",
+    );
 }
 
 #[test]
 fn duplicate_paths() {
-    rejects("duplicate-paths.yaml", "Route default/items: spec.match.paths[2].exact: duplicate path exact: /v1/items; list it once");
+    rejects(
+        "duplicate-paths.yaml",
+        "Route default/items: spec.match.paths[2].exact: duplicate path exact: /v1/items; list it once",
+    );
 }
 
 #[test]
 fn malformed_host() {
-    rejects("malformed-host.yaml", "Route default/items: spec.hosts[0]: \"https://api.example.com\" is not a host name; write a DNS name");
+    rejects(
+        "malformed-host.yaml",
+        "Route default/items: spec.hosts[0]: \"https://api.example.com\" is not a host name; write a DNS name",
+    );
 }
 
 #[test]
 fn weights_sum_to_zero() {
-    rejects("zero-weights.yaml", "Route default/items: spec.backends[].weight: weights sum to 0");
+    rejects(
+        "zero-weights.yaml",
+        "Route default/items: spec.backends[].weight: weights sum to 0",
+    );
 }
 
 #[test]
@@ -73,12 +98,18 @@ fn conflicting_routes() {
 
 #[test]
 fn duration_without_unit() {
-    rejects("bad-duration.yaml", "document 0 (Service items): spec.timeout: duration \"30\" has no unit; write it like 30s or 30ms");
+    rejects(
+        "bad-duration.yaml",
+        "document 0 (Service items): spec.timeout: duration \"30\" has no unit; write it like 30s or 30ms",
+    );
 }
 
 #[test]
 fn malformed_address() {
-    rejects("bad-address.yaml", "Service default/items: spec.destinations[0].address: \"http://items.internal\"");
+    rejects(
+        "bad-address.yaml",
+        "Service default/items: spec.destinations[0].address: \"http://items.internal\"",
+    );
 }
 
 #[test]

@@ -131,7 +131,11 @@ pub struct OutlierDetection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// Consecutive 5xx responses before ejection (default 5).
-    #[serde(default, rename = "consecutive5xx", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "consecutive5xx",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub consecutive_5xx: Option<u32>,
     /// Consecutive 502/503/504 and connection failures before ejection (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,8 +215,15 @@ pub struct Hedge {
 }
 
 /// Retry conditions a Route may name, and what Envoy calls them.
-pub const RETRY_ON: &[&str] =
-    &["connect-failure", "refused-stream", "reset", "reset-before-request", "5xx", "gateway-error", "retriable-status-codes"];
+pub const RETRY_ON: &[&str] = &[
+    "connect-failure",
+    "refused-stream",
+    "reset",
+    "reset-before-request",
+    "5xx",
+    "gateway-error",
+    "retriable-status-codes",
+];
 
 /// Conditions under which the upstream never saw the request: safe for any method.
 pub const SAFE_RETRY_ON: &[&str] = &["connect-failure", "refused-stream", "reset-before-request"];

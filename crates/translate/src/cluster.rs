@@ -23,7 +23,10 @@ pub fn cluster_name(service: &ObjectKey) -> String {
     format!("{}/{}", service.namespace, service.name)
 }
 
-pub fn service_cluster(key: &ObjectKey, service: &Service) -> (Cluster, Option<ClusterLoadAssignment>) {
+pub fn service_cluster(
+    key: &ObjectKey,
+    service: &Service,
+) -> (Cluster, Option<ClusterLoadAssignment>) {
     let name = cluster_name(key);
     let assignment = load_assignment(&name, service);
     let by_dns = service
@@ -39,13 +42,18 @@ pub fn service_cluster(key: &ObjectKey, service: &Service) -> (Cluster, Option<C
     };
     cluster_policy::apply(&mut cluster, &service.spec);
     if by_dns {
-        cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32));
+        cluster.cluster_discovery_type =
+            Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32));
         cluster.dns_lookup_family = DnsLookupFamily::V4Preferred as i32;
         cluster.load_assignment = Some(assignment);
         (cluster, None)
     } else {
-        cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
-        cluster.eds_cluster_config = Some(EdsClusterConfig { eds_config: proto::ads(), service_name: String::new() });
+        cluster.cluster_discovery_type =
+            Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
+        cluster.eds_cluster_config = Some(EdsClusterConfig {
+            eds_config: proto::ads(),
+            service_name: String::new(),
+        });
         (cluster, Some(assignment))
     }
 }
@@ -80,7 +88,11 @@ fn load_assignment(cluster: &str, service: &Service) -> ClusterLoadAssignment {
             })
         })
         .collect();
-    ClusterLoadAssignment { cluster_name: cluster.into(), endpoints, ..Default::default() }
+    ClusterLoadAssignment {
+        cluster_name: cluster.into(),
+        endpoints,
+        ..Default::default()
+    }
 }
 
 fn split_address(addr: &str) -> Option<(String, u16)> {

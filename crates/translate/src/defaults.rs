@@ -7,7 +7,8 @@ pub const MAX_CONNECTIONS: u32 = 1024;
 pub const MAX_PENDING_REQUESTS: u32 = 1024;
 pub const MAX_REQUESTS: u32 = 1024;
 pub const RETRY_BUDGET_PERCENT: f64 = 20.0;
-pub const RETRY_BUDGET_MIN_CONCURRENCY: u32 = 3;
+/// Retries always allowed: low-traffic Services would otherwise get almost none.
+pub const RETRY_BUDGET_MIN_CONCURRENCY: u32 = 10;
 pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);

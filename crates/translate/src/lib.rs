@@ -9,10 +9,10 @@
 mod cluster;
 mod cluster_policy;
 mod defaults;
-mod route_policy;
 mod listener;
 mod proto;
 mod route;
+mod route_policy;
 
 use envoy_types::pb::envoy::config::{
     cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment, listener::v3::Listener,

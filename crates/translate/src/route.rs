@@ -95,7 +95,11 @@ fn envoy_routes(entry: &RouteEntry, model: &Model) -> Vec<Route> {
         .map(|(i, v)| {
             let mut route = envoy_route(entry, v.methods.as_deref().unwrap_or(&entry.methods));
             if split {
-                route.name = format!("{}/{}", route.name, if i == 0 { "idempotent" } else { "other" });
+                route.name = format!(
+                    "{}/{}",
+                    route.name,
+                    if i == 0 { "idempotent" } else { "other" }
+                );
             }
             if let Some(route::Action::Route(action)) = &mut route.action {
                 action.retry_policy = Some(v.retry);
@@ -141,7 +145,11 @@ fn envoy_route(entry: &RouteEntry, methods: &[String]) -> Route {
             cluster_specifier: Some(cluster_specifier(entry)),
             timeout: proto::duration(entry.timeout.as_std()),
             idle_timeout: proto::duration(
-                entry.route.spec.idle_timeout.map_or(crate::defaults::ROUTE_IDLE_TIMEOUT, |t| t.0),
+                entry
+                    .route
+                    .spec
+                    .idle_timeout
+                    .map_or(crate::defaults::ROUTE_IDLE_TIMEOUT, |t| t.0),
             ),
             ..Default::default()
         })),

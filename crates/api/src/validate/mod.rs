@@ -86,7 +86,12 @@ impl Report {
         } else if self.warnings.is_empty() {
             Condition::new(ACCEPTED, false, "Invalid", join(&self.errors))
         } else {
-            Condition::new(ACCEPTED, false, "Invalid", format!("{}; {}", join(&self.errors), join(&self.warnings)))
+            Condition::new(
+                ACCEPTED,
+                false,
+                "Invalid",
+                format!("{}; {}", join(&self.errors), join(&self.warnings)),
+            )
         }];
         out.push(if self.unresolved.is_empty() {
             Condition::new(RESOLVED_REFS, true, "ResolvedRefs", "")

@@ -10,13 +10,20 @@ const SEC: Duration = Duration::from_secs(1);
 
 fn at_least_one(report: &mut Report, field: &str, v: Option<u32>) {
     if v == Some(0) {
-        report.error(field, "0 would refuse every request; use at least 1 or leave it out for the default".into());
+        report.error(
+            field,
+            "0 would refuse every request; use at least 1 or leave it out for the default".into(),
+        );
     }
 }
 
 pub(super) fn check_service(svc: &Service, report: &mut Report) {
     let spec = &svc.spec;
-    let primaries = spec.destinations.iter().filter(|d| !d.failover.unwrap_or(false) && d.weight() > 0).count();
+    let primaries = spec
+        .destinations
+        .iter()
+        .filter(|d| !d.failover.unwrap_or(false) && d.weight() > 0)
+        .count();
     if !spec.destinations.is_empty() && primaries == 0 {
         report.error(
             "spec.destinations[].failover",
@@ -46,9 +53,17 @@ pub(super) fn check_service(svc: &Service, report: &mut Report) {
     if let Some(pool) = &spec.connection_pool {
         let f = "spec.connectionPool";
         at_least_one(report, &format!("{f}.maxConnections"), pool.max_connections);
-        at_least_one(report, &format!("{f}.maxPendingRequests"), pool.max_pending_requests);
+        at_least_one(
+            report,
+            &format!("{f}.maxPendingRequests"),
+            pool.max_pending_requests,
+        );
         at_least_one(report, &format!("{f}.maxRequests"), pool.max_requests);
-        at_least_one(report, &format!("{f}.maxRequestsPerConnection"), pool.max_requests_per_connection);
+        at_least_one(
+            report,
+            &format!("{f}.maxRequestsPerConnection"),
+            pool.max_requests_per_connection,
+        );
         if let Some(t) = pool.idle_timeout
             && t < SEC
         {
@@ -60,13 +75,19 @@ pub(super) fn check_service(svc: &Service, report: &mut Report) {
         if let Some(t) = pool.max_connection_duration
             && t < SEC
         {
-            report.error(&format!("{f}.maxConnectionDuration"), format!("{t} recycles connections constantly; use 1m or more"));
+            report.error(
+                &format!("{f}.maxConnectionDuration"),
+                format!("{t} recycles connections constantly; use 1m or more"),
+            );
         }
         if let Some(k) = &pool.tcp_keepalive {
             at_least_one(report, &format!("{f}.tcpKeepalive.probes"), k.probes);
             for (name, v) in [("time", k.time), ("interval", k.interval)] {
                 if v.is_some_and(|t| t < SEC) {
-                    report.error(&format!("{f}.tcpKeepalive.{name}"), "keepalive works in whole seconds; use 1s or more".into());
+                    report.error(
+                        &format!("{f}.tcpKeepalive.{name}"),
+                        "keepalive works in whole seconds; use 1s or more".into(),
+                    );
                 }
             }
         }
@@ -75,7 +96,10 @@ pub(super) fn check_service(svc: &Service, report: &mut Report) {
         && let Some(p) = b.percent
         && !(p > 0.0 && p <= 100.0)
     {
-        report.error("spec.retryBudget.percent", format!("{p} is not a percentage; use a value above 0 and at most 100 (default 20)"));
+        report.error(
+            "spec.retryBudget.percent",
+            format!("{p} is not a percentage; use a value above 0 and at most 100 (default 20)"),
+        );
     }
     if let Some(hc) = &spec.health_check {
         let f = "spec.healthCheck";
@@ -87,38 +111,65 @@ pub(super) fn check_service(svc: &Service, report: &mut Report) {
             report.error(&format!("{f}.interval"), format!("{interval} would flood every destination with checks from every Envoy; use 500ms or more"));
         }
         if hc.timeout.unwrap_or(Duration::from_secs(2)) >= interval {
-            report.error(&format!("{f}.timeout"), format!("must be shorter than the interval ({interval}) so checks do not overlap"));
+            report.error(
+                &format!("{f}.timeout"),
+                format!("must be shorter than the interval ({interval}) so checks do not overlap"),
+            );
         }
         if hc.jitter.is_some_and(|j| j >= interval) {
-            report.error(&format!("{f}.jitter"), format!("must be shorter than the interval ({interval})"));
+            report.error(
+                &format!("{f}.jitter"),
+                format!("must be shorter than the interval ({interval})"),
+            );
         }
-        for (name, v) in [("unhealthyThreshold", hc.unhealthy_threshold), ("healthyThreshold", hc.healthy_threshold)] {
+        for (name, v) in [
+            ("unhealthyThreshold", hc.unhealthy_threshold),
+            ("healthyThreshold", hc.healthy_threshold),
+        ] {
             if let Some(v) = v
                 && !(1..=10).contains(&v)
             {
-                report.error(&format!("{f}.{name}"), format!("{v} is out of range; use 1 to 10"));
+                report.error(
+                    &format!("{f}.{name}"),
+                    format!("{v} is out of range; use 1 to 10"),
+                );
             }
         }
     }
     if let Some(od) = &spec.outlier_detection {
         let f = "spec.outlierDetection";
         at_least_one(report, &format!("{f}.consecutive5xx"), od.consecutive_5xx);
-        at_least_one(report, &format!("{f}.consecutiveGatewayFailures"), od.consecutive_gateway_failures);
+        at_least_one(
+            report,
+            &format!("{f}.consecutiveGatewayFailures"),
+            od.consecutive_gateway_failures,
+        );
         if let Some(p) = od.max_ejection_percent
             && !(1..=100).contains(&p)
         {
-            report.error(&format!("{f}.maxEjectionPercent"), format!("{p} is out of range; use 1 to 100 (set enabled: false to turn ejection off)"));
+            report.error(
+                &format!("{f}.maxEjectionPercent"),
+                format!(
+                    "{p} is out of range; use 1 to 100 (set enabled: false to turn ejection off)"
+                ),
+            );
         }
         if od.interval.is_some_and(|t| t < Duration::from_millis(100)) {
             report.error(&format!("{f}.interval"), "use 100ms or more".into());
         }
-        if od.base_ejection_time.is_some_and(|t| t < Duration::from_millis(100)) {
+        if od
+            .base_ejection_time
+            .is_some_and(|t| t < Duration::from_millis(100))
+        {
             report.error(&format!("{f}.baseEjectionTime"), "use 100ms or more".into());
         }
         if let Some(sr) = &od.success_rate
             && sr.stdev_factor.is_some_and(|s| s <= 0.0)
         {
-            report.error(&format!("{f}.successRate.stdevFactor"), "must be above 0 (default 1.9)".into());
+            report.error(
+                &format!("{f}.successRate.stdevFactor"),
+                "must be above 0 (default 1.9)".into(),
+            );
         }
     }
 }
@@ -128,7 +179,10 @@ pub(super) fn check_route(route: &Route, report: &mut Report) {
     if let Some(t) = spec.idle_timeout
         && t < SEC
     {
-        report.error("spec.idleTimeout", format!("{t} resets requests that pause briefly; use 1s or more (default 300s)"));
+        report.error(
+            "spec.idleTimeout",
+            format!("{t} resets requests that pause briefly; use 1s or more (default 300s)"),
+        );
     }
     let retry = spec.retry.as_ref();
     if let Some(r) = retry {
@@ -136,11 +190,20 @@ pub(super) fn check_route(route: &Route, report: &mut Report) {
         if let Some(a) = r.attempts
             && a > 5
         {
-            report.error(&format!("{f}.attempts"), format!("{a} retries multiply load {}×  during an incident; use at most 5", a + 1));
+            report.error(
+                &format!("{f}.attempts"),
+                format!(
+                    "{a} retries multiply load {}×  during an incident; use at most 5",
+                    a + 1
+                ),
+            );
         }
         if let Some(t) = r.per_try_timeout {
             if t.0.is_zero() {
-                report.error(&format!("{f}.perTryTimeout"), "0s is not a timeout; remove it or set e.g. 300ms".into());
+                report.error(
+                    &format!("{f}.perTryTimeout"),
+                    "0s is not a timeout; remove it or set e.g. 300ms".into(),
+                );
             } else if let Some(total) = spec.timeout
                 && t >= total
             {
@@ -152,22 +215,37 @@ pub(super) fn check_route(route: &Route, report: &mut Report) {
         }
         for (i, on) in r.on.iter().enumerate() {
             if !RETRY_ON.contains(&on.as_str()) {
-                report.error(&format!("{f}.on[{i}]"), format!("unknown condition {on:?}; use one of {}", RETRY_ON.join(", ")));
+                report.error(
+                    &format!("{f}.on[{i}]"),
+                    format!(
+                        "unknown condition {on:?}; use one of {}",
+                        RETRY_ON.join(", ")
+                    ),
+                );
             }
         }
         for (i, code) in r.status_codes.iter().enumerate() {
             if !(100..=599).contains(code) {
-                report.error(&format!("{f}.statusCodes[{i}]"), format!("{code} is not an HTTP status code"));
+                report.error(
+                    &format!("{f}.statusCodes[{i}]"),
+                    format!("{code} is not an HTTP status code"),
+                );
             }
         }
         if let Some(b) = &r.backoff {
             if b.base.is_some_and(|t| t.0.is_zero()) {
-                report.error(&format!("{f}.backoff.base"), "0s retries in a tight loop; use e.g. 25ms".into());
+                report.error(
+                    &format!("{f}.backoff.base"),
+                    "0s retries in a tight loop; use e.g. 25ms".into(),
+                );
             }
             if let (Some(base), Some(max)) = (b.base, b.max)
                 && max < base
             {
-                report.error(&format!("{f}.backoff.max"), format!("{max} is below base ({base}); raise it"));
+                report.error(
+                    &format!("{f}.backoff.max"),
+                    format!("{max} is below base ({base}); raise it"),
+                );
             }
         }
     }
