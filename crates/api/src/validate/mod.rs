@@ -168,3 +168,5 @@ pub fn validate(routes: &[Route], services: &[Service]) -> Outcome {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod policy_tests;

@@ -81,7 +81,7 @@ pub(super) fn check_service(svc: &Service, report: &mut Report) {
             );
         }
         if let Some(k) = &pool.tcp_keepalive {
-            at_least_one(report, &format!("{f}.tcpKeepalive.probes"), k.probes);
+            positive_count(report, &format!("{f}.tcpKeepalive.probes"), k.probes);
             for (name, v) in [("time", k.time), ("interval", k.interval)] {
                 if v.is_some_and(|t| t < SEC) {
                     report.error(
@@ -260,5 +260,11 @@ pub(super) fn check_route(route: &Route, report: &mut Report) {
                 "hedging fires a parallel try when a try exceeds its per-try timeout; set retry.perTryTimeout and retry.attempts ≥ 1".into(),
             );
         }
+    }
+}
+
+fn positive_count(report: &mut Report, field: &str, v: Option<u32>) {
+    if v == Some(0) {
+        report.error(field, "0 is not a count; use at least 1 or leave it out for the default".into());
     }
 }
