@@ -83,6 +83,7 @@ impl Plane {
             options: portcullis_translate::Options {
                 listen_address: "127.0.0.1".into(),
                 listen_port: 0,
+                ..Default::default()
             },
             poll_interval: Duration::from_millis(100),
         };

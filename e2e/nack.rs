@@ -49,6 +49,7 @@ async fn rejected_resource_keeps_last_good_version_and_is_reported() {
     let options = Options {
         listen_address: "127.0.0.1".into(),
         listen_port: 0,
+        ..Default::default()
     };
     let good = translate(
         &model(

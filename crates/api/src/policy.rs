@@ -227,3 +227,60 @@ pub const RETRY_ON: &[&str] = &[
 
 /// Conditions under which the upstream never saw the request: safe for any method.
 pub const SAFE_RETRY_ON: &[&str] = &["connect-failure", "refused-stream", "reset-before-request"];
+
+/// Authentication for a Route, enforced by `portcullis authz` through Envoy's ext_authz.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Auth {
+    /// Requests without valid credentials are refused with 401 (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
+    /// Scopes the identity must hold (all of them), else 403.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Evaluate and log the decision, but let every request through (roll-out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<bool>,
+}
+
+impl Auth {
+    pub fn required(&self) -> bool {
+        self.required.unwrap_or(true)
+    }
+}
+
+/// One rate limit of a Route: requests sharing the `by` values share the windows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimit {
+    /// Unique within the Route; names the limit in metrics and headers.
+    pub name: String,
+    /// Dimensions: apiKey, user, clientIP, route, method, or header:<name>.
+    pub by: Vec<String>,
+    /// Windows, all enforced: e.g. a burst (10 per 1s) and a sustained (1000 per 1h).
+    pub limits: Vec<Window>,
+    /// Count and report, never refuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<bool>,
+    /// When the limit store is down: allow (default) or deny.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_store_failure: Option<StoreFailure>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Window {
+    pub requests: u32,
+    pub per: Duration,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum StoreFailure {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// Rate-limit dimensions a Route may name (plus `header:<name>`).
+pub const RATE_LIMIT_DIMENSIONS: &[&str] = &["apiKey", "user", "clientIP", "route", "method"];

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Duration,
-    policy::{Hedge, Retry},
+    policy::{Auth, Hedge, RateLimit, Retry},
     status::ObjectStatus,
 };
 
@@ -53,6 +53,12 @@ pub struct RouteSpec {
     /// Hedged tries on per-try timeout (needs `retry.perTryTimeout` and attempts ≥ 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hedge: Option<Hedge>,
+    /// Authentication (default none: the Route is public).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+    /// Quotas, each over its own dimensions (default none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<RateLimit>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

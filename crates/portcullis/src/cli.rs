@@ -68,6 +68,12 @@ pub struct ServeArgs {
     /// How often the config directory is checked for changes, in milliseconds.
     #[arg(long, env = "PORTCULLIS_POLL_MS", default_value_t = 200)]
     pub poll_ms: u64,
+    /// `host:port` of `portcullis authz` (Routes with `auth` answer 503 without it).
+    #[arg(long, env = "PORTCULLIS_AUTHZ_ADDR")]
+    pub authz_addr: Option<String>,
+    /// `host:port` of `portcullis ratelimit` (rate limits are not enforced without it).
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_ADDR")]
+    pub ratelimit_addr: Option<String>,
     /// Write the bound addresses here as JSON ({"xds": .., "admin": ..}) once listening,
     /// so supervisors and tests can use port 0.
     #[arg(long, env = "PORTCULLIS_ADDR_FILE")]
@@ -85,6 +91,8 @@ impl ServeArgs {
             listen_port,
             poll_ms,
             addr_file: _,
+            authz_addr,
+            ratelimit_addr,
         } = self;
         portcullis_controller::serve::ServeConfig {
             config_dir: config,
@@ -92,6 +100,8 @@ impl ServeArgs {
             options: portcullis_translate::Options {
                 listen_address,
                 listen_port,
+                authz: authz_addr,
+                ratelimit: ratelimit_addr,
             },
             poll_interval: Duration::from_millis(poll_ms),
         }

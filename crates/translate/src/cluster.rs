@@ -58,6 +58,58 @@ pub fn service_cluster(
     }
 }
 
+/// A cluster for one of Portcullis' own gRPC services (authz, ratelimit): HTTP/2,
+/// endpoints inline, resolved by DNS when given a host name.
+pub fn grpc_cluster(name: &str, addr: &str) -> Cluster {
+    use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
+    use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+        HttpProtocolOptions,
+        http_protocol_options::{
+            ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+        },
+    };
+    let (host, port) = split_address(addr).unwrap_or((addr.to_owned(), 0));
+    let discovery = if host.parse::<std::net::IpAddr>().is_ok() {
+        DiscoveryType::Static
+    } else {
+        DiscoveryType::StrictDns
+    };
+    Cluster {
+        name: name.into(),
+        connect_timeout: proto::duration(std::time::Duration::from_secs(1)),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(discovery as i32)),
+        typed_extension_protocol_options: [(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+            proto::any(&HttpProtocolOptions {
+                upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                    ExplicitHttpConfig {
+                        protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                            Http2ProtocolOptions::default(),
+                        )),
+                    },
+                )),
+                ..Default::default()
+            }),
+        )]
+        .into(),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name.into(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(socket_address(&host, port)),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// One locality per destination; weight 0 drains a destination.
 fn load_assignment(cluster: &str, service: &Service) -> ClusterLoadAssignment {
     let endpoints = service

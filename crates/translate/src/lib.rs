@@ -9,6 +9,7 @@
 mod cluster;
 mod cluster_policy;
 mod defaults;
+pub mod filters;
 mod listener;
 mod proto;
 mod route;
@@ -36,6 +37,10 @@ pub struct Options {
     /// Port of the HTTP listener; 0 lets the kernel choose (tests read it back from
     /// Envoy's admin API).
     pub listen_port: u16,
+    /// `host:port` of `portcullis authz`; without it, Routes with `auth` answer 503.
+    pub authz: Option<String>,
+    /// `host:port` of `portcullis ratelimit`; without it, rate limits are not enforced.
+    pub ratelimit: Option<String>,
 }
 
 impl Default for Options {
@@ -43,6 +48,8 @@ impl Default for Options {
         Self {
             listen_address: "0.0.0.0".into(),
             listen_port: 10000,
+            authz: None,
+            ratelimit: None,
         }
     }
 }
@@ -65,9 +72,17 @@ pub fn translate(model: &Model, options: &Options) -> Resources {
         clusters.push(cluster);
         load_assignments.extend(assignment);
     }
+    for (name, addr) in [
+        (filters::AUTHZ_CLUSTER, &options.authz),
+        (filters::RATELIMIT_CLUSTER, &options.ratelimit),
+    ] {
+        if let Some(addr) = addr {
+            clusters.push(cluster::grpc_cluster(name, addr));
+        }
+    }
     Resources {
         listeners: vec![listener::http_listener(options)],
-        route_configs: vec![route::route_configuration(model)],
+        route_configs: vec![route::route_configuration(model, options)],
         clusters,
         load_assignments,
     }

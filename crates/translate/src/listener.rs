@@ -10,14 +10,10 @@ use envoy_types::pb::envoy::{
         },
         listener::v3::{Filter, FilterChain, Listener, filter},
     },
-    extensions::filters::{
-        http::router::v3::Router,
-        network::http_connection_manager::v3::{
-            HttpConnectionManager, HttpFilter, Rds,
-            http_connection_manager::{
-                CodecType, PathWithEscapedSlashesAction, RouteSpecifier, StripPortMode,
-            },
-            http_filter,
+    extensions::filters::network::http_connection_manager::v3::{
+        HttpConnectionManager, Rds,
+        http_connection_manager::{
+            CodecType, PathWithEscapedSlashesAction, RouteSpecifier, StripPortMode,
         },
     },
 };
@@ -40,7 +36,7 @@ pub fn http_listener(options: &Options) -> Listener {
             filters: vec![Filter {
                 name: "envoy.filters.network.http_connection_manager".into(),
                 config_type: Some(filter::ConfigType::TypedConfig(proto::any(
-                    &connection_manager(),
+                    &connection_manager(options),
                 ))),
             }],
             ..Default::default()
@@ -49,7 +45,7 @@ pub fn http_listener(options: &Options) -> Listener {
     }
 }
 
-fn connection_manager() -> HttpConnectionManager {
+fn connection_manager(options: &Options) -> HttpConnectionManager {
     HttpConnectionManager {
         codec_type: CodecType::Auto as i32,
         stat_prefix: "http".into(),
@@ -57,13 +53,7 @@ fn connection_manager() -> HttpConnectionManager {
             config_source: proto::ads(),
             route_config_name: ROUTE_CONFIG_NAME.into(),
         })),
-        http_filters: vec![HttpFilter {
-            name: "envoy.filters.http.router".into(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(proto::any(
-                &Router::default(),
-            ))),
-            ..Default::default()
-        }],
+        http_filters: crate::filters::http_filters(options),
         // Envoy is the edge: the peer address is the client, and the client IP is what
         // rate limits key on, so never trust a client-sent X-Forwarded-For.
         use_remote_address: proto::yes(),

@@ -12,7 +12,12 @@ use envoy_types::pb::envoy::{
 };
 use portcullis_api::{HeaderMatch, Model, RouteEntry};
 
-use crate::{ROUTE_CONFIG_NAME, cluster::cluster_name, proto, route_policy};
+use envoy_types::pb::envoy::config::{
+    core::v3::{DataSource, data_source},
+    route::v3::DirectResponseAction,
+};
+
+use crate::{ROUTE_CONFIG_NAME, cluster::cluster_name, filters, proto, route_policy};
 
 /// Name of the Envoy route made from one path of a Route: `namespace/name/index`.
 pub fn route_name(entry: &RouteEntry) -> String {
@@ -22,7 +27,7 @@ pub fn route_name(entry: &RouteEntry) -> String {
     )
 }
 
-pub fn route_configuration(model: &Model) -> RouteConfiguration {
+pub fn route_configuration(model: &Model, options: &crate::Options) -> RouteConfiguration {
     let mut virtual_hosts: Vec<VirtualHost> = model
         .hosts()
         .into_iter()
@@ -31,7 +36,7 @@ pub fn route_configuration(model: &Model) -> RouteConfiguration {
                 .routes
                 .iter()
                 .filter(|e| e.hosts().is_empty() || e.hosts().iter().any(|h| covers(h, &host)));
-            virtual_host(host.clone(), host.clone(), routes, model)
+            virtual_host(host.clone(), host.clone(), routes, model, options)
         })
         .collect();
     virtual_hosts.push(virtual_host(
@@ -39,6 +44,7 @@ pub fn route_configuration(model: &Model) -> RouteConfiguration {
         "*".into(),
         model.routes.iter().filter(|e| e.hosts().is_empty()),
         model,
+        options,
     ));
     RouteConfiguration {
         name: ROUTE_CONFIG_NAME.into(),
@@ -75,18 +81,21 @@ fn virtual_host<'a>(
     domain: String,
     entries: impl Iterator<Item = &'a RouteEntry>,
     model: &Model,
+    options: &crate::Options,
 ) -> VirtualHost {
     VirtualHost {
         name,
         domains: vec![domain],
-        routes: entries.flat_map(|e| envoy_routes(e, model)).collect(),
+        routes: entries
+            .flat_map(|e| envoy_routes(e, model, options))
+            .collect(),
         ..Default::default()
     }
 }
 
 /// The Envoy routes of one entry: usually one, two when retries must treat
 /// idempotent and other methods differently (see route_policy.rs).
-fn envoy_routes(entry: &RouteEntry, model: &Model) -> Vec<Route> {
+fn envoy_routes(entry: &RouteEntry, model: &Model, options: &crate::Options) -> Vec<Route> {
     let variants = route_policy::variants(entry, model);
     let split = variants.len() > 1;
     variants
@@ -105,6 +114,27 @@ fn envoy_routes(entry: &RouteEntry, model: &Model) -> Vec<Route> {
                 action.retry_policy = Some(v.retry);
                 action.hedge_policy = v.hedge;
                 action.hash_policy = route_policy::hash_policies(entry, model);
+                if options.ratelimit.is_some() {
+                    action.rate_limits = filters::rate_limits(entry);
+                }
+            }
+            if let Some(auth) = &entry.route.spec.auth {
+                if options.authz.is_some() {
+                    route.typed_per_filter_config =
+                        [(filters::EXT_AUTHZ.to_string(), filters::authz_per_route(entry, auth))].into();
+                } else {
+                    // Fail closed: a Route that asks for auth is never served without it.
+                    route.action = Some(route::Action::DirectResponse(DirectResponseAction {
+                        status: 503,
+                        body: Some(DataSource {
+                            specifier: Some(data_source::Specifier::InlineString(
+                                r#"{"error":"auth_unavailable","message":"this route requires authentication, but no authz service is configured"}"#.into(),
+                            )),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }));
+                }
             }
             route
         })

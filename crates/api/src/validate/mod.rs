@@ -167,6 +167,6 @@ pub fn validate(routes: &[Route], services: &[Service]) -> Outcome {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod policy_tests;
+#[cfg(test)]
+mod tests;

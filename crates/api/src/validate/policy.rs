@@ -175,6 +175,7 @@ pub(super) fn check_service(svc: &Service, report: &mut Report) {
 }
 
 pub(super) fn check_route(route: &Route, report: &mut Report) {
+    check_auth_and_limits(route, report);
     let spec = &route.spec;
     if let Some(t) = spec.idle_timeout
         && t < SEC
@@ -265,6 +266,93 @@ pub(super) fn check_route(route: &Route, report: &mut Report) {
 
 fn positive_count(report: &mut Report, field: &str, v: Option<u32>) {
     if v == Some(0) {
-        report.error(field, "0 is not a count; use at least 1 or leave it out for the default".into());
+        report.error(
+            field,
+            "0 is not a count; use at least 1 or leave it out for the default".into(),
+        );
+    }
+}
+
+pub(super) fn check_auth_and_limits(route: &Route, report: &mut Report) {
+    let spec = &route.spec;
+    if let Some(auth) = &spec.auth {
+        for (i, scope) in auth.scopes.iter().enumerate() {
+            if scope.is_empty() || scope.contains([',', ' ']) {
+                report.error(
+                    &format!("spec.auth.scopes[{i}]"),
+                    format!(
+                        "{scope:?} is not a scope; scopes are single words such as droplet:write"
+                    ),
+                );
+            }
+        }
+    }
+    let authenticated = spec.auth.as_ref().is_some_and(|a| a.required());
+    let mut names = std::collections::BTreeSet::new();
+    for (i, limit) in spec.rate_limits.iter().enumerate() {
+        let f = format!("spec.rateLimits[{i}]");
+        if let Err(e) = super::names::check_name(&limit.name) {
+            report.error(&format!("{f}.name"), e);
+        } else if !names.insert(limit.name.as_str()) {
+            report.error(
+                &format!("{f}.name"),
+                format!(
+                    "{:?} is used twice; give each limit its own name",
+                    limit.name
+                ),
+            );
+        }
+        if limit.by.is_empty() {
+            report.error(
+                &format!("{f}.by"),
+                "no dimensions; add what requests are counted by, e.g. [clientIP] or [apiKey]"
+                    .into(),
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (j, dim) in limit.by.iter().enumerate() {
+            let field = format!("{f}.by[{j}]");
+            let known = crate::policy::RATE_LIMIT_DIMENSIONS.contains(&dim.as_str())
+                || dim.strip_prefix("header:").is_some_and(|h| {
+                    !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if !known {
+                report.error(&field, format!("unknown dimension {dim:?}; use apiKey, user, clientIP, route, method or header:<name>"));
+            } else if !seen.insert(dim.as_str()) {
+                report.error(&field, format!("{dim:?} is listed twice"));
+            } else if matches!(dim.as_str(), "user" | "apiKey") && !authenticated {
+                report.error(
+                    &field,
+                    format!("{dim} comes from authentication, but this Route does not require it; add auth: {{required: true}} or limit by clientIP"),
+                );
+            }
+        }
+        if limit.limits.is_empty() {
+            report.error(
+                &format!("{f}.limits"),
+                "no windows; add e.g. {requests: 100, per: 1m}".into(),
+            );
+        }
+        let mut pers = std::collections::BTreeSet::new();
+        for (j, w) in limit.limits.iter().enumerate() {
+            let field = format!("{f}.limits[{j}]");
+            if w.requests == 0 {
+                report.error(
+                    &format!("{field}.requests"),
+                    "0 refuses every request; to block a path, remove its Route".into(),
+                );
+            }
+            if w.per < SEC || w.per > Duration::from_secs(86_400) {
+                report.error(
+                    &format!("{field}.per"),
+                    format!("{} is out of range; use 1s to 24h", w.per),
+                );
+            } else if !pers.insert(w.per) {
+                report.error(
+                    &format!("{field}.per"),
+                    format!("two windows of {}; keep the stricter one", w.per),
+                );
+            }
+        }
     }
 }

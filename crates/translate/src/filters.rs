@@ -1,0 +1,331 @@
+//! The HTTP filter chain and the per-route pieces of authentication and rate limiting.
+//!
+//! Chain: header_mutation (drops client-sent identity headers, always) → ext_authz
+//! (disabled by default, enabled per Route that has `auth`) → ratelimit (acts only on
+//! routes with `rate_limits`) → router.
+use envoy_types::pb::{
+    envoy::{
+        config::{
+            common::mutation_rules::v3::{HeaderMutation as Mutation, header_mutation},
+            core::v3::{ApiVersion, GrpcService, grpc_service},
+            ratelimit::v3::RateLimitServiceConfig,
+            route::v3::{
+                RateLimit as EnvoyRateLimit,
+                rate_limit::{Action, action},
+            },
+        },
+        extensions::filters::{
+            http::{
+                ext_authz::v3::{ExtAuthz, ext_authz},
+                header_mutation::v3::{HeaderMutation, Mutations},
+                ratelimit::v3::{RateLimit, rate_limit::XRateLimitHeadersRfcVersion},
+                router::v3::Router,
+            },
+            network::http_connection_manager::v3::{HttpFilter, http_filter},
+        },
+        r#type::{
+            metadata::v3::{MetadataKey, metadata_key},
+            v3::HttpStatus,
+        },
+    },
+    google::protobuf::Any,
+};
+use portcullis_api::{RouteEntry, policy::Auth};
+use prost::Message;
+
+use crate::{Options, proto};
+
+pub const EXT_AUTHZ: &str = "envoy.filters.http.ext_authz";
+pub const RATE_LIMIT: &str = "envoy.filters.http.ratelimit";
+/// Cluster names start with `_`, which no Kubernetes namespace can, so they never
+/// collide with a Service's cluster (`namespace/name`).
+pub const AUTHZ_CLUSTER: &str = "_portcullis/authz";
+pub const RATELIMIT_CLUSTER: &str = "_portcullis/ratelimit";
+/// Rate-limit domain shared with `portcullis ratelimit`.
+pub const RATELIMIT_DOMAIN: &str = "portcullis";
+/// Identity headers only `portcullis authz` may set.
+pub const IDENTITY_HEADERS: &[&str] = &[
+    "x-portcullis-user",
+    "x-portcullis-account",
+    "x-portcullis-scopes",
+];
+
+pub fn http_filters(options: &Options) -> Vec<HttpFilter> {
+    let mut filters = vec![typed_filter(
+        "envoy.filters.http.header_mutation",
+        proto::any(&HeaderMutation {
+            mutations: Some(Mutations {
+                request_mutations: IDENTITY_HEADERS
+                    .iter()
+                    .map(|h| Mutation {
+                        action: Some(header_mutation::Action::Remove(h.to_string())),
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    )];
+    if options.authz.is_some() {
+        let mut f = typed_filter(
+            EXT_AUTHZ,
+            proto::any(&ExtAuthz {
+                transport_api_version: ApiVersion::V3 as i32,
+                services: Some(ext_authz::Services::GrpcService(grpc(AUTHZ_CLUSTER, 250))),
+                // The service unreachable: answer 503, never let the request through.
+                failure_mode_allow: false,
+                status_on_error: Some(HttpStatus { code: 503 }),
+                ..Default::default()
+            }),
+        );
+        f.disabled = true;
+        filters.push(f);
+    }
+    if options.ratelimit.is_some() {
+        filters.push(typed_filter(
+            RATE_LIMIT,
+            proto::any(&RateLimit {
+                domain: RATELIMIT_DOMAIN.into(),
+                request_type: "external".into(),
+                // The service bounds its store at 20ms; this bounds the whole call. On
+                // timeout or error the request is allowed (each limit's failure policy
+                // is applied by the service itself when its store fails).
+                timeout: proto::duration(std::time::Duration::from_millis(100)),
+                failure_mode_deny: false,
+                enable_x_ratelimit_headers: XRateLimitHeadersRfcVersion::DraftVersion03 as i32,
+                rate_limit_service: Some(RateLimitServiceConfig {
+                    grpc_service: Some(grpc(RATELIMIT_CLUSTER, 100)),
+                    transport_api_version: ApiVersion::V3 as i32,
+                }),
+                ..Default::default()
+            }),
+        ));
+    }
+    filters.push(typed_filter(
+        "envoy.filters.http.router",
+        proto::any(&Router::default()),
+    ));
+    filters
+}
+
+fn typed_filter(name: &str, config: Any) -> HttpFilter {
+    HttpFilter {
+        name: name.into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(config)),
+        ..Default::default()
+    }
+}
+
+fn grpc(cluster: &str, timeout_ms: u64) -> GrpcService {
+    GrpcService {
+        target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+            grpc_service::EnvoyGrpc {
+                cluster_name: cluster.into(),
+                ..Default::default()
+            },
+        )),
+        timeout: proto::duration(std::time::Duration::from_millis(timeout_ms)),
+        ..Default::default()
+    }
+}
+
+/// Per-route ext_authz config enabling the filter with the Route's policy in
+/// `context_extensions`. Encoded by hand because prost encodes maps in HashMap order,
+/// which changes between processes and would change the resource version (and push an
+/// update) on every rebuild.
+pub fn authz_per_route(entry: &RouteEntry, auth: &Auth) -> Any {
+    let mut ext: Vec<(&str, String)> = vec![
+        ("portcullis.auth.required", auth.required().to_string()),
+        ("portcullis.auth.scopes", auth.scopes.join(",")),
+        (
+            "portcullis.auth.shadow",
+            auth.shadow.unwrap_or(false).to_string(),
+        ),
+        (
+            "portcullis.route",
+            format!("{}/{}", entry.key.namespace, entry.key.name),
+        ),
+    ];
+    ext.sort();
+    // CheckSettings { map<string,string> context_extensions = 1; }
+    let mut settings = Vec::new();
+    for (k, v) in ext {
+        let mut pair = Vec::new();
+        prost::encoding::string::encode(1, &k.to_string(), &mut pair);
+        prost::encoding::string::encode(2, &v, &mut pair);
+        prost::encoding::bytes::encode(1, &pair, &mut settings);
+    }
+    // ExtAuthzPerRoute { oneof override { bool disabled = 1; CheckSettings check_settings = 2; } }
+    let mut per_route = Vec::new();
+    prost::encoding::bytes::encode(2, &settings, &mut per_route);
+    let any = Any {
+        type_url: "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
+            .into(),
+        value: per_route,
+    };
+    debug_assert!(
+        envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::ExtAuthzPerRoute::decode(
+            &*any.value
+        )
+        .is_ok()
+    );
+    any
+}
+
+/// Envoy `rate_limits` of a Route: one descriptor per limit, `portcullis.limit` first,
+/// then the dimensions in declared order. A missing value (no API key, say) skips the
+/// whole descriptor, so a limit never counts requests it cannot attribute.
+pub fn rate_limits(entry: &RouteEntry) -> Vec<EnvoyRateLimit> {
+    let route = format!("{}/{}", entry.key.namespace, entry.key.name);
+    entry
+        .route
+        .spec
+        .rate_limits
+        .iter()
+        .map(|limit| {
+            let mut actions = vec![generic(
+                "portcullis.limit",
+                &format!("{route}/{}", limit.name),
+            )];
+            for dim in &limit.by {
+                actions.push(match dim.as_str() {
+                    "apiKey" | "user" => metadata(dim),
+                    "clientIP" => Action {
+                        action_specifier: Some(action::ActionSpecifier::RemoteAddress(
+                            Default::default(),
+                        )),
+                    },
+                    "route" => generic("route", &route),
+                    "method" => header(":method", "method"),
+                    other => {
+                        let name = other.strip_prefix("header:").unwrap_or(other);
+                        header(&name.to_ascii_lowercase(), other)
+                    }
+                });
+            }
+            EnvoyRateLimit {
+                actions,
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+fn generic(key: &str, value: &str) -> Action {
+    Action {
+        action_specifier: Some(action::ActionSpecifier::GenericKey(action::GenericKey {
+            descriptor_key: key.into(),
+            descriptor_value: value.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+fn header(name: &str, key: &str) -> Action {
+    Action {
+        action_specifier: Some(action::ActionSpecifier::RequestHeaders(
+            action::RequestHeaders {
+                header_name: name.into(),
+                descriptor_key: key.into(),
+                skip_if_absent: true,
+            },
+        )),
+    }
+}
+
+/// Identity written by ext_authz as dynamic metadata under its filter name.
+fn metadata(key: &str) -> Action {
+    Action {
+        action_specifier: Some(action::ActionSpecifier::Metadata(action::MetaData {
+            descriptor_key: key.into(),
+            metadata_key: Some(MetadataKey {
+                key: EXT_AUTHZ.into(),
+                path: vec![metadata_key::PathSegment {
+                    segment: Some(metadata_key::path_segment::Segment::Key(key.into())),
+                }],
+            }),
+            source: action::meta_data::Source::Dynamic as i32,
+            skip_if_absent: true,
+            ..Default::default()
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
+        ExtAuthzPerRoute, ext_authz_per_route,
+    };
+
+    use super::*;
+
+    fn entry(yaml: &str) -> RouteEntry {
+        let docs = portcullis_api::parse_documents(yaml);
+        let (mut routes, mut services) = (vec![], vec![]);
+        for d in docs {
+            match d.unwrap() {
+                portcullis_api::Document::Route(r) => routes.push(*r),
+                portcullis_api::Document::Service(s) => services.push(*s),
+            }
+        }
+        let o = portcullis_api::validate::validate(&routes, &services);
+        assert_eq!(
+            o.problems().count(),
+            0,
+            "{:?}",
+            o.problems().collect::<Vec<_>>()
+        );
+        o.model.routes[0].clone()
+    }
+
+    const YAML: &str = "apiVersion: portcullis.dev/v1alpha1\nkind: Service\nmetadata: {name: s, namespace: t}\nspec: {destinations: [{name: a, address: '10.0.0.1:80'}]}\n---\napiVersion: portcullis.dev/v1alpha1\nkind: Route\nmetadata: {name: r, namespace: t}\nspec: {match: {paths: [{prefix: /}]}, backends: [{service: s}], auth: {scopes: [a, b], shadow: true}, rateLimits: [{name: per-key, by: [apiKey, clientIP, 'header:X-Team', method, route], limits: [{requests: 5, per: 1s}]}]}\n";
+
+    #[test]
+    fn authz_per_route_is_deterministic_and_carries_the_policy() {
+        let e = entry(YAML);
+        let auth = e.route.spec.auth.clone().unwrap();
+        let a = authz_per_route(&e, &auth);
+        assert_eq!(a, authz_per_route(&e, &auth), "same input, same bytes");
+        let decoded = ExtAuthzPerRoute::decode(&*a.value).unwrap();
+        let Some(ext_authz_per_route::Override::CheckSettings(s)) = decoded.r#override else {
+            panic!("no check settings")
+        };
+        let ext = s.context_extensions;
+        assert_eq!(ext["portcullis.route"], "t/r");
+        assert_eq!(ext["portcullis.auth.required"], "true");
+        assert_eq!(ext["portcullis.auth.scopes"], "a,b");
+        assert_eq!(ext["portcullis.auth.shadow"], "true");
+    }
+
+    #[test]
+    fn rate_limit_descriptors_start_with_the_limit_then_follow_by() {
+        let limits = rate_limits(&entry(YAML));
+        assert_eq!(limits.len(), 1);
+        let kinds: Vec<String> = limits[0]
+            .actions
+            .iter()
+            .map(|a| match a.action_specifier.as_ref().unwrap() {
+                action::ActionSpecifier::GenericKey(g) => {
+                    format!("{}={}", g.descriptor_key, g.descriptor_value)
+                }
+                action::ActionSpecifier::Metadata(m) => format!("{}<-metadata", m.descriptor_key),
+                action::ActionSpecifier::RemoteAddress(_) => "remote_address".into(),
+                action::ActionSpecifier::RequestHeaders(h) => {
+                    format!("{}<-{}", h.descriptor_key, h.header_name)
+                }
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "portcullis.limit=t/r/per-key",
+                "apiKey<-metadata",
+                "remote_address",
+                "header:X-Team<-x-team",
+                "method<-:method",
+                "route=t/r"
+            ]
+        );
+    }
+}
