@@ -188,6 +188,7 @@ pub struct Gateway {
 
 pub struct Reply {
     pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
     /// The echo backend's name, when a backend answered.
     pub backend: Option<String>,
     pub body: Value,
@@ -250,11 +251,13 @@ impl Gateway {
             .await
             .unwrap_or_else(|e| panic!("{method} {host}{path}: {e}"));
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         let backend = body["name"].as_str().map(str::to_owned);
         Reply {
             status,
+            headers,
             backend,
             body,
         }

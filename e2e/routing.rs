@@ -189,3 +189,38 @@ async fn weighted_backends_split_80_20() {
     );
     plane.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_generated_forwarded_and_returned() {
+    let manifests = service_yaml("echo", echo("echo").await)
+        + &route_yaml(
+            "r",
+            "{match: {paths: [{prefix: /}]}, backends: [{service: echo}]}",
+        );
+    let s = stack(&manifests, "request-id").await;
+    let reply =
+        s.gw.request(
+            "GET",
+            "x.test",
+            "/",
+            &[
+                ("x-request-id", "client-chosen"),
+                ("x-portcullis-user", "forged"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let returned = reply.headers["x-request-id"].to_str().unwrap();
+    assert_ne!(
+        returned, "client-chosen",
+        "a client's request id is not trusted at the edge"
+    );
+    assert_eq!(
+        reply.body["headers"]["x-request-id"], returned,
+        "the backend sees the id the client gets back"
+    );
+    assert!(
+        reply.body["headers"].get("x-portcullis-user").is_none(),
+        "client-sent identity headers never reach a backend"
+    );
+}

@@ -57,6 +57,11 @@ fn connection_manager(options: &Options) -> HttpConnectionManager {
         // Envoy is the edge: the peer address is the client, and the client IP is what
         // rate limits key on, so never trust a client-sent X-Forwarded-For.
         use_remote_address: proto::yes(),
+        // Every request gets an x-request-id (a client's own is replaced: it is not
+        // trusted at the edge), forwarded upstream and returned to the client.
+        generate_request_id: proto::yes(),
+        preserve_external_request_id: false,
+        always_set_request_id_in_response: true,
         // Host routing ignores ":port" in the Host header.
         strip_port_mode: Some(StripPortMode::StripAnyHostPort(true)),
         normalize_path: proto::yes(),

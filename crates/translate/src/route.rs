@@ -166,6 +166,8 @@ fn envoy_route(entry: &RouteEntry, methods: &[String]) -> Route {
     headers.extend(entry.headers.iter().map(header_matcher));
     Route {
         name: route_name(entry),
+        // Per-Route stats (vhost.<host>.route.<namespace>/<name>.*) read as the Route.
+        stat_prefix: format!("{}/{}", entry.key.namespace, entry.key.name),
         r#match: Some(RouteMatch {
             path_specifier: Some(path_specifier),
             headers,
