@@ -73,6 +73,19 @@ pub struct Plane {
 
 impl Plane {
     pub async fn start(config_dir: &Path, state_file: Option<PathBuf>) -> Plane {
+        let options = portcullis_translate::Options {
+            listen_address: "127.0.0.1".into(),
+            listen_port: 0,
+            ..Default::default()
+        };
+        Self::start_with(config_dir, state_file, options).await
+    }
+
+    pub async fn start_with(
+        config_dir: &Path,
+        state_file: Option<PathBuf>,
+        options: portcullis_translate::Options,
+    ) -> Plane {
         let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (xds_addr, admin_addr) = (xds.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -80,11 +93,7 @@ impl Plane {
         let config = portcullis_controller::serve::ServeConfig {
             config_dir: config_dir.to_path_buf(),
             state_file,
-            options: portcullis_translate::Options {
-                listen_address: "127.0.0.1".into(),
-                listen_port: 0,
-                ..Default::default()
-            },
+            options,
             poll_interval: Duration::from_millis(100),
         };
         let task = tokio::spawn(portcullis_controller::serve::run(

@@ -224,3 +224,61 @@ async fn request_ids_are_generated_forwarded_and_returned() {
         "client-sent identity headers never reach a backend"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_has_one_scrubbed_json_record_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let manifests = service_yaml("echo", echo("echo").await)
+        + &route_yaml(
+            "logged",
+            "{match: {paths: [{prefix: /}]}, backends: [{service: echo}]}",
+        );
+    write_atomic(&dir.path().join("all.yaml"), &manifests);
+    let options = portcullis_translate::Options {
+        listen_address: "127.0.0.1".into(),
+        listen_port: 0,
+        access_log: Some(log.display().to_string()),
+        ..Default::default()
+    };
+    let plane = Plane::start_with(dir.path(), None, options).await;
+    let gw = Gateway::start(plane.xds, "access-log", false).await;
+    plane.wait_synced(None, STARTUP).await;
+    let reply = gw
+        .request(
+            "GET",
+            "x.test",
+            "/orders?api_key=sekrit-query",
+            &[
+                ("authorization", "Bearer sekrit-token"),
+                ("cookie", "session=sekrit-cookie"),
+            ],
+        )
+        .await;
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+
+    // Envoy flushes its access log asynchronously (about every second).
+    let deadline = std::time::Instant::now() + STARTUP;
+    let record = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(&id)) {
+            assert!(
+                !text.contains("sekrit"),
+                "a secret reached the access log: {text}"
+            );
+            break serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access log record for {id}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(record["request_id"], id.as_str());
+    assert_eq!(record["route"], "e2e/logged/0");
+    assert_eq!(record["service"], "e2e/echo");
+    assert_eq!(record["status"], 200);
+    assert_eq!(record["method"], "GET");
+    assert_eq!(record["path"], "/orders");
+    plane.stop().await;
+}

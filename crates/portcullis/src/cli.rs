@@ -74,6 +74,9 @@ pub struct ServeArgs {
     /// `host:port` of `portcullis ratelimit` (rate limits are not enforced without it).
     #[arg(long, env = "PORTCULLIS_RATELIMIT_ADDR")]
     pub ratelimit_addr: Option<String>,
+    /// Envoy writes a JSON line per request here (`/dev/stdout`: Envoy's console).
+    #[arg(long, env = "PORTCULLIS_ACCESS_LOG")]
+    pub access_log: Option<String>,
     /// Write the bound addresses here as JSON ({"xds": .., "admin": ..}) once listening,
     /// so supervisors and tests can use port 0.
     #[arg(long, env = "PORTCULLIS_ADDR_FILE")]
@@ -93,6 +96,7 @@ impl ServeArgs {
             addr_file: _,
             authz_addr,
             ratelimit_addr,
+            access_log,
         } = self;
         portcullis_controller::serve::ServeConfig {
             config_dir: config,
@@ -102,6 +106,7 @@ impl ServeArgs {
                 listen_port,
                 authz: authz_addr,
                 ratelimit: ratelimit_addr,
+                access_log,
             },
             poll_interval: Duration::from_millis(poll_ms),
         }

@@ -98,6 +98,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         options: portcullis_translate::Options {
             listen_address: "127.0.0.1".into(),
             listen_port: port,
+            access_log: Some("/dev/stdout".into()),
             ..Default::default()
         },
         poll_interval: Duration::from_millis(200),

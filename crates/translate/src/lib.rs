@@ -6,6 +6,7 @@
 //! Service, and one load assignment per EDS-fed cluster.
 #![forbid(unsafe_code)]
 
+mod access_log;
 mod cluster;
 mod cluster_policy;
 mod defaults;
@@ -41,6 +42,8 @@ pub struct Options {
     pub authz: Option<String>,
     /// `host:port` of `portcullis ratelimit`; without it, rate limits are not enforced.
     pub ratelimit: Option<String>,
+    /// Where Envoy writes its JSON access log (`/dev/stdout` for the console).
+    pub access_log: Option<String>,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
             listen_port: 10000,
             authz: None,
             ratelimit: None,
+            access_log: None,
         }
     }
 }

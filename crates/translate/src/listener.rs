@@ -59,6 +59,11 @@ fn connection_manager(options: &Options) -> HttpConnectionManager {
         use_remote_address: proto::yes(),
         // Every request gets an x-request-id (a client's own is replaced: it is not
         // trusted at the edge), forwarded upstream and returned to the client.
+        access_log: options
+            .access_log
+            .iter()
+            .map(|p| crate::access_log::file_access_log(p))
+            .collect(),
         generate_request_id: proto::yes(),
         preserve_external_request_id: false,
         always_set_request_id_in_response: true,
