@@ -51,7 +51,7 @@ test: tools
 bench: bench-xds
 
 bench-xds: tools
-	$(CARGO) run --release -p portcullis-bench --bin bench-xds -- --out docs/benchmarks.md
+	ulimit -n 16384 2>/dev/null; $(CARGO) run --release -p portcullis-bench --bin bench-xds -- --out docs/benchmarks.md
 
 ## Maintenance ---------------------------------------------------------------------
 

@@ -1,0 +1,6 @@
+//! Benchmarks of the control plane (`make bench`). Each scenario reports absolute
+//! figures and a ratio against a baseline measured in the same run.
+#![forbid(unsafe_code)]
+
+pub mod manifests;
+pub mod report;

@@ -1,0 +1,74 @@
+//! Results as a markdown table, written between markers in docs/benchmarks.md.
+use std::path::Path;
+
+pub struct Row {
+    pub metric: String,
+    pub value: String,
+    pub target: String,
+    pub baseline: String,
+    pub ratio: String,
+    pub verdict: &'static str,
+}
+
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| metric | value | target | baseline (same run) | ratio | |\n|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.metric, r.value, r.target, r.baseline, r.ratio, r.verdict
+        );
+    }
+    out
+}
+
+/// Replaces the section between `<!-- name:start -->` and `<!-- name:end -->`.
+pub fn write_section(file: &Path, name: &str, body: &str) -> std::io::Result<()> {
+    let (start, end) = (
+        format!("<!-- {name}:start -->"),
+        format!("<!-- {name}:end -->"),
+    );
+    let old = std::fs::read_to_string(file).unwrap_or_else(|_| {
+        "# Benchmarks\n\nProduced by `make bench`; every figure is measured, never assumed.\n"
+            .into()
+    });
+    let section = format!("{start}\n{body}\n{end}");
+    let new = match (old.find(&start), old.find(&end)) {
+        (Some(a), Some(b)) if b > a => format!("{}{}{}", &old[..a], section, &old[b + end.len()..]),
+        _ => format!("{}\n{}\n", old.trim_end(), section),
+    };
+    std::fs::write(file, new)
+}
+
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores, {cpu}")
+}
+
+/// Peak resident memory of this process, in MiB (VmHWM).
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+            })
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
