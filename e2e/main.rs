@@ -6,6 +6,7 @@
 mod harness;
 
 mod nack;
+mod observability;
 mod reload;
 mod restart;
 mod routing;

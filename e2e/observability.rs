@@ -1,0 +1,130 @@
+//! Golden signals end to end: a real Prometheus scrapes Envoy and the control plane,
+//! and a golden-signal query over the Service and Route names returns the traffic sent.
+use std::{process::Stdio, time::Duration};
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+fn prometheus_bin() -> String {
+    for p in ["/usr/bin/prometheus", "/usr/local/bin/prometheus"] {
+        if std::path::Path::new(p).is_file() {
+            return p.into();
+        }
+    }
+    panic!("prometheus not found: `make tools` installs it (apt-get install prometheus)");
+}
+
+async fn query(base: &str, expr: &str) -> Vec<Value> {
+    let url = format!("{base}/api/v1/query?query={}", urlencode(expr));
+    let v = get_json(&url).await;
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_golden_signals_by_service_and_route() {
+    let manifests = service_yaml("shop", echo("shop").await)
+        + &route_yaml(
+            "checkout",
+            "{match: {paths: [{prefix: /checkout}]}, backends: [{service: shop}]}",
+        );
+    let s = stack(&manifests, "metrics").await;
+    for i in 0..50 {
+        assert_eq!(
+            s.gw.get("x.test", &format!("/checkout/{i}")).await.status,
+            200
+        );
+    }
+
+    // Prometheus cannot report a kernel-chosen port, so take a free one and hand it over.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: envoy\n    metrics_path: /stats/prometheus\n    static_configs: [{{targets: ['{}']}}]\n  - job_name: portcullis\n    static_configs: [{{targets: ['{}']}}]\n",
+        s.gw.envoy.admin, s.plane.admin
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    let _prometheus = tokio::process::Command::new(prometheus_bin())
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+
+    // Ready = both targets scraped at least once.
+    let deadline = std::time::Instant::now() + STARTUP;
+    loop {
+        let up = if fetch(&format!("{base}/-/ready"))
+            .await
+            .is_ok_and(|(s, _)| s == 200)
+        {
+            query(&base, "sum(up)").await
+        } else {
+            vec![]
+        };
+        if up.first().and_then(|r| r["value"][1].as_str()) == Some("2") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Prometheus did not scrape both targets"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Traffic per Service, by the Service's name.
+    let requests = query(
+        &base,
+        r#"sum(envoy_cluster_upstream_rq_total{envoy_cluster_name="e2e/shop"})"#,
+    )
+    .await;
+    let value: f64 = requests[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(
+        value >= 50.0,
+        "Prometheus saw {value} requests to e2e/shop, sent 50"
+    );
+    // Errors and latency of the same Service are there to alert on.
+    let errors = query(&base, r#"sum(envoy_cluster_upstream_rq_xx{envoy_cluster_name="e2e/shop", envoy_response_code_class="5"}) or vector(0)"#).await;
+    assert_eq!(errors[0]["value"][1], "0");
+    let latency = query(
+        &base,
+        r#"sum(envoy_cluster_upstream_rq_time_count{envoy_cluster_name="e2e/shop"})"#,
+    )
+    .await;
+    assert!(
+        latency[0]["value"][1]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            >= 50.0
+    );
+    // The control plane's own health: one Envoy stream connected, snapshots built.
+    let streams = query(&base, "sum(portcullis_xds_connected_streams)").await;
+    assert_eq!(streams[0]["value"][1], "1");
+}
