@@ -8,13 +8,22 @@ use crate::{
 
 const SEC: Duration = Duration::from_secs(1);
 
-fn at_least_one(report: &mut Report, field: &str, v: Option<u32>) {
+/// A count that must not be 0 (absent means the default); `why` says what 0 would do.
+fn nonzero(report: &mut Report, field: &str, v: Option<u32>, why: &str) {
     if v == Some(0) {
         report.error(
             field,
-            "0 would refuse every request; use at least 1 or leave it out for the default".into(),
+            format!("0 {why}; use at least 1 or leave it out for the default"),
         );
     }
+}
+
+fn at_least_one(report: &mut Report, field: &str, v: Option<u32>) {
+    nonzero(report, field, v, "would refuse every request");
+}
+
+fn positive_count(report: &mut Report, field: &str, v: Option<u32>) {
+    nonzero(report, field, v, "is not a count");
 }
 
 pub(super) fn check_service(svc: &Service, report: &mut Report) {
@@ -261,15 +270,6 @@ pub(super) fn check_route(route: &Route, report: &mut Report) {
                 "hedging fires a parallel try when a try exceeds its per-try timeout; set retry.perTryTimeout and retry.attempts ≥ 1".into(),
             );
         }
-    }
-}
-
-fn positive_count(report: &mut Report, field: &str, v: Option<u32>) {
-    if v == Some(0) {
-        report.error(
-            field,
-            "0 is not a count; use at least 1 or leave it out for the default".into(),
-        );
     }
 }
 
