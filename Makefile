@@ -10,7 +10,7 @@ PYTHON       ?= python3
 CARGO        ?= cargo
 export ENVOY_BIN
 
-.PHONY: help tools prometheus run test test-unit test-e2e bench bench-xds crds fmt lint check clean
+.PHONY: help tools prometheus redis run test test-unit test-e2e bench bench-xds crds fmt lint check clean
 
 help:
 	@echo "make run        build and start the whole stack (control plane, demo backends, Envoy)"
@@ -21,7 +21,23 @@ help:
 
 ## Tools ---------------------------------------------------------------------------
 
-tools: $(ENVOY_BIN) prometheus
+HELM_SDK     := $(TOOLS)/helm/helm_python
+
+tools: $(ENVOY_BIN) prometheus redis $(HELM_SDK)
+
+# helm-python-sdk (the Helm Go SDK as a wheel) renders and lints the chart in tests.
+$(HELM_SDK):
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/helm helm-python-sdk
+
+# Real Redis (and redis-cli for Redis Cluster) for the rate-limit tests, from Debian.
+redis:
+	@command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing redis (Debian)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null; \
+		else \
+			echo "redis is missing: sudo apt-get install redis-server redis-tools"; exit 1; \
+		fi; }
 
 # Prometheus (e2e golden-signal test) from Debian; root installs it, others get a hint.
 prometheus:

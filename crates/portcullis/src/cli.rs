@@ -26,6 +26,11 @@ pub struct Cli {
 enum Command {
     /// Control plane with a directory of manifests as the source (watched).
     Serve(ServeArgs),
+    /// Kubernetes mode: watch Route/Service CRDs and EndpointSlices, serve xDS, write
+    /// status, serve the admission webhook.
+    Controller(Box<portcullis_kube::Args>),
+    /// Envoy rate-limit service (envoy.service.ratelimit.v3.RateLimitService).
+    Ratelimit(Box<portcullis_ratelimit::Args>),
     /// Everything on this machine: control plane, demo backends and Envoy.
     Up(crate::up::UpArgs),
     /// Check manifests offline, with the same rules the control plane applies.
@@ -182,6 +187,8 @@ pub fn main() -> ExitCode {
         match command {
             Command::Serve(args) => serve(args).await,
             Command::Up(args) => crate::up::run(args).await,
+            Command::Controller(args) => portcullis_kube::run(*args, ctrl_c()).await,
+            Command::Ratelimit(args) => portcullis_ratelimit::run_bound(*args, ctrl_c()).await,
             Command::Echo { addr, name } => {
                 let listener = tokio::net::TcpListener::bind(addr).await?;
                 tracing::info!(%addr, name, "echo backend listening");

@@ -18,7 +18,7 @@ use envoy_types::pb::{
             http::{
                 ext_authz::v3::{ExtAuthz, ext_authz},
                 header_mutation::v3::{HeaderMutation, Mutations},
-                ratelimit::v3::{RateLimit, rate_limit::XRateLimitHeadersRfcVersion},
+                ratelimit::v3::RateLimit,
                 router::v3::Router,
             },
             network::http_connection_manager::v3::{HttpFilter, http_filter},
@@ -92,7 +92,9 @@ pub fn http_filters(options: &Options) -> Vec<HttpFilter> {
                 // is applied by the service itself when its store fails).
                 timeout: proto::duration(std::time::Duration::from_millis(100)),
                 failure_mode_deny: false,
-                enable_x_ratelimit_headers: XRateLimitHeadersRfcVersion::DraftVersion03 as i32,
+                // portcullis ratelimit sends RateLimit-* (and Retry-After on 429) in
+                // response_headers_to_add, which Envoy copies to both OK and 429 answers;
+                // Envoy's own X-RateLimit-* set would be a second, different copy.
                 rate_limit_service: Some(RateLimitServiceConfig {
                     grpc_service: Some(grpc(RATELIMIT_CLUSTER, 100)),
                     transport_api_version: ApiVersion::V3 as i32,
@@ -173,8 +175,9 @@ pub fn authz_per_route(entry: &RouteEntry, auth: &Auth) -> Any {
 }
 
 /// Envoy `rate_limits` of a Route: one descriptor per limit, `portcullis.limit` first,
-/// then the dimensions in declared order. A missing value (no API key, say) skips the
-/// whole descriptor, so a limit never counts requests it cannot attribute.
+/// then the dimensions in declared order. A missing value (no API key, say) drops the
+/// whole descriptor (`skip_if_absent: false`; `true` would send it one entry short), so
+/// a limit never counts requests it cannot attribute.
 pub fn rate_limits(entry: &RouteEntry) -> Vec<EnvoyRateLimit> {
     let route = format!("{}/{}", entry.key.namespace, entry.key.name);
     entry
@@ -227,7 +230,7 @@ fn header(name: &str, key: &str) -> Action {
             action::RequestHeaders {
                 header_name: name.into(),
                 descriptor_key: key.into(),
-                skip_if_absent: true,
+                skip_if_absent: false,
             },
         )),
     }
@@ -245,7 +248,7 @@ fn metadata(key: &str) -> Action {
                 }],
             }),
             source: action::meta_data::Source::Dynamic as i32,
-            skip_if_absent: true,
+            skip_if_absent: false,
             ..Default::default()
         })),
     }

@@ -1,0 +1,94 @@
+//! `portcullis controller` flags. Every flag has a `PORTCULLIS_…` environment twin
+//! (the chart sets those) and a default.
+use std::{net::SocketAddr, path::PathBuf};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    /// ADS (xDS over gRPC) address Envoys connect to.
+    #[arg(long, env = "PORTCULLIS_XDS_ADDR", default_value = "0.0.0.0:18000")]
+    pub xds_addr: SocketAddr,
+    /// Admin HTTP: /healthz, /readyz, /metrics, /debug/xds, /debug/objects.
+    #[arg(long, env = "PORTCULLIS_ADMIN_ADDR", default_value = "0.0.0.0:18001")]
+    pub admin_addr: SocketAddr,
+    /// HTTPS admission webhook.
+    #[arg(long, env = "PORTCULLIS_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
+    pub webhook_addr: SocketAddr,
+    /// Namespaces to watch, comma-separated; empty means all namespaces.
+    #[arg(
+        long,
+        env = "PORTCULLIS_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub namespaces: Vec<String>,
+    /// Label selector Routes and Services must match (e.g. `gateway=public`); empty: all.
+    #[arg(long, env = "PORTCULLIS_LABEL_SELECTOR", default_value = "")]
+    pub label_selector: String,
+    /// Namespace of the controller itself (the Lease lives here).
+    #[arg(
+        long,
+        env = "PORTCULLIS_POD_NAMESPACE",
+        default_value = "portcullis-system"
+    )]
+    pub pod_namespace: String,
+    /// This replica's identity in the Lease (the pod name).
+    #[arg(
+        long,
+        env = "PORTCULLIS_POD_NAME",
+        default_value = "portcullis-controller"
+    )]
+    pub pod_name: String,
+    /// Name of the Lease that elects the one status writer.
+    #[arg(
+        long,
+        env = "PORTCULLIS_LEASE_NAME",
+        default_value = "portcullis-controller"
+    )]
+    pub lease_name: String,
+    /// Seconds a Lease holder may go without renewing before a peer takes over.
+    #[arg(long, env = "PORTCULLIS_LEASE_SECONDS", default_value_t = 15)]
+    pub lease_seconds: u64,
+    /// Webhook certificate source: `self-signed` (made at start, caBundle patched into
+    /// the ValidatingWebhookConfiguration) or `files` (cert-manager: --webhook-cert-dir).
+    #[arg(long, env = "PORTCULLIS_WEBHOOK_CERTS", default_value = "self-signed")]
+    pub webhook_certs: String,
+    /// Directory with tls.crt and tls.key when --webhook-certs=files.
+    #[arg(
+        long,
+        env = "PORTCULLIS_WEBHOOK_CERT_DIR",
+        default_value = "/etc/portcullis/webhook"
+    )]
+    pub webhook_cert_dir: PathBuf,
+    /// DNS name of the webhook Service (the certificate's subject).
+    #[arg(
+        long,
+        env = "PORTCULLIS_WEBHOOK_SERVICE",
+        default_value = "portcullis-webhook.portcullis-system.svc"
+    )]
+    pub webhook_service: String,
+    /// ValidatingWebhookConfiguration whose caBundle gets our CA (self-signed mode);
+    /// empty: do not patch.
+    #[arg(long, env = "PORTCULLIS_WEBHOOK_CONFIG", default_value = "portcullis")]
+    pub webhook_config: String,
+    /// Capacity of the status-write queue.
+    #[arg(long, env = "PORTCULLIS_STATUS_QUEUE", default_value_t = 256)]
+    pub status_queue: usize,
+    /// Optional state file (e.g. on an emptyDir), served at once on a container restart.
+    #[arg(long, env = "PORTCULLIS_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Address Envoy's HTTP listener binds.
+    #[arg(long, env = "PORTCULLIS_LISTEN_ADDRESS", default_value = "0.0.0.0")]
+    pub listen_address: String,
+    /// Port of Envoy's HTTP listener.
+    #[arg(long, env = "PORTCULLIS_LISTEN_PORT", default_value_t = 10000)]
+    pub listen_port: u16,
+    /// `host:port` of `portcullis authz`.
+    #[arg(long, env = "PORTCULLIS_AUTHZ_ADDR")]
+    pub authz_addr: Option<String>,
+    /// `host:port` of `portcullis ratelimit`.
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_ADDR")]
+    pub ratelimit_addr: Option<String>,
+    /// Envoy's JSON access log path (`/dev/stdout`: the Envoy container's log).
+    #[arg(long, env = "PORTCULLIS_ACCESS_LOG")]
+    pub access_log: Option<String>,
+}

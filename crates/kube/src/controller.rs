@@ -1,0 +1,165 @@
+//! One reconcile: index → reconcile (keeps last served versions) → serviceRef
+//! expansion → publish; and one status round: reports + Envoy's ACKs → the conditions
+//! every object should carry, offered to the status queue.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use parking_lot::RwLock;
+use portcullis_api::{Document, ObjectKey, validate::Report};
+use portcullis_controller::{
+    file_source::{Board, ObjectView},
+    publish::Publisher,
+    reconcile::{Objects, reconcile},
+    state::Created,
+};
+use portcullis_xds::NodeStatus;
+
+use crate::{
+    endpoints::{self, ServiceEndpoints},
+    index::SharedIndex,
+    programmed::Programmed,
+    status::{StatusQueue, desired},
+};
+
+pub struct Controller {
+    pub index: Arc<SharedIndex>,
+    pub publisher: Publisher,
+    /// Shown at `/debug/objects`.
+    pub board: Arc<RwLock<Board>>,
+    /// Set after the first publish (the readiness probe).
+    pub ready: Arc<AtomicBool>,
+    programmed: Programmed,
+    last_served: Objects,
+    reports: Vec<Report>,
+    ref_problems: BTreeMap<ObjectKey, Vec<String>>,
+}
+
+impl Controller {
+    pub fn new(index: Arc<SharedIndex>, publisher: Publisher) -> Self {
+        Self {
+            index,
+            publisher,
+            board: Arc::default(),
+            ready: Arc::default(),
+            programmed: Programmed::default(),
+            last_served: Objects::new(),
+            reports: Vec::new(),
+            ref_problems: BTreeMap::new(),
+        }
+    }
+
+    /// Reconciles what the index holds now and publishes it; returns the version.
+    pub fn reconcile(&mut self) -> String {
+        let (objects, failed, invalid, resolved) = {
+            let index = self.index.read();
+            let (objects, failed) = index.objects();
+            let resolved =
+                endpoints::resolve(index.services.values(), &index.kube_services, &index.slices);
+            let invalid: Vec<String> = index
+                .invalid
+                .iter()
+                .map(|(k, e)| format!("{k}: {e}"))
+                .collect();
+            (objects, failed, invalid, resolved)
+        };
+        let result = reconcile(&objects, &failed, &self.last_served);
+        let model = endpoints::expand(&result.outcome.model, &resolved);
+        // Kubernetes stamps creationTimestamp, so no first-seen times are needed.
+        let version = self.publisher.publish(&model, &Created::default());
+        self.programmed
+            .record(&result.outcome.model, &self.publisher.cache.snapshot());
+        self.ref_problems = ref_problems(&result.served, &resolved);
+        for issue in result.outcome.problems() {
+            tracing::debug!("{issue}");
+        }
+        *self.board.write() = Board {
+            version: version.clone(),
+            file_errors: invalid,
+            objects: result
+                .outcome
+                .reports
+                .iter()
+                .map(|r| ObjectView {
+                    object: r.key.to_string(),
+                    served: result.served.contains_key(&r.key),
+                    conditions: r.conditions(),
+                })
+                .collect(),
+        };
+        self.reports = result.outcome.reports;
+        self.last_served = result.served;
+        self.ready.store(true, Ordering::Release);
+        tracing::info!(version, objects = self.reports.len(), "published");
+        version
+    }
+
+    /// Offers every object's desired status; the queue drops what is already written.
+    pub async fn status_round(&self, nodes: &[NodeStatus], queue: &StatusQueue) {
+        let now = jiff::Timestamp::now().to_string();
+        let served: BTreeSet<&ObjectKey> = self.last_served.keys().collect();
+        let mut offers = Vec::with_capacity(self.reports.len());
+        {
+            let index = self.index.read();
+            for report in &self.reports {
+                // Objects that vanished since the reconcile have nothing to write to.
+                let exists = match report.key.kind {
+                    "Route" => index.routes.contains_key(&report.key),
+                    _ => index.services.contains_key(&report.key),
+                };
+                if !exists {
+                    continue;
+                }
+                let current = index.statuses.get(&report.key).cloned().unwrap_or_default();
+                let programmed = served
+                    .contains(&report.key)
+                    .then(|| self.programmed.condition(&report.key, nodes))
+                    .flatten();
+                let problems = self
+                    .ref_problems
+                    .get(&report.key)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let want = desired(report, programmed, problems, &current, &now);
+                offers.push((report.key.clone(), want, current));
+            }
+        }
+        for (key, want, current) in offers {
+            queue.offer(key, want, &current).await;
+        }
+    }
+}
+
+/// `serviceRef`s of served Services that resolve to nothing, per Service.
+fn ref_problems(served: &Objects, resolved: &ServiceEndpoints) -> BTreeMap<ObjectKey, Vec<String>> {
+    let mut out: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
+    for (key, doc) in served {
+        let Document::Service(svc) = doc else {
+            continue;
+        };
+        for (i, d) in svc.spec.destinations.iter().enumerate() {
+            let Some(r) = &d.service_ref else { continue };
+            let problem = match resolved.get(&(key.namespace.clone(), r.name.clone(), r.port)) {
+                Some(Ok(a)) if !a.is_empty() => continue,
+                Some(Ok(_)) => format!(
+                    "Kubernetes Service {}/{} port {} has no ready endpoints",
+                    key.namespace, r.name, r.port
+                ),
+                Some(Err(e)) => e.clone(),
+                None => "not resolved yet".into(),
+            };
+            out.entry(key.clone())
+                .or_default()
+                .push(format!("spec.destinations[{i}].serviceRef: {problem}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod tests;

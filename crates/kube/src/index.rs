@@ -1,0 +1,280 @@
+//! The in-memory index the watchers fill: Portcullis Routes and Services, the objects
+//! that failed to deserialize, and the core Services and EndpointSlices `serviceRef`s
+//! resolve through. Synchronous (behind a `parking_lot::RwLock`), so its logic is
+//! tested with plain calls; every change that can alter what is served bumps a
+//! `watch` counter the reconcile loop waits on.
+//!
+//! Status is kept apart from specs: our own status writes come back through the
+//! watch, and must not trigger another reconcile.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
+
+use k8s_openapi::api::{core::v1::Service as KubeService, discovery::v1::EndpointSlice};
+use kube::{ResourceExt, core::DeserializeGuard};
+use parking_lot::RwLock;
+use portcullis_api::{Document, ObjectKey, ObjectStatus, Route, Service};
+use portcullis_controller::reconcile::Objects;
+use tokio::sync::watch;
+
+/// `(namespace, name)` of a core object.
+pub type NsName = (String, String);
+
+#[derive(Default)]
+pub struct Index {
+    pub routes: BTreeMap<ObjectKey, Route>,
+    pub services: BTreeMap<ObjectKey, Service>,
+    /// Objects whose current version does not deserialize, with serde's message.
+    pub invalid: BTreeMap<ObjectKey, String>,
+    /// `.status` as last seen on the API server, to write only what changed.
+    pub statuses: BTreeMap<ObjectKey, ObjectStatus>,
+    pub kube_services: BTreeMap<NsName, KubeService>,
+    pub slices: BTreeMap<NsName, EndpointSlice>,
+}
+
+/// The index plus its change counter; shared by watchers, reconcile and webhook.
+pub struct SharedIndex {
+    index: RwLock<Index>,
+    changed: watch::Sender<u64>,
+}
+
+/// One kind of watched object. `apply` returns whether what is served may change.
+pub trait Indexed: Sized {
+    fn apply(self, index: &mut Index) -> bool;
+    fn delete(self, index: &mut Index) -> bool;
+    /// Keys of this kind currently in the index (to drop what a relist no longer has).
+    fn keys(index: &Index) -> BTreeSet<String>;
+    fn key_of(&self) -> String;
+    fn remove_key(index: &mut Index, key: &str) -> bool;
+}
+
+impl SharedIndex {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            index: RwLock::new(Index::default()),
+            changed: watch::Sender::new(0),
+        })
+    }
+
+    pub fn read(&self) -> parking_lot::RwLockReadGuard<'_, Index> {
+        self.index.read()
+    }
+
+    /// Wakes whenever something that may change the served model changed.
+    pub fn changed_rx(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub fn apply<K: Indexed>(&self, obj: K) {
+        let changed = obj.apply(&mut self.index.write());
+        self.notify(changed);
+    }
+
+    pub fn delete<K: Indexed>(&self, obj: K) {
+        let changed = obj.delete(&mut self.index.write());
+        self.notify(changed);
+    }
+
+    /// A relist finished: `objs` is everything of this kind now.
+    pub fn reset<K: Indexed>(&self, objs: Vec<K>) {
+        let mut index = self.index.write();
+        let keep: BTreeSet<String> = objs.iter().map(K::key_of).collect();
+        let mut changed = false;
+        for gone in K::keys(&index).difference(&keep) {
+            changed |= K::remove_key(&mut index, gone);
+        }
+        for obj in objs {
+            changed |= obj.apply(&mut index);
+        }
+        drop(index);
+        self.notify(changed);
+    }
+
+    fn notify(&self, changed: bool) {
+        if changed {
+            self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+}
+
+impl Index {
+    /// Valid objects as reconcile input, and the keys whose current version failed to
+    /// deserialize (reconcile keeps their last served version).
+    pub fn objects(&self) -> (Objects, BTreeSet<ObjectKey>) {
+        let mut objects = Objects::new();
+        for (k, r) in &self.routes {
+            objects.insert(k.clone(), Document::Route(Box::new(r.clone())));
+        }
+        for (k, s) in &self.services {
+            objects.insert(k.clone(), Document::Service(Box::new(s.clone())));
+        }
+        (objects, self.invalid.keys().cloned().collect())
+    }
+}
+
+fn ns_name<K: kube::Resource>(o: &K) -> NsName {
+    (o.namespace().unwrap_or_default(), o.name_any())
+}
+
+fn key_string(k: &ObjectKey) -> String {
+    format!("{}/{}", k.namespace, k.name)
+}
+
+fn split_key(kind: &'static str, s: &str) -> ObjectKey {
+    let (ns, name) = s.split_once('/').unwrap_or(("", s));
+    ObjectKey {
+        kind,
+        namespace: ns.into(),
+        name: name.into(),
+    }
+}
+
+/// Route and Service share every rule; only the map differs.
+trait Portcullis: kube::Resource<DynamicType = ()> + Clone {
+    const KIND: &'static str;
+    fn map(index: &mut Index) -> &mut BTreeMap<ObjectKey, Self>;
+    fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Self>;
+    fn take_status(&mut self) -> Option<ObjectStatus>;
+    /// Same metadata and spec (the CRD types do not derive `PartialEq`).
+    fn same(&self, other: &Self) -> bool;
+}
+
+impl Portcullis for Route {
+    const KIND: &'static str = "Route";
+    fn same(&self, other: &Self) -> bool {
+        self.metadata == other.metadata && self.spec == other.spec
+    }
+    fn map(index: &mut Index) -> &mut BTreeMap<ObjectKey, Self> {
+        &mut index.routes
+    }
+    fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Self> {
+        &index.routes
+    }
+    fn take_status(&mut self) -> Option<ObjectStatus> {
+        self.status.take()
+    }
+}
+
+impl Portcullis for Service {
+    const KIND: &'static str = "Service";
+    fn same(&self, other: &Self) -> bool {
+        self.metadata == other.metadata && self.spec == other.spec
+    }
+    fn map(index: &mut Index) -> &mut BTreeMap<ObjectKey, Self> {
+        &mut index.services
+    }
+    fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Self> {
+        &index.services
+    }
+    fn take_status(&mut self) -> Option<ObjectStatus> {
+        self.status.take()
+    }
+}
+
+impl<K: Portcullis> Indexed for DeserializeGuard<K> {
+    fn apply(self, index: &mut Index) -> bool {
+        match self.0 {
+            Ok(mut obj) => {
+                let key = ObjectKey::new(K::KIND, obj.meta());
+                let status = obj.take_status().unwrap_or_default();
+                index.statuses.insert(key.clone(), status);
+                // Fields the API server bumps on every write (resourceVersion,
+                // managedFields) must not count as a change, or our own status
+                // writes would loop back into reconciles.
+                let meta = obj.meta_mut();
+                meta.resource_version = None;
+                meta.managed_fields = None;
+                let was_invalid = index.invalid.remove(&key).is_some();
+                let same = K::map_ref(index).get(&key).is_some_and(|o| o.same(&obj));
+                K::map(index).insert(key, obj);
+                was_invalid || !same
+            }
+            Err(invalid) => {
+                let key = ObjectKey::new(K::KIND, &invalid.metadata);
+                tracing::warn!(object = %key, error = %invalid.error, "object does not deserialize; skipped (its last served version stays)");
+                // Drop the stale valid copy: reconcile's `failed` keeps the last
+                // *served* version, which is the right thing to keep.
+                K::map(index).remove(&key);
+                index.invalid.insert(key, invalid.error);
+                true
+            }
+        }
+    }
+
+    fn delete(self, index: &mut Index) -> bool {
+        let meta = match &self.0 {
+            Ok(o) => o.meta().clone(),
+            Err(e) => e.metadata.clone(),
+        };
+        let key = ObjectKey::new(K::KIND, &meta);
+        index.statuses.remove(&key);
+        let a = K::map(index).remove(&key).is_some();
+        let b = index.invalid.remove(&key).is_some();
+        a || b
+    }
+
+    fn keys(index: &Index) -> BTreeSet<String> {
+        K::map_ref(index)
+            .keys()
+            .chain(index.invalid.keys().filter(|k| k.kind == K::KIND))
+            .map(key_string)
+            .collect()
+    }
+
+    fn key_of(&self) -> String {
+        let meta = match &self.0 {
+            Ok(o) => o.meta(),
+            Err(e) => &e.metadata,
+        };
+        key_string(&ObjectKey::new(K::KIND, meta))
+    }
+
+    fn remove_key(index: &mut Index, key: &str) -> bool {
+        let key = split_key(K::KIND, key);
+        index.statuses.remove(&key);
+        let a = K::map(index).remove(&key).is_some();
+        let b = index.invalid.remove(&key).is_some();
+        a || b
+    }
+}
+
+/// Core Services and EndpointSlices: stored by (namespace, name); every change counts
+/// (reconcile is cheap, and unchanged endpoints publish an identical snapshot).
+macro_rules! core_indexed {
+    ($ty:ty, $field:ident) => {
+        impl Indexed for $ty {
+            fn apply(mut self, index: &mut Index) -> bool {
+                self.metadata.resource_version = None;
+                self.metadata.managed_fields = None;
+                let key = ns_name(&self);
+                index.$field.insert(key, self.clone()).as_ref() != Some(&self)
+            }
+            fn delete(self, index: &mut Index) -> bool {
+                index.$field.remove(&ns_name(&self)).is_some()
+            }
+            fn keys(index: &Index) -> BTreeSet<String> {
+                index
+                    .$field
+                    .keys()
+                    .map(|(n, m)| format!("{n}/{m}"))
+                    .collect()
+            }
+            fn key_of(&self) -> String {
+                let (n, m) = ns_name(self);
+                format!("{n}/{m}")
+            }
+            fn remove_key(index: &mut Index, key: &str) -> bool {
+                let (n, m) = key.split_once('/').unwrap_or(("", key));
+                index.$field.remove(&(n.to_owned(), m.to_owned())).is_some()
+            }
+        }
+    };
+}
+
+core_indexed!(KubeService, kube_services);
+core_indexed!(EndpointSlice, slices);
+
+#[cfg(test)]
+#[path = "index_tests.rs"]
+mod tests;

@@ -1,0 +1,100 @@
+use std::collections::BTreeSet;
+
+use kube::core::DeserializeGuard;
+use portcullis_api::{ObjectKey, Route, Service};
+use portcullis_controller::reconcile::{Objects, reconcile};
+
+use super::*;
+use crate::fixtures::{mk_route, mk_service};
+
+fn guard<K: serde::de::DeserializeOwned + kube::Resource>(
+    value: serde_json::Value,
+) -> DeserializeGuard<K> {
+    serde_json::from_value(value).unwrap()
+}
+
+fn route_json(name: &str, spec: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "portcullis.dev/v1alpha1", "kind": "Route",
+        "metadata": {"name": name, "namespace": "team", "generation": 2},
+        "spec": spec,
+    })
+}
+
+#[test]
+fn an_object_that_does_not_deserialize_is_skipped_and_its_last_version_kept() {
+    let index = SharedIndex::new();
+    index.apply(DeserializeGuard(Ok(mk_service("team", "echo"))));
+    index.apply(DeserializeGuard(Ok(mk_route(
+        "team", "items", 0, "/items", "echo",
+    ))));
+    let (objects, failed) = index.read().objects();
+    let first = reconcile(&objects, &failed, &Objects::new());
+    assert_eq!(first.served.len(), 2);
+
+    // `backend` is not a field: the guard turns the error into an invalid entry.
+    let bad: DeserializeGuard<Route> = guard(route_json(
+        "items",
+        serde_json::json!({"match": {"paths": [{"exact": "/items"}]}, "backend": [{"service": "echo"}]}),
+    ));
+    assert!(bad.0.is_err());
+    index.apply(bad);
+    let key = ObjectKey::route("team", "items");
+    {
+        let read = index.read();
+        assert!(
+            read.invalid[&key].contains("backend"),
+            "{}",
+            read.invalid[&key]
+        );
+        assert!(!read.routes.contains_key(&key));
+    }
+    let (objects, failed) = index.read().objects();
+    assert_eq!(failed, BTreeSet::from([key.clone()]));
+    let second = reconcile(&objects, &failed, &first.served);
+    assert!(second.served.contains_key(&key), "last served version kept");
+
+    // A fixed version replaces the invalid entry.
+    index.apply(DeserializeGuard(Ok(mk_route(
+        "team",
+        "items",
+        0,
+        "/items/v2",
+        "echo",
+    ))));
+    assert!(index.read().invalid.is_empty());
+    assert!(index.read().routes.contains_key(&key));
+}
+
+#[test]
+fn status_only_changes_do_not_wake_the_reconcile_loop() {
+    let index = SharedIndex::new();
+    let rx = index.changed_rx();
+    index.apply(DeserializeGuard(Ok(mk_service("team", "echo"))));
+    let after_add = *rx.borrow();
+    let mut with_status = mk_service("team", "echo");
+    with_status.status = Some(portcullis_api::ObjectStatus {
+        observed_generation: Some(1),
+        conditions: vec![],
+    });
+    with_status.metadata.resource_version = Some("42".into());
+    index.apply(DeserializeGuard(Ok(with_status)));
+    assert_eq!(*rx.borrow(), after_add);
+    let key = ObjectKey::service("team", "echo");
+    assert_eq!(index.read().statuses[&key].observed_generation, Some(1));
+}
+
+#[test]
+fn a_relist_drops_what_is_gone() {
+    let index = SharedIndex::new();
+    index.apply(DeserializeGuard(Ok(mk_service("team", "a"))));
+    index.apply(DeserializeGuard(Ok(mk_service("team", "b"))));
+    index.reset::<DeserializeGuard<Service>>(vec![DeserializeGuard(Ok(mk_service("team", "b")))]);
+    let keys: Vec<String> = index
+        .read()
+        .services
+        .keys()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(keys, ["Service team/b"]);
+}

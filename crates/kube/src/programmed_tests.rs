@@ -1,0 +1,133 @@
+use std::collections::BTreeMap;
+
+use portcullis_api::{ObjectKey, validate::validate};
+use portcullis_controller::publish::to_snapshot;
+use portcullis_translate::{Options, translate};
+use portcullis_xds::{NackStatus, NodeStatus, Protocol, Snapshot, TypeStatus, type_url};
+
+use super::*;
+use crate::fixtures::{mk_route, mk_service};
+
+fn publish(p: &mut Programmed, path: &str) -> Snapshot {
+    let outcome = validate(
+        &[mk_route("team", "items", 0, path, "echo")],
+        &[mk_service("team", "echo")],
+    );
+    let snapshot = to_snapshot(&translate(&outcome.model, &Options::default()));
+    p.record(&outcome.model, &snapshot);
+    snapshot
+}
+
+/// A node that ACKed `acked`'s versions of every type, optionally NACKing `nacked`'s.
+fn node(id: &str, acked: &Snapshot, nacked: Option<(&Snapshot, &str)>) -> NodeStatus {
+    let mut types = BTreeMap::new();
+    for t in [
+        type_url::CLUSTER,
+        type_url::CLUSTER_LOAD_ASSIGNMENT,
+        type_url::ROUTE_CONFIGURATION,
+        type_url::LISTENER,
+    ] {
+        types.insert(
+            t.to_string(),
+            TypeStatus {
+                sent: acked.type_version(t).map(str::to_owned),
+                acked: acked.type_version(t).map(str::to_owned),
+                nack: nacked.and_then(|(s, msg)| {
+                    Some(NackStatus {
+                        version: s.type_version(t)?.to_owned(),
+                        message: msg.into(),
+                        at: "2026-11-22T00:00:00Z".into(),
+                    })
+                }),
+            },
+        );
+    }
+    NodeStatus {
+        stream_id: 1,
+        id: id.into(),
+        cluster: "portcullis".into(),
+        protocol: Protocol::Sotw,
+        peer: None,
+        connected_at: "2026-11-22T00:00:00Z".into(),
+        types,
+    }
+}
+
+#[test]
+fn true_when_every_node_acked_a_version_carrying_the_object() {
+    let mut p = Programmed::default();
+    let snap = publish(&mut p, "/items");
+    let route = ObjectKey::route("team", "items");
+    let service = ObjectKey::service("team", "echo");
+    let nodes = [node("a", &snap, None), node("b", &snap, None)];
+    for key in [&route, &service] {
+        let c = p.condition(key, &nodes).unwrap();
+        assert!(c.is_true(), "{key}: {c:?}");
+        assert_eq!(c.reason, "Programmed");
+    }
+    assert!(
+        p.condition(&ObjectKey::route("team", "nope"), &nodes)
+            .is_none()
+    );
+}
+
+#[test]
+fn pending_until_the_new_version_is_acked() {
+    let mut p = Programmed::default();
+    let old = publish(&mut p, "/items");
+    let mut edited = mk_route("team", "items", 0, "/items/v2", "echo");
+    edited.metadata.generation = Some(2);
+    let outcome = validate(&[edited], &[mk_service("team", "echo")]);
+    let new = to_snapshot(&translate(&outcome.model, &Options::default()));
+    p.record(&outcome.model, &new);
+    let route = ObjectKey::route("team", "items");
+    let c = p
+        .condition(&route, &[node("a", &new, None), node("b", &old, None)])
+        .unwrap();
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "Pending"));
+    assert!(c.message.contains("1 of 2"), "{}", c.message);
+    // The Service did not change: the old CDS/EDS versions carry it too.
+    let svc = p
+        .condition(
+            &ObjectKey::service("team", "echo"),
+            &[node("b", &old, None)],
+        )
+        .unwrap();
+    assert!(svc.is_true(), "{svc:?}");
+}
+
+#[test]
+fn false_with_envoys_message_when_nacked() {
+    let mut p = Programmed::default();
+    let old = publish(&mut p, "/items");
+    let mut edited = mk_route("team", "items", 0, "/items/v2", "echo");
+    edited.metadata.generation = Some(2);
+    let outcome = validate(&[edited], &[mk_service("team", "echo")]);
+    let new = to_snapshot(&translate(&outcome.model, &Options::default()));
+    p.record(&outcome.model, &new);
+    let nodes = [node("edge-1", &old, Some((&new, "route: invalid regex")))];
+    let c = p
+        .condition(&ObjectKey::route("team", "items"), &nodes)
+        .unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "Rejected")
+    );
+    assert_eq!(
+        c.message,
+        "Envoy edge-1 rejected the configuration: route: invalid regex"
+    );
+}
+
+#[test]
+fn unknown_without_envoys() {
+    let mut p = Programmed::default();
+    publish(&mut p, "/items");
+    let c = p
+        .condition(&ObjectKey::route("team", "items"), &[])
+        .unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("Unknown", "NoEnvoy")
+    );
+}

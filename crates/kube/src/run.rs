@@ -1,0 +1,219 @@
+//! `portcullis controller`: wires watchers, the reconcile loop, xDS, the admin
+//! endpoint, the webhook, the lease and the status writer, and stops them all on
+//! `shutdown`.
+use std::{future::Future, sync::atomic::Ordering, time::Duration};
+
+use anyhow::Context;
+use kube::Client;
+use portcullis_controller::{
+    admin::{self, AdminState},
+    publish::Publisher,
+};
+use portcullis_translate::Options;
+use portcullis_xds::Cache;
+use prometheus::Registry;
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{
+    Args,
+    controller::Controller,
+    index::SharedIndex,
+    lease::{Elector, LeaseConfig},
+    status,
+    watch::{Scope, spawn_all},
+    webhook::{ca_bundle, server, tls},
+};
+
+/// Changes arriving closer together than this are reconciled once.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+pub async fn run(
+    args: Args,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let Args {
+        xds_addr,
+        admin_addr,
+        webhook_addr,
+        namespaces,
+        label_selector,
+        pod_namespace,
+        pod_name,
+        lease_name,
+        lease_seconds,
+        webhook_certs,
+        webhook_cert_dir,
+        webhook_service,
+        webhook_config,
+        status_queue,
+        state_file,
+        listen_address,
+        listen_port,
+        authz_addr,
+        ratelimit_addr,
+        access_log,
+    } = args;
+    let client = Client::try_default()
+        .await
+        .context("no Kubernetes API access (in-cluster service account or kubeconfig)")?;
+    let registry = Registry::new();
+    let cache = Cache::new(&registry);
+    let options = Options {
+        listen_address,
+        listen_port,
+        authz: authz_addr,
+        ratelimit: ratelimit_addr,
+        access_log,
+    };
+    let publisher = Publisher::new(cache.clone(), options, state_file, &registry);
+    let index = SharedIndex::new();
+    let mut controller = Controller::new(index.clone(), publisher);
+    if let Some(state) = &controller.publisher.state
+        && let Ok(Some((snapshot, _))) = state.load()
+    {
+        tracing::info!(
+            version = snapshot.version(),
+            "serving the saved snapshot until the watches have listed"
+        );
+        cache.set_snapshot(snapshot);
+        controller.ready.store(true, Ordering::Release);
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let bind = |addr, what: &'static str| async move {
+        TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind {what} {addr}"))
+    };
+    let xds = bind(xds_addr, "--xds-addr").await?;
+    let admin = bind(admin_addr, "--admin-addr").await?;
+    let webhook = bind(webhook_addr, "--webhook-addr").await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn({
+        let (cache, stop) = (cache.clone(), stopped());
+        async move {
+            portcullis_xds::serve(xds, cache, stop)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    });
+    tasks.spawn({
+        let state = AdminState {
+            cache: cache.clone(),
+            registry: registry.clone(),
+            board: controller.board.clone(),
+            ready: controller.ready.clone(),
+        };
+        let stop = stopped();
+        async move {
+            axum::serve(admin, admin::router(state))
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    });
+
+    // The webhook certificate: ours (CA patched into the webhook configuration), or
+    // files cert-manager keeps up to date.
+    let tls_config = if webhook_certs == "files" {
+        let cert =
+            std::fs::read_to_string(webhook_cert_dir.join("tls.crt")).context("webhook tls.crt")?;
+        let key =
+            std::fs::read_to_string(webhook_cert_dir.join("tls.key")).context("webhook tls.key")?;
+        tls::server_config(&cert, &key)?
+    } else {
+        let issued = tls::self_signed(std::slice::from_ref(&webhook_service))?;
+        if !webhook_config.is_empty() {
+            let (client, name, ca) = (
+                client.clone(),
+                webhook_config.clone(),
+                issued.ca_pem.clone(),
+            );
+            // Every replica makes its own CA; each patches, the last one wins, and the
+            // others' webhooks fail TLS until restarted — hence failurePolicy and the
+            // cert-manager option for multi-replica installs (docs/kubernetes.md).
+            tokio::spawn(async move {
+                while let Err(e) = ca_bundle::install(&client, &name, &ca).await {
+                    tracing::warn!(error = %e, name, "cannot install the webhook caBundle; retrying");
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+            });
+        }
+        tls::server_config(&issued.cert_pem, &issued.key_pem)?
+    };
+    tasks.spawn({
+        let (router, stop) = (server::router(index.clone()), stopped());
+        async move {
+            server::serve(webhook, tls_config, router, stop).await;
+            Ok(())
+        }
+    });
+
+    let elector = Elector::new(
+        client.clone(),
+        LeaseConfig {
+            namespace: pod_namespace,
+            name: lease_name,
+            identity: pod_name,
+            duration: Duration::from_secs(lease_seconds),
+            renew_every: Duration::from_secs(lease_seconds.div_ceil(3).max(1)),
+        },
+    );
+    let mut leader = elector.leader_rx();
+    tasks.spawn({
+        let stop = stopped();
+        async move {
+            elector.run(stop).await;
+            Ok(())
+        }
+    });
+    let (queue, writer) = status::queue(status_queue);
+    tasks.spawn(writer.run_owned(client.clone(), leader.clone()));
+
+    let scope = Scope {
+        namespaces,
+        label_selector,
+    };
+    let mut synced = spawn_all(&client, &scope, &index);
+    let mut changed = index.changed_rx();
+    let mut acks = cache.status_rx();
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = synced.wait_for(|s| *s) => {}
+        _ = &mut shutdown => {}
+    }
+    let mut reconcile_due = true;
+    loop {
+        if reconcile_due {
+            controller.reconcile();
+            reconcile_due = false;
+        }
+        if *leader.borrow_and_update() {
+            controller.status_round(&cache.nodes(), &queue).await;
+        } else {
+            queue.clear();
+        }
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Ok(()) = changed.changed() => {
+                tokio::time::sleep(DEBOUNCE).await;
+                changed.borrow_and_update();
+                reconcile_due = true;
+            }
+            Ok(()) = acks.changed() => { acks.borrow_and_update(); }
+            Ok(()) = leader.changed() => {}
+        }
+    }
+    let _ = stop_tx.send(true);
+    drop(queue);
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Status conditions: what each Route and Service should say, compared with what the
+//! API server has, and the one writer that patches the difference.
+//!
+//! Only the lease holder computes and enqueues; updates go through a bounded queue to
+//! a single writer task, so a burst of changes becomes back-pressure on the reconcile
+//! loop rather than a burst of concurrent API requests.
+use std::{collections::BTreeMap, sync::Arc};
+
+use kube::{
+    Client,
+    api::{Api, ApiResource, DynamicObject, Patch, PatchParams},
+};
+use parking_lot::Mutex;
+use portcullis_api::{
+    Condition, ObjectKey, ObjectStatus, Route, Service,
+    status::types::{PROGRAMMED, RESOLVED_REFS},
+    validate::Report,
+};
+use tokio::sync::{mpsc, watch};
+
+/// A status to write to one object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusUpdate {
+    pub key: ObjectKey,
+    pub status: ObjectStatus,
+}
+
+/// The conditions an object should carry.
+///
+/// `programmed`: `None` when the object is not served. `ref_problems`: `serviceRef`s
+/// whose Kubernetes Service or port is missing (the Service is still served with its
+/// other destinations, so this only flips ResolvedRefs). `previous`: the status on the
+/// API server, whose transition times are kept for conditions that did not change.
+pub fn desired(
+    report: &Report,
+    programmed: Option<Condition>,
+    ref_problems: &[String],
+    previous: &ObjectStatus,
+    now: &str,
+) -> ObjectStatus {
+    let mut conditions = report.conditions();
+    if !ref_problems.is_empty()
+        && let Some(c) = conditions.iter_mut().find(|c| c.type_ == RESOLVED_REFS)
+        && c.is_true()
+    {
+        *c = Condition::new(
+            RESOLVED_REFS,
+            false,
+            "EndpointsNotFound",
+            ref_problems.join("; "),
+        );
+    }
+    conditions.push(programmed.unwrap_or_else(|| {
+        Condition::new(
+            PROGRAMMED,
+            false,
+            "NotServed",
+            "not part of the served configuration; see the other conditions",
+        )
+    }));
+    for c in &mut conditions {
+        c.observed_generation = report.generation;
+        let before = previous.conditions.iter().find(|p| p.type_ == c.type_);
+        c.last_transition_time = match before {
+            Some(p) if p.status == c.status => p.last_transition_time.clone(),
+            _ => Some(now.to_owned()),
+        };
+    }
+    ObjectStatus {
+        observed_generation: report.generation,
+        conditions,
+    }
+}
+
+/// Producer side of the queue. Remembers what it enqueued so an update is not queued
+/// again before the watch shows it written.
+#[derive(Clone)]
+pub struct StatusQueue {
+    tx: mpsc::Sender<StatusUpdate>,
+    pending: Arc<Mutex<BTreeMap<ObjectKey, ObjectStatus>>>,
+}
+
+pub struct StatusWriter {
+    rx: mpsc::Receiver<StatusUpdate>,
+    pending: Arc<Mutex<BTreeMap<ObjectKey, ObjectStatus>>>,
+}
+
+pub fn queue(capacity: usize) -> (StatusQueue, StatusWriter) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let pending = Arc::new(Mutex::new(BTreeMap::new()));
+    (
+        StatusQueue {
+            tx,
+            pending: pending.clone(),
+        },
+        StatusWriter { rx, pending },
+    )
+}
+
+impl StatusQueue {
+    /// Enqueues `status` unless the API server (`current`) or the queue already has it.
+    /// Waits when the queue is full.
+    pub async fn offer(&self, key: ObjectKey, status: ObjectStatus, current: &ObjectStatus) {
+        {
+            let mut pending = self.pending.lock();
+            if &status == current {
+                pending.remove(&key);
+                return;
+            }
+            if pending.get(&key) == Some(&status) {
+                return;
+            }
+            pending.insert(key.clone(), status.clone());
+        }
+        // The writer lives as long as the controller; a closed queue means shutdown.
+        let _ = self.tx.send(StatusUpdate { key, status }).await;
+    }
+
+    /// Forget everything queued (on losing the lease: the next holder recomputes).
+    pub fn clear(&self) {
+        self.pending.lock().clear();
+    }
+}
+
+impl StatusWriter {
+    /// Takes one queued update without writing it (tests read the queue this way).
+    #[cfg(test)]
+    pub fn try_recv(&mut self) -> Result<StatusUpdate, mpsc::error::TryRecvError> {
+        self.rx.try_recv()
+    }
+
+    /// Writes updates while `leader` is true; drops them otherwise. Ends when every
+    /// producer is gone.
+    pub async fn run_owned(
+        self,
+        client: Client,
+        leader: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        self.run(client, leader).await;
+        Ok(())
+    }
+
+    pub async fn run(mut self, client: Client, leader: watch::Receiver<bool>) {
+        while let Some(update) = self.rx.recv().await {
+            if !*leader.borrow() {
+                self.pending.lock().remove(&update.key);
+                continue;
+            }
+            if let Err(e) = write(&client, &update).await {
+                // Not retried here: the next status round sees the old status and
+                // enqueues it again.
+                tracing::warn!(object = %update.key, error = %e, "status write failed");
+                self.pending.lock().remove(&update.key);
+            }
+        }
+    }
+}
+
+/// Merge patch of `.status` through the status subresource. A merge patch replaces
+/// the whole `conditions` list, which is what we want: we own every condition.
+pub async fn write(client: &Client, update: &StatusUpdate) -> Result<(), kube::Error> {
+    let resource = match update.key.kind {
+        "Route" => ApiResource::erase::<Route>(&()),
+        _ => ApiResource::erase::<Service>(&()),
+    };
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &update.key.namespace, &resource);
+    let body = serde_json::json!({ "status": update.status });
+    match api
+        .patch_status(
+            &update.key.name,
+            &PatchParams::default(),
+            &Patch::Merge(&body),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Deleted since: nothing to report on.
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;

@@ -1,0 +1,181 @@
+use std::sync::Arc;
+
+use http_body_util::BodyExt;
+use kube::core::DeserializeGuard;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::*;
+use crate::{
+    fixtures::{mk_route, mk_service},
+    index::SharedIndex,
+    webhook::server,
+};
+
+fn live_index() -> Arc<SharedIndex> {
+    let index = SharedIndex::new();
+    index.apply(DeserializeGuard(Ok(mk_service("team", "echo"))));
+    index.apply(DeserializeGuard(Ok(mk_route(
+        "team",
+        "items",
+        0,
+        "/v1/items",
+        "echo",
+    ))));
+    index
+}
+
+fn review_of(operation: &str, object: Value) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "portcullis.dev", "version": "v1alpha1", "kind": object["kind"]},
+            "resource": {"group": "portcullis.dev", "version": "v1alpha1", "resource": "routes"},
+            "name": object["metadata"]["name"], "namespace": "team",
+            "operation": operation,
+            "userInfo": {"username": "dev"},
+            "object": object,
+        },
+    })
+}
+
+fn route(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "portcullis.dev/v1alpha1", "kind": "Route",
+        "metadata": {"name": name, "namespace": "team", "creationTimestamp": "2026-11-22T12:00:00Z", "generation": 1},
+        "spec": spec,
+    })
+}
+
+fn decide_json(index: &Index, review: Value) -> Value {
+    let review = serde_json::from_value(review).unwrap();
+    serde_json::to_value(super::review(index, review)).unwrap()["response"].clone()
+}
+
+#[test]
+fn a_route_conflicting_with_an_older_one_is_denied_naming_it() {
+    let index = live_index();
+    let r = decide_json(
+        &index.read(),
+        review_of(
+            "CREATE",
+            route(
+                "items-v2",
+                json!({"match": {"paths": [{"exact": "/v1/items"}]}, "backends": [{"service": "echo"}]}),
+            ),
+        ),
+    );
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(msg.starts_with("Route team/items-v2: spec.match: host * method * exact /v1/items is already served by the older Route team/items"), "{msg}");
+}
+
+#[test]
+fn invalid_fields_and_values_are_denied_with_the_validate_message() {
+    let index = live_index();
+    let r = decide_json(
+        &index.read(),
+        review_of(
+            "CREATE",
+            route(
+                "slow",
+                json!({"match": {"paths": [{"exact": "/slow"}]}, "backends": [{"service": "echo"}], "timeout": "90s"}),
+            ),
+        ),
+    );
+    assert_eq!(r["allowed"], false);
+    assert_eq!(
+        r["status"]["message"],
+        "Route team/slow: spec.timeout: 90s is over the 60s maximum; set it to 60s or less (long-running work belongs behind an async API)"
+    );
+    let r = decide_json(
+        &index.read(),
+        review_of(
+            "CREATE",
+            route(
+                "typo",
+                json!({"match": {"paths": [{"exact": "/t"}]}, "backend": [{"service": "echo"}]}),
+            ),
+        ),
+    );
+    assert_eq!(r["allowed"], false);
+    assert!(
+        r["status"]["message"].as_str().unwrap().contains("backend"),
+        "{r}"
+    );
+}
+
+#[test]
+fn valid_objects_pass_and_missing_services_only_warn() {
+    let index = live_index();
+    let r = decide_json(
+        &index.read(),
+        review_of(
+            "CREATE",
+            route(
+                "orders",
+                json!({"match": {"paths": [{"exact": "/v1/orders"}]}, "backends": [{"service": "orders"}]}),
+            ),
+        ),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+    assert!(
+        r["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("Service team/orders does not exist"),
+        "{r}"
+    );
+    // Updating the owner itself is no conflict with itself.
+    let r = decide_json(
+        &index.read(),
+        review_of(
+            "UPDATE",
+            route(
+                "items",
+                json!({"match": {"paths": [{"exact": "/v1/items"}]}, "backends": [{"service": "echo"}], "timeout": "5s"}),
+            ),
+        ),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+    let r = decide_json(
+        &index.read(),
+        review_of("DELETE", route("items", json!({}))),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+}
+
+#[tokio::test]
+async fn the_http_handler_answers_an_admission_review() {
+    let router = server::router(live_index());
+    let body = review_of(
+        "CREATE",
+        route(
+            "items-v2",
+            json!({"match": {"paths": [{"exact": "/v1/items"}]}, "backends": [{"service": "echo"}]}),
+        ),
+    );
+    let response = router
+        .oneshot(
+            http::Request::post(server::VALIDATE_PATH)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let review: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(review["kind"], "AdmissionReview");
+    assert_eq!(review["response"]["allowed"], false);
+    assert!(
+        review["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already served by the older Route team/items")
+    );
+}

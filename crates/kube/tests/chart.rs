@@ -1,0 +1,53 @@
+//! The Helm chart: its CRDs are the generated ones, and it lints and renders cleanly
+//! (charts/check_chart.py, through helm-python-sdk and the Makefile's Envoy).
+use std::{path::PathBuf, process::Command};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn chart_crds_are_identical_to_the_generated_ones() {
+    for (file, yaml) in portcullis_api::crds::all() {
+        let in_chart = repo().join("charts/portcullis/crds").join(file);
+        let text = std::fs::read_to_string(&in_chart).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; copy crds/{file} into the chart",
+                in_chart.display()
+            )
+        });
+        assert!(
+            text == yaml,
+            "charts/portcullis/crds/{file} differs from the CRD the code generates; run: cp crds/*.yaml charts/portcullis/crds/ (after `portcullis crds` updated crds/)"
+        );
+    }
+    let count = std::fs::read_dir(repo().join("charts/portcullis/crds"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        count,
+        portcullis_api::crds::all().len(),
+        "stray files in charts/portcullis/crds"
+    );
+}
+
+#[test]
+fn chart_lints_and_renders() {
+    let helm = repo().join("tools/helm");
+    assert!(
+        helm.join("helm_python").is_dir(),
+        "helm-python-sdk is not installed: python3 -m pip install --target tools/helm helm-python-sdk (make tools does it)"
+    );
+    let out = Command::new("python3")
+        .arg(repo().join("charts/check_chart.py"))
+        .env("PYTHONPATH", &helm)
+        .current_dir(repo())
+        .output()
+        .expect("python3 is needed for the chart test (apt-get install python3)");
+    assert!(
+        out.status.success(),
+        "chart check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

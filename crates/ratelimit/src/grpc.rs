@@ -1,0 +1,48 @@
+//! The gRPC face: `envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit` and
+//! `grpc.health.v1.Health`, on a listener the caller bound.
+use std::future::Future;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
+    RateLimitService, RateLimitServiceServer,
+};
+use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+use crate::limiter::Limiter;
+
+/// The tonic service over a [`Limiter`].
+#[derive(Clone)]
+pub struct RateLimitGrpc(pub Arc<Limiter>);
+
+#[tonic::async_trait]
+impl RateLimitService for RateLimitGrpc {
+    async fn should_rate_limit(
+        &self,
+        request: Request<RateLimitRequest>,
+    ) -> Result<Response<RateLimitResponse>, Status> {
+        // Never an error: store failures are decided by each limit's failure policy,
+        // so Envoy's own `failure_mode_deny` only covers this service being unreachable.
+        Ok(Response::new(
+            self.0.should_rate_limit(request.get_ref()).await,
+        ))
+    }
+}
+
+/// Serve the rate-limit and health services until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    limiter: Arc<Limiter>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<RateLimitServiceServer<RateLimitGrpc>>()
+        .await;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(RateLimitServiceServer::new(RateLimitGrpc(limiter)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}

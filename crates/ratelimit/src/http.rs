@@ -1,0 +1,27 @@
+//! The operator's HTTP endpoint: `/metrics` (Prometheus) and `/healthz`.
+use std::future::Future;
+
+use axum::{Router, extract::State, routing::get};
+use prometheus::Registry;
+
+pub fn router(registry: Registry) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(
+                |State(r): State<Registry>| async move { portcullis_telemetry::render_metrics(&r) },
+            ),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(registry)
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Registry,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(registry))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

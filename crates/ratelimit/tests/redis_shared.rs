@@ -1,0 +1,184 @@
+//! Several instances sharing one Redis (or Cluster), and Redis failing mid-load.
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use portcullis_ratelimit::pb::FailurePolicy;
+use portcullis_ratelimit::store::{RedisStore, RedisTarget};
+use portcullis_ratelimit::{Limiter, Metrics};
+
+async fn connected(target: RedisTarget) -> Arc<RedisStore> {
+    let store = RedisStore::connect(target);
+    let s = store.clone();
+    eventually(Duration::from_secs(20), "redis connection", move || {
+        s.is_connected()
+    })
+    .await;
+    store
+}
+
+/// Three services, each with its own connection and local cache, 4 concurrent
+/// clients each, hammering one shared key; a second, per-client descriptor puts each
+/// request's keys in two cluster slots.
+async fn shared_key_admits_at_most_the_limit(target: RedisTarget) {
+    const LIMIT: usize = 200;
+    let configs = [
+        // An hour window: the run takes seconds, so sliding adds < 1 request.
+        mk_config("ns/r/shared", &["route"], &[(LIMIT as u32, 3600)]),
+        mk_config("ns/r/client", &["user"], &[(100_000, 3600)]),
+    ];
+    let mut services = Vec::new();
+    for _ in 0..3 {
+        let store = connected(target.clone()).await;
+        let l = Limiter::builder(mk_table(&configs))
+            .store(store)
+            .store_timeout(Duration::from_secs(2))
+            .build();
+        services.push(serve(l).await);
+    }
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for (i, svc) in services.iter().enumerate() {
+        for t in 0..4 {
+            let mut client = svc.client.clone();
+            let admitted = admitted.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..100 {
+                    let req = mk_request(vec![
+                        mk_descriptor("ns/r/shared", &[("route", "ns/r")]),
+                        mk_descriptor("ns/r/client", &[("user", &format!("c{i}-{t}"))]),
+                    ]);
+                    if is_ok(&call(&mut client, req).await) {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let admitted = admitted.load(Ordering::Relaxed);
+    assert!(
+        admitted <= LIMIT + LIMIT / 100,
+        "admitted {admitted} > limit × 1.01"
+    );
+    assert!(
+        admitted >= LIMIT,
+        "admitted {admitted} < limit: quota was lost"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_sharing_redis() {
+    let r = Redis::start();
+    shared_key_admits_at_most_the_limit(RedisTarget::Single(r.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_sharing_a_redis_cluster() {
+    let c = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    shared_key_admits_at_most_the_limit(RedisTarget::Cluster(c.urls())).await;
+}
+
+/// Redis killed, then hung, then back: every answer within the store timeout + 5 ms,
+/// following each limit's policy, and counting resumes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_failure_follows_policies_within_the_timeout_and_recovers() {
+    const TIMEOUT: Duration = Duration::from_millis(20);
+    let mut redis = Redis::start();
+    let store = connected(RedisTarget::Single(redis.url())).await;
+    let open = mk_config("ns/r/open", &["user"], &[(3, 3600)]);
+    let mut closed = mk_config("ns/r/closed", &["user"], &[(1000, 3600)]);
+    closed.on_store_failure = FailurePolicy::Deny as i32;
+    let metrics = Metrics::unregistered();
+    let limiter = Limiter::builder(mk_table(&[open, closed]))
+        .store(store)
+        .store_timeout(TIMEOUT)
+        .metrics(metrics.clone())
+        .build();
+    let open_req = |u: &str| mk_request(vec![mk_descriptor("ns/r/open", &[("user", u)])]);
+    let closed_req = || mk_request(vec![mk_descriptor("ns/r/closed", &[("user", "x")])]);
+
+    // Healthy: counted in Redis.
+    for _ in 0..3 {
+        assert!(is_ok(&limiter.should_rate_limit(&open_req("a")).await));
+    }
+    assert!(!is_ok(&limiter.should_rate_limit(&open_req("a")).await));
+    assert!(is_ok(&limiter.should_rate_limit(&closed_req()).await));
+
+    let check_outage = |phase: &'static str| {
+        let limiter = &limiter;
+        async move {
+            let mut took = Vec::new();
+            for i in 0..50 {
+                let started = Instant::now();
+                let r = limiter
+                    .should_rate_limit(&open_req(&format!("fresh-{phase}-{i}")))
+                    .await;
+                took.push(started.elapsed());
+                assert!(is_ok(&r), "{phase}: allow policy admits");
+                let started = Instant::now();
+                let r = limiter.should_rate_limit(&closed_req()).await;
+                took.push(started.elapsed());
+                assert!(!is_ok(&r), "{phase}: deny policy refuses");
+                assert_eq!(header(&r, "Retry-After"), Some("1"));
+            }
+            took.sort();
+            let (p99, max) = (took[took.len() * 99 / 100 - 1], took[took.len() - 1]);
+            eprintln!(
+                "{phase}: p50 {:?} p99 {p99:?} max {max:?}",
+                took[took.len() / 2]
+            );
+            // The bound is the store timeout + 5 ms. Timer ticks are 1 ms and this
+            // machine runs many tests at once, so one straggler in 100 is tolerated
+            // (and none past +20 ms).
+            assert!(
+                p99 <= TIMEOUT + Duration::from_millis(5),
+                "{phase}: p99 {p99:?}"
+            );
+            assert!(
+                max <= TIMEOUT + Duration::from_millis(20),
+                "{phase}: max {max:?}"
+            );
+        }
+    };
+
+    redis.pause(true);
+    check_outage("hung").await;
+    redis.pause(false);
+    redis.kill();
+    check_outage("killed").await;
+    assert!(metrics.store_errors.with_label_values(&["timeout"]).get() > 0);
+
+    redis.restart();
+    // Recovery: the allow-limit counts again (a 4th request for one user is over).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let user = format!("after-{n}");
+        let results: Vec<bool> = {
+            let mut v = Vec::new();
+            for _ in 0..4 {
+                v.push(is_ok(&limiter.should_rate_limit(&open_req(&user)).await));
+            }
+            v
+        };
+        if results == [true, true, true, false]
+            && is_ok(&limiter.should_rate_limit(&closed_req()).await)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after Redis came back: {results:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
