@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod args;
 pub mod file_source;
 pub mod files;
 pub mod publish;

@@ -76,19 +76,6 @@ pub struct Args {
     /// Optional state file (e.g. on an emptyDir), served at once on a container restart.
     #[arg(long, env = "PORTCULLIS_STATE_FILE")]
     pub state_file: Option<PathBuf>,
-    /// Address Envoy's HTTP listener binds.
-    #[arg(long, env = "PORTCULLIS_LISTEN_ADDRESS", default_value = "0.0.0.0")]
-    pub listen_address: String,
-    /// Port of Envoy's HTTP listener.
-    #[arg(long, env = "PORTCULLIS_LISTEN_PORT", default_value_t = 10000)]
-    pub listen_port: u16,
-    /// `host:port` of `portcullis authz`.
-    #[arg(long, env = "PORTCULLIS_AUTHZ_ADDR")]
-    pub authz_addr: Option<String>,
-    /// `host:port` of `portcullis ratelimit`.
-    #[arg(long, env = "PORTCULLIS_RATELIMIT_ADDR")]
-    pub ratelimit_addr: Option<String>,
-    /// Envoy's JSON access log path (`/dev/stdout`: the Envoy container's log).
-    #[arg(long, env = "PORTCULLIS_ACCESS_LOG")]
-    pub access_log: Option<String>,
+    #[command(flatten)]
+    pub gateway: portcullis_controller::args::GatewayArgs,
 }

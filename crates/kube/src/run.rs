@@ -9,7 +9,6 @@ use portcullis_controller::{
     admin::{self, AdminState},
     publish::Publisher,
 };
-use portcullis_translate::Options;
 use portcullis_xds::Cache;
 use prometheus::Registry;
 use tokio::{net::TcpListener, sync::watch};
@@ -47,24 +46,14 @@ pub async fn run(
         webhook_config,
         status_queue,
         state_file,
-        listen_address,
-        listen_port,
-        authz_addr,
-        ratelimit_addr,
-        access_log,
+        gateway,
     } = args;
     let client = Client::try_default()
         .await
         .context("no Kubernetes API access (in-cluster service account or kubeconfig)")?;
     let registry = Registry::new();
     let cache = Cache::new(&registry);
-    let options = Options {
-        listen_address,
-        listen_port,
-        authz: authz_addr,
-        ratelimit: ratelimit_addr,
-        access_log,
-    };
+    let options = gateway.into_options();
     let publisher = Publisher::new(cache.clone(), options, state_file, &registry);
     let index = SharedIndex::new();
     let mut controller = Controller::new(index.clone(), publisher);

@@ -31,21 +31,9 @@ impl Bootstrap {
     }
 
     pub fn to_json(&self) -> anyhow::Result<Value> {
-        let (host, port) = self
-            .xds_addr
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--xds-addr {:?}: write it as host:port, e.g. 127.0.0.1:18000",
-                    self.xds_addr
-                )
-            })?;
-        let discovery = if host.parse::<std::net::IpAddr>().is_ok() {
-            "STATIC"
-        } else {
-            "STRICT_DNS"
-        };
+        let (host, port, is_ip) = portcullis_api::validate::parse_address(&self.xds_addr)
+            .map_err(|e| anyhow::anyhow!("--xds-addr: {e}"))?;
+        let discovery = if is_ip { "STATIC" } else { "STRICT_DNS" };
         let ads = json!({"ads": {}, "resource_api_version": "V3"});
         Ok(json!({
             "node": {

@@ -64,24 +64,11 @@ pub struct ServeArgs {
     /// Where the last published snapshot is kept, and served from on start.
     #[arg(long, env = "PORTCULLIS_STATE_FILE")]
     pub state_file: Option<PathBuf>,
-    /// Address of Envoy's HTTP listener.
-    #[arg(long, env = "PORTCULLIS_LISTEN_ADDRESS", default_value = "0.0.0.0")]
-    pub listen_address: String,
-    /// Port of Envoy's HTTP listener (0: the kernel picks one per Envoy).
-    #[arg(long, env = "PORTCULLIS_LISTEN_PORT", default_value_t = 10000)]
-    pub listen_port: u16,
+    #[command(flatten)]
+    pub gateway: portcullis_controller::args::GatewayArgs,
     /// How often the config directory is checked for changes, in milliseconds.
     #[arg(long, env = "PORTCULLIS_POLL_MS", default_value_t = 200)]
     pub poll_ms: u64,
-    /// `host:port` of `portcullis authz` (Routes with `auth` answer 503 without it).
-    #[arg(long, env = "PORTCULLIS_AUTHZ_ADDR")]
-    pub authz_addr: Option<String>,
-    /// `host:port` of `portcullis ratelimit` (rate limits are not enforced without it).
-    #[arg(long, env = "PORTCULLIS_RATELIMIT_ADDR")]
-    pub ratelimit_addr: Option<String>,
-    /// Envoy writes a JSON line per request here (`/dev/stdout`: Envoy's console).
-    #[arg(long, env = "PORTCULLIS_ACCESS_LOG")]
-    pub access_log: Option<String>,
     /// Write the bound addresses here as JSON ({"xds": .., "admin": ..}) once listening,
     /// so supervisors and tests can use port 0.
     #[arg(long, env = "PORTCULLIS_ADDR_FILE")]
@@ -95,24 +82,14 @@ impl ServeArgs {
             xds_addr: _,
             admin_addr: _,
             state_file,
-            listen_address,
-            listen_port,
+            gateway,
             poll_ms,
             addr_file: _,
-            authz_addr,
-            ratelimit_addr,
-            access_log,
         } = self;
         portcullis_controller::serve::ServeConfig {
             config_dir: config,
             state_file,
-            options: portcullis_translate::Options {
-                listen_address,
-                listen_port,
-                authz: authz_addr,
-                ratelimit: ratelimit_addr,
-                access_log,
-            },
+            options: gateway.into_options(),
             poll_interval: Duration::from_millis(poll_ms),
         }
     }

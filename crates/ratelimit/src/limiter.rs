@@ -79,9 +79,10 @@ impl LimiterBuilder {
     }
 }
 
-/// One matched, counted descriptor of the request being decided.
-struct Counted {
-    matched: Matched,
+/// One matched, counted descriptor of the request being decided. Borrows the match so
+/// deciding a request does not copy limit definitions.
+struct Counted<'m> {
+    matched: &'m Matched,
     /// Indices into the request's checks.
     checks: std::ops::Range<usize>,
 }
@@ -143,7 +144,7 @@ impl Limiter {
         }
 
         let mut checks = Vec::new();
-        let mut counted: Vec<Option<Counted>> = Vec::with_capacity(matched.len());
+        let mut counted: Vec<Option<Counted<'_>>> = Vec::with_capacity(matched.len());
         for (m, e) in matched.iter().zip(&entries) {
             match m {
                 Some(m) if !m.limit.unlimited => {
@@ -157,7 +158,7 @@ impl Limiter {
                         });
                     }
                     counted.push(Some(Counted {
-                        matched: m.clone(),
+                        matched: m,
                         checks: start..checks.len(),
                     }));
                 }
@@ -287,7 +288,7 @@ impl Limiter {
         now: u64,
         generation: u64,
         checks: &[Check],
-        counted: &[Option<Counted>],
+        counted: &[Option<Counted<'_>>],
         matched: &[Option<Matched>],
     ) -> Option<RateLimitResponse> {
         let cache = self.cache.as_ref()?;
@@ -352,7 +353,7 @@ impl Limiter {
         error: &str,
         kind: &str,
         matched: &[Option<Matched>],
-        counted: &[Option<Counted>],
+        counted: &[Option<Counted<'_>>],
     ) -> RateLimitResponse {
         self.metrics.store_errors.with_label_values(&[kind]).inc();
         tracing::warn!(

@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::config::{
     core::v3::{Address, Locality, SocketAddress, address, socket_address::PortSpecifier},
     endpoint::v3::{ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint},
 };
-use portcullis_api::{ObjectKey, Service};
+use portcullis_api::{ObjectKey, Service, validate::parse_address};
 
 use crate::{cluster_policy, proto};
 
@@ -34,7 +34,7 @@ pub fn service_cluster(
         .destinations
         .iter()
         .filter_map(|d| d.address.as_deref())
-        .any(|a| a.parse::<std::net::SocketAddr>().is_err());
+        .any(|a| parse_address(a).is_ok_and(|(_, _, is_ip)| !is_ip));
     let mut cluster = Cluster {
         name: name.clone(),
         connect_timeout: proto::duration(service.spec.connect_timeout().as_std()),
@@ -68,8 +68,8 @@ pub fn grpc_cluster(name: &str, addr: &str) -> Cluster {
             ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
         },
     };
-    let (host, port) = split_address(addr).unwrap_or((addr.to_owned(), 0));
-    let discovery = if host.parse::<std::net::IpAddr>().is_ok() {
+    let (host, port, is_ip) = parse_address(addr).unwrap_or((addr.to_owned(), 0, false));
+    let discovery = if is_ip {
         DiscoveryType::Static
     } else {
         DiscoveryType::StrictDns
@@ -118,7 +118,7 @@ fn load_assignment(cluster: &str, service: &Service) -> ClusterLoadAssignment {
         .iter()
         .filter(|d| d.weight() > 0)
         .filter_map(|d| {
-            let (host, port) = split_address(d.address.as_deref()?)?;
+            let (host, port, _) = parse_address(d.address.as_deref()?).ok()?;
             Some(LocalityLbEndpoints {
                 locality: Some(Locality {
                     region: d.region.clone().unwrap_or_default(),
@@ -145,14 +145,6 @@ fn load_assignment(cluster: &str, service: &Service) -> ClusterLoadAssignment {
         endpoints,
         ..Default::default()
     }
-}
-
-fn split_address(addr: &str) -> Option<(String, u16)> {
-    if let Ok(sock) = addr.parse::<std::net::SocketAddr>() {
-        return Some((sock.ip().to_string(), sock.port()));
-    }
-    let (host, port) = addr.rsplit_once(':')?;
-    Some((host.to_owned(), port.parse().ok()?))
 }
 
 fn socket_address(host: &str, port: u16) -> Address {

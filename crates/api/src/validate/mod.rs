@@ -11,6 +11,9 @@ mod service;
 
 use std::fmt;
 
+/// `host:port`, `ip:port` or `[v6]:port` → (host, port, host is an IP); the error is the fix.
+pub use names::parse_address;
+
 use crate::{
     Condition, Model, ObjectKey, Route, Service,
     status::types::{ACCEPTED, CONFLICTED, RESOLVED_REFS},

@@ -1,0 +1,41 @@
+//! Flags shared by every control-plane mode (`serve`, `controller`): what the
+//! translator needs to know about the deployment.
+use portcullis_translate::Options;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct GatewayArgs {
+    /// Address Envoy's HTTP listener binds.
+    #[arg(long, env = "PORTCULLIS_LISTEN_ADDRESS", default_value = "0.0.0.0")]
+    pub listen_address: String,
+    /// Port of Envoy's HTTP listener (0: the kernel picks one per Envoy).
+    #[arg(long, env = "PORTCULLIS_LISTEN_PORT", default_value_t = 10000)]
+    pub listen_port: u16,
+    /// `host:port` of `portcullis authz` (Routes with `auth` answer 503 without it).
+    #[arg(long, env = "PORTCULLIS_AUTHZ_ADDR")]
+    pub authz_addr: Option<String>,
+    /// `host:port` of `portcullis ratelimit` (rate limits are not enforced without it).
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_ADDR")]
+    pub ratelimit_addr: Option<String>,
+    /// Envoy writes a JSON line per request here (`/dev/stdout`: Envoy's console).
+    #[arg(long, env = "PORTCULLIS_ACCESS_LOG")]
+    pub access_log: Option<String>,
+}
+
+impl GatewayArgs {
+    pub fn into_options(self) -> Options {
+        let Self {
+            listen_address,
+            listen_port,
+            authz_addr,
+            ratelimit_addr,
+            access_log,
+        } = self;
+        Options {
+            listen_address,
+            listen_port,
+            authz: authz_addr,
+            ratelimit: ratelimit_addr,
+            access_log,
+        }
+    }
+}
