@@ -5,6 +5,8 @@
 
 mod harness;
 
+mod auth;
+
 mod nack;
 mod observability;
 mod reload;

@@ -31,6 +31,9 @@ enum Command {
     Controller(Box<portcullis_kube::Args>),
     /// Envoy rate-limit service (envoy.service.ratelimit.v3.RateLimitService).
     Ratelimit(Box<portcullis_ratelimit::Args>),
+    /// Envoy ext_authz service (envoy.service.auth.v3.Authorization): API keys and
+    /// tokens to identities.
+    Authz(Box<portcullis_authz::Args>),
     /// Everything on this machine: control plane, demo backends and Envoy.
     Up(crate::up::UpArgs),
     /// Check manifests offline, with the same rules the control plane applies.
@@ -166,6 +169,7 @@ pub fn main() -> ExitCode {
             Command::Up(args) => crate::up::run(args).await,
             Command::Controller(args) => portcullis_kube::run(*args, ctrl_c()).await,
             Command::Ratelimit(args) => portcullis_ratelimit::run_bound(*args, ctrl_c()).await,
+            Command::Authz(args) => portcullis_authz::run_bound(*args, ctrl_c()).await,
             Command::Echo { addr, name } => {
                 let listener = tokio::net::TcpListener::bind(addr).await?;
                 tracing::info!(%addr, name, "echo backend listening");

@@ -35,3 +35,26 @@ pub fn render_metrics(registry: &Registry) -> String {
     }
     String::from_utf8(buf).unwrap_or_default()
 }
+
+/// The operator's HTTP endpoint of a service: `/metrics` and `/healthz`.
+pub fn metrics_router(registry: Registry) -> axum::Router {
+    use axum::{extract::State, routing::get};
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(|State(r): State<Registry>| async move { render_metrics(&r) }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(registry)
+}
+
+/// Serves [`metrics_router`] until `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    registry: Registry,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, metrics_router(registry))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -123,6 +123,9 @@ fn grpc(cluster: &str, timeout_ms: u64) -> GrpcService {
         target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
             grpc_service::EnvoyGrpc {
                 cluster_name: cluster.into(),
+                // The :authority defaults to the cluster name, and `/` is not valid in
+                // an authority: hyper/h2 servers (tonic) reset such streams.
+                authority: cluster.trim_start_matches('_').replace('/', "-"),
                 ..Default::default()
             },
         )),

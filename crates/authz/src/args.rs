@@ -1,0 +1,162 @@
+//! `portcullis authz`: flags and process wiring. The binary crate parses [`Args`] and
+//! calls [`run`] with listeners it bound (tests bind port 0).
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus::Registry;
+use tokio::sync::watch;
+
+use crate::cache::IdentityCache;
+use crate::check::Authorizer;
+use crate::config::{Config, FileSection, KeyStoreSection};
+use crate::grpc::AuthzGrpc;
+use crate::jwt::JwtValidator;
+use crate::metrics::Metrics;
+use crate::store::{FileStore, IntrospectionStore, KeyStore, PostgresStore};
+
+/// Flags of `portcullis authz`; each has a `PORTCULLIS_AUTHZ_…` twin. Flags override
+/// the YAML file.
+#[derive(Debug, Clone, clap::Parser)]
+pub struct Args {
+    /// gRPC address (Authorization and health).
+    #[arg(
+        long,
+        env = "PORTCULLIS_AUTHZ_GRPC_ADDR",
+        default_value = "0.0.0.0:8082"
+    )]
+    pub grpc_addr: SocketAddr,
+    /// HTTP address for /metrics and /healthz.
+    #[arg(
+        long,
+        env = "PORTCULLIS_AUTHZ_METRICS_ADDR",
+        default_value = "0.0.0.0:9092"
+    )]
+    pub metrics_addr: SocketAddr,
+    /// YAML configuration (key store, JWT, cache, header names).
+    #[arg(long, env = "PORTCULLIS_AUTHZ_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Hashed API key file; replaces the configured key store.
+    #[arg(long, env = "PORTCULLIS_AUTHZ_KEYS_FILE")]
+    pub keys_file: Option<PathBuf>,
+    /// Identity cache TTL (a revoked key works at most this long).
+    #[arg(long, env = "PORTCULLIS_AUTHZ_CACHE_TTL", value_parser = humantime::parse_duration)]
+    pub cache_ttl: Option<Duration>,
+    /// Header carrying API keys.
+    #[arg(long, env = "PORTCULLIS_AUTHZ_API_KEY_HEADER")]
+    pub api_key_header: Option<String>,
+    /// Introspection client secret (kept out of the YAML file).
+    #[arg(long, env = "PORTCULLIS_AUTHZ_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+    /// PostgreSQL URL (kept out of the YAML file when it holds a password).
+    #[arg(long, env = "PORTCULLIS_AUTHZ_POSTGRES_URL", hide_env_values = true)]
+    pub postgres_url: Option<String>,
+}
+
+/// How often a key file is checked for changes.
+const KEY_FILE_POLL: Duration = Duration::from_secs(1);
+
+/// Builds the service from the configuration: stores, cache, authorizer.
+pub fn build(args: &Args, metrics: &Metrics) -> anyhow::Result<AuthzGrpc> {
+    let mut config = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(p) = &args.keys_file {
+        config.key_store = Some(KeyStoreSection::File(FileSection {
+            path: p.clone(),
+            reload_every: None,
+        }));
+    }
+    if let Some(ttl) = args.cache_ttl {
+        config.cache.ttl = Some(ttl);
+    }
+    if let Some(h) = &args.api_key_header {
+        config.api_key_header = Some(h.clone());
+    }
+    let cache = IdentityCache::new(config.cache());
+    let keys: Option<Arc<dyn KeyStore>> = match &config.key_store {
+        None => {
+            tracing::warn!("no key store configured: API keys and opaque tokens are refused");
+            None
+        }
+        Some(KeyStoreSection::File(f)) => {
+            let store = Arc::new(FileStore::load(&f.path)?);
+            tracing::info!(path = %f.path.display(), keys = store.len(), "key file loaded");
+            let (m, c) = (metrics.clone(), cache.clone());
+            store.spawn_reloader(f.reload_every.unwrap_or(KEY_FILE_POLL), move |r| {
+                m.key_reload(r.is_ok());
+                if r.is_ok() {
+                    // Revocations take effect now rather than after the TTL.
+                    c.clear();
+                }
+            });
+            Some(store)
+        }
+        Some(KeyStoreSection::Introspection(i)) => Some(Arc::new(IntrospectionStore::new(
+            i.to_config(args.client_secret.clone()),
+            metrics.clone(),
+        )?)),
+        Some(KeyStoreSection::Postgres(p)) => Some(Arc::new(PostgresStore::new(
+            p.to_config(args.postgres_url.clone())?,
+            metrics.clone(),
+        )?)),
+    };
+    let jwt: Option<Arc<dyn KeyStore>> = match &config.jwt {
+        Some(j) => Some(Arc::new(JwtValidator::new(j.to_config())?)),
+        None => None,
+    };
+    let authorizer = Authorizer::new(&config.api_key_header(), cache, keys, jwt, metrics.clone());
+    Ok(AuthzGrpc::new(
+        Arc::new(authorizer),
+        config.identity_headers(),
+    ))
+}
+
+/// Serve until `shutdown` resolves.
+pub async fn run(
+    args: Args,
+    grpc: tokio::net::TcpListener,
+    metrics_http: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let metrics = Metrics::new(&registry)?;
+    let service = build(&args, &metrics)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    tracing::info!(grpc = ?grpc.local_addr().ok(), http = ?metrics_http.local_addr().ok(), "authz service serving");
+    let (g, h) = tokio::join!(
+        crate::grpc::serve(grpc, service, stopped()),
+        portcullis_telemetry::serve_metrics(metrics_http, registry, stopped()),
+    );
+    g.context("gRPC server")?;
+    h.context("HTTP server")?;
+    Ok(())
+}
+
+/// [`run`] on the addresses in `args`.
+pub async fn run_bound(
+    args: Args,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grpc = tokio::net::TcpListener::bind(args.grpc_addr)
+        .await
+        .with_context(|| format!("binding {}", args.grpc_addr))?;
+    let http = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    run(args, grpc, http, shutdown).await
+}

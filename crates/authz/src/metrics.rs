@@ -1,0 +1,116 @@
+//! Prometheus metrics of `portcullis authz`.
+use std::time::Duration;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use crate::breaker::BreakerState;
+
+#[derive(Clone)]
+pub struct Metrics {
+    decisions: IntCounterVec,
+    cache: IntCounterVec,
+    backend: HistogramVec,
+    breaker: IntGaugeVec,
+    check: HistogramVec,
+    key_reloads: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<Metrics> {
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "portcullis_authz_decisions_total",
+                "Check decisions by result (allowed, anonymous, unauthenticated, forbidden, unavailable) and whether the route is in shadow mode",
+            ),
+            &["result", "shadow"],
+        )?;
+        let cache = IntCounterVec::new(
+            Opts::new(
+                "portcullis_authz_cache_total",
+                "Identity cache outcomes: hit, negative_hit, miss (a backend lookup), coalesced (waited on another request's lookup), stale (served past TTL while the backend is down)",
+            ),
+            &["outcome"],
+        )?;
+        let backend = HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_authz_backend_seconds",
+                "Key store call latency by endpoint and outcome",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+            &["endpoint", "outcome"],
+        )?;
+        let breaker = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_authz_breaker_state",
+                "Circuit breaker per key-store endpoint: 0 closed, 1 half-open, 2 open",
+            ),
+            &["endpoint"],
+        )?;
+        let check = HistogramVec::new(
+            HistogramOpts::new("portcullis_authz_check_seconds", "Check handling time").buckets(
+                vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                ],
+            ),
+            &["result"],
+        )?;
+        let key_reloads = IntCounterVec::new(
+            Opts::new(
+                "portcullis_authz_key_file_reloads_total",
+                "Key file reloads by outcome (ok, invalid)",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(decisions.clone()))?;
+        registry.register(Box::new(cache.clone()))?;
+        registry.register(Box::new(backend.clone()))?;
+        registry.register(Box::new(breaker.clone()))?;
+        registry.register(Box::new(check.clone()))?;
+        registry.register(Box::new(key_reloads.clone()))?;
+        Ok(Metrics {
+            decisions,
+            cache,
+            backend,
+            breaker,
+            check,
+            key_reloads,
+        })
+    }
+
+    pub fn decision(&self, result: &str, shadow: bool, took: Duration) {
+        self.decisions
+            .with_label_values(&[result, if shadow { "true" } else { "false" }])
+            .inc();
+        self.check
+            .with_label_values(&[result])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn cache(&self, outcome: &str) {
+        self.cache.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn cache_count(&self, outcome: &str) -> u64 {
+        self.cache.with_label_values(&[outcome]).get()
+    }
+
+    pub fn backend_seconds(&self, endpoint: &str, outcome: &str, took: Duration) {
+        self.backend
+            .with_label_values(&[endpoint, outcome])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn breaker_state(&self, endpoint: &str, state: BreakerState) {
+        self.breaker
+            .with_label_values(&[endpoint])
+            .set(state.gauge());
+    }
+
+    pub fn key_reload(&self, ok: bool) {
+        self.key_reloads
+            .with_label_values(&[if ok { "ok" } else { "invalid" }])
+            .inc();
+    }
+}
