@@ -10,7 +10,7 @@ PYTHON       ?= python3
 CARGO        ?= cargo
 export ENVOY_BIN
 
-.PHONY: help tools prometheus redis run test test-unit test-e2e bench bench-xds crds fmt lint check clean
+.PHONY: help tools prometheus redis postgres run test test-unit test-e2e bench bench-xds crds fmt lint check clean
 
 help:
 	@echo "make run        build and start the whole stack (control plane, demo backends, Envoy)"
@@ -23,7 +23,7 @@ help:
 
 HELM_SDK     := $(TOOLS)/helm/helm_python
 
-tools: $(ENVOY_BIN) prometheus redis $(HELM_SDK)
+tools: $(ENVOY_BIN) prometheus redis postgres $(HELM_SDK)
 
 # helm-python-sdk (the Helm Go SDK as a wheel) renders and lints the chart in tests.
 $(HELM_SDK):
@@ -37,6 +37,17 @@ redis:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null; \
 		else \
 			echo "redis is missing: sudo apt-get install redis-server redis-tools"; exit 1; \
+		fi; }
+
+# PostgreSQL server binaries (the authz PostgreSQL key-store test starts its own
+# server from them), from Debian.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing postgresql (Debian)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+		else \
+			echo "postgresql is missing: sudo apt-get install postgresql"; exit 1; \
 		fi; }
 
 # Prometheus (e2e golden-signal test) from Debian; root installs it, others get a hint.

@@ -1,0 +1,232 @@
+//! The PostgreSQL key store against a real PostgreSQL server started by this test
+//! (Debian `postgresql`; `make tools` installs it).
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use portcullis_authz::Digest;
+
+/// The server binaries: on PATH, or in Debian's versioned directory.
+fn pg_bin(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return Path::new(&dir).join(name);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions
+        .into_iter()
+        .rev()
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// PostgreSQL refuses to run as root: then it runs as the `postgres` user.
+fn as_server_user(cmd: &Path) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(cmd);
+        c
+    } else {
+        Command::new(cmd)
+    }
+}
+
+struct Postgres {
+    child: Child,
+    port: u16,
+    data: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Postgres {
+    /// `pg_ctl stop`: killing `runuser` would leave the server itself running.
+    fn drop(&mut self) {
+        let _ = as_server_user(&pg_bin("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(&self.data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn postgres() -> Postgres {
+    let dir = tempfile::Builder::new()
+        .prefix("pg")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let _ = Command::new("chown")
+        .args(["-R", "postgres"])
+        .arg(dir.path())
+        .status();
+    let out = as_server_user(&pg_bin("initdb"))
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "portcullis",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "-D",
+        ])
+        .arg(&data)
+        .output()
+        .expect("initdb runs (apt-get install postgresql)");
+    assert!(
+        out.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = free_port();
+    let child = as_server_user(&pg_bin("postgres"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(dir.path())
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("postgres starts");
+    let pg = Postgres {
+        child,
+        port,
+        data,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "postgres not accepting connections"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pg
+}
+
+impl Postgres {
+    fn url(&self) -> String {
+        format!("postgres://portcullis@127.0.0.1:{}/postgres", self.port)
+    }
+
+    async fn execute(&self, sql: &str) {
+        let (client, conn) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_in_a_postgres_table_authenticate_and_revoke_and_an_outage_fails_closed() {
+    let pg = postgres().await;
+    pg.execute(&format!(
+        "CREATE TABLE portcullis_api_keys (key_hash text PRIMARY KEY, key_id text NOT NULL, \
+         user_id text NOT NULL, account text NOT NULL DEFAULT '', scopes text[] NOT NULL DEFAULT '{{}}');
+         INSERT INTO portcullis_api_keys VALUES ('{}', 'k-1', 'carol', 'acme', ARRAY['read','write']);",
+        Digest::of(b"carol-key").hex()
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "authz.yaml",
+        "cache: {ttl: 1s, negativeTtl: 1s}\nkeyStore:\n  postgres: {timeout: 500ms, breaker: {failureThreshold: 2, openFor: 30s}}\n",
+    );
+    let mut svc = start(&["--config", &config, "--postgres-url", &pg.url()]).await;
+    let ext = [("portcullis.auth.scopes", "write")];
+    let key = [("x-api-key", "carol-key")];
+
+    let r = svc
+        .client
+        .check(check_request(&key, &ext))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(http_status(&r), 200, "{r:?}");
+    let md = r.dynamic_metadata.unwrap();
+    let user = md.fields["user"].kind.clone();
+    assert_eq!(
+        user,
+        Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(
+            "carol".into()
+        ))
+    );
+    let r = svc
+        .client
+        .check(check_request(&[("x-api-key", "other")], &ext))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(http_status(&r), 401);
+
+    // Deleting the row revokes the key once the cached identity's TTL is over.
+    pg.execute("DELETE FROM portcullis_api_keys WHERE key_id = 'k-1'")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = svc
+        .client
+        .check(check_request(&key, &ext))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(http_status(&r), 401);
+
+    // The database gone: fail closed (503), and once the breaker opens, fast.
+    drop(pg);
+    for _ in 0..2 {
+        let r = svc
+            .client
+            .check(check_request(&[("x-api-key", "new-key")], &ext))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(http_status(&r), 503);
+    }
+    let started = Instant::now();
+    let r = svc
+        .client
+        .check(check_request(&[("x-api-key", "new-key")], &ext))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(http_status(&r), 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+}
