@@ -13,4 +13,5 @@ mod reload;
 mod restart;
 mod routing;
 mod traffic;
+mod up;
 mod validate_cli;

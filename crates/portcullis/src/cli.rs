@@ -209,20 +209,27 @@ pub async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<tokio::net::Tc
         .map_err(|e| anyhow::anyhow!("{flag} {addr}: cannot listen ({e}); pick a free port"))
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn ctrl_c() {
-    let term = async {
-        #[cfg(unix)]
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-            return;
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not
+/// when first polled: a signal during start-up is then caught instead of killing the
+/// process with the default action (which would orphan `up`'s Envoy).
+pub fn ctrl_c() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    async move {
+        tokio::select! {
+            _ = recv(term.as_mut()) => {}
+            _ = recv(int.as_mut()) => {}
         }
-        std::future::pending::<()>().await
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
+}
+
+async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }

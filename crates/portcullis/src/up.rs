@@ -9,6 +9,8 @@ use crate::{bootstrap::Bootstrap, cli::bind, envoy::Envoy};
 
 /// The shipped demo, used when no `--config` is given and `./examples` is absent.
 const EMBEDDED_DEMO: &str = include_str!("../../../examples/demo/demo.yaml");
+/// Its API keys (digests only), used when no `--keys-file` is given.
+const EMBEDDED_KEYS: &str = include_str!("../../../examples/authz/demo-keys.yaml");
 
 #[derive(clap::Args)]
 pub struct UpArgs {
@@ -38,6 +40,12 @@ pub struct UpArgs {
     /// Use Delta xDS between Envoy and the control plane.
     #[arg(long)]
     delta: bool,
+    /// gRPC address of the authz service (ext_authz).
+    #[arg(long, default_value = "127.0.0.1:18082")]
+    authz_addr: SocketAddr,
+    /// Hashed API keys for authz [default: the embedded demo keys].
+    #[arg(long, env = "PORTCULLIS_AUTHZ_KEYS_FILE")]
+    keys_file: Option<PathBuf>,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -50,7 +58,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         state_file,
         demo,
         delta,
+        authz_addr,
+        keys_file,
     } = args;
+    let shutdown = crate::cli::ctrl_c();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -90,6 +101,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         });
     }
 
+    // The authz service, on the demo keys unless told otherwise.
+    let keys_file = match keys_file {
+        Some(k) => k,
+        None => {
+            let path = PathBuf::from(".portcullis/demo-keys.yaml");
+            std::fs::create_dir_all(".portcullis")?;
+            std::fs::write(&path, EMBEDDED_KEYS)?;
+            path
+        }
+    };
+    let authz_args = <portcullis_authz::Args as clap::Parser>::try_parse_from([
+        "authz",
+        "--keys-file",
+        &keys_file.to_string_lossy(),
+    ])?;
+    let authz_grpc = bind(authz_addr, "--authz-addr").await?;
+    let authz_http = bind("127.0.0.1:0".parse()?, "authz metrics").await?;
+    tasks.spawn(portcullis_authz::run(
+        authz_args,
+        authz_grpc,
+        authz_http,
+        stopped(),
+    ));
+
     let xds = bind(xds_addr, "--xds-addr").await?;
     let admin = bind(admin_addr, "--admin-addr").await?;
     let serve_config = portcullis_controller::serve::ServeConfig {
@@ -99,6 +134,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             listen_address: "127.0.0.1".into(),
             listen_port: port,
             access_log: Some("/dev/stdout".into()),
+            authz: Some(authz_addr.to_string()),
             ..Default::default()
         },
         poll_interval: Duration::from_millis(200),
@@ -128,11 +164,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!();
     println!("Try:  curl -s http://127.0.0.1:{port}/echo/hello");
     println!("      curl -s -X POST http://127.0.0.1:{port}/echo/orders");
+    println!(
+        "      curl -s -H 'x-api-key: demo-key-alice' http://127.0.0.1:{port}/echo/orders   (401 without the key)"
+    );
     println!("      curl -s -H 'Host: api.localhost' http://127.0.0.1:{port}/anything");
     println!("Ctrl-C stops everything.");
 
     tokio::select! {
-        _ = crate::cli::ctrl_c() => {}
+        _ = shutdown => {}
         status = envoy.wait() => tracing::error!(?status, "envoy exited"),
         Some(res) = tasks.join_next() => tracing::error!(?res, "a component stopped"),
     }

@@ -1,0 +1,89 @@
+//! `portcullis up` (the README's run command) as a process: the demo manifests, the
+//! demo backends, authz on the demo keys and a stock Envoy, on free ports.
+use tokio::io::AsyncBufReadExt;
+
+use crate::harness::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_the_demo_with_authentication() {
+    let [port, xds, admin, envoy_admin, authz, echo, canary] = [(); 7].map(|_| free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let demo = include_str!("../examples/demo/demo.yaml")
+        .replace("127.0.0.1:18080", &format!("127.0.0.1:{echo}"))
+        .replace("127.0.0.1:18081", &format!("127.0.0.1:{canary}"));
+    write_atomic(&dir.path().join("demo.yaml"), &demo);
+    let mut child = tokio::process::Command::new(portcullis_bin())
+        .current_dir(dir.path())
+        .arg("up")
+        .args(["--config", dir.path().to_str().unwrap()])
+        .args(["--port", &port.to_string()])
+        .args(["--xds-addr", &format!("127.0.0.1:{xds}")])
+        .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+        .args(["--envoy-admin-port", &envoy_admin.to_string()])
+        .args(["--authz-addr", &format!("127.0.0.1:{authz}")])
+        .args([
+            "--demo",
+            &format!("echo=127.0.0.1:{echo},echo-canary=127.0.0.1:{canary}"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("portcullis up starts");
+
+    // Ready when it says so (after Envoy reported ready).
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("Portcullis is up") {
+                return;
+            }
+        }
+        panic!("portcullis up exited before it was up");
+    };
+    tokio::time::timeout(STARTUP, ready)
+        .await
+        .expect("up within the start-up bound");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    assert_eq!(fetch(&url("/echo/hello")).await.unwrap().0, 200);
+    let client = reqwest::Client::new();
+    let get = |key: Option<&'static str>| {
+        let mut req = client.get(url("/echo/orders"));
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, body) = get(None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("missing_credentials"))
+    );
+    let (status, body) = get(Some("demo-key-alice")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["headers"]["x-portcullis-user"], "alice");
+    // SIGTERM, as Ctrl-C: `up` stops Envoy itself (SIGKILL would orphan it).
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(STARTUP, child.wait())
+        .await
+        .expect("up stops on SIGTERM");
+    assert!(status.unwrap().success());
+}
