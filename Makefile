@@ -10,7 +10,7 @@ PYTHON       ?= python3
 CARGO        ?= cargo
 export ENVOY_BIN
 
-.PHONY: help tools prometheus redis postgres run test test-unit test-e2e bench bench-xds crds fmt lint check clean
+.PHONY: help tools prometheus redis postgres run test test-unit test-e2e bench bench-xds bench-authz crds fmt lint check clean
 
 help:
 	@echo "make run        build and start the whole stack (control plane, demo backends, Envoy)"
@@ -85,10 +85,13 @@ test: tools
 
 ## Benchmarks ----------------------------------------------------------------------
 
-bench: bench-xds
+bench: bench-xds bench-authz
 
 bench-xds: tools
 	ulimit -n 16384 2>/dev/null; $(CARGO) run --release -p portcullis-bench --bin bench-xds -- --out docs/benchmarks.md
+
+bench-authz: tools
+	$(CARGO) run --release -p portcullis-bench --bin bench-authz -- --out docs/benchmarks.md
 
 ## Maintenance ---------------------------------------------------------------------
 

@@ -2,5 +2,6 @@
 //! figures and a ratio against a baseline measured in the same run.
 #![forbid(unsafe_code)]
 
+pub mod gateway;
 pub mod manifests;
 pub mod report;
