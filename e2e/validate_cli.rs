@@ -36,7 +36,7 @@ fn demo_is_valid() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         stdout.trim(),
-        "ok: 2 Services, 3 Routes (3 route entries) are valid"
+        "ok: 2 Services, 4 Routes (4 route entries) are valid"
     );
 }
 

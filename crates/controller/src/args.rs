@@ -19,6 +19,9 @@ pub struct GatewayArgs {
     /// Envoy writes a JSON line per request here (`/dev/stdout`: Envoy's console).
     #[arg(long, env = "PORTCULLIS_ACCESS_LOG")]
     pub access_log: Option<String>,
+    /// The API key header `portcullis authz` is configured with (`apiKeyHeader`).
+    #[arg(long, env = "PORTCULLIS_AUTHZ_KEY_HEADER", default_value = "x-api-key")]
+    pub authz_key_header: String,
 }
 
 impl GatewayArgs {
@@ -29,6 +32,7 @@ impl GatewayArgs {
             authz_addr,
             ratelimit_addr,
             access_log,
+            authz_key_header,
         } = self;
         Options {
             listen_address,
@@ -36,6 +40,7 @@ impl GatewayArgs {
             authz: authz_addr,
             ratelimit: ratelimit_addr,
             access_log,
+            authz_key_header: authz_key_header.to_ascii_lowercase(),
         }
     }
 }

@@ -24,6 +24,7 @@ use envoy_types::pb::{
             network::http_connection_manager::v3::{HttpFilter, http_filter},
         },
         r#type::{
+            matcher::v3::{ListStringMatcher, StringMatcher, string_matcher},
             metadata::v3::{MetadataKey, metadata_key},
             v3::HttpStatus,
         },
@@ -72,6 +73,15 @@ pub fn http_filters(options: &Options) -> Vec<HttpFilter> {
             proto::any(&ExtAuthz {
                 transport_api_version: ApiVersion::V3 as i32,
                 services: Some(ext_authz::Services::GrpcService(grpc(AUTHZ_CLUSTER, 250))),
+                // Only what the decision and its log need: every other header would be
+                // encoded by Envoy and decoded by authz on every request for nothing.
+                allowed_headers: Some(exact_headers(&[
+                    "authorization",
+                    &options.authz_key_header,
+                    "x-request-id",
+                    "traceparent",
+                    "tracestate",
+                ])),
                 // The service unreachable: answer 503, never let the request through.
                 failure_mode_allow: false,
                 status_on_error: Some(HttpStatus { code: 503 }),
@@ -108,6 +118,18 @@ pub fn http_filters(options: &Options) -> Vec<HttpFilter> {
         proto::any(&Router::default()),
     ));
     filters
+}
+
+fn exact_headers(names: &[&str]) -> ListStringMatcher {
+    ListStringMatcher {
+        patterns: names
+            .iter()
+            .map(|n| StringMatcher {
+                match_pattern: Some(string_matcher::MatchPattern::Exact(n.to_string())),
+                ..Default::default()
+            })
+            .collect(),
+    }
 }
 
 fn typed_filter(name: &str, config: Any) -> HttpFilter {

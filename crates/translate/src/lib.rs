@@ -40,6 +40,9 @@ pub struct Options {
     pub listen_port: u16,
     /// `host:port` of `portcullis authz`; without it, Routes with `auth` answer 503.
     pub authz: Option<String>,
+    /// The header `portcullis authz` reads API keys from (its `apiKeyHeader`): Envoy
+    /// sends the authz service only this, `authorization` and the tracing headers.
+    pub authz_key_header: String,
     /// `host:port` of `portcullis ratelimit`; without it, rate limits are not enforced.
     pub ratelimit: Option<String>,
     /// Where Envoy writes its JSON access log (`/dev/stdout` for the console).
@@ -52,6 +55,7 @@ impl Default for Options {
             listen_address: "0.0.0.0".into(),
             listen_port: 10000,
             authz: None,
+            authz_key_header: "x-api-key".into(),
             ratelimit: None,
             access_log: None,
         }
