@@ -70,7 +70,7 @@ fn sha256_hex(key: &str) -> String {
     portcullis_authz::Digest::of(key.as_bytes()).hex()
 }
 
-fn keys_yaml(keys: &[(&str, &str, &str, &str)]) -> String {
+pub fn keys_yaml(keys: &[(&str, &str, &str, &str)]) -> String {
     let mut s = String::from("keys:\n");
     for (id, key, user, scopes) in keys {
         s.push_str(&format!(
@@ -82,7 +82,7 @@ fn keys_yaml(keys: &[(&str, &str, &str, &str)]) -> String {
 }
 
 /// Service `echo` and Routes with each kind of auth policy.
-fn manifests(echo: SocketAddr) -> String {
+pub fn manifests(echo: SocketAddr) -> String {
     let mut m = service_yaml("echo", echo);
     let b = "backends: [{service: echo}]";
     for (name, path, auth) in [

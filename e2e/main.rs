@@ -12,6 +12,7 @@ mod observability;
 mod reload;
 mod restart;
 mod routing;
+mod traces;
 mod traffic;
 mod up;
 mod validate_cli;

@@ -8,6 +8,7 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
 };
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::check::{Authorizer, Decision};
 use crate::policy::RoutePolicy;
@@ -73,11 +74,16 @@ impl Authorization for AuthzGrpc {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
+        // A child of Envoy's ext_authz span: Envoy sends `traceparent` with the call.
+        let span = tracing::info_span!("authz.check", otel.kind = "server");
+        let md = request.metadata();
+        portcullis_telemetry::continue_trace(&span, |k| md.get(k).and_then(|v| v.to_str().ok()));
         // Never a gRPC error: every failure is a decision with its own HTTP status, so
         // Envoy's `status_on_error` only covers this service being unreachable.
-        Ok(Response::new(
-            AuthzGrpc::check(self, request.get_ref()).await,
-        ))
+        let response = AuthzGrpc::check(self, request.get_ref())
+            .instrument(span)
+            .await;
+        Ok(Response::new(response))
     }
 }
 

@@ -22,6 +22,12 @@ pub struct GatewayArgs {
     /// The API key header `portcullis authz` is configured with (`apiKeyHeader`).
     #[arg(long, env = "PORTCULLIS_AUTHZ_KEY_HEADER", default_value = "x-api-key")]
     pub authz_key_header: String,
+    /// `host:port` of an OTLP/gRPC collector Envoy sends its spans to.
+    #[arg(long, env = "PORTCULLIS_OTLP_COLLECTOR")]
+    pub otlp_collector: Option<String>,
+    /// Percent of requests Envoy starts a trace for.
+    #[arg(long, env = "PORTCULLIS_TRACE_SAMPLING", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub trace_sampling: u32,
 }
 
 impl GatewayArgs {
@@ -33,6 +39,8 @@ impl GatewayArgs {
             ratelimit_addr,
             access_log,
             authz_key_header,
+            otlp_collector,
+            trace_sampling,
         } = self;
         Options {
             listen_address,
@@ -41,6 +49,8 @@ impl GatewayArgs {
             ratelimit: ratelimit_addr,
             access_log,
             authz_key_header: authz_key_header.to_ascii_lowercase(),
+            otlp_collector,
+            trace_sampling_percent: trace_sampling,
         }
     }
 }

@@ -18,6 +18,9 @@ pub struct Cli {
     /// Log as JSON lines.
     #[arg(long, env = "PORTCULLIS_LOG_JSON", global = true)]
     log_json: bool,
+    /// Export spans over OTLP/gRPC to this collector (e.g. http://127.0.0.1:4317).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -120,6 +123,7 @@ pub fn main() -> ExitCode {
     let Cli {
         log,
         log_json,
+        otlp_endpoint,
         command,
     } = cli;
     match command {
@@ -152,7 +156,12 @@ pub fn main() -> ExitCode {
         }
         _ => {}
     }
-    portcullis_telemetry::init_logging(&log, log_json);
+    let service = match &command {
+        Command::Authz(_) => "portcullis-authz",
+        Command::Ratelimit(_) => "portcullis-ratelimit",
+        Command::Echo { .. } => "portcullis-echo",
+        _ => "portcullis-control-plane",
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -164,22 +173,18 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match command {
-            Command::Serve(args) => serve(args).await,
-            Command::Up(args) => crate::up::run(args).await,
-            Command::Controller(args) => portcullis_kube::run(*args, ctrl_c()).await,
-            Command::Ratelimit(args) => portcullis_ratelimit::run_bound(*args, ctrl_c()).await,
-            Command::Authz(args) => portcullis_authz::run_bound(*args, ctrl_c()).await,
-            Command::Echo { addr, name } => {
-                let listener = tokio::net::TcpListener::bind(addr).await?;
-                tracing::info!(%addr, name, "echo backend listening");
-                crate::echo::serve(listener, name, ctrl_c()).await?;
-                Ok(())
-            }
-            Command::Validate { .. } | Command::Crds | Command::Bootstrap(_) => {
-                unreachable!("handled above")
-            }
-        }
+        let tracing = match portcullis_telemetry::init_tracing(
+            &log,
+            log_json,
+            otlp_endpoint.as_deref(),
+            service,
+        ) {
+            Ok(t) => t,
+            Err(e) => return Err(e.context("--otlp-endpoint")),
+        };
+        let result = run_command(command).await;
+        tracing.shutdown().await;
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -187,6 +192,25 @@ pub fn main() -> ExitCode {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_command(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Up(args) => crate::up::run(args).await,
+        Command::Controller(args) => portcullis_kube::run(*args, ctrl_c()).await,
+        Command::Ratelimit(args) => portcullis_ratelimit::run_bound(*args, ctrl_c()).await,
+        Command::Authz(args) => portcullis_authz::run_bound(*args, ctrl_c()).await,
+        Command::Echo { addr, name } => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(%addr, name, "echo backend listening");
+            crate::echo::serve(listener, name, ctrl_c()).await?;
+            Ok(())
+        }
+        Command::Validate { .. } | Command::Crds | Command::Bootstrap(_) => {
+            unreachable!("handled above")
         }
     }
 }

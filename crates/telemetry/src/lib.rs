@@ -10,19 +10,114 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 /// Installs the global subscriber. `RUST_LOG` overrides `default_filter`. Safe to call
 /// more than once (later calls are ignored), which tests rely on.
 pub fn init_logging(default_filter: &str, json: bool) {
+    drop(install(default_filter, json, None));
+}
+
+/// Span export of a process; [`Tracing::shutdown`] flushes what is still buffered.
+pub struct Tracing {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Tracing {
+    pub async fn shutdown(mut self) {
+        if let Some(p) = self.provider.take() {
+            // The batch processor flushes on its own thread and blocks until done.
+            let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
+        }
+    }
+}
+
+/// Logging as [`init_logging`], plus, with `otlp_endpoint` (e.g. `http://collector:4317`),
+/// every `tracing` span exported over OTLP/gRPC as `service`. Call it inside a Tokio
+/// runtime: the exporter's gRPC client needs one.
+pub fn init_tracing(
+    default_filter: &str,
+    json: bool,
+    otlp_endpoint: Option<&str>,
+    service: &str,
+) -> anyhow::Result<Tracing> {
+    let provider = match otlp_endpoint {
+        None => None,
+        Some(endpoint) => {
+            use opentelemetry_otlp::WithExportConfig;
+            use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()?;
+            let batch = BatchSpanProcessor::builder(exporter)
+                .with_batch_config(
+                    BatchConfigBuilder::default()
+                        .with_scheduled_delay(std::time::Duration::from_secs(1))
+                        .build(),
+                )
+                .build();
+            Some(
+                opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                    .with_span_processor(batch)
+                    .with_resource(
+                        opentelemetry_sdk::Resource::builder()
+                            .with_service_name(service.to_string())
+                            .build(),
+                    )
+                    .build(),
+            )
+        }
+    };
+    install(default_filter, json, provider.as_ref())
+        .map_err(|e| anyhow::anyhow!("installing the tracing subscriber: {e}"))?;
+    Ok(Tracing { provider })
+}
+
+fn install(
+    default_filter: &str,
+    json: bool,
+    provider: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
+) -> Result<(), tracing_subscriber::util::TryInitError> {
+    use opentelemetry::trace::TracerProvider;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = if json {
-        registry
-            .with(fmt::layer().json().with_writer(std::io::stderr))
-            .try_init()
+    let fmt = if json {
+        fmt::layer().json().with_writer(std::io::stderr).boxed()
     } else {
-        registry
-            .with(fmt::layer().with_writer(std::io::stderr))
-            .try_init()
+        fmt::layer().with_writer(std::io::stderr).boxed()
     };
-    drop(result);
+    let otel = provider.map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("portcullis")));
+    tracing_subscriber::registry()
+        .with(otel)
+        .with(filter)
+        .with(fmt)
+        .try_init()
+}
+
+/// Makes `span` a child of the W3C trace context a peer sent (`traceparent`,
+/// `tracestate`), looked up with `get`; without one the span starts a trace.
+pub fn continue_trace<'a>(span: &tracing::Span, get: impl Fn(&str) -> Option<&'a str>) {
+    use opentelemetry::propagation::{Extractor, TextMapPropagator};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    struct Headers(Vec<(&'static str, String)>);
+    impl Extractor for Headers {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.as_str())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.iter().map(|(k, _)| *k).collect()
+        }
+    }
+    let headers = Headers(
+        ["traceparent", "tracestate"]
+            .into_iter()
+            .filter_map(|k| get(k).map(|v| (k, v.to_string())))
+            .collect(),
+    );
+    if headers.0.is_empty() {
+        return;
+    }
+    let cx = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&headers);
+    let _ = span.set_parent(cx);
 }
 
 /// Prometheus text exposition of everything in `registry`.

@@ -140,7 +140,7 @@ fn typed_filter(name: &str, config: Any) -> HttpFilter {
     }
 }
 
-fn grpc(cluster: &str, timeout_ms: u64) -> GrpcService {
+pub(crate) fn grpc(cluster: &str, timeout_ms: u64) -> GrpcService {
     GrpcService {
         target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
             grpc_service::EnvoyGrpc {

@@ -15,6 +15,7 @@ mod listener;
 mod proto;
 mod route;
 mod route_policy;
+mod trace;
 
 use envoy_types::pb::envoy::config::{
     cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment, listener::v3::Listener,
@@ -47,6 +48,11 @@ pub struct Options {
     pub ratelimit: Option<String>,
     /// Where Envoy writes its JSON access log (`/dev/stdout` for the console).
     pub access_log: Option<String>,
+    /// `host:port` of an OTLP/gRPC collector; without it Envoy does not trace.
+    pub otlp_collector: Option<String>,
+    /// Share of requests Envoy starts a trace for (a client's sampled `traceparent` is
+    /// always honoured), in percent.
+    pub trace_sampling_percent: u32,
 }
 
 impl Default for Options {
@@ -58,6 +64,8 @@ impl Default for Options {
             authz_key_header: "x-api-key".into(),
             ratelimit: None,
             access_log: None,
+            otlp_collector: None,
+            trace_sampling_percent: 1,
         }
     }
 }
@@ -83,6 +91,7 @@ pub fn translate(model: &Model, options: &Options) -> Resources {
     for (name, addr) in [
         (filters::AUTHZ_CLUSTER, &options.authz),
         (filters::RATELIMIT_CLUSTER, &options.ratelimit),
+        (trace::OTEL_CLUSTER, &options.otlp_collector),
     ] {
         if let Some(addr) = addr {
             clusters.push(cluster::grpc_cluster(name, addr));

@@ -65,6 +65,7 @@ fn connection_manager(options: &Options) -> HttpConnectionManager {
             .map(|p| crate::access_log::file_access_log(p))
             .collect(),
         generate_request_id: proto::yes(),
+        tracing: crate::trace::connection_manager_tracing(options),
         preserve_external_request_id: false,
         always_set_request_id_in_response: true,
         // Host routing ignores ":port" in the Host header.

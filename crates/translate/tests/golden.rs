@@ -96,6 +96,8 @@ fn auth_rate_limits_and_access_log() {
             authz: Some("127.0.0.1:18002".into()),
             ratelimit: Some("ratelimit.portcullis.svc:18003".into()),
             access_log: Some("/dev/stdout".into()),
+            otlp_collector: Some("otel-collector.observability:4317".into()),
+            trace_sampling_percent: 5,
             ..base()
         },
     );
