@@ -8,6 +8,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::limiter::Limiter;
 
@@ -23,9 +24,16 @@ impl RateLimitService for RateLimitGrpc {
     ) -> Result<Response<RateLimitResponse>, Status> {
         // Never an error: store failures are decided by each limit's failure policy,
         // so Envoy's own `failure_mode_deny` only covers this service being unreachable.
-        Ok(Response::new(
-            self.0.should_rate_limit(request.get_ref()).await,
-        ))
+        // A child of Envoy's rate-limit call span (`traceparent` in the metadata).
+        let span = tracing::info_span!("ratelimit.should_rate_limit", otel.kind = "server");
+        let md = request.metadata();
+        portcullis_telemetry::continue_trace(&span, |k| md.get(k).and_then(|v| v.to_str().ok()));
+        let response = self
+            .0
+            .should_rate_limit(request.get_ref())
+            .instrument(span)
+            .await;
+        Ok(Response::new(response))
     }
 }
 
