@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use prometheus::Registry;
-use tokio::sync::watch;
 
 use crate::cache::IdentityCache;
 use crate::check::Authorizer;
@@ -126,21 +125,11 @@ pub async fn run(
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
     let service = build(&args, &metrics)?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    let stop = portcullis_telemetry::Shutdown::new(shutdown);
     tracing::info!(grpc = ?grpc.local_addr().ok(), http = ?metrics_http.local_addr().ok(), "authz service serving");
     let (g, h) = tokio::join!(
-        crate::grpc::serve(grpc, service, stopped()),
-        portcullis_telemetry::serve_metrics(metrics_http, registry, stopped()),
+        crate::grpc::serve(grpc, service, stop.signal()),
+        portcullis_telemetry::serve_metrics(metrics_http, registry, stop.signal()),
     );
     g.context("gRPC server")?;
     h.context("HTTP server")?;
@@ -152,11 +141,7 @@ pub async fn run_bound(
     args: Args,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let grpc = tokio::net::TcpListener::bind(args.grpc_addr)
-        .await
-        .with_context(|| format!("binding {}", args.grpc_addr))?;
-    let http = tokio::net::TcpListener::bind(args.metrics_addr)
-        .await
-        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    let grpc = portcullis_telemetry::bind(args.grpc_addr, "--grpc-addr").await?;
+    let http = portcullis_telemetry::bind(args.metrics_addr, "--metrics-addr").await?;
     run(args, grpc, http, shutdown).await
 }

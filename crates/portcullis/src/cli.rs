@@ -228,9 +228,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 pub async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("{flag} {addr}: cannot listen ({e}); pick a free port"))
+    portcullis_telemetry::bind(addr, flag).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not

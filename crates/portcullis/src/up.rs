@@ -62,13 +62,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         keys_file,
     } = args;
     let shutdown = crate::cli::ctrl_c();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = portcullis_telemetry::Shutdown::new(async {
+        let _ = stop_rx.await;
+    });
+    let stopped = || stop.signal();
 
     let _embedded;
     let config = match config {
@@ -175,7 +173,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         status = envoy.wait() => tracing::error!(?status, "envoy exited"),
         Some(res) = tasks.join_next() => tracing::error!(?res, "a component stopped"),
     }
-    let _ = stop_tx.send(true);
+    let _ = stop_tx.send(());
     envoy.kill().await;
     while let Some(res) = tasks.join_next().await {
         if let Ok(Err(e)) = res {

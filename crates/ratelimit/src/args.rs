@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use prometheus::Registry;
-use tokio::sync::watch;
 
 use crate::clock::{Clock, SystemClock};
 use crate::envoy_format::EnvoyConfig;
@@ -133,17 +132,8 @@ pub async fn run(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let table = Arc::new(LimitTable::default());
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    let stop = portcullis_telemetry::Shutdown::new(shutdown);
+    let stopped = || stop.signal();
 
     match (xds_addr, config_file) {
         (Some(_), Some(_)) => bail!("--xds-addr and --config-file are exclusive"),
@@ -206,12 +196,8 @@ pub async fn run_bound(
     args: Args,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let grpc = tokio::net::TcpListener::bind(args.grpc_addr)
-        .await
-        .with_context(|| format!("binding {}", args.grpc_addr))?;
-    let http = tokio::net::TcpListener::bind(args.metrics_addr)
-        .await
-        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    let grpc = portcullis_telemetry::bind(args.grpc_addr, "--grpc-addr").await?;
+    let http = portcullis_telemetry::bind(args.metrics_addr, "--metrics-addr").await?;
     run(args, grpc, http, shutdown).await
 }
 

@@ -167,3 +167,36 @@ pub fn incoming_nodelay(
         Ok(s)
     })
 }
+
+/// One shutdown signal shared by the several servers of a process: every
+/// [`Shutdown::signal`] resolves once the future given to [`Shutdown::new`] has.
+#[derive(Clone)]
+pub struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    pub fn new(shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Shutdown {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        Shutdown(rx)
+    }
+
+    pub fn signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+}
+
+/// Binds `addr`, naming the flag it came from in the error.
+pub async fn bind(
+    addr: std::net::SocketAddr,
+    flag: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("{flag} {addr}: cannot listen ({e}); pick a free port"))
+}

@@ -104,25 +104,19 @@ impl PostgresStore {
         })
     }
 
+    /// The connection, if there is one still open.
+    async fn open(&self) -> Option<Arc<Conn>> {
+        let conn = self.conn.read().await;
+        conn.as_ref().filter(|c| !c.client.is_closed()).cloned()
+    }
+
     async fn conn(&self) -> Result<Arc<Conn>, StoreError> {
-        if let Some(c) = self
-            .conn
-            .read()
-            .await
-            .as_ref()
-            .filter(|c| !c.client.is_closed())
-        {
-            return Ok(c.clone());
+        if let Some(c) = self.open().await {
+            return Ok(c);
         }
         let _one = self.connecting.lock().await;
-        if let Some(c) = self
-            .conn
-            .read()
-            .await
-            .as_ref()
-            .filter(|c| !c.client.is_closed())
-        {
-            return Ok(c.clone());
+        if let Some(c) = self.open().await {
+            return Ok(c);
         }
         let (client, connection) = tokio_postgres::connect(&self.config.url, NoTls)
             .await
