@@ -5,12 +5,17 @@ Checks, for default and non-default values: `helm lint --strict` is clean; every
 document parses; names, selectors and references agree (Services select a workload,
 HPAs/PDBs/bindings point at objects that exist); every container runs non-root with a
 read-only root filesystem; the Envoy bootstrap points at the xds Service and passes
-`envoy --mode validate` (ENVOY_BIN). Exit 1 with the reasons on any failure.
+`envoy --mode validate` (ENVOY_BIN); every PORTCULLIS_* env of a Portcullis container is a
+clap flag of the binary (`env = "…"` in crates/*/src), the controller calls the authz and
+ratelimit Services on the ports they listen on, the authz config, key file and secrets are
+where its env says, and the readiness probes ask grpc.health.v1 for the real service names.
+The alerts and the dashboard: charts/check_monitoring.py. Exit 1 with the reasons on any failure.
 
 Run: PYTHONPATH=tools/helm python3 charts/check_chart.py   (from the repository root)
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -34,8 +39,14 @@ NON_DEFAULT = {
     "webhook": {"failurePolicy": "Ignore", "certManager": {"enabled": True}},
     "redis": {"enabled": False, "externalUrl": "redis://redis.example:6379"},
     "envoy": {"kind": "DaemonSet", "delta": True, "image": {"repository": "mirror.example/envoy", "tag": "v1.36.2"}},
-    "authz": {"autoscaling": {"enabled": False}},
-    "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+    "authz": {"autoscaling": {"enabled": False}, "port": 9000,
+              "config": {"apiKeyHeader": "x-portcullis-key", "cache": {"ttl": "10s"},
+                         "keyStore": {"introspection": {"endpoints": ["https://idp.example/introspect"], "clientId": "gw"}}},
+              "keys": {"existingSecret": "api-keys", "key": "keys.yaml"},
+              "clientSecret": {"existingSecret": "idp", "key": "secret"},
+              "postgresUrl": {"existingSecret": "pg", "key": "url"}},
+    "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
+                "grafanaDashboard": {"enabled": True}},
 }
 
 
@@ -121,7 +132,119 @@ def check(case, values):
                 fail(case, "failurePolicy does not follow values")
     check_images(case, values, workloads)
     check_bootstrap(case, values, objs)
+    check_wiring(case, values, objs)
     return objs
+
+
+def declared_env():
+    """Every `env = "…"` a clap flag of the binary declares (crates/*/src)."""
+    names = set()
+    for dirpath, _, files in os.walk(os.path.join(ROOT, "crates")):
+        if os.sep + "src" not in dirpath:
+            continue
+        for f in files:
+            if f.endswith(".rs"):
+                names |= set(re.findall(r'env\s*=\s*"([A-Z0-9_]+)"', open(os.path.join(dirpath, f)).read()))
+    return names
+
+
+def subset(want, got):
+    """`want` (values given) is in `got` (values merged with the chart's defaults)."""
+    if isinstance(want, dict):
+        return isinstance(got, dict) and all(subset(v, got.get(k)) for k, v in want.items())
+    return want == got
+
+
+def container(objs, component):
+    d = objs.get(("Deployment", f"{RELEASE}-portcullis-{component}"))
+    return (d["spec"]["template"]["spec"], d["spec"]["template"]["spec"]["containers"][0]) if d else (None, None)
+
+
+def env_of(c):
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}
+
+
+def service_addr(case, objs, component, addr, scheme=""):
+    """`addr` is host:port of the component's Service, on one of its ports."""
+    svc = f"{RELEASE}-portcullis-{component}"
+    want_host = f"{scheme}{svc}.{NAMESPACE}.svc"
+    host, _, port = (addr or "").rpartition(":")
+    if host != want_host or ("Service", svc) not in objs:
+        fail(case, f"{addr!r} is not the {component} Service ({want_host}:<port>)")
+    elif int(port) not in [p["port"] for p in objs[("Service", svc)]["spec"]["ports"]]:
+        fail(case, f"{addr!r}: port {port} is not a port of Service {svc}")
+    return int(port) if port.isdigit() else None
+
+
+def check_wiring(case, values, objs):
+    """The Portcullis containers get the flags the binary really has, pointing at what
+    the chart renders: env names from the clap declarations, addresses of the Services,
+    the authz config, key file and secrets where they are mounted, gRPC health probes."""
+    declared = declared_env()
+    if len(declared) < 20:
+        fail(case, f"found only {len(declared)} clap env declarations under crates/*/src")
+    for component in ("controller", "authz", "ratelimit"):
+        _, c = container(objs, component)
+        if c is None:
+            continue
+        for name in env_of(c):
+            if name.startswith("PORTCULLIS_") and name not in declared:
+                fail(case, f"{component}: env {name} is not a flag of `portcullis {component}` (no env = \"{name}\" in crates/*/src)")
+    _, ctl = container(objs, "controller")
+    cenv = env_of(ctl)
+    az = {**{"config": {"apiKeyHeader": "x-api-key"}}, **values.get("authz", {})}
+    pod, c = container(objs, "authz")
+    if c:
+        env = env_of(c)
+        port = service_addr(case, objs, "authz", cenv.get("PORTCULLIS_AUTHZ_ADDR"))
+        if env.get("PORTCULLIS_AUTHZ_GRPC_ADDR") != f"0.0.0.0:{port}":
+            fail(case, f"authz listens on {env.get('PORTCULLIS_AUTHZ_GRPC_ADDR')}, the controller calls port {port}")
+        probe = (c.get("readinessProbe") or {}).get("grpc") or {}
+        if probe != {"port": port, "service": "envoy.service.auth.v3.Authorization"}:
+            fail(case, f"authz readiness probe {probe} is not grpc.health.v1 of envoy.service.auth.v3.Authorization on {port}")
+        header = (az.get("config") or {}).get("apiKeyHeader", "x-api-key")
+        if cenv.get("PORTCULLIS_AUTHZ_KEY_HEADER") != header:
+            fail(case, f"controller forwards {cenv.get('PORTCULLIS_AUTHZ_KEY_HEADER')}, authz reads {header}")
+        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+
+        def mounted(path):
+            d, _, f = path.rpartition("/")
+            return volumes.get(mounts.get(d)), f
+
+        if az.get("config"):
+            vol, f = mounted(env.get("PORTCULLIS_AUTHZ_CONFIG", ""))
+            cm = vol and objs.get(("ConfigMap", vol.get("configMap", {}).get("name")))
+            if not cm or f not in cm.get("data", {}):
+                fail(case, f"PORTCULLIS_AUTHZ_CONFIG={env.get('PORTCULLIS_AUTHZ_CONFIG')} is not a key of a mounted ConfigMap")
+            elif not subset(az["config"], helm.values_from_yaml(cm["data"][f])):
+                fail(case, f"the authz ConfigMap {cm['data'][f]!r} does not hold authz.config {az['config']}")
+        keys = (az.get("keys") or {}).get("existingSecret")
+        if keys:
+            vol, f = mounted(env.get("PORTCULLIS_AUTHZ_KEYS_FILE", ""))
+            secret = (vol or {}).get("secret") or {}
+            if secret.get("secretName") != keys or f not in [i["path"] for i in secret.get("items", [])]:
+                fail(case, f"PORTCULLIS_AUTHZ_KEYS_FILE={env.get('PORTCULLIS_AUTHZ_KEYS_FILE')} is not the file of Secret {keys}")
+        elif "PORTCULLIS_AUTHZ_KEYS_FILE" in env:
+            fail(case, "a key file is passed without authz.keys.existingSecret")
+        for key, var in (("clientSecret", "PORTCULLIS_AUTHZ_CLIENT_SECRET"), ("postgresUrl", "PORTCULLIS_AUTHZ_POSTGRES_URL")):
+            want = (az.get(key) or {}).get("existingSecret")
+            got = ((env.get(var) or {}).get("secretKeyRef") or {}).get("name") if isinstance(env.get(var), dict) else None
+            if want != got:
+                fail(case, f"{var} comes from Secret {got}, values say {want}")
+    pod, c = container(objs, "ratelimit")
+    if c:
+        env = env_of(c)
+        port = service_addr(case, objs, "ratelimit", cenv.get("PORTCULLIS_RATELIMIT_ADDR"))
+        if env.get("PORTCULLIS_RATELIMIT_GRPC_ADDR") != f"0.0.0.0:{port}":
+            fail(case, f"ratelimit listens on {env.get('PORTCULLIS_RATELIMIT_GRPC_ADDR')}, the controller calls port {port}")
+        probe = (c.get("readinessProbe") or {}).get("grpc") or {}
+        if probe != {"port": port, "service": "envoy.service.ratelimit.v3.RateLimitService"}:
+            fail(case, f"ratelimit readiness probe {probe} is not grpc.health.v1 of RateLimitService on {port}")
+        # tonic needs the scheme.
+        xds = service_addr(case, objs, "xds", env.get("PORTCULLIS_RATELIMIT_XDS_ADDR"), scheme="http://")
+        if xds is not None and xds != values.get("controller", {}).get("xdsPort", 18000):
+            fail(case, f"ratelimit subscribes on port {xds}, not the xDS port")
 
 
 def check_images(case, values, workloads):
@@ -176,6 +299,8 @@ def main():
     for kind, name in [("DaemonSet", "envoy"), ("Certificate", "controller-webhook"), ("ServiceMonitor", "ratelimit"), ("PrometheusRule", "controller")]:
         if (kind, f"{RELEASE}-portcullis-{name}") not in custom:
             fail("non-default", f"{kind} {name} not rendered")
+    if ("ConfigMap", f"{RELEASE}-portcullis-dashboard") not in custom or ("ConfigMap", f"{RELEASE}-portcullis-dashboard") in defaults:
+        fail("non-default", "the dashboard ConfigMap does not follow metrics.grafanaDashboard.enabled")
     if ("Deployment", f"{RELEASE}-portcullis-redis") in custom:
         fail("non-default", "Redis rendered although an external URL is set")
     rl = custom[("Deployment", f"{RELEASE}-portcullis-ratelimit")]["spec"]["template"]["spec"]["containers"][0]["env"]

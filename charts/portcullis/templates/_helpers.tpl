@@ -47,3 +47,13 @@ imagePullSecrets: {{ toYaml . | nindent 2 }}
 {{- end }}
 securityContext: {{ toYaml .root.Values.podSecurityContext | nindent 2 }}
 {{- end -}}
+
+{{/* A PromQL label-matcher block for the alert rules: the matchers given as .m plus
+     metrics.prometheusRule.selector, e.g. `{envoy_response_code_class="5", namespace="gw"}`;
+     empty when both are empty. */}}
+{{- define "portcullis.promSel" -}}
+{{- $parts := list -}}
+{{- with .m }}{{ $parts = append $parts . }}{{ end -}}
+{{- with .root.Values.metrics.prometheusRule.selector }}{{ $parts = append $parts . }}{{ end -}}
+{{- if $parts }}{{ printf "{%s}" (join ", " $parts) }}{{ end -}}
+{{- end -}}

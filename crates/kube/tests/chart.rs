@@ -1,5 +1,6 @@
-//! The Helm chart: its CRDs are the generated ones, and it lints and renders cleanly
-//! (charts/check_chart.py, through helm-python-sdk and the Makefile's Envoy).
+//! The Helm chart: its CRDs are the generated ones, it lints and renders cleanly
+//! (charts/check_chart.py, through helm-python-sdk and the Makefile's Envoy), and its
+//! alerts and dashboard check out (charts/check_monitoring.py, with promtool).
 use std::{path::PathBuf, process::Command};
 
 fn repo() -> PathBuf {
@@ -49,5 +50,37 @@ fn chart_lints_and_renders() {
         "chart check failed:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The PrometheusRule passes `promtool check rules` and the unit tests in
+/// charts/monitoring/alerts_test.yaml; the dashboard and the rules read only metrics the
+/// code exports (charts/monitoring/exported-metrics.txt, itself checked against the
+/// sources and a real Envoy). See charts/check_monitoring.py.
+#[test]
+fn chart_alerts_and_dashboard_use_real_metrics() {
+    let helm = repo().join("tools/helm");
+    assert!(
+        helm.join("helm_python").is_dir(),
+        "helm-python-sdk is not installed: python3 -m pip install --target tools/helm helm-python-sdk (make tools does it)"
+    );
+    let out = Command::new("python3")
+        .arg(repo().join("charts/check_monitoring.py"))
+        .env("PYTHONPATH", &helm)
+        .current_dir(repo())
+        .output()
+        .expect("python3 is needed for the chart test (apt-get install python3)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "monitoring check failed (promtool comes with Debian `prometheus`: make prometheus):\n{report}"
+    );
+    assert!(
+        report.contains("monitoring: ok") && report.contains("SUCCESS"),
+        "the monitoring check did not run promtool:\n{report}"
     );
 }
