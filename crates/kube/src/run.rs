@@ -124,9 +124,8 @@ pub async fn run(
                 webhook_config.clone(),
                 issued.ca_pem.clone(),
             );
-            // Every replica makes its own CA; each patches, the last one wins, and the
-            // others' webhooks fail TLS until restarted — hence failurePolicy and the
-            // cert-manager option for multi-replica installs (docs/kubernetes.md).
+            // Every replica makes its own CA and adds it to the bundle (ca_bundle.rs),
+            // so the API server trusts whichever replica answers.
             tokio::spawn(async move {
                 while let Err(e) = ca_bundle::install(&client, &name, &ca).await {
                     tracing::warn!(error = %e, name, "cannot install the webhook caBundle; retrying");
