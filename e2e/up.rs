@@ -76,6 +76,32 @@ async fn up_serves_the_demo_with_authentication() {
     let (status, body) = get(Some("demo-key-alice")).await;
     assert_eq!(status, 200);
     assert_eq!(body["headers"]["x-portcullis-user"], "alice");
+    // Rate limiting: the demo's echo Route allows 10/s per client IP. Ready once an
+    // answer carries RateLimit-Limit (the service has its limits from the control plane).
+    let hello = || client.get(url("/echo/hello")).send();
+    let deadline = std::time::Instant::now() + STARTUP;
+    while !hello()
+        .await
+        .unwrap()
+        .headers()
+        .contains_key("ratelimit-limit")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rate limits never applied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut refused = None;
+    for _ in 0..15 {
+        let resp = hello().await.unwrap();
+        if resp.status() == 429 {
+            refused = Some(resp);
+            break;
+        }
+    }
+    let refused = refused.expect("the demo limit refuses a burst of 15");
+    assert!(refused.headers().contains_key("retry-after"));
     // SIGTERM, as Ctrl-C: `up` stops Envoy itself (SIGKILL would orphan it).
     let pid = child.id().unwrap().to_string();
     std::process::Command::new("kill")

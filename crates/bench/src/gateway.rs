@@ -69,7 +69,18 @@ pub async fn start(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut b = Bootstrap::new(xds_addr.to_string(), "bench");
+    let (envoy, port) = envoy_on(xds_addr, deadline).await?;
+    Ok(Gateway {
+        envoy,
+        port,
+        _dir: dir,
+    })
+}
+
+/// Stock Envoy (node `bench`) on the ADS server at `xds`, once it has a listener;
+/// returns it with the listener's port.
+pub async fn envoy_on(xds: SocketAddr, deadline: Instant) -> anyhow::Result<(Envoy, u16)> {
+    let mut b = Bootstrap::new(xds.to_string(), "bench");
     b.admin_port = 0;
     let envoy = Envoy::start(&b.to_yaml()?, "error").await?;
     let port = loop {
@@ -87,11 +98,7 @@ pub async fn start(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    Ok(Gateway {
-        envoy,
-        port,
-        _dir: dir,
-    })
+    Ok((envoy, port))
 }
 
 pub struct Load {

@@ -3,5 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod gateway;
+pub mod local_ratelimit;
 pub mod manifests;
+pub mod redis;
 pub mod report;
+pub mod rpc_load;

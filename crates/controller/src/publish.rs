@@ -1,5 +1,7 @@
 //! Model → xDS snapshot: translate, wrap each resource as a named `Any`, install the
-//! snapshot in the cache, and persist it for the next start.
+//! snapshot in the cache, and persist it for the next start. The snapshot holds Envoy's
+//! resources and the rate-limit service's `RateLimitConfig`s, so both follow one model
+//! version.
 use std::{path::PathBuf, time::Instant};
 
 use portcullis_api::Model;
@@ -104,5 +106,16 @@ pub fn to_snapshot(res: &Resources) -> Snapshot {
         .load_assignments
         .iter()
         .map(|e| Resource::new(&e.cluster_name, pack_any(e.clone())));
-    Snapshot::new(listeners.chain(routes).chain(clusters).chain(endpoints))
+    // Not for Envoy: `portcullis ratelimit` subscribes to this type on the same server.
+    let rate_limits = res
+        .rate_limit_configs
+        .iter()
+        .map(|c| Resource::new(&c.name, pack_any(c.clone())));
+    Snapshot::new(
+        listeners
+            .chain(routes)
+            .chain(clusters)
+            .chain(endpoints)
+            .chain(rate_limits),
+    )
 }

@@ -96,6 +96,7 @@ impl Programmed {
     pub fn condition(&self, key: &ObjectKey, nodes: &[NodeStatus]) -> Option<Condition> {
         let types = self.types_of.get(key)?;
         let generation = self.generation.get(key).copied().unwrap_or(0);
+        let nodes: Vec<&NodeStatus> = nodes.iter().filter(|n| is_envoy(n)).collect();
         if nodes.is_empty() {
             return Some(Condition {
                 status: "Unknown".into(),
@@ -108,7 +109,7 @@ impl Programmed {
             });
         }
         let mut pending = 0;
-        for node in nodes {
+        for node in &nodes {
             for t in types {
                 let status = node.types.get(*t);
                 let acked = status.and_then(|s| s.acked.as_deref());
@@ -158,6 +159,18 @@ impl Programmed {
                 .any(|(v, c)| v == version && c.get(key) == Some(&generation))
         })
     }
+}
+
+/// `portcullis ratelimit` holds an ADS stream to the control plane too, for its
+/// `RateLimitConfig`s, and never subscribes to Envoy's types: it must not leave every
+/// object Pending. A stream that has asked for nothing yet counts as an Envoy (the
+/// safe answer: Pending).
+fn is_envoy(node: &NodeStatus) -> bool {
+    node.types.is_empty()
+        || node
+            .types
+            .keys()
+            .any(|t| t.starts_with("type.googleapis.com/envoy."))
 }
 
 #[cfg(test)]

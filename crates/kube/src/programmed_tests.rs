@@ -131,3 +131,23 @@ fn unknown_without_envoys() {
         ("Unknown", "NoEnvoy")
     );
 }
+
+#[test]
+fn rate_limit_services_are_not_waited_for() {
+    let mut p = Programmed::default();
+    let snap = publish(&mut p, "/items");
+    let mut ratelimit = node("portcullis-ratelimit", &snap, None);
+    ratelimit.types = [(
+        portcullis_translate::RATE_LIMIT_CONFIG_TYPE_URL.to_string(),
+        TypeStatus::default(),
+    )]
+    .into();
+    let route = ObjectKey::route("team", "items");
+    let c = p
+        .condition(&route, &[node("a", &snap, None), ratelimit.clone()])
+        .unwrap();
+    assert!(c.is_true(), "{c:?}");
+    assert_eq!(c.message, "ACKed by 1 Envoy(s)");
+    let c = p.condition(&route, &[ratelimit]).unwrap();
+    assert_eq!(c.reason, "NoEnvoy");
+}

@@ -46,6 +46,9 @@ pub struct UpArgs {
     /// Hashed API keys for authz [default: the embedded demo keys].
     #[arg(long, env = "PORTCULLIS_AUTHZ_KEYS_FILE")]
     keys_file: Option<PathBuf>,
+    /// gRPC address of the rate-limit service (port 0: any free port; only Envoy calls it).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    ratelimit_addr: SocketAddr,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -60,6 +63,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         delta,
         authz_addr,
         keys_file,
+        ratelimit_addr,
     } = args;
     let shutdown = crate::cli::ctrl_c();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -125,6 +129,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let xds = bind(xds_addr, "--xds-addr").await?;
     let admin = bind(admin_addr, "--admin-addr").await?;
+
+    // The rate-limit service: counters in memory, the Routes' limits from this control
+    // plane over ADS (the same server Envoy uses).
+    let ratelimit_grpc = bind(ratelimit_addr, "--ratelimit-addr").await?;
+    let ratelimit_addr = ratelimit_grpc.local_addr()?;
+    let ratelimit_args = <portcullis_ratelimit::Args as clap::Parser>::try_parse_from([
+        "ratelimit",
+        "--store",
+        "memory",
+        "--xds-addr",
+        &format!("http://{}", xds.local_addr()?),
+        "--node-id",
+        "portcullis-up-ratelimit",
+    ])?;
+    let ratelimit_http = bind("127.0.0.1:0".parse()?, "ratelimit metrics").await?;
+    tasks.spawn(portcullis_ratelimit::run(
+        ratelimit_args,
+        ratelimit_grpc,
+        ratelimit_http,
+        stopped(),
+    ));
+
     let serve_config = portcullis_controller::serve::ServeConfig {
         config_dir: config.clone(),
         state_file: Some(state_file.unwrap_or_else(|| PathBuf::from(".portcullis/state.json"))),
@@ -133,6 +159,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             listen_port: port,
             access_log: Some("/dev/stdout".into()),
             authz: Some(authz_addr.to_string()),
+            ratelimit: Some(ratelimit_addr.to_string()),
             ..Default::default()
         },
         poll_interval: Duration::from_millis(200),

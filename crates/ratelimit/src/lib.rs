@@ -26,11 +26,9 @@ mod xds_client;
 
 pub mod store;
 
-/// Generated types of `proto/portcullis/ratelimit/v1/config.proto`.
-pub mod pb {
-    #![allow(clippy::all)]
-    tonic::include_proto!("portcullis.ratelimit.v1");
-}
+/// Generated types of `proto/portcullis/ratelimit/v1/config.proto` (crate
+/// `portcullis-proto`, shared with the control plane that publishes them).
+pub use portcullis_proto::ratelimit::v1 as pb;
 
 pub use algorithm::{Counts, Verdict, retry_after_secs};
 pub use args::{Args, StoreKind, load_file, run, run_bound};

@@ -10,7 +10,7 @@ use crate::pb;
 use crate::table::{Entry, LimitTable, Limits, Matched};
 
 /// The xDS type URL of [`pb::RateLimitConfig`].
-pub const TYPE_URL: &str = "type.googleapis.com/portcullis.ratelimit.v1.RateLimitConfig";
+pub const TYPE_URL: &str = pb::TYPE_URL;
 /// The rate-limit domain Envoy's filter uses.
 pub const DOMAIN: &str = "portcullis";
 /// Key of the descriptor entry naming the limit (an Envoy `generic_key`).

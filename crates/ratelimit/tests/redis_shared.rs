@@ -182,3 +182,132 @@ async fn redis_failure_follows_policies_within_the_timeout_and_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// One answer seen by a client while Redis was killed and restarted under it.
+struct Sample {
+    /// Phase when the call started and when it ended: 0 healthy, 1 Redis dead,
+    /// 2 Redis restarting or back.
+    phases: (u8, u8),
+    deny_policy: bool,
+    ok: bool,
+    retry_after: Option<String>,
+    took: Duration,
+}
+
+/// Redis killed while four clients keep calling: every answer stays within the store
+/// timeout + 5 ms (p99), each limit follows its failure policy while Redis is dead, and
+/// once Redis is back counting resumes without anyone acting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_load_answers_in_time_and_recovers() {
+    use std::sync::atomic::{AtomicBool, AtomicU8};
+    const TIMEOUT: Duration = Duration::from_millis(20);
+    let mut redis = Redis::start();
+    let store = connected(RedisTarget::Single(redis.url())).await;
+    let open = mk_config("ns/r/open", &["user"], &[(1_000_000, 3600)]);
+    let mut closed = mk_config("ns/r/closed", &["user"], &[(1_000_000, 3600)]);
+    closed.on_store_failure = FailurePolicy::Deny as i32;
+    let small = mk_config("ns/r/small", &["user"], &[(3, 3600)]);
+    let limiter = Arc::new(
+        Limiter::builder(mk_table(&[open, closed, small]))
+            .store(store)
+            .store_timeout(TIMEOUT)
+            .build(),
+    );
+    let phase = Arc::new(AtomicU8::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (limiter, phase, stop) = (limiter.clone(), phase.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    i += 1;
+                    let deny_policy = i.is_multiple_of(2);
+                    let limit = if deny_policy {
+                        "ns/r/closed"
+                    } else {
+                        "ns/r/open"
+                    };
+                    let req = mk_request(vec![mk_descriptor(limit, &[("user", &format!("c{c}"))])]);
+                    let start_phase = phase.load(Ordering::SeqCst);
+                    let started = Instant::now();
+                    let r = limiter.should_rate_limit(&req).await;
+                    samples.push(Sample {
+                        took: started.elapsed(),
+                        phases: (start_phase, phase.load(Ordering::SeqCst)),
+                        deny_policy,
+                        ok: is_ok(&r),
+                        retry_after: header(&r, "Retry-After").map(str::to_owned),
+                    });
+                    // A steady load, not a spin that starves the rest of the machine.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                samples
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.kill();
+    phase.store(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    phase.store(2, Ordering::SeqCst);
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap();
+
+    // Recovery: wait (bounded) until a deny-policy limit admits again, i.e. the
+    // store answers; then counting must work as before the outage.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let closed_req = || mk_request(vec![mk_descriptor("ns/r/closed", &[("user", "probe")])]);
+    while !is_ok(&limiter.should_rate_limit(&closed_req()).await) {
+        assert!(
+            Instant::now() < deadline,
+            "no recovery within 20 s after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let small = || mk_request(vec![mk_descriptor("ns/r/small", &[("user", "after")])]);
+    let mut admitted = Vec::new();
+    for _ in 0..4 {
+        admitted.push(is_ok(&limiter.should_rate_limit(&small()).await));
+    }
+    assert_eq!(admitted, [true, true, true, false], "counting resumed");
+    assert!(redis.cli(&["DBSIZE"]).is_some_and(|n| n.trim() != "0"));
+
+    stop.store(true, Ordering::SeqCst);
+    let mut samples = Vec::new();
+    for c in clients {
+        samples.extend(c.await.unwrap());
+    }
+    let dead: Vec<&Sample> = samples.iter().filter(|s| s.phases == (1, 1)).collect();
+    assert!(
+        dead.len() >= 40,
+        "only {} calls while Redis was dead",
+        dead.len()
+    );
+    for s in &dead {
+        if s.deny_policy {
+            assert!(!s.ok, "a deny limit refuses while the store is down");
+            assert_eq!(s.retry_after.as_deref(), Some("1"));
+        } else {
+            assert!(s.ok, "an allow limit admits while the store is down");
+        }
+    }
+    let mut took: Vec<Duration> = samples.iter().map(|s| s.took).collect();
+    took.sort();
+    let (p99, max) = (took[took.len() * 99 / 100], took[took.len() - 1]);
+    eprintln!(
+        "{} calls ({} while dead): p50 {:?} p99 {p99:?} max {max:?}",
+        took.len(),
+        dead.len(),
+        took[took.len() / 2]
+    );
+    assert!(p99 <= TIMEOUT + Duration::from_millis(5), "p99 {p99:?}");
+    // Never left hanging: stragglers are the scheduler's, not the store's.
+    assert!(max <= TIMEOUT + Duration::from_millis(50), "max {max:?}");
+}

@@ -211,10 +211,8 @@ pub fn rate_limits(entry: &RouteEntry) -> Vec<EnvoyRateLimit> {
         .rate_limits
         .iter()
         .map(|limit| {
-            let mut actions = vec![generic(
-                "portcullis.limit",
-                &format!("{route}/{}", limit.name),
-            )];
+            let name = crate::limit_name(&entry.key.namespace, &entry.key.name, &limit.name);
+            let mut actions = vec![generic("portcullis.limit", &name)];
             for dim in &limit.by {
                 actions.push(match dim.as_str() {
                     "apiKey" | "user" => metadata(dim),

@@ -3,7 +3,8 @@
 //!
 //! One listener (HTTP connection manager fed by RDS over ADS), one route configuration
 //! with a virtual host per host (plus `*` for host-less Routes), one cluster per
-//! Service, and one load assignment per EDS-fed cluster.
+//! Service, and one load assignment per EDS-fed cluster. Plus, for `portcullis
+//! ratelimit`, one `RateLimitConfig` per Route limit.
 #![forbid(unsafe_code)]
 
 mod access_log;
@@ -13,6 +14,7 @@ mod defaults;
 pub mod filters;
 mod listener;
 mod proto;
+mod rate_limit_config;
 mod route;
 mod route_policy;
 mod trace;
@@ -24,6 +26,10 @@ use envoy_types::pb::envoy::config::{
 use portcullis_api::{Model, ObjectKey};
 
 pub use cluster::cluster_name;
+pub use portcullis_proto::ratelimit::v1::{
+    RateLimitConfig, TYPE_URL as RATE_LIMIT_CONFIG_TYPE_URL,
+};
+pub use rate_limit_config::limit_name;
 pub use route::route_name;
 
 /// Name of the one RouteConfiguration served over RDS.
@@ -70,13 +76,17 @@ impl Default for Options {
     }
 }
 
-/// Everything Envoy needs, by xDS type.
+/// Everything Envoy needs, by xDS type, and what `portcullis ratelimit` needs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resources {
     pub listeners: Vec<Listener>,
     pub route_configs: Vec<RouteConfiguration>,
     pub clusters: Vec<Cluster>,
     pub load_assignments: Vec<ClusterLoadAssignment>,
+    /// One per Route limit, sorted by name. Produced whether or not Envoy is given a
+    /// rate-limit service: they only describe the limits, and a service subscribes to
+    /// them on its own (type URL [`RATE_LIMIT_CONFIG_TYPE_URL`]).
+    pub rate_limit_configs: Vec<RateLimitConfig>,
 }
 
 /// Translates the validated model.
@@ -102,6 +112,7 @@ pub fn translate(model: &Model, options: &Options) -> Resources {
         route_configs: vec![route::route_configuration(model, options)],
         clusters,
         load_assignments,
+        rate_limit_configs: rate_limit_config::rate_limit_configs(model),
     }
 }
 

