@@ -10,6 +10,7 @@ mod auth;
 mod nack;
 mod observability;
 mod ratelimit;
+mod ratelimit_identity;
 mod ratelimit_stack;
 mod redis;
 mod reload;

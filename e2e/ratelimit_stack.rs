@@ -52,6 +52,12 @@ pub fn manifests(echo: SocketAddr, routes: &str) -> String {
 
 impl Limited {
     pub async fn start(routes: &str, node: &str) -> Limited {
+        Self::start_with_authz(routes, node, None).await
+    }
+
+    /// As [`Limited::start`], with Routes' `auth` answered by the authz service at `authz`
+    /// (whose identities feed the `user` and `apiKey` dimensions).
+    pub async fn start_with_authz(routes: &str, node: &str, authz: Option<SocketAddr>) -> Limited {
         let echo = echo("echo").await;
         let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -60,7 +66,8 @@ impl Limited {
         write_atomic(&config.join("all.yaml"), &manifests(echo, routes));
         let (grpc, metrics) = (free_port(), free_port());
 
-        let (plane, xds, admin) = start_plane(&config, grpc, &dir.path().join("addrs.json")).await;
+        let (plane, xds, admin) =
+            start_plane(&config, grpc, authz, &dir.path().join("addrs.json")).await;
         let ratelimit = Command::new(portcullis_bin())
             .arg("ratelimit")
             .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
@@ -171,10 +178,15 @@ impl Limited {
 async fn start_plane(
     config: &Path,
     ratelimit_port: u16,
+    authz: Option<SocketAddr>,
     addr_file: &Path,
 ) -> (Child, SocketAddr, SocketAddr) {
-    let child = Command::new(portcullis_bin())
-        .arg("serve")
+    let mut cmd = Command::new(portcullis_bin());
+    cmd.arg("serve");
+    if let Some(a) = authz {
+        cmd.args(["--authz-addr", &a.to_string()]);
+    }
+    let child = cmd
         .arg("--config")
         .arg(config)
         .args(["--xds-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
