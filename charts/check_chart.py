@@ -45,6 +45,8 @@ NON_DEFAULT = {
               "keys": {"existingSecret": "api-keys", "key": "keys.yaml"},
               "clientSecret": {"existingSecret": "idp", "key": "secret"},
               "postgresUrl": {"existingSecret": "pg", "key": "url"}},
+    "accessLog": {"mode": "grpc", "headers": ["x-team"],
+                  "service": {"sink": "kafka://kafka.example:9092/access-logs", "scrub": ["x-session"]}},
     "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
                 "grafanaDashboard": {"enabled": True}},
 }
@@ -183,7 +185,7 @@ def check_wiring(case, values, objs):
     declared = declared_env()
     if len(declared) < 20:
         fail(case, f"found only {len(declared)} clap env declarations under crates/*/src")
-    for component in ("controller", "authz", "ratelimit"):
+    for component in ("controller", "authz", "ratelimit", "accesslog"):
         _, c = container(objs, component)
         if c is None:
             continue
@@ -232,6 +234,22 @@ def check_wiring(case, values, objs):
             got = ((env.get(var) or {}).get("secretKeyRef") or {}).get("name") if isinstance(env.get(var), dict) else None
             if want != got:
                 fail(case, f"{var} comes from Secret {got}, values say {want}")
+    mode = values.get("accessLog", {}).get("mode", "file")
+    _, c = container(objs, "accesslog")
+    if (c is not None) != (mode == "grpc"):
+        fail(case, f"accessLog.mode {mode}: the accesslog Deployment is {'missing' if c is None else 'rendered'}")
+    if c:
+        env = env_of(c)
+        port = service_addr(case, objs, "accesslog", cenv.get("PORTCULLIS_ACCESS_LOG_SERVICE"))
+        if env.get("PORTCULLIS_ACCESSLOG_ADDR") != f"0.0.0.0:{port}":
+            fail(case, f"accesslog listens on {env.get('PORTCULLIS_ACCESSLOG_ADDR')}, Envoy is sent to port {port}")
+        want = values["accessLog"].get("service", {}).get("sink", "stdout")
+        if env.get("PORTCULLIS_ACCESSLOG_SINK") != want:
+            fail(case, f"accesslog sink {env.get('PORTCULLIS_ACCESSLOG_SINK')}, values say {want}")
+        if "PORTCULLIS_ACCESS_LOG" in cenv:
+            fail(case, "grpc mode also turns on Envoy's file access log")
+    elif mode == "file" and cenv.get("PORTCULLIS_ACCESS_LOG") != "/dev/stdout":
+        fail(case, "file mode: the controller does not give Envoy a file access log")
     pod, c = container(objs, "ratelimit")
     if c:
         env = env_of(c)

@@ -43,6 +43,21 @@ pub fn route_yaml(name: &str, spec: &str) -> String {
     )
 }
 
+/// The validated model of `yaml` (Routes and Services), which must have no problems.
+pub fn model(yaml: &str) -> portcullis_api::Model {
+    use portcullis_api::{Document, Route, Service};
+    let (mut routes, mut services): (Vec<Route>, Vec<Service>) = (vec![], vec![]);
+    for doc in portcullis_api::parse_documents(yaml) {
+        match doc.unwrap() {
+            Document::Route(r) => routes.push(*r),
+            Document::Service(s) => services.push(*s),
+        }
+    }
+    let outcome = portcullis_api::validate::validate(&routes, &services);
+    assert_eq!(outcome.problems().count(), 0);
+    outcome.model
+}
+
 /// GET a URL; status and body text.
 pub async fn fetch(url: &str) -> anyhow::Result<(u16, String)> {
     let resp = reqwest::Client::new()

@@ -5,8 +5,12 @@
 
 mod harness;
 
+mod access_log;
 mod auth;
 
+mod ha_status;
+#[cfg(feature = "kafka-e2e")]
+mod kafka;
 mod nack;
 mod observability;
 mod ratelimit;

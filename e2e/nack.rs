@@ -3,26 +3,12 @@
 use std::{sync::Arc, time::Duration};
 
 use envoy_types::pb::envoy::config::route::v3::VirtualHost;
-use portcullis_api::{Document, Route, Service};
 use portcullis_controller::{admin, publish::to_snapshot};
 use portcullis_translate::{Options, translate};
 use portcullis_xds::Cache;
 use tokio::net::TcpListener;
 
 use crate::harness::*;
-
-fn model(yaml: &str) -> portcullis_api::Model {
-    let (mut routes, mut services): (Vec<Route>, Vec<Service>) = (vec![], vec![]);
-    for doc in portcullis_api::parse_documents(yaml) {
-        match doc.unwrap() {
-            Document::Route(r) => routes.push(*r),
-            Document::Service(s) => services.push(*s),
-        }
-    }
-    let outcome = portcullis_api::validate::validate(&routes, &services);
-    assert_eq!(outcome.problems().count(), 0);
-    outcome.model
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_resource_keeps_last_good_version_and_is_reported() {
@@ -128,5 +114,19 @@ async fn rejected_resource_keeps_last_good_version_and_is_reported() {
     assert!(
         metrics.lines().any(|l| l.starts_with("portcullis_xds_nacks_total{type_url=\"RouteConfiguration\"} 1")),
         "{metrics}"
+    );
+    // The rejecting node counts as one running old config; the good version's push
+    // (install to ACK) was timed once per type, the rejected one not at all.
+    assert!(
+        metrics.contains("portcullis_xds_nacked_streams 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("portcullis_xds_push_seconds_count{type_url=\"RouteConfiguration\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("portcullis_xds_nacks_total{type_url=\"Cluster\"} 0"),
+        "counters exist at 0: {metrics}"
     );
 }

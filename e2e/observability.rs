@@ -34,10 +34,11 @@ fn urlencode(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_golden_signals_by_service_and_route() {
-    let manifests = service_yaml("shop", echo("shop").await)
+    // Dotted names: Envoy's stat tags would split them; they read with `_` instead.
+    let manifests = service_yaml("shop.eu", echo("shop").await)
         + &route_yaml(
-            "checkout",
-            "{match: {paths: [{prefix: /checkout}]}, backends: [{service: shop}]}",
+            "checkout.v2",
+            "{hosts: [x.test], match: {paths: [{prefix: /checkout}]}, backends: [{service: shop.eu}]}",
         );
     let s = stack(&manifests, "metrics").await;
     for i in 0..50 {
@@ -100,20 +101,20 @@ async fn prometheus_scrapes_golden_signals_by_service_and_route() {
     // Traffic per Service, by the Service's name.
     let requests = query(
         &base,
-        r#"sum(envoy_cluster_upstream_rq_total{envoy_cluster_name="e2e/shop"})"#,
+        r#"sum(envoy_cluster_upstream_rq_total{envoy_cluster_name="e2e/shop_eu"})"#,
     )
     .await;
     let value: f64 = requests[0]["value"][1].as_str().unwrap().parse().unwrap();
     assert!(
         value >= 50.0,
-        "Prometheus saw {value} requests to e2e/shop, sent 50"
+        "Prometheus saw {value} requests to e2e/shop.eu, sent 50"
     );
     // Errors and latency of the same Service are there to alert on.
-    let errors = query(&base, r#"sum(envoy_cluster_upstream_rq_xx{envoy_cluster_name="e2e/shop", envoy_response_code_class="5"}) or vector(0)"#).await;
+    let errors = query(&base, r#"sum(envoy_cluster_upstream_rq_xx{envoy_cluster_name="e2e/shop_eu", envoy_response_code_class="5"}) or vector(0)"#).await;
     assert_eq!(errors[0]["value"][1], "0");
     let latency = query(
         &base,
-        r#"sum(envoy_cluster_upstream_rq_time_count{envoy_cluster_name="e2e/shop"})"#,
+        r#"sum(envoy_cluster_upstream_rq_time_count{envoy_cluster_name="e2e/shop_eu"})"#,
     )
     .await;
     assert!(
@@ -124,6 +125,13 @@ async fn prometheus_scrapes_golden_signals_by_service_and_route() {
             .unwrap()
             >= 50.0
     );
+    // Per Route too, on the virtual host of its host name.
+    let per_route = query(
+        &base,
+        r#"sum(envoy_vhost_route_upstream_rq{envoy_virtual_host="x_test", envoy_route="e2e/checkout_v2", envoy_response_code="200"})"#,
+    )
+    .await;
+    assert_eq!(per_route[0]["value"][1], "50", "{per_route:?}");
     // The control plane's own health: one Envoy stream connected, snapshots built.
     let streams = query(&base, "sum(portcullis_xds_connected_streams)").await;
     assert_eq!(streams[0]["value"][1], "1");

@@ -58,6 +58,16 @@ impl Limited {
     /// As [`Limited::start`], with Routes' `auth` answered by the authz service at `authz`
     /// (whose identities feed the `user` and `apiKey` dimensions).
     pub async fn start_with_authz(routes: &str, node: &str, authz: Option<SocketAddr>) -> Limited {
+        Self::start_full(routes, node, authz, &[]).await
+    }
+
+    /// As [`Limited::start_with_authz`], with more `portcullis serve` flags.
+    pub async fn start_full(
+        routes: &str,
+        node: &str,
+        authz: Option<SocketAddr>,
+        plane_flags: &[&str],
+    ) -> Limited {
         let echo = echo("echo").await;
         let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -66,8 +76,14 @@ impl Limited {
         write_atomic(&config.join("all.yaml"), &manifests(echo, routes));
         let (grpc, metrics) = (free_port(), free_port());
 
-        let (plane, xds, admin) =
-            start_plane(&config, grpc, authz, &dir.path().join("addrs.json")).await;
+        let (plane, xds, admin) = start_plane(
+            &config,
+            grpc,
+            authz,
+            plane_flags,
+            &dir.path().join("addrs.json"),
+        )
+        .await;
         let ratelimit = Command::new(portcullis_bin())
             .arg("ratelimit")
             .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
@@ -179,10 +195,11 @@ async fn start_plane(
     config: &Path,
     ratelimit_port: u16,
     authz: Option<SocketAddr>,
+    flags: &[&str],
     addr_file: &Path,
 ) -> (Child, SocketAddr, SocketAddr) {
     let mut cmd = Command::new(portcullis_bin());
-    cmd.arg("serve");
+    cmd.arg("serve").args(flags);
     if let Some(a) = authz {
         cmd.args(["--authz-addr", &a.to_string()]);
     }

@@ -13,8 +13,17 @@ use parking_lot::Mutex;
 use crate::auth::{Authz, keys_yaml, manifests};
 use crate::harness::*;
 
-/// (service.name, span name, trace id, span id, parent span id)
-type Seen = Arc<Mutex<Vec<(String, String, Vec<u8>, Vec<u8>, Vec<u8>)>>>;
+/// (service.name, span name, trace id, span id, parent span id, http.url)
+type Seen = Arc<Mutex<Vec<(String, String, Vec<u8>, Vec<u8>, Vec<u8>, String)>>>;
+
+fn string_value(v: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> Option<String> {
+    match &v?.value {
+        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+            Some(s.clone())
+        }
+        _ => None,
+    }
+}
 
 struct Receiver(Seen);
 
@@ -30,13 +39,7 @@ impl TraceService for Receiver {
                 .iter()
                 .flat_map(|r| &r.attributes)
                 .find(|a| a.key == "service.name")
-                .and_then(|a| a.value.as_ref())
-                .and_then(|v| match &v.value {
-                    Some(
-                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s),
-                    ) => Some(s.clone()),
-                    _ => None,
-                })
+                .and_then(|a| string_value(a.value.as_ref()))
                 .unwrap_or_default();
             for ss in &rs.scope_spans {
                 for s in &ss.spans {
@@ -46,6 +49,11 @@ impl TraceService for Receiver {
                         s.trace_id.clone(),
                         s.span_id.clone(),
                         s.parent_span_id.clone(),
+                        s.attributes
+                            .iter()
+                            .find(|a| a.key == "http.url")
+                            .and_then(|a| string_value(a.value.as_ref()))
+                            .unwrap_or_default(),
                     ));
                 }
             }
@@ -54,8 +62,8 @@ impl TraceService for Receiver {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_trace_holds_envoy_and_authz_spans() {
+/// An OTLP receiver on a free port, recording into the returned list.
+async fn receiver() -> (Seen, std::net::SocketAddr) {
     let seen: Seen = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let collector = listener.local_addr().unwrap();
@@ -64,6 +72,12 @@ async fn one_trace_holds_envoy_and_authz_spans() {
             .add_service(TraceServiceServer::new(Receiver(seen.clone())))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
+    (seen, collector)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_holds_envoy_and_authz_spans() {
+    let (seen, collector) = receiver().await;
     // This process is the authz service's: its spans go to the receiver too.
     let _tracing = portcullis_telemetry::init_tracing(
         "info",
@@ -135,4 +149,51 @@ async fn one_trace_holds_envoy_and_authz_spans() {
         !parent.4.is_empty(),
         "the ext_authz call span has Envoy's request span as parent"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_samples_at_its_own_rate() {
+    let (seen, collector) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = service_yaml("echo", echo("echo").await)
+        + &route_yaml(
+            "traced",
+            "{match: {paths: [{prefix: /traced}]}, backends: [{service: echo}], tracing: {samplingPercent: 100}}",
+        )
+        + &route_yaml(
+            "quiet",
+            "{match: {paths: [{prefix: /quiet}]}, backends: [{service: echo}]}",
+        );
+    write_atomic(&dir.path().join("all.yaml"), &manifests);
+    // Gateway-wide: trace nothing. Only the Route's override can start a trace.
+    let options = portcullis_translate::Options {
+        listen_address: "127.0.0.1".into(),
+        listen_port: 0,
+        otlp_collector: Some(collector.to_string()),
+        trace_sampling_percent: 0,
+        ..Default::default()
+    };
+    let plane = Plane::start_with(dir.path(), None, options).await;
+    let gw = Gateway::start(plane.xds, "route-sampling", false).await;
+    plane.wait_synced(None, STARTUP).await;
+    // The unsampled requests go first: their spans, had they any, would be exported
+    // no later than the sampled one's.
+    for i in 0..5 {
+        assert_eq!(gw.get("x.test", &format!("/quiet/{i}")).await.status, 200);
+    }
+    assert_eq!(gw.get("x.test", "/traced/1").await.status, 200);
+    let deadline = Instant::now() + STARTUP;
+    loop {
+        let spans = seen.lock().clone();
+        if spans
+            .iter()
+            .any(|s| s.0 == "portcullis-gateway" && s.5.contains("/traced/1"))
+        {
+            let quiet: Vec<_> = spans.iter().filter(|s| s.5.contains("/quiet")).collect();
+            assert!(quiet.is_empty(), "the quiet Route was traced: {quiet:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no span for /traced: {spans:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -19,7 +19,7 @@ pub mod validate;
 pub use duration::Duration;
 pub use manifest::{Document, ParseError, parse_documents};
 pub use model::{Model, ObjectKey, RouteEntry};
-pub use route::{Backend, HeaderMatch, PathMatch, Route, RouteMatch, RouteSpec};
+pub use route::{Backend, HeaderMatch, PathMatch, Route, RouteMatch, RouteSpec, RouteTracing};
 pub use service::{Destination, Protocol, Service, ServiceRef, ServiceSpec};
 pub use status::{Condition, ObjectStatus};
 

@@ -59,6 +59,19 @@ pub struct RouteSpec {
     /// Quotas, each over its own dimensions (default none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<RateLimit>,
+    /// Tracing for this Route (default: the gateway's sampling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<RouteTracing>,
+}
+
+/// Per-Route tracing. A client's sampled `traceparent` is honoured either way.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteTracing {
+    /// Percent of this Route's requests Envoy starts a trace for, 0–100 (fractions
+    /// allowed, e.g. 0.5), instead of the gateway-wide `--trace-sampling`: 100 for a
+    /// Route being debugged, 0 for a noisy health check.
+    pub sampling_percent: f64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -77,6 +77,7 @@ pub fn build(args: &Args, metrics: &Metrics) -> anyhow::Result<AuthzGrpc> {
         config.api_key_header = Some(h.clone());
     }
     let cache = IdentityCache::new(config.cache());
+    metrics.watch_cache(&cache);
     let keys: Option<Arc<dyn KeyStore>> = match &config.key_store {
         None => {
             tracing::warn!("no key store configured: API keys and opaque tokens are refused");

@@ -102,6 +102,12 @@ impl IdentityCache {
         }
     }
 
+    /// Entries held, after settling moka's pending bookkeeping.
+    pub fn entries(&self) -> u64 {
+        self.inner.entries.run_pending_tasks();
+        self.inner.entries.entry_count()
+    }
+
     /// The identity for `digest`: from the cache, or from `load` (called at most once
     /// across concurrent callers for the same digest).
     pub async fn get<F, Fut>(

@@ -1,9 +1,39 @@
 //! Prometheus metrics of `portcullis authz`.
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 
 use crate::breaker::BreakerState;
+use crate::cache::IdentityCache;
+
+/// The cache's size, read when scraped: moka counts lazily, and settling its
+/// bookkeeping once per scrape is cheaper than once per Check.
+#[derive(Clone)]
+struct CacheEntries {
+    gauge: IntGauge,
+    cache: Arc<Mutex<Option<IdentityCache>>>,
+}
+
+impl Collector for CacheEntries {
+    fn desc(&self) -> Vec<&Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        if let Some(c) = self.cache.lock().as_ref() {
+            self.gauge.set(c.entries() as i64);
+        }
+        self.gauge.collect()
+    }
+}
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -13,6 +43,7 @@ pub struct Metrics {
     breaker: IntGaugeVec,
     check: HistogramVec,
     key_reloads: IntCounterVec,
+    cache_entries: CacheEntries,
 }
 
 impl Metrics {
@@ -63,6 +94,29 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let cache_entries = CacheEntries {
+            gauge: IntGauge::new(
+                "portcullis_authz_cache_entries",
+                "Identities (and negative answers) held in the identity cache",
+            )?,
+            cache: Arc::default(),
+        };
+        // Present at 0 from the start, so rate() and alerts see them before the first event.
+        for result in [
+            "allowed",
+            "anonymous",
+            "unauthenticated",
+            "forbidden",
+            "unavailable",
+        ] {
+            for shadow in ["true", "false"] {
+                decisions.with_label_values(&[result, shadow]);
+            }
+        }
+        for outcome in ["hit", "negative_hit", "miss", "coalesced", "stale"] {
+            cache.with_label_values(&[outcome]);
+        }
+        registry.register(Box::new(cache_entries.clone()))?;
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(cache.clone()))?;
         registry.register(Box::new(backend.clone()))?;
@@ -76,6 +130,7 @@ impl Metrics {
             breaker,
             check,
             key_reloads,
+            cache_entries,
         })
     }
 
@@ -86,6 +141,11 @@ impl Metrics {
         self.check
             .with_label_values(&[result])
             .observe(took.as_secs_f64());
+    }
+
+    /// Reports `cache`'s size as `portcullis_authz_cache_entries`.
+    pub fn watch_cache(&self, cache: &IdentityCache) {
+        *self.cache_entries.cache.lock() = Some(cache.clone());
     }
 
     pub fn cache(&self, outcome: &str) {

@@ -48,6 +48,11 @@ async fn a_thousand_concurrent_checks_for_one_cold_token_make_one_lookup() {
     let hit = metric(&svc, r#"portcullis_authz_cache_total{outcome="hit"}"#).await;
     assert_eq!(miss, 1.0);
     assert_eq!(miss + coalesced + hit, 1000.0);
+    assert_eq!(
+        metric(&svc, "portcullis_authz_cache_entries").await,
+        1.0,
+        "one token, one cache entry"
+    );
     assert!(
         coalesced > 0.0,
         "some checks must have waited on the lookup"

@@ -19,6 +19,14 @@ pub struct GatewayArgs {
     /// Envoy writes a JSON line per request here (`/dev/stdout`: Envoy's console).
     #[arg(long, env = "PORTCULLIS_ACCESS_LOG")]
     pub access_log: Option<String>,
+    /// `host:port` of `portcullis accesslog`: Envoy streams a record per request
+    /// there (gRPC ALS), for scrubbing and a stdout, file or Kafka sink.
+    #[arg(long, env = "PORTCULLIS_ACCESS_LOG_SERVICE")]
+    pub access_log_service: Option<String>,
+    /// Request headers to include in those records, comma-separated (credentials among
+    /// them are scrubbed by the service).
+    #[arg(long, env = "PORTCULLIS_ACCESS_LOG_HEADERS", value_delimiter = ',')]
+    pub access_log_headers: Vec<String>,
     /// The API key header `portcullis authz` is configured with (`apiKeyHeader`).
     #[arg(long, env = "PORTCULLIS_AUTHZ_KEY_HEADER", default_value = "x-api-key")]
     pub authz_key_header: String,
@@ -38,6 +46,8 @@ impl GatewayArgs {
             authz_addr,
             ratelimit_addr,
             access_log,
+            access_log_service,
+            access_log_headers,
             authz_key_header,
             otlp_collector,
             trace_sampling,
@@ -48,6 +58,12 @@ impl GatewayArgs {
             authz: authz_addr,
             ratelimit: ratelimit_addr,
             access_log,
+            access_log_service,
+            access_log_headers: access_log_headers
+                .into_iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
             authz_key_header: authz_key_header.to_ascii_lowercase(),
             otlp_collector,
             trace_sampling_percent: trace_sampling,

@@ -38,6 +38,10 @@ pub struct Args {
         default_value = "portcullis-controller"
     )]
     pub pod_name: String,
+    /// This replica's pod UID (downward API): its xDS report ConfigMap is owned by the
+    /// pod, so it is deleted with it. Empty: no owner.
+    #[arg(long, env = "PORTCULLIS_POD_UID", default_value = "")]
+    pub pod_uid: String,
     /// Name of the Lease that elects the one status writer.
     #[arg(
         long,

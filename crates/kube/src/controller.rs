@@ -17,10 +17,10 @@ use portcullis_controller::{
     reconcile::{Objects, reconcile},
     state::Created,
 };
-use portcullis_xds::NodeStatus;
 
 use crate::{
     endpoints::{self, ServiceEndpoints},
+    fleet::EnvoyGroup,
     index::SharedIndex,
     programmed::Programmed,
     status::{StatusQueue, desired},
@@ -99,7 +99,8 @@ impl Controller {
     }
 
     /// Offers every object's desired status; the queue drops what is already written.
-    pub async fn status_round(&self, nodes: &[NodeStatus], queue: &StatusQueue) {
+    /// `envoys`: those of every replica (this one's and its peers' reports).
+    pub async fn status_round(&self, envoys: &[EnvoyGroup], queue: &StatusQueue) {
         let now = jiff::Timestamp::now().to_string();
         let served: BTreeSet<&ObjectKey> = self.last_served.keys().collect();
         let mut offers = Vec::with_capacity(self.reports.len());
@@ -117,7 +118,7 @@ impl Controller {
                 let current = index.statuses.get(&report.key).cloned().unwrap_or_default();
                 let programmed = served
                     .contains(&report.key)
-                    .then(|| self.programmed.condition(&report.key, nodes))
+                    .then(|| self.programmed.condition(&report.key, envoys))
                     .flatten();
                 let problems = self
                     .ref_problems

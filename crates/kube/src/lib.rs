@@ -6,7 +6,8 @@
 //! validate → reconcile → translate → xDS path as file mode. The lease holder
 //! ([`lease`]) computes conditions, including Envoy's ACK/NACK ([`programmed`]), and
 //! writes the changed ones through one queue ([`status`]). Every replica serves xDS
-//! and the admission [`webhook`].
+//! and the admission [`webhook`], and publishes what its Envoys run ([`fleet`],
+//! [`fleet_sync`]) so the holder's `Programmed` covers the whole fleet.
 #![forbid(unsafe_code)]
 
 pub mod args;
@@ -14,6 +15,8 @@ pub mod controller;
 pub mod endpoints;
 #[cfg(test)]
 mod fixtures;
+pub mod fleet;
+pub mod fleet_sync;
 pub mod index;
 pub mod lease;
 pub mod programmed;

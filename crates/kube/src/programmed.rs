@@ -6,12 +6,15 @@
 //! per type, which objects (at which generation) that type version carried; a node has
 //! programmed an object when, for every type the object lives in, its ACKed version
 //! is one that carried the object at its served generation. A NACK of a version that
-//! carried it makes the condition False with Envoy's message.
+//! carried it makes the condition False with Envoy's message. The Envoys are those of
+//! every replica ([`crate::fleet`]), not only the ones connected to the lease holder.
 use std::collections::{BTreeMap, VecDeque};
 
 use portcullis_api::{Condition, Model, ObjectKey, status::types::PROGRAMMED};
 use portcullis_translate::cluster_name;
-use portcullis_xds::{NodeStatus, Snapshot, type_url};
+use portcullis_xds::{Snapshot, type_url};
+
+use crate::fleet::EnvoyGroup;
 
 /// Objects a type version carried: key → served generation (0 when unknown).
 type Carried = BTreeMap<ObjectKey, i64>;
@@ -91,32 +94,32 @@ impl Programmed {
         self.generation = generation;
     }
 
-    /// The condition for `key`, given every connected node's status. `None` when the
-    /// object is not served (its other conditions already say why).
-    pub fn condition(&self, key: &ObjectKey, nodes: &[NodeStatus]) -> Option<Condition> {
+    /// The condition for `key`, given the Envoys connected to every replica. `None`
+    /// when the object is not served (its other conditions already say why).
+    pub fn condition(&self, key: &ObjectKey, envoys: &[EnvoyGroup]) -> Option<Condition> {
         let types = self.types_of.get(key)?;
         let generation = self.generation.get(key).copied().unwrap_or(0);
-        let nodes: Vec<&NodeStatus> = nodes.iter().filter(|n| is_envoy(n)).collect();
-        if nodes.is_empty() {
+        let total: usize = envoys.iter().map(|g| g.count).sum();
+        if total == 0 {
             return Some(Condition {
                 status: "Unknown".into(),
                 ..Condition::new(
                     PROGRAMMED,
                     false,
                     "NoEnvoy",
-                    "no Envoy is connected to this control plane replica",
+                    "no Envoy is connected to any control plane replica",
                 )
             });
         }
         let mut pending = 0;
-        for node in &nodes {
+        for group in envoys {
             for t in types {
-                let status = node.types.get(*t);
-                let acked = status.and_then(|s| s.acked.as_deref());
+                let state = group.types.get(*t);
+                let acked = state.and_then(|s| s.acked.as_deref());
                 if acked.is_some_and(|v| self.carries(t, v, key, generation)) {
                     continue;
                 }
-                if let Some(nack) = status.and_then(|s| s.nack.as_ref())
+                if let Some(nack) = state.and_then(|s| s.nack.as_ref())
                     && self.carries(t, &nack.version, key, generation)
                 {
                     return Some(Condition::new(
@@ -124,12 +127,13 @@ impl Programmed {
                         false,
                         "Rejected",
                         format!(
-                            "Envoy {} rejected the configuration: {}",
-                            node.id, nack.message
+                            "{} rejected the configuration: {}",
+                            name_envoys(group),
+                            nack.message
                         ),
                     ));
                 }
-                pending += 1;
+                pending += group.count;
                 break;
             }
         }
@@ -138,17 +142,14 @@ impl Programmed {
                 PROGRAMMED,
                 true,
                 "Programmed",
-                format!("ACKed by {} Envoy(s)", nodes.len()),
+                format!("ACKed by {total} Envoy(s)"),
             )
         } else {
             Condition::new(
                 PROGRAMMED,
                 false,
                 "Pending",
-                format!(
-                    "{pending} of {} Envoy(s) have not ACKed it yet",
-                    nodes.len()
-                ),
+                format!("{pending} of {total} Envoy(s) have not ACKed it yet"),
             )
         })
     }
@@ -161,16 +162,17 @@ impl Programmed {
     }
 }
 
-/// `portcullis ratelimit` holds an ADS stream to the control plane too, for its
-/// `RateLimitConfig`s, and never subscribes to Envoy's types: it must not leave every
-/// object Pending. A stream that has asked for nothing yet counts as an Envoy (the
-/// safe answer: Pending).
-fn is_envoy(node: &NodeStatus) -> bool {
-    node.types.is_empty()
-        || node
-            .types
-            .keys()
-            .any(|t| t.starts_with("type.googleapis.com/envoy."))
+/// "Envoy edge-1", or "Envoy edge-1 and 4 more" for a group.
+fn name_envoys(group: &EnvoyGroup) -> String {
+    let first = group
+        .nodes
+        .first()
+        .map(String::as_str)
+        .unwrap_or("(unnamed)");
+    match group.count {
+        0 | 1 => format!("Envoy {first}"),
+        n => format!("Envoy {first} and {} more", n - 1),
+    }
 }
 
 #[cfg(test)]

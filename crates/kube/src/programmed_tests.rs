@@ -7,6 +7,12 @@ use portcullis_xds::{NackStatus, NodeStatus, Protocol, Snapshot, TypeStatus, typ
 
 use super::*;
 use crate::fixtures::{mk_route, mk_service};
+use crate::fleet::summarize;
+
+/// The condition as the leader computes it: from the nodes' grouped states.
+fn cond(p: &Programmed, key: &ObjectKey, nodes: &[NodeStatus]) -> Option<Condition> {
+    p.condition(key, &summarize(nodes))
+}
 
 fn publish(p: &mut Programmed, path: &str) -> Snapshot {
     let outcome = validate(
@@ -61,14 +67,11 @@ fn true_when_every_node_acked_a_version_carrying_the_object() {
     let service = ObjectKey::service("team", "echo");
     let nodes = [node("a", &snap, None), node("b", &snap, None)];
     for key in [&route, &service] {
-        let c = p.condition(key, &nodes).unwrap();
+        let c = cond(&p, key, &nodes).unwrap();
         assert!(c.is_true(), "{key}: {c:?}");
         assert_eq!(c.reason, "Programmed");
     }
-    assert!(
-        p.condition(&ObjectKey::route("team", "nope"), &nodes)
-            .is_none()
-    );
+    assert!(cond(&p, &ObjectKey::route("team", "nope"), &nodes).is_none());
 }
 
 #[test]
@@ -81,18 +84,16 @@ fn pending_until_the_new_version_is_acked() {
     let new = to_snapshot(&translate(&outcome.model, &Options::default()));
     p.record(&outcome.model, &new);
     let route = ObjectKey::route("team", "items");
-    let c = p
-        .condition(&route, &[node("a", &new, None), node("b", &old, None)])
-        .unwrap();
+    let c = cond(&p, &route, &[node("a", &new, None), node("b", &old, None)]).unwrap();
     assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "Pending"));
     assert!(c.message.contains("1 of 2"), "{}", c.message);
     // The Service did not change: the old CDS/EDS versions carry it too.
-    let svc = p
-        .condition(
-            &ObjectKey::service("team", "echo"),
-            &[node("b", &old, None)],
-        )
-        .unwrap();
+    let svc = cond(
+        &p,
+        &ObjectKey::service("team", "echo"),
+        &[node("b", &old, None)],
+    )
+    .unwrap();
     assert!(svc.is_true(), "{svc:?}");
 }
 
@@ -106,9 +107,7 @@ fn false_with_envoys_message_when_nacked() {
     let new = to_snapshot(&translate(&outcome.model, &Options::default()));
     p.record(&outcome.model, &new);
     let nodes = [node("edge-1", &old, Some((&new, "route: invalid regex")))];
-    let c = p
-        .condition(&ObjectKey::route("team", "items"), &nodes)
-        .unwrap();
+    let c = cond(&p, &ObjectKey::route("team", "items"), &nodes).unwrap();
     assert_eq!(
         (c.status.as_str(), c.reason.as_str()),
         ("False", "Rejected")
@@ -123,9 +122,7 @@ fn false_with_envoys_message_when_nacked() {
 fn unknown_without_envoys() {
     let mut p = Programmed::default();
     publish(&mut p, "/items");
-    let c = p
-        .condition(&ObjectKey::route("team", "items"), &[])
-        .unwrap();
+    let c = cond(&p, &ObjectKey::route("team", "items"), &[]).unwrap();
     assert_eq!(
         (c.status.as_str(), c.reason.as_str()),
         ("Unknown", "NoEnvoy")
@@ -143,11 +140,41 @@ fn rate_limit_services_are_not_waited_for() {
     )]
     .into();
     let route = ObjectKey::route("team", "items");
-    let c = p
-        .condition(&route, &[node("a", &snap, None), ratelimit.clone()])
-        .unwrap();
+    let c = cond(&p, &route, &[node("a", &snap, None), ratelimit.clone()]).unwrap();
     assert!(c.is_true(), "{c:?}");
     assert_eq!(c.message, "ACKed by 1 Envoy(s)");
-    let c = p.condition(&route, &[ratelimit]).unwrap();
+    let c = cond(&p, &route, &[ratelimit]).unwrap();
     assert_eq!(c.reason, "NoEnvoy");
+}
+
+#[test]
+fn counts_envoys_of_every_replica_and_names_a_rejecting_group() {
+    let mut p = Programmed::default();
+    let old = publish(&mut p, "/items");
+    let mut edited = mk_route("team", "items", 0, "/items/v2", "echo");
+    edited.metadata.generation = Some(2);
+    let outcome = validate(&[edited], &[mk_service("team", "echo")]);
+    let new = to_snapshot(&translate(&outcome.model, &Options::default()));
+    p.record(&outcome.model, &new);
+    let route = ObjectKey::route("team", "items");
+    // This replica: two Envoys on the new version. A peer: three more.
+    let mut envoys = summarize(&[node("a-1", &new, None), node("a-2", &new, None)]);
+    let peer: Vec<NodeStatus> = (1..=3)
+        .map(|i| node(&format!("b-{i}"), &new, None))
+        .collect();
+    envoys.extend(summarize(&peer));
+    let c = p.condition(&route, &envoys).unwrap();
+    assert_eq!(c.message, "ACKed by 5 Envoy(s)");
+    // The peer's three Envoys reject the new version (say, an older Envoy build).
+    let peer: Vec<NodeStatus> = (1..=3)
+        .map(|i| node(&format!("b-{i}"), &old, Some((&new, "unknown field"))))
+        .collect();
+    envoys.truncate(1);
+    envoys.extend(summarize(&peer));
+    let c = p.condition(&route, &envoys).unwrap();
+    assert_eq!(c.reason, "Rejected");
+    assert_eq!(
+        c.message,
+        "Envoy b-1 and 2 more rejected the configuration: unknown field"
+    );
 }

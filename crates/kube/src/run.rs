@@ -16,6 +16,8 @@ use tokio::{net::TcpListener, sync::watch};
 use crate::{
     Args,
     controller::Controller,
+    fleet::summarize,
+    fleet_sync::{self, FleetConfig},
     index::SharedIndex,
     lease::{Elector, LeaseConfig},
     status,
@@ -38,6 +40,7 @@ pub async fn run(
         label_selector,
         pod_namespace,
         pod_name,
+        pod_uid,
         lease_name,
         lease_seconds,
         webhook_certs,
@@ -143,6 +146,12 @@ pub async fn run(
         }
     });
 
+    let fleet = FleetConfig {
+        namespace: pod_namespace.clone(),
+        lease_name: lease_name.clone(),
+        replica: pod_name.clone(),
+        pod_uid,
+    };
     let elector = Elector::new(
         client.clone(),
         LeaseConfig {
@@ -158,6 +167,22 @@ pub async fn run(
         let stop = stopped();
         async move {
             elector.run(stop).await;
+            Ok(())
+        }
+    });
+    tasks.spawn({
+        let (client, fleet, cache, stop) =
+            (client.clone(), fleet.clone(), cache.clone(), stopped());
+        async move {
+            fleet_sync::publish_loop(client, fleet, cache, stop).await;
+            Ok(())
+        }
+    });
+    let (peers_tx, mut peers) = watch::channel(Vec::new());
+    tasks.spawn({
+        let (client, leader, stop) = (client.clone(), leader.clone(), stopped());
+        async move {
+            fleet_sync::read_loop(client, fleet, leader, peers_tx, stop).await;
             Ok(())
         }
     });
@@ -183,7 +208,9 @@ pub async fn run(
             reconcile_due = false;
         }
         if *leader.borrow_and_update() {
-            controller.status_round(&cache.nodes(), &queue).await;
+            let mut envoys = summarize(&cache.nodes());
+            envoys.extend(peers.borrow_and_update().iter().cloned());
+            controller.status_round(&envoys, &queue).await;
         } else {
             queue.clear();
         }
@@ -195,6 +222,7 @@ pub async fn run(
                 reconcile_due = true;
             }
             Ok(()) = acks.changed() => { acks.borrow_and_update(); }
+            Ok(()) = peers.changed() => {}
             Ok(()) = leader.changed() => {}
         }
     }

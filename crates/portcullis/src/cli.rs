@@ -37,6 +37,9 @@ enum Command {
     /// Envoy ext_authz service (envoy.service.auth.v3.Authorization): API keys and
     /// tokens to identities.
     Authz(Box<portcullis_authz::Args>),
+    /// Envoy gRPC access log service (envoy.service.accesslog.v3): scrubbed JSON
+    /// records to stdout, a file or Kafka.
+    Accesslog(Box<portcullis_accesslog::Args>),
     /// Everything on this machine: control plane, demo backends and Envoy.
     Up(crate::up::UpArgs),
     /// Check manifests offline, with the same rules the control plane applies.
@@ -159,6 +162,7 @@ pub fn main() -> ExitCode {
     let service = match &command {
         Command::Authz(_) => "portcullis-authz",
         Command::Ratelimit(_) => "portcullis-ratelimit",
+        Command::Accesslog(_) => "portcullis-accesslog",
         Command::Echo { .. } => "portcullis-echo",
         _ => "portcullis-control-plane",
     };
@@ -203,6 +207,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
         Command::Controller(args) => portcullis_kube::run(*args, ctrl_c()).await,
         Command::Ratelimit(args) => portcullis_ratelimit::run_bound(*args, ctrl_c()).await,
         Command::Authz(args) => portcullis_authz::run_bound(*args, ctrl_c()).await,
+        Command::Accesslog(args) => portcullis_accesslog::run_bound(*args, ctrl_c()).await,
         Command::Echo { addr, name } => {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(%addr, name, "echo backend listening");

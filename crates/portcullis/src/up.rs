@@ -151,13 +151,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         stopped(),
     ));
 
+    // The access log service: Envoy streams a record per request, printed as JSON.
+    let accesslog_grpc = bind("127.0.0.1:0".parse()?, "access log").await?;
+    let accesslog_addr = accesslog_grpc.local_addr()?;
+    let accesslog_http = bind("127.0.0.1:0".parse()?, "access log metrics").await?;
+    tasks.spawn(portcullis_accesslog::run(
+        portcullis_accesslog::Args {
+            grpc_addr: accesslog_addr,
+            metrics_addr: accesslog_http.local_addr()?,
+            sink: portcullis_accesslog::SinkSpec::Stdout,
+            queue: 10_000,
+            scrub: Vec::new(),
+        },
+        accesslog_grpc,
+        accesslog_http,
+        stopped(),
+    ));
+
     let serve_config = portcullis_controller::serve::ServeConfig {
         config_dir: config.clone(),
         state_file: Some(state_file.unwrap_or_else(|| PathBuf::from(".portcullis/state.json"))),
         options: portcullis_translate::Options {
             listen_address: "127.0.0.1".into(),
             listen_port: port,
-            access_log: Some("/dev/stdout".into()),
+            access_log_service: Some(accesslog_addr.to_string()),
             authz: Some(authz_addr.to_string()),
             ratelimit: Some(ratelimit_addr.to_string()),
             ..Default::default()

@@ -47,6 +47,40 @@ pub fn file_access_log(path: &str) -> AccessLog {
     }
 }
 
+/// Cluster of `portcullis accesslog`.
+pub const ALS_CLUSTER: &str = "_portcullis/accesslog";
+
+/// Envoy's gRPC access log to `portcullis accesslog`, which scrubs and sinks the
+/// records. Envoy buffers entries and flushes every second off the request path; when
+/// the stream backs up it drops (and counts) entries rather than slow requests down.
+/// `headers`: request headers to include (the service scrubs credentials anyway).
+pub fn grpc_access_log(headers: &[String]) -> AccessLog {
+    use envoy_types::pb::envoy::{
+        config::core::v3::ApiVersion,
+        extensions::access_loggers::grpc::v3::{
+            CommonGrpcAccessLogConfig, HttpGrpcAccessLogConfig,
+        },
+    };
+    let config = HttpGrpcAccessLogConfig {
+        common_config: Some(CommonGrpcAccessLogConfig {
+            log_name: "portcullis".into(),
+            grpc_service: Some(crate::filters::grpc(ALS_CLUSTER, 1000)),
+            transport_api_version: ApiVersion::V3 as i32,
+            buffer_flush_interval: crate::proto::duration(std::time::Duration::from_secs(1)),
+            ..Default::default()
+        }),
+        additional_request_headers_to_log: headers.to_vec(),
+        ..Default::default()
+    };
+    AccessLog {
+        name: "envoy.access_loggers.http_grpc".into(),
+        config_type: Some(access_log::ConfigType::TypedConfig(crate::proto::any(
+            &config,
+        ))),
+        ..Default::default()
+    }
+}
+
 /// Encoded by hand: the JSON format is a `google.protobuf.Struct`, a map that prost
 /// encodes in HashMap order, which would give the listener a new version on every
 /// rebuild. Here the fields go out sorted.

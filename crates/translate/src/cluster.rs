@@ -23,6 +23,13 @@ pub fn cluster_name(service: &ObjectKey) -> String {
     format!("{}/{}", service.namespace, service.name)
 }
 
+/// Envoy's stat tags end at the first `.` after a cluster, virtual host or route
+/// name, so a dotted name (`shop.eu`) would split the metric name and lose the label.
+/// Names are RFC 1123 (no `_`), so `_` for `.` cannot collide.
+pub fn stat_name(name: &str) -> String {
+    name.replace('.', "_")
+}
+
 pub fn service_cluster(
     key: &ObjectKey,
     service: &Service,
@@ -36,6 +43,11 @@ pub fn service_cluster(
         .filter_map(|d| d.address.as_deref())
         .any(|a| parse_address(a).is_ok_and(|(_, _, is_ip)| !is_ip));
     let mut cluster = Cluster {
+        alt_stat_name: if name.contains('.') {
+            stat_name(&name)
+        } else {
+            String::new()
+        },
         name: name.clone(),
         connect_timeout: proto::duration(service.spec.connect_timeout().as_std()),
         ..Default::default()

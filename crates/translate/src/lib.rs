@@ -54,6 +54,10 @@ pub struct Options {
     pub ratelimit: Option<String>,
     /// Where Envoy writes its JSON access log (`/dev/stdout` for the console).
     pub access_log: Option<String>,
+    /// `host:port` of `portcullis accesslog` (Envoy's gRPC access log service).
+    pub access_log_service: Option<String>,
+    /// Request headers Envoy includes in gRPC access log entries (scrubbed there).
+    pub access_log_headers: Vec<String>,
     /// `host:port` of an OTLP/gRPC collector; without it Envoy does not trace.
     pub otlp_collector: Option<String>,
     /// Share of requests Envoy starts a trace for (a client's sampled `traceparent` is
@@ -70,6 +74,8 @@ impl Default for Options {
             authz_key_header: "x-api-key".into(),
             ratelimit: None,
             access_log: None,
+            access_log_service: None,
+            access_log_headers: Vec::new(),
             otlp_collector: None,
             trace_sampling_percent: 1,
         }
@@ -102,6 +108,7 @@ pub fn translate(model: &Model, options: &Options) -> Resources {
         (filters::AUTHZ_CLUSTER, &options.authz),
         (filters::RATELIMIT_CLUSTER, &options.ratelimit),
         (trace::OTEL_CLUSTER, &options.otlp_collector),
+        (access_log::ALS_CLUSTER, &options.access_log_service),
     ] {
         if let Some(addr) = addr {
             clusters.push(cluster::grpc_cluster(name, addr));

@@ -63,6 +63,12 @@ fn connection_manager(options: &Options) -> HttpConnectionManager {
             .access_log
             .iter()
             .map(|p| crate::access_log::file_access_log(p))
+            .chain(
+                options
+                    .access_log_service
+                    .iter()
+                    .map(|_| crate::access_log::grpc_access_log(&options.access_log_headers)),
+            )
             .collect(),
         generate_request_id: proto::yes(),
         tracing: crate::trace::connection_manager_tracing(options),

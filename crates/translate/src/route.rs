@@ -36,7 +36,14 @@ pub fn route_configuration(model: &Model, options: &crate::Options) -> RouteConf
                 .routes
                 .iter()
                 .filter(|e| e.hosts().is_empty() || e.hosts().iter().any(|h| covers(h, &host)));
-            virtual_host(host.clone(), host.clone(), routes, model, options)
+            // The name is what stats show (`envoy_virtual_host`); the domain matches.
+            virtual_host(
+                crate::cluster::stat_name(&host),
+                host.clone(),
+                routes,
+                model,
+                options,
+            )
         })
         .collect();
     virtual_hosts.push(virtual_host(
@@ -167,7 +174,10 @@ fn envoy_route(entry: &RouteEntry, methods: &[String]) -> Route {
     Route {
         name: route_name(entry),
         // Per-Route stats (vhost.<host>.route.<namespace>/<name>.*) read as the Route.
-        stat_prefix: format!("{}/{}", entry.key.namespace, entry.key.name),
+        stat_prefix: crate::cluster::stat_name(&format!(
+            "{}/{}",
+            entry.key.namespace, entry.key.name
+        )),
         r#match: Some(RouteMatch {
             path_specifier: Some(path_specifier),
             headers,
@@ -185,6 +195,25 @@ fn envoy_route(entry: &RouteEntry, methods: &[String]) -> Route {
             ),
             ..Default::default()
         })),
+        tracing: entry.route.spec.tracing.as_ref().map(route_tracing),
+        ..Default::default()
+    }
+}
+
+/// Overrides the connection manager's random sampling for this Route; Envoy ignores
+/// it when it has no tracer configured.
+fn route_tracing(
+    t: &portcullis_api::RouteTracing,
+) -> envoy_types::pb::envoy::config::route::v3::Tracing {
+    use envoy_types::pb::envoy::r#type::v3::{
+        FractionalPercent, fractional_percent::DenominatorType,
+    };
+    envoy_types::pb::envoy::config::route::v3::Tracing {
+        random_sampling: Some(FractionalPercent {
+            // Millionths keep fractions such as 0.5% exact.
+            numerator: (t.sampling_percent.clamp(0.0, 100.0) * 10_000.0).round() as u32,
+            denominator: DenominatorType::Million as i32,
+        }),
         ..Default::default()
     }
 }

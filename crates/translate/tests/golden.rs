@@ -128,6 +128,8 @@ fn auth_rate_limits_and_access_log() {
             authz: Some("127.0.0.1:18002".into()),
             ratelimit: Some("ratelimit.portcullis.svc:18003".into()),
             access_log: Some("/dev/stdout".into()),
+            access_log_service: Some("accesslog.portcullis.svc:18090".into()),
+            access_log_headers: vec!["x-team".into()],
             otlp_collector: Some("otel-collector.observability:4317".into()),
             trace_sampling_percent: 5,
             ..base()

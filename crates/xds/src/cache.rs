@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -26,6 +26,9 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     next_stream_id: AtomicU64,
     pub(crate) nacks_total: AtomicU64,
+    /// type URL → (its version in the current snapshot, when that version arrived),
+    /// for push latency.
+    installed: Mutex<BTreeMap<String, (String, Instant)>>,
 }
 
 impl Cache {
@@ -39,6 +42,7 @@ impl Cache {
                 metrics: Metrics::new(registry),
                 next_stream_id: AtomicU64::new(1),
                 nacks_total: AtomicU64::new(0),
+                installed: Mutex::default(),
             }),
         }
     }
@@ -65,11 +69,19 @@ impl Cache {
         for t in &previous_types {
             gauge.with_label_values(&[short_type(t)]).set(0);
         }
+        let now = Instant::now();
+        let mut installed = self.inner.installed.lock();
         for t in current.type_urls() {
             gauge
                 .with_label_values(&[short_type(t)])
                 .set(current.type_len(t) as i64);
+            if let Some(v) = current.type_version(t)
+                && installed.get(t).is_none_or(|(old, _)| old != v)
+            {
+                installed.insert(t.to_owned(), (v.to_owned(), now));
+            }
         }
+        drop(installed);
         tracing::info!(
             version = current.version(),
             resources = current.len(),
@@ -125,6 +137,7 @@ impl Cache {
             stream_id,
             protocol,
             node_id: String::new(),
+            opened: Instant::now(),
         }
     }
 }
@@ -136,6 +149,7 @@ pub(crate) struct StreamHandle {
     pub(crate) stream_id: u64,
     protocol: Protocol,
     pub(crate) node_id: String,
+    opened: Instant,
 }
 
 impl StreamHandle {
@@ -176,6 +190,7 @@ impl StreamHandle {
                 }
                 Event::Ack { type_url, version } => {
                     status_changed = true;
+                    self.observe_push(type_url, version);
                     inner
                         .metrics
                         .acks
@@ -211,8 +226,46 @@ impl StreamHandle {
             }
         }
         if status_changed {
+            self.cache.count_nacked();
             inner.status.send_modify(|n| *n = n.wrapping_add(1));
         }
+    }
+
+    /// Push latency: from the version arriving in a snapshot (or this stream opening,
+    /// when later) to this node's first ACK of it. Versions from older snapshots and
+    /// repeated ACKs are not counted.
+    fn observe_push(&self, type_url: &str, version: &str) {
+        let inner = &self.cache.inner;
+        let repeated = inner
+            .streams
+            .lock()
+            .get(&self.stream_id)
+            .and_then(|s| s.types.get(type_url))
+            .and_then(|t| t.acked.as_deref())
+            == Some(version);
+        let since = match inner.installed.lock().get(type_url) {
+            Some((v, at)) if v == version && !repeated => (*at).max(self.opened),
+            _ => return,
+        };
+        inner
+            .metrics
+            .push_seconds
+            .with_label_values(&[short_type(type_url)])
+            .observe(since.elapsed().as_secs_f64());
+    }
+}
+
+impl Cache {
+    /// Sets the gauge of streams currently rejecting some type.
+    fn count_nacked(&self) {
+        let n = self
+            .inner
+            .streams
+            .lock()
+            .values()
+            .filter(|s| s.types.values().any(|t| t.nack.is_some()))
+            .count();
+        self.inner.metrics.nacked_streams.set(n as i64);
     }
 }
 
@@ -225,6 +278,7 @@ impl Drop for StreamHandle {
             .connected_streams
             .with_label_values(&[self.protocol.as_str()])
             .dec();
+        self.cache.count_nacked();
         // A disconnect also changes what status reporting would say.
         inner.status.send_modify(|n| *n = n.wrapping_add(1));
     }

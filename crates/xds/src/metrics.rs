@@ -1,6 +1,8 @@
 //! Prometheus metrics of the xDS server.
 
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub(crate) struct Metrics {
@@ -10,7 +12,18 @@ pub(crate) struct Metrics {
     pub(crate) nacks: IntCounterVec,
     pub(crate) snapshot_resources: IntGaugeVec,
     pub(crate) snapshot_updates: IntCounter,
+    pub(crate) push_seconds: HistogramVec,
+    pub(crate) nacked_streams: IntGauge,
 }
+
+/// Every type Envoy or the rate-limit service subscribes to, so counters by type exist
+/// at 0 before the first event (rate() and alerts need the series).
+const TYPES: &[&str] = &[
+    crate::type_url::LISTENER,
+    crate::type_url::ROUTE_CONFIGURATION,
+    crate::type_url::CLUSTER,
+    crate::type_url::CLUSTER_LOAD_ASSIGNMENT,
+];
 
 /// Short label for a type URL ("...envoy.config.cluster.v3.Cluster" ->
 /// "Cluster") to keep label values readable.
@@ -63,14 +76,36 @@ impl Metrics {
                 "Snapshots installed with a new version.",
             )
             .expect("valid metric"),
+            push_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "portcullis_xds_push_seconds",
+                    "From a snapshot being installed (or the stream opening, if later) to the node ACKing that snapshot's version, by type.",
+                )
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                &["type_url"],
+            )
+            .expect("valid metric"),
+            nacked_streams: IntGauge::new(
+                "portcullis_xds_nacked_streams",
+                "Streams whose node currently rejects the latest version of some type (runs older config).",
+            )
+            .expect("valid metric"),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 6] = [
+        for t in TYPES {
+            let t = short_type(t);
+            m.responses.with_label_values(&[t]);
+            m.acks.with_label_values(&[t]);
+            m.nacks.with_label_values(&[t]);
+        }
+        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
             Box::new(m.connected_streams.clone()),
             Box::new(m.responses.clone()),
             Box::new(m.acks.clone()),
             Box::new(m.nacks.clone()),
             Box::new(m.snapshot_resources.clone()),
             Box::new(m.snapshot_updates.clone()),
+            Box::new(m.push_seconds.clone()),
+            Box::new(m.nacked_streams.clone()),
         ];
         for c in collectors {
             // A duplicate registration (e.g. two caches on one registry) must

@@ -185,6 +185,7 @@ pub(super) fn check_service(svc: &Service, report: &mut Report) {
 
 pub(super) fn check_route(route: &Route, report: &mut Report) {
     check_auth_and_limits(route, report);
+    check_tracing(route, report);
     let spec = &route.spec;
     if let Some(t) = spec.idle_timeout
         && t < SEC
@@ -268,6 +269,18 @@ pub(super) fn check_route(route: &Route, report: &mut Report) {
             report.error(
                 "spec.hedge.onPerTryTimeout",
                 "hedging fires a parallel try when a try exceeds its per-try timeout; set retry.perTryTimeout and retry.attempts ≥ 1".into(),
+            );
+        }
+    }
+}
+
+pub(super) fn check_tracing(route: &Route, report: &mut Report) {
+    if let Some(t) = &route.spec.tracing {
+        let p = t.sampling_percent;
+        if !(0.0..=100.0).contains(&p) {
+            report.error(
+                "spec.tracing.samplingPercent",
+                format!("{p} is not a percentage; use 0 to 100, e.g. 100 to trace every request"),
             );
         }
     }

@@ -272,3 +272,20 @@ fn rate_limit_values() {
         "spec.auth.scopes[0]: \"a b\" is not a scope",
     );
 }
+
+#[test]
+fn tracing_sampling_is_a_percentage() {
+    route_refused(
+        "tracing: {samplingPercent: 150}",
+        "spec.tracing.samplingPercent: 150 is not a percentage; use 0 to 100",
+    );
+    route_refused(
+        "tracing: {samplingPercent: -1}",
+        "spec.tracing.samplingPercent: -1 is not a percentage",
+    );
+    let m = messages(
+        &format!("{{{DEST}}}"),
+        &format!("{{{ROUTE}, tracing: {{samplingPercent: 0.5}}}}"),
+    );
+    assert!(m.is_empty(), "{m:#?}");
+}
