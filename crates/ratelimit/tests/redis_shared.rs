@@ -308,7 +308,7 @@ async fn redis_killed_mid_load_answers_in_time_and_recovers() {
         dead.len(),
         took[took.len() / 2]
     );
-    // Never left hanging (a dead Redis without the timeout holds calls for seconds);
+    // Never left hanging (without the timeout, calls wait on reconnects for seconds);
     // margins generous for a busy 2-core machine, as above.
     assert!(p99 <= TIMEOUT + Duration::from_millis(150), "p99 {p99:?}");
     assert!(max <= TIMEOUT + Duration::from_millis(500), "max {max:?}");
