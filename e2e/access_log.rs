@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use clap::Parser;
 use serde_json::Value;
 use tokio::{net::TcpListener, sync::oneshot};
 
@@ -26,13 +27,16 @@ impl AccessLog {
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (g, m) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
-        let args = portcullis_accesslog::Args {
-            grpc_addr: g,
-            metrics_addr: m,
-            sink: sink.parse().unwrap(),
-            queue: 1000,
-            scrub: scrub.iter().map(|s| s.to_string()).collect(),
-        };
+        let scrub = scrub.join(",");
+        let args = portcullis_accesslog::Args::parse_from([
+            "accesslog",
+            "--sink",
+            sink,
+            "--queue",
+            "1000",
+            "--scrub",
+            &scrub,
+        ]);
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             if let Err(e) = portcullis_accesslog::run(args, grpc, http, async move {
@@ -43,11 +47,7 @@ impl AccessLog {
                 panic!("accesslog: {e:#}");
             }
         });
-        let deadline = Instant::now() + STARTUP;
-        while !matches!(fetch(&format!("http://{m}/healthz")).await, Ok((200, _))) {
-            assert!(Instant::now() < deadline, "accesslog not ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_ok(&format!("http://{m}/healthz"), "accesslog").await;
         AccessLog {
             grpc: g,
             metrics: m,

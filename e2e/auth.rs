@@ -37,11 +37,7 @@ impl Authz {
                 panic!("authz: {e:#}");
             }
         });
-        let deadline = Instant::now() + STARTUP;
-        while !matches!(fetch(&format!("http://{m}/healthz")).await, Ok((200, _))) {
-            assert!(Instant::now() < deadline, "authz not ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_ok(&format!("http://{m}/healthz"), "authz").await;
         Authz {
             grpc: g,
             metrics: m,

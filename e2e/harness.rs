@@ -69,6 +69,15 @@ pub async fn fetch(url: &str) -> anyhow::Result<(u16, String)> {
     Ok((status, resp.text().await?))
 }
 
+/// Waits until `url` answers 200 (a service's /healthz); `what` names it on timeout.
+pub async fn wait_ok(url: &str, what: &str) {
+    let deadline = Instant::now() + STARTUP;
+    while !matches!(fetch(url).await, Ok((200, _))) {
+        assert!(Instant::now() < deadline, "{what} not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// GET a URL on the control plane's admin API as JSON.
 pub async fn get_json(url: &str) -> Value {
     let (status, body) = fetch(url)

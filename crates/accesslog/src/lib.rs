@@ -23,7 +23,7 @@ pub use metrics::Metrics;
 pub use record::{AccessRecord, Scrub};
 pub use sink::{Sink, SinkSpec};
 
-#[derive(clap::Args, Clone, Debug)]
+#[derive(clap::Parser, Clone, Debug)]
 pub struct Args {
     /// gRPC address Envoy streams access logs to.
     #[arg(

@@ -64,7 +64,7 @@ mod tests {
     use envoy_types::pb::envoy::data::accesslog::v3::HttpAccessLogEntry;
 
     fn record() -> AccessRecord {
-        AccessRecord::from_entry(&HttpAccessLogEntry::default(), "n", &Scrub::new([]))
+        AccessRecord::from_entry(HttpAccessLogEntry::default(), "n", &Scrub::new([]))
     }
 
     #[tokio::test]

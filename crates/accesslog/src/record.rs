@@ -34,12 +34,15 @@ impl Scrub {
         Scrub(headers.into_iter().map(str::to_ascii_lowercase).collect())
     }
 
-    fn value(&self, name: &str, value: &str) -> String {
-        if self.0.contains(&name.to_ascii_lowercase()) {
+    /// `name` lower-cased and `value`, or `[scrubbed]` for a listed header.
+    fn header(&self, name: String, value: String) -> (String, String) {
+        let name = name.to_ascii_lowercase();
+        let value = if self.0.contains(&name) {
             SCRUBBED.to_owned()
         } else {
-            value.to_owned()
-        }
+            value
+        };
+        (name, value)
     }
 }
 
@@ -50,7 +53,7 @@ pub struct AccessRecord {
     pub request_id: String,
     /// The Envoy that served it (node id).
     pub node: String,
-    pub method: String,
+    pub method: &'static str,
     pub authority: String,
     /// Without the query string.
     pub path: String,
@@ -90,10 +93,11 @@ pub struct AccessRecord {
 const AUTHZ_METADATA: &str = "envoy.filters.http.ext_authz";
 
 impl AccessRecord {
-    pub fn from_entry(entry: &HttpAccessLogEntry, node: &str, scrub: &Scrub) -> AccessRecord {
-        let common = entry.common_properties.clone().unwrap_or_default();
-        let request = entry.request.clone().unwrap_or_default();
-        let response = entry.response.clone().unwrap_or_default();
+    /// Takes the entry by value: its strings and header map move into the record.
+    pub fn from_entry(entry: HttpAccessLogEntry, node: &str, scrub: &Scrub) -> AccessRecord {
+        let common = entry.common_properties.unwrap_or_default();
+        let request = entry.request.unwrap_or_default();
+        let response = entry.response.unwrap_or_default();
         let flags = common.response_flags.unwrap_or_default();
         let user = common
             .metadata
@@ -113,7 +117,7 @@ impl AccessRecord {
             .unwrap_or_default()
             .to_owned();
         let method = RequestMethod::try_from(request.request_method)
-            .map(|m| m.as_str_name().to_owned())
+            .map(|m| m.as_str_name())
             .unwrap_or_default();
         AccessRecord {
             time: common.start_time.map(timestamp).unwrap_or_default(),
@@ -155,8 +159,8 @@ impl AccessRecord {
             user_agent: request.user_agent,
             headers: request
                 .request_headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), scrub.value(k, v)))
+                .into_iter()
+                .map(|(k, v)| scrub.header(k, v))
                 .collect(),
         }
     }

@@ -83,7 +83,7 @@ fn entry() -> HttpAccessLogEntry {
 #[test]
 fn a_record_says_who_where_and_why() {
     let r = AccessRecord::from_entry(
-        &entry(),
+        entry(),
         "edge-1",
         &Scrub::new(Scrub::DEFAULT.iter().copied()),
     );
@@ -108,7 +108,7 @@ fn a_record_says_who_where_and_why() {
 #[test]
 fn secrets_are_scrubbed_before_queueing() {
     let scrub = Scrub::new(Scrub::DEFAULT.iter().copied().chain(["X-Team"]));
-    let r = AccessRecord::from_entry(&entry(), "edge-1", &scrub);
+    let r = AccessRecord::from_entry(entry(), "edge-1", &scrub);
     assert_eq!(r.path, "/items", "the query string can carry tokens");
     assert_eq!(
         r.headers,
@@ -124,7 +124,7 @@ fn secrets_are_scrubbed_before_queueing() {
     }
     // Not on the list: kept.
     let r = AccessRecord::from_entry(
-        &entry(),
+        entry(),
         "edge-1",
         &Scrub::new(Scrub::DEFAULT.iter().copied()),
     );
@@ -144,7 +144,7 @@ fn denials_and_rate_limit_errors_are_named() {
     flags.rate_limited = false;
     flags.rate_limit_service_error = true;
     flags.unauthorized_details = Some(Unauthorized::default());
-    let r = AccessRecord::from_entry(&e, "", &Scrub::new([]));
+    let r = AccessRecord::from_entry(e, "", &Scrub::new([]));
     assert_eq!(r.rate_limit, Some("service_error"));
     assert!(r.auth_denied);
     assert_eq!(r.flags, ["UAEX", "RLSE"]);
@@ -152,7 +152,7 @@ fn denials_and_rate_limit_errors_are_named() {
 
 #[test]
 fn an_empty_entry_gives_an_empty_record_not_a_panic() {
-    let r = AccessRecord::from_entry(&HttpAccessLogEntry::default(), "", &Scrub::new([]));
+    let r = AccessRecord::from_entry(HttpAccessLogEntry::default(), "", &Scrub::new([]));
     assert_eq!(r.status, 0);
     assert_eq!(r.duration_ms, None);
     assert_eq!(r.rate_limit, None);

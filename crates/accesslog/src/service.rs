@@ -59,7 +59,7 @@ impl AccessLogService for Als {
             }
             match message.log_entries {
                 Some(LogEntries::HttpLogs(logs)) => {
-                    for entry in &logs.log_entry {
+                    for entry in logs.log_entry {
                         self.queue
                             .push(AccessRecord::from_entry(entry, &node, &self.scrub));
                     }

@@ -24,6 +24,16 @@ fn publish(p: &mut Programmed, path: &str) -> Snapshot {
     snapshot
 }
 
+/// Generation 2 of the Route, on another path: a new RDS version.
+fn publish_edit(p: &mut Programmed) -> Snapshot {
+    let mut edited = mk_route("team", "items", 0, "/items/v2", "echo");
+    edited.metadata.generation = Some(2);
+    let outcome = validate(&[edited], &[mk_service("team", "echo")]);
+    let snapshot = to_snapshot(&translate(&outcome.model, &Options::default()));
+    p.record(&outcome.model, &snapshot);
+    snapshot
+}
+
 /// A node that ACKed `acked`'s versions of every type, optionally NACKing `nacked`'s.
 fn node(id: &str, acked: &Snapshot, nacked: Option<(&Snapshot, &str)>) -> NodeStatus {
     let mut types = BTreeMap::new();
@@ -78,11 +88,7 @@ fn true_when_every_node_acked_a_version_carrying_the_object() {
 fn pending_until_the_new_version_is_acked() {
     let mut p = Programmed::default();
     let old = publish(&mut p, "/items");
-    let mut edited = mk_route("team", "items", 0, "/items/v2", "echo");
-    edited.metadata.generation = Some(2);
-    let outcome = validate(&[edited], &[mk_service("team", "echo")]);
-    let new = to_snapshot(&translate(&outcome.model, &Options::default()));
-    p.record(&outcome.model, &new);
+    let new = publish_edit(&mut p);
     let route = ObjectKey::route("team", "items");
     let c = cond(&p, &route, &[node("a", &new, None), node("b", &old, None)]).unwrap();
     assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "Pending"));
@@ -101,11 +107,7 @@ fn pending_until_the_new_version_is_acked() {
 fn false_with_envoys_message_when_nacked() {
     let mut p = Programmed::default();
     let old = publish(&mut p, "/items");
-    let mut edited = mk_route("team", "items", 0, "/items/v2", "echo");
-    edited.metadata.generation = Some(2);
-    let outcome = validate(&[edited], &[mk_service("team", "echo")]);
-    let new = to_snapshot(&translate(&outcome.model, &Options::default()));
-    p.record(&outcome.model, &new);
+    let new = publish_edit(&mut p);
     let nodes = [node("edge-1", &old, Some((&new, "route: invalid regex")))];
     let c = cond(&p, &ObjectKey::route("team", "items"), &nodes).unwrap();
     assert_eq!(
@@ -151,11 +153,7 @@ fn rate_limit_services_are_not_waited_for() {
 fn counts_envoys_of_every_replica_and_names_a_rejecting_group() {
     let mut p = Programmed::default();
     let old = publish(&mut p, "/items");
-    let mut edited = mk_route("team", "items", 0, "/items/v2", "echo");
-    edited.metadata.generation = Some(2);
-    let outcome = validate(&[edited], &[mk_service("team", "echo")]);
-    let new = to_snapshot(&translate(&outcome.model, &Options::default()));
-    p.record(&outcome.model, &new);
+    let new = publish_edit(&mut p);
     let route = ObjectKey::route("team", "items");
     // This replica: two Envoys on the new version. A peer: three more.
     let mut envoys = summarize(&[node("a-1", &new, None), node("a-2", &new, None)]);

@@ -155,14 +155,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let accesslog_grpc = bind("127.0.0.1:0".parse()?, "access log").await?;
     let accesslog_addr = accesslog_grpc.local_addr()?;
     let accesslog_http = bind("127.0.0.1:0".parse()?, "access log metrics").await?;
+    let accesslog_args = <portcullis_accesslog::Args as clap::Parser>::try_parse_from([
+        "accesslog",
+        "--sink",
+        "stdout",
+    ])?;
     tasks.spawn(portcullis_accesslog::run(
-        portcullis_accesslog::Args {
-            grpc_addr: accesslog_addr,
-            metrics_addr: accesslog_http.local_addr()?,
-            sink: portcullis_accesslog::SinkSpec::Stdout,
-            queue: 10_000,
-            scrub: Vec::new(),
-        },
+        accesslog_args,
         accesslog_grpc,
         accesslog_http,
         stopped(),

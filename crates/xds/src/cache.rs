@@ -190,7 +190,6 @@ impl StreamHandle {
                 }
                 Event::Ack { type_url, version } => {
                     status_changed = true;
-                    self.observe_push(type_url, version);
                     inner
                         .metrics
                         .acks
@@ -220,31 +219,40 @@ impl StreamHandle {
                 }
             }
         }
+        // One pass under the table's lock: which ACKs are this node's first of their
+        // version (for push latency), and whether it started or stopped rejecting
+        // something (the NACKed-streams gauge moves by the difference).
+        let mut first_acks = Vec::new();
         if let Some(s) = inner.streams.lock().get_mut(&self.stream_id) {
+            let had_nack = s.has_nack();
             for event in events {
+                if let Event::Ack { type_url, version } = event
+                    && s.types.get(type_url).and_then(|t| t.acked.as_deref()) != Some(version)
+                {
+                    first_acks.push((type_url, version));
+                }
                 s.apply(event);
             }
+            inner
+                .metrics
+                .nacked_streams
+                .add(i64::from(s.has_nack()) - i64::from(had_nack));
+        }
+        for (type_url, version) in first_acks {
+            self.observe_push(type_url, version);
         }
         if status_changed {
-            self.cache.count_nacked();
             inner.status.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
     /// Push latency: from the version arriving in a snapshot (or this stream opening,
-    /// when later) to this node's first ACK of it. Versions from older snapshots and
-    /// repeated ACKs are not counted.
+    /// when later) to this node's first ACK of it. Versions from older snapshots are
+    /// not counted.
     fn observe_push(&self, type_url: &str, version: &str) {
         let inner = &self.cache.inner;
-        let repeated = inner
-            .streams
-            .lock()
-            .get(&self.stream_id)
-            .and_then(|s| s.types.get(type_url))
-            .and_then(|t| t.acked.as_deref())
-            == Some(version);
         let since = match inner.installed.lock().get(type_url) {
-            Some((v, at)) if v == version && !repeated => (*at).max(self.opened),
+            Some((v, at)) if v == version => (*at).max(self.opened),
             _ => return,
         };
         inner
@@ -255,30 +263,22 @@ impl StreamHandle {
     }
 }
 
-impl Cache {
-    /// Sets the gauge of streams currently rejecting some type.
-    fn count_nacked(&self) {
-        let n = self
-            .inner
-            .streams
-            .lock()
-            .values()
-            .filter(|s| s.types.values().any(|t| t.nack.is_some()))
-            .count();
-        self.inner.metrics.nacked_streams.set(n as i64);
-    }
-}
-
 impl Drop for StreamHandle {
     fn drop(&mut self) {
         let inner = &self.cache.inner;
-        inner.streams.lock().remove(&self.stream_id);
+        if inner
+            .streams
+            .lock()
+            .remove(&self.stream_id)
+            .is_some_and(|s| s.has_nack())
+        {
+            inner.metrics.nacked_streams.dec();
+        }
         inner
             .metrics
             .connected_streams
             .with_label_values(&[self.protocol.as_str()])
             .dec();
-        self.cache.count_nacked();
         // A disconnect also changes what status reporting would say.
         inner.status.send_modify(|n| *n = n.wrapping_add(1));
     }

@@ -82,6 +82,11 @@ pub(crate) enum Event {
 }
 
 impl NodeStatus {
+    /// Whether the node currently rejects the latest version of some type.
+    pub(crate) fn has_nack(&self) -> bool {
+        self.types.values().any(|t| t.nack.is_some())
+    }
+
     pub(crate) fn apply(&mut self, event: &Event) {
         match event {
             Event::Sent {
