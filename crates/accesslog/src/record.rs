@@ -90,7 +90,7 @@ pub struct AccessRecord {
 }
 
 /// ext_authz's dynamic metadata namespace, where `portcullis authz` puts `user`.
-const AUTHZ_METADATA: &str = "envoy.filters.http.ext_authz";
+use portcullis_contract::authz::{METADATA_NAMESPACE as AUTHZ_METADATA, METADATA_USER};
 
 impl AccessRecord {
     /// Takes the entry by value: its strings and header map move into the record.
@@ -103,7 +103,7 @@ impl AccessRecord {
             .metadata
             .as_ref()
             .and_then(|m| m.filter_metadata.get(AUTHZ_METADATA))
-            .and_then(|s| s.fields.get("user"))
+            .and_then(|s| s.fields.get(METADATA_USER))
             .and_then(|v| match &v.kind {
                 Some(Kind::StringValue(s)) => Some(s.clone()),
                 _ => None,

@@ -241,6 +241,12 @@ pub struct Auth {
     /// Evaluate and log the decision, but let every request through (roll-out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<bool>,
+    /// Keep the credential (the API key header or `Authorization`) on the request to
+    /// the backends (default false: once authz has turned it into an identity, the
+    /// backends get the identity headers and never the key, so a log line or a
+    /// compromised backend cannot leak it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_credential: Option<bool>,
 }
 
 impl Auth {
@@ -283,4 +289,4 @@ pub enum StoreFailure {
 }
 
 /// Rate-limit dimensions a Route may name (plus `header:<name>`).
-pub const RATE_LIMIT_DIMENSIONS: &[&str] = &["apiKey", "user", "clientIP", "route", "method"];
+pub use portcullis_contract::ratelimit::DIMENSIONS as RATE_LIMIT_DIMENSIONS;

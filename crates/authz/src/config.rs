@@ -298,7 +298,7 @@ impl Config {
     pub fn api_key_header(&self) -> String {
         self.api_key_header
             .clone()
-            .unwrap_or_else(|| "x-api-key".into())
+            .unwrap_or_else(|| portcullis_contract::authz::DEFAULT_API_KEY_HEADER.into())
     }
 }
 

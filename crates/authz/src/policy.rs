@@ -2,10 +2,7 @@
 //! `context_extensions` (so this service needs no routing config of its own).
 use std::collections::HashMap;
 
-pub const ROUTE: &str = "portcullis.route";
-pub const REQUIRED: &str = "portcullis.auth.required";
-pub const SCOPES: &str = "portcullis.auth.scopes";
-pub const SHADOW: &str = "portcullis.auth.shadow";
+pub use portcullis_contract::authz::{REQUIRED, ROUTE, SCOPES, SHADOW};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutePolicy {

@@ -18,6 +18,8 @@ use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc::Status;
 
+use portcullis_contract::authz as contract;
+
 use crate::check::Decision;
 use crate::identity::Identity;
 
@@ -32,9 +34,9 @@ pub struct IdentityHeaders {
 impl Default for IdentityHeaders {
     fn default() -> Self {
         IdentityHeaders {
-            user: "x-portcullis-user".into(),
-            account: "x-portcullis-account".into(),
-            scopes: "x-portcullis-scopes".into(),
+            user: contract::IDENTITY_USER_HEADER.into(),
+            account: contract::IDENTITY_ACCOUNT_HEADER.into(),
+            scopes: contract::IDENTITY_SCOPES_HEADER.into(),
         }
     }
 }
@@ -132,8 +134,8 @@ fn ok(identity: Option<&Identity>, names: &IdentityHeaders) -> CheckResponse {
         .map(|id| (id.user.clone(), id.account.clone(), id.scopes.join(" ")))
         .unwrap_or_default();
     for (name, value, meta) in [
-        (&names.user, user, Some("user")),
-        (&names.account, account, Some("account")),
+        (&names.user, user, Some(contract::METADATA_USER)),
+        (&names.account, account, Some(contract::METADATA_ACCOUNT)),
         (&names.scopes, scopes, None),
     ] {
         if value.is_empty() {
@@ -146,7 +148,7 @@ fn ok(identity: Option<&Identity>, names: &IdentityHeaders) -> CheckResponse {
         set.push(header(name, &value));
     }
     if let Some(id) = identity {
-        metadata.insert("apiKey".into(), string(&id.key_id));
+        metadata.insert(contract::METADATA_API_KEY.into(), string(&id.key_id));
     }
     CheckResponse {
         status: Some(Status {

@@ -12,9 +12,9 @@ use crate::table::{Entry, LimitTable, Limits, Matched};
 /// The xDS type URL of [`pb::RateLimitConfig`].
 pub const TYPE_URL: &str = pb::TYPE_URL;
 /// The rate-limit domain Envoy's filter uses.
-pub const DOMAIN: &str = "portcullis";
+pub use portcullis_contract::ratelimit::DOMAIN;
 /// Key of the descriptor entry naming the limit (an Envoy `generic_key`).
-pub const LIMIT_KEY: &str = "portcullis.limit";
+pub use portcullis_contract::ratelimit::LIMIT_KEY;
 /// Longest window accepted: a counter outliving this is surely a mistake.
 const MAX_WINDOW_MS: u64 = 366 * 24 * 3600 * 1000;
 
@@ -92,11 +92,7 @@ fn to_limit(c: &pb::RateLimitConfig, defaults: Defaults) -> Result<Limit, Config
         return Err(err("(unnamed)", "name is empty"));
     }
     for (i, dim) in c.by.iter().enumerate() {
-        let known = matches!(
-            dim.as_str(),
-            "apiKey" | "user" | "clientIP" | "route" | "method"
-        ) || dim.strip_prefix("header:").is_some_and(|h| !h.is_empty());
-        if !known {
+        if !portcullis_contract::ratelimit::is_dimension(dim) {
             return Err(err(
                 name,
                 format!(

@@ -32,24 +32,20 @@ use envoy_types::pb::{
     google::protobuf::Any,
 };
 use portcullis_api::{RouteEntry, policy::Auth};
+use portcullis_contract as contract;
 use prost::Message;
 
 use crate::{Options, proto};
 
-pub const EXT_AUTHZ: &str = "envoy.filters.http.ext_authz";
+/// Envoy names the filter this; it is also its dynamic metadata namespace.
+pub const EXT_AUTHZ: &str = contract::authz::METADATA_NAMESPACE;
 pub const RATE_LIMIT: &str = "envoy.filters.http.ratelimit";
 /// Cluster names start with `_`, which no Kubernetes namespace can, so they never
 /// collide with a Service's cluster (`namespace/name`).
 pub const AUTHZ_CLUSTER: &str = "_portcullis/authz";
 pub const RATELIMIT_CLUSTER: &str = "_portcullis/ratelimit";
-/// Rate-limit domain shared with `portcullis ratelimit`.
-pub const RATELIMIT_DOMAIN: &str = "portcullis";
 /// Identity headers only `portcullis authz` may set.
-pub const IDENTITY_HEADERS: &[&str] = &[
-    "x-portcullis-user",
-    "x-portcullis-account",
-    "x-portcullis-scopes",
-];
+pub const IDENTITY_HEADERS: &[&str] = contract::authz::IDENTITY_HEADERS;
 
 pub fn http_filters(options: &Options) -> Vec<HttpFilter> {
     let mut filters = vec![typed_filter(
@@ -95,7 +91,7 @@ pub fn http_filters(options: &Options) -> Vec<HttpFilter> {
         filters.push(typed_filter(
             RATE_LIMIT,
             proto::any(&RateLimit {
-                domain: RATELIMIT_DOMAIN.into(),
+                domain: contract::ratelimit::DOMAIN.into(),
                 request_type: "external".into(),
                 // The service bounds its store at 20ms; this bounds the whole call. On
                 // timeout or error the request is allowed (each limit's failure policy
@@ -162,14 +158,18 @@ pub(crate) fn grpc(cluster: &str, timeout_ms: u64) -> GrpcService {
 /// update) on every rebuild.
 pub fn authz_per_route(entry: &RouteEntry, auth: &Auth) -> Any {
     let mut ext: Vec<(&str, String)> = vec![
-        ("portcullis.auth.required", auth.required().to_string()),
-        ("portcullis.auth.scopes", auth.scopes.join(",")),
+        (contract::authz::REQUIRED, auth.required().to_string()),
+        (contract::authz::SCOPES, auth.scopes.join(",")),
         (
-            "portcullis.auth.shadow",
+            contract::authz::SHADOW,
             auth.shadow.unwrap_or(false).to_string(),
         ),
         (
-            "portcullis.route",
+            contract::authz::FORWARD_CREDENTIAL,
+            auth.forward_credential.unwrap_or(false).to_string(),
+        ),
+        (
+            contract::authz::ROUTE,
             format!("{}/{}", entry.key.namespace, entry.key.name),
         ),
     ];
@@ -212,19 +212,20 @@ pub fn rate_limits(entry: &RouteEntry) -> Vec<EnvoyRateLimit> {
         .iter()
         .map(|limit| {
             let name = crate::limit_name(&entry.key.namespace, &entry.key.name, &limit.name);
-            let mut actions = vec![generic("portcullis.limit", &name)];
+            let mut actions = vec![generic(contract::ratelimit::LIMIT_KEY, &name)];
             for dim in &limit.by {
+                use contract::ratelimit as d;
                 actions.push(match dim.as_str() {
-                    "apiKey" | "user" => metadata(dim),
-                    "clientIP" => Action {
+                    d::API_KEY | d::USER => metadata(dim),
+                    d::CLIENT_IP => Action {
                         action_specifier: Some(action::ActionSpecifier::RemoteAddress(
                             Default::default(),
                         )),
                     },
-                    "route" => generic("route", &route),
-                    "method" => header(":method", "method"),
+                    d::ROUTE => generic(d::ROUTE, &route),
+                    d::METHOD => header(":method", d::METHOD),
                     other => {
-                        let name = other.strip_prefix("header:").unwrap_or(other);
+                        let name = other.strip_prefix(d::HEADER_PREFIX).unwrap_or(other);
                         header(&name.to_ascii_lowercase(), other)
                     }
                 });

@@ -71,7 +71,7 @@ impl Default for Options {
             listen_address: "0.0.0.0".into(),
             listen_port: 10000,
             authz: None,
-            authz_key_header: "x-api-key".into(),
+            authz_key_header: portcullis_contract::authz::DEFAULT_API_KEY_HEADER.into(),
             ratelimit: None,
             access_log: None,
             access_log_service: None,

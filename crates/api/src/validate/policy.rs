@@ -325,15 +325,14 @@ pub(super) fn check_auth_and_limits(route: &Route, report: &mut Report) {
         let mut seen = std::collections::BTreeSet::new();
         for (j, dim) in limit.by.iter().enumerate() {
             let field = format!("{f}.by[{j}]");
-            let known = crate::policy::RATE_LIMIT_DIMENSIONS.contains(&dim.as_str())
-                || dim.strip_prefix("header:").is_some_and(|h| {
-                    !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                });
+            let known = portcullis_contract::ratelimit::is_dimension(dim);
             if !known {
                 report.error(&field, format!("unknown dimension {dim:?}; use apiKey, user, clientIP, route, method or header:<name>"));
             } else if !seen.insert(dim.as_str()) {
                 report.error(&field, format!("{dim:?} is listed twice"));
-            } else if matches!(dim.as_str(), "user" | "apiKey") && !authenticated {
+            } else if portcullis_contract::ratelimit::IDENTITY_DIMENSIONS.contains(&dim.as_str())
+                && !authenticated
+            {
                 report.error(
                     &field,
                     format!("{dim} comes from authentication, but this Route does not require it; add auth: {{required: true}} or limit by clientIP"),
