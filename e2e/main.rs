@@ -11,6 +11,7 @@ mod auth;
 mod ha_status;
 #[cfg(feature = "kafka-e2e")]
 mod kafka;
+mod limits_first;
 mod nack;
 mod observability;
 mod ratelimit;

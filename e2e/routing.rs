@@ -77,14 +77,19 @@ async fn precedence_through_envoy(delta: bool) {
         // exact before any prefix; the Conflicted newer copy does not take it over
         ("GET", "x.test", "/api/v2/special", &[], Some("c")),
         ("GET", "x.test", "/api/v2/special/more", &[], Some("b")),
-        // a method makes a Route specific: before generic Routes, even longer ones
-        ("POST", "x.test", "/api/v2/items", &[], Some("d")),
+        // the longer path wins whatever methods the shorter one names...
+        ("POST", "x.test", "/api/v2/items", &[], Some("b")),
+        // ...and on the same path, a Route naming the method wins
+        ("POST", "x.test", "/api/items", &[], Some("d")),
+        // paths match without regard to case, so /API cannot slip past /api's Route
+        ("GET", "x.test", "/API/V2/items", &[], Some("b")),
         // a host makes a Route specific, for that host only
         ("GET", "api.example.com", "/api/v2/items", &[], Some("e")),
         ("GET", "api.example.com:8080", "/anything", &[], Some("e")),
-        // wildcard hosts cover subdomains, also inside a more specific host's table
+        // wildcard hosts cover subdomains...
         ("GET", "shop.example.com", "/wild", &[], Some("c")),
-        ("GET", "api.example.com", "/wild", &[], Some("c")),
+        // ...but a host's own Routes come first on it (the wildcard Route is Shadowed there)
+        ("GET", "api.example.com", "/wild", &[], Some("e")),
         ("GET", "example.com", "/wild", &[], None),
         // header matchers win over the same path without them
         (

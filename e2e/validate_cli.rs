@@ -118,3 +118,11 @@ fn missing_file_is_an_error_not_a_panic() {
     assert_eq!(code, 1);
     assert!(stderr.contains("no such file or directory"), "{stderr}");
 }
+
+#[test]
+fn auth_bypassed_by_a_host_catch_all() {
+    rejects(
+        "auth-bypassed.yaml",
+        "Route default/admin: spec.match.paths[0].prefix: prefix /admin never matches on api.example.com: Route default/site, which names the host more specifically, takes these requests first but does not enforce the authentication this Route requires",
+    );
+}

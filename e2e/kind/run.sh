@@ -163,7 +163,7 @@ expect 200 '"path":"/echo/hello"' "$GATEWAY/echo/hello"
 grep -qi '^x-request-id:' "$WORK/headers" || die "no x-request-id in Envoy's response"
 pass "x-request-id returned to the client"
 expect 200 '"name":"echo-canary"' -X POST "$GATEWAY/echo/orders"    # the more specific Route
-expect 200 '"name":"echo"' -H 'Host: api.localhost' "$GATEWAY/x"     # host-specific Route
+expect 200 '"name":"echo"' -H 'Host: api.localhost' "$GATEWAY/v1/x"  # host-specific Route
 expect 401 '' "$GATEWAY/echo/orders"                                # auth: no API key
 expect 401 '' -H 'x-api-key: not-a-key' "$GATEWAY/echo/orders"      # auth: unknown key
 expect 200 '"x-portcullis-user":"alice"' -H 'x-api-key: demo-key-alice' "$GATEWAY/echo/orders"

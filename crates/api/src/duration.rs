@@ -10,6 +10,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Duration(pub std::time::Duration);
 
+/// The longest duration any field accepts (366 days). Every field has a tighter bound
+/// of its own; this one keeps arithmetic on durations (backoff × 10, windows in
+/// milliseconds, Envoy's 32-bit second fields) far from overflow for any input.
+pub const MAX: Duration = Duration::from_secs(366 * 24 * 3600);
+
 impl Duration {
     pub const fn from_secs(secs: u64) -> Self {
         Self(std::time::Duration::from_secs(secs))
@@ -37,9 +42,14 @@ impl FromStr for Duration {
                 "duration {s:?} has no unit; write it like {s}s or {s}ms"
             ));
         }
-        humantime::parse_duration(s)
-            .map(Self)
-            .map_err(|e| format!("invalid duration {s:?} ({e}); write it like 250ms, 10s or 1m"))
+        let d = humantime::parse_duration(s)
+            .map_err(|e| format!("invalid duration {s:?} ({e}); write it like 250ms, 10s or 1m"))?;
+        if d > MAX.0 {
+            return Err(format!(
+                "duration {s:?} is longer than {MAX}, the longest any setting accepts"
+            ));
+        }
+        Ok(Self(d))
     }
 }
 
@@ -51,6 +61,10 @@ impl fmt::Display for Duration {
             write!(f, "{}us", d.as_micros())
         } else if !ms.is_multiple_of(1000) {
             write!(f, "{ms}ms")
+        } else if ms.is_multiple_of(86_400_000) && ms >= 2 * 86_400_000 {
+            write!(f, "{}d", ms / 86_400_000)
+        } else if ms.is_multiple_of(3_600_000) && ms >= 2 * 3_600_000 {
+            write!(f, "{}h", ms / 3_600_000)
         } else if ms.is_multiple_of(60_000) && ms >= 120_000 {
             write!(f, "{}m", ms / 60_000)
         } else {
@@ -134,6 +148,14 @@ mod tests {
         assert_eq!(Duration::from_millis(1500).to_string(), "1500ms");
         assert_eq!(Duration::from_secs(120).to_string(), "2m");
         assert_eq!(Duration::from_secs(10).to_string(), "10s");
+    }
+
+    #[test]
+    fn huge_durations_are_refused_at_parse_time() {
+        let err = "2000000000000000000s".parse::<Duration>().unwrap_err();
+        assert!(err.contains("longer than 366d"), "{err}");
+        assert_eq!("366d".parse::<Duration>(), Ok(MAX));
+        assert_eq!(Duration::from_secs(86_400).to_string(), "24h");
     }
 
     #[test]

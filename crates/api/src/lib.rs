@@ -8,12 +8,16 @@
 
 pub mod crds;
 pub mod duration;
+pub mod isolate;
 pub mod manifest;
 pub mod model;
 pub mod policy;
+pub mod precedence;
 pub mod route;
 pub mod service;
+pub mod shadow;
 pub mod status;
+pub mod table;
 pub mod validate;
 
 pub use duration::Duration;

@@ -1,6 +1,6 @@
 //! The validated model: accepted Services and the served Route entries in precedence
-//! order. Built only by [`crate::validate::validate`]; the translator reads it.
-use std::{cmp::Ordering, collections::BTreeMap, fmt, sync::Arc};
+//! order ([`crate::precedence`]). Built only by [`crate::validate::validate`]; the translator reads it.
+use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -77,38 +77,6 @@ impl RouteEntry {
             (None, Some(p)) => (false, p),
             (None, None) => (false, "/"),
         }
-    }
-
-    /// Routes that name hosts or methods are "specific" and go first (seed 001).
-    pub fn is_specific(&self) -> bool {
-        !self.hosts().is_empty() || !self.methods.is_empty()
-    }
-}
-
-/// Precedence: specific (hosts and/or methods) before generic, exact before prefix,
-/// longer paths before shorter, more header matchers before fewer, then older before
-/// newer, then namespace/name, then path order. Total and deterministic.
-pub fn precedence(a: &RouteEntry, b: &RouteEntry) -> Ordering {
-    let (a_exact, a_path) = a.path_parts();
-    let (b_exact, b_path) = b.path_parts();
-    b.is_specific()
-        .cmp(&a.is_specific())
-        .then(b_exact.cmp(&a_exact))
-        .then(b_path.len().cmp(&a_path.len()))
-        .then(b.headers.len().cmp(&a.headers.len()))
-        .then_with(|| age_order(&a.route.metadata, &b.route.metadata))
-        .then_with(|| a.key.cmp(&b.key))
-        .then(a.path_index.cmp(&b.path_index))
-        .then_with(|| a_path.cmp(b_path))
-}
-
-/// Older objects first; objects without a creation time count as newest.
-pub fn age_order(a: &ObjectMeta, b: &ObjectMeta) -> Ordering {
-    match (&a.creation_timestamp, &b.creation_timestamp) {
-        (Some(x), Some(y)) => x.0.cmp(&y.0),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
     }
 }
 

@@ -11,6 +11,10 @@ pub mod types {
     pub const RESOLVED_REFS: &str = "ResolvedRefs";
     /// An older Route owns the same match; this one is not served.
     pub const CONFLICTED: &str = "Conflicted";
+    /// Some path of the Route never matches on some hosts: a Route naming the host more
+    /// specifically takes its requests (reason `AuthBypassed` when that Route enforces
+    /// weaker authentication).
+    pub const SHADOWED: &str = "Shadowed";
     /// The Envoy fleet ACKed a configuration containing the object.
     pub const PROGRAMMED: &str = "Programmed";
 }

@@ -34,6 +34,34 @@ pub struct ObjectView {
     pub conditions: Vec<portcullis_api::Condition>,
 }
 
+impl Board {
+    /// Marks objects the translator left out (it panicked on them) as not served,
+    /// `Accepted=False` with reason `InternalError`.
+    pub fn mark_failed(&mut self, failed: &[(ObjectKey, String)]) {
+        for (key, panic) in failed {
+            let name = key.to_string();
+            let Some(view) = self.objects.iter_mut().find(|o| o.object == name) else {
+                continue;
+            };
+            view.served = false;
+            let message = portcullis_api::isolate::internal_message("translation", panic);
+            for c in &mut view.conditions {
+                if c.type_ == portcullis_api::status::types::ACCEPTED {
+                    *c = portcullis_api::Condition {
+                        observed_generation: c.observed_generation,
+                        ..portcullis_api::Condition::new(
+                            portcullis_api::status::types::ACCEPTED,
+                            false,
+                            "InternalError",
+                            message.clone(),
+                        )
+                    };
+                }
+            }
+        }
+    }
+}
+
 pub struct FileSource {
     dir: PathBuf,
     last_served: Objects,
@@ -115,7 +143,12 @@ impl FileSource {
         failed: BTreeSet<ObjectKey>,
         loaded: &files::Loaded,
     ) -> Reloaded {
-        let result = reconcile(&current, &failed, &self.last_served);
+        let result = reconcile(
+            &current,
+            &failed,
+            &self.last_served,
+            &portcullis_api::validate::Rules::file_mode(),
+        );
         for e in &loaded.errors {
             tracing::warn!("{e}");
         }

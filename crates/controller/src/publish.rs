@@ -4,7 +4,7 @@
 //! version.
 use std::{path::PathBuf, time::Instant};
 
-use portcullis_api::Model;
+use portcullis_api::{Model, ObjectKey};
 use portcullis_translate::{Options, Resources, translate};
 use portcullis_xds::{Cache, Resource, Snapshot};
 use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
@@ -68,10 +68,14 @@ impl Publisher {
         }
     }
 
-    /// Translates and installs `model`; returns the snapshot version.
-    pub fn publish(&self, model: &Model, created: &crate::state::Created) -> String {
+    /// Translates and installs `model`.
+    pub fn publish(&self, model: &Model, created: &crate::state::Created) -> Published {
         let started = Instant::now();
-        let snapshot = to_snapshot(&translate(model, &self.options));
+        let resources = translate(model, &self.options);
+        for (key, panic) in &resources.failed {
+            tracing::error!(object = %key, panic, "translation failed; the object is left out");
+        }
+        let snapshot = to_snapshot(&resources);
         let version = snapshot.version().to_owned();
         if let Some(state) = &self.state
             && let Err(e) = state.save(&snapshot, created)
@@ -83,8 +87,18 @@ impl Publisher {
             .build_seconds
             .observe(started.elapsed().as_secs_f64());
         self.metrics.publishes.inc();
-        version
+        Published {
+            version,
+            failed: resources.failed,
+        }
     }
+}
+
+/// What one publish installed.
+pub struct Published {
+    pub version: String,
+    /// Objects left out because translating them panicked (see `Resources::failed`).
+    pub failed: Vec<(ObjectKey, String)>,
 }
 
 /// Every translated resource as a named xDS resource.

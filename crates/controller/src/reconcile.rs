@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use portcullis_api::{
     Document, ObjectKey, Route, Service,
-    validate::{Issue, Outcome, validate},
+    validate::{Issue, Outcome, Rules, validate_with},
 };
 
 /// The objects a source currently sees, by key.
@@ -21,11 +21,12 @@ pub struct Reconciled {
 }
 
 /// `current`: objects read now. `failed`: keys whose new document did not even parse.
-/// `last_served`: the previous call's `served`.
+/// `last_served`: the previous call's `served`. `rules`: the deployment's rules.
 pub fn reconcile(
     current: &Objects,
     failed: &BTreeSet<ObjectKey>,
     last_served: &Objects,
+    rules: &Rules,
 ) -> Reconciled {
     let mut objects = current.clone();
     let mut kept = BTreeSet::new();
@@ -37,7 +38,7 @@ pub fn reconcile(
             kept.insert(key.clone());
         }
     }
-    let first = run(&objects);
+    let first = run(&objects, rules);
     let mut retry = false;
     for report in &first.reports {
         // Unresolved references count too: `old != new` below means this object's own
@@ -52,7 +53,11 @@ pub fn reconcile(
             retry = true;
         }
     }
-    let mut outcome = if retry { run(&objects) } else { first.clone() };
+    let mut outcome = if retry {
+        run(&objects, rules)
+    } else {
+        first.clone()
+    };
     let served: Objects = objects
         .into_iter()
         .filter(|(k, _)| outcome.report(k).is_some_and(|r| r.is_served()))
@@ -81,7 +86,7 @@ pub fn reconcile(
     }
 }
 
-fn run(objects: &Objects) -> Outcome {
+fn run(objects: &Objects, rules: &Rules) -> Outcome {
     let mut routes: Vec<Route> = Vec::new();
     let mut services: Vec<Service> = Vec::new();
     for doc in objects.values() {
@@ -90,7 +95,7 @@ fn run(objects: &Objects) -> Outcome {
             Document::Service(s) => services.push((**s).clone()),
         }
     }
-    validate(&routes, &services)
+    validate_with(&routes, &services, rules)
 }
 
 #[cfg(test)]

@@ -89,7 +89,8 @@ pub async fn run(
     let mut source = FileSource::new(config_dir.clone(), created);
     let mut reload = move || {
         let reloaded = source.reload();
-        let version = publisher.publish(&reloaded.model, &source.created);
+        let published = publisher.publish(&reloaded.model, &source.created);
+        let version = published.version;
         tracing::info!(
             version,
             routes = reloaded.model.routes.len(),
@@ -98,6 +99,7 @@ pub async fn run(
         );
         let mut b = reloaded.board;
         b.version = version;
+        b.mark_failed(&published.failed);
         *board.write() = b;
         ready.store(true, std::sync::atomic::Ordering::Release);
     };

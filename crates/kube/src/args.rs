@@ -74,6 +74,16 @@ pub struct Args {
     /// empty: do not patch.
     #[arg(long, env = "PORTCULLIS_WEBHOOK_CONFIG", default_value = "portcullis")]
     pub webhook_config: String,
+    /// Destination networks Services may use although they are loopback, link-local,
+    /// unspecified or multicast (refused by default: they reach the node itself, Envoy's
+    /// admin API or the cloud metadata service). Comma-separated CIDRs.
+    #[arg(
+        long,
+        env = "PORTCULLIS_ALLOW_DESTINATION_CIDRS",
+        value_delimiter = ',',
+        num_args = 0..
+    )]
+    pub allow_destination_cidrs: Vec<portcullis_api::validate::Cidr>,
     /// Capacity of the status-write queue.
     #[arg(long, env = "PORTCULLIS_STATUS_QUEUE", default_value_t = 256)]
     pub status_queue: usize,

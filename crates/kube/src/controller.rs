@@ -55,7 +55,7 @@ impl Controller {
 
     /// Reconciles what the index holds now and publishes it; returns the version.
     pub fn reconcile(&mut self) -> String {
-        let (objects, failed, invalid, resolved) = {
+        let (objects, failed, invalid, resolved, rules) = {
             let index = self.index.read();
             let (objects, failed) = index.objects();
             let resolved =
@@ -65,12 +65,13 @@ impl Controller {
                 .iter()
                 .map(|(k, e)| format!("{k}: {e}"))
                 .collect();
-            (objects, failed, invalid, resolved)
+            (objects, failed, invalid, resolved, index.rules.clone())
         };
-        let result = reconcile(&objects, &failed, &self.last_served);
+        let result = reconcile(&objects, &failed, &self.last_served, &rules);
         let model = endpoints::expand(&result.outcome.model, &resolved);
         // Kubernetes stamps creationTimestamp, so no first-seen times are needed.
-        let version = self.publisher.publish(&model, &Created::default());
+        let published = self.publisher.publish(&model, &Created::default());
+        let version = published.version;
         self.programmed
             .record(&result.outcome.model, &self.publisher.cache.snapshot());
         self.ref_problems = ref_problems(&result.served, &resolved);
@@ -91,8 +92,15 @@ impl Controller {
                 })
                 .collect(),
         };
+        self.board.write().mark_failed(&published.failed);
         self.reports = result.outcome.reports;
         self.last_served = result.served;
+        for (key, panic) in &published.failed {
+            self.last_served.remove(key);
+            if let Some(r) = self.reports.iter_mut().find(|r| &r.key == key) {
+                r.internal("translation", panic);
+            }
+        }
         self.ready.store(true, Ordering::Release);
         tracing::info!(version, objects = self.reports.len(), "published");
         version

@@ -31,6 +31,9 @@ pub struct Index {
     pub statuses: BTreeMap<ObjectKey, ObjectStatus>,
     pub kube_services: BTreeMap<NsName, KubeService>,
     pub slices: BTreeMap<NsName, EndpointSlice>,
+    /// The deployment's validation rules (allowed destination ranges), shared by
+    /// reconcile and the webhook so both refuse the same objects.
+    pub rules: portcullis_api::validate::Rules,
 }
 
 /// The index plus its change counter; shared by watchers, reconcile and webhook.
@@ -51,8 +54,15 @@ pub trait Indexed: Sized {
 
 impl SharedIndex {
     pub fn new() -> Arc<Self> {
+        Self::with_rules(portcullis_api::validate::Rules::default())
+    }
+
+    pub fn with_rules(rules: portcullis_api::validate::Rules) -> Arc<Self> {
         Arc::new(Self {
-            index: RwLock::new(Index::default()),
+            index: RwLock::new(Index {
+                rules,
+                ..Index::default()
+            }),
             changed: watch::Sender::new(0),
         })
     }

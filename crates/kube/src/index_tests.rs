@@ -29,7 +29,12 @@ fn an_object_that_does_not_deserialize_is_skipped_and_its_last_version_kept() {
         "team", "items", 0, "/items", "echo",
     ))));
     let (objects, failed) = index.read().objects();
-    let first = reconcile(&objects, &failed, &Objects::new());
+    let first = reconcile(
+        &objects,
+        &failed,
+        &Objects::new(),
+        &portcullis_api::validate::Rules::file_mode(),
+    );
     assert_eq!(first.served.len(), 2);
 
     // `backend` is not a field: the guard turns the error into an invalid entry.
@@ -51,7 +56,12 @@ fn an_object_that_does_not_deserialize_is_skipped_and_its_last_version_kept() {
     }
     let (objects, failed) = index.read().objects();
     assert_eq!(failed, BTreeSet::from([key.clone()]));
-    let second = reconcile(&objects, &failed, &first.served);
+    let second = reconcile(
+        &objects,
+        &failed,
+        &first.served,
+        &portcullis_api::validate::Rules::file_mode(),
+    );
     assert!(second.served.contains_key(&key), "last served version kept");
 
     // A fixed version replaces the invalid entry.

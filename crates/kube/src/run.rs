@@ -1,6 +1,7 @@
 //! `portcullis controller`: wires watchers, the reconcile loop, xDS, the admin
 //! endpoint, the webhook, the lease and the status writer, and stops them all on
 //! `shutdown`.
+use portcullis_api::validate::Rules;
 use std::{future::Future, sync::atomic::Ordering, time::Duration};
 
 use anyhow::Context;
@@ -49,6 +50,7 @@ pub async fn run(
         webhook_config,
         status_queue,
         state_file,
+        allow_destination_cidrs,
         gateway,
     } = args;
     let client = Client::try_default()
@@ -58,7 +60,7 @@ pub async fn run(
     let cache = Cache::new(&registry);
     let options = gateway.into_options();
     let publisher = Publisher::new(cache.clone(), options, state_file, &registry);
-    let index = SharedIndex::new();
+    let index = SharedIndex::with_rules(Rules::cluster(allow_destination_cidrs));
     let mut controller = Controller::new(index.clone(), publisher);
     if let Some(state) = &controller.publisher.state
         && let Ok(Some((snapshot, _))) = state.load()

@@ -30,6 +30,7 @@ fn desired_keeps_transition_times_of_unchanged_conditions() {
             ("Accepted", "True"),
             ("ResolvedRefs", "False"),
             ("Conflicted", "False"),
+            ("Shadowed", "False"),
             ("Programmed", "False")
         ]
     );
@@ -46,7 +47,7 @@ fn desired_keeps_transition_times_of_unchanged_conditions() {
         .iter()
         .map(|c| c.last_transition_time.as_deref().unwrap())
         .collect();
-    assert_eq!(times, ["t1", "t1", "t1", "t2"]);
+    assert_eq!(times, ["t1", "t1", "t1", "t1", "t2"]);
     assert!(
         second
             .conditions

@@ -47,6 +47,10 @@ enum Command {
         /// Files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Apply the Kubernetes-mode rules (no loopback destinations, as the admission
+        /// webhook) instead of file mode's.
+        #[arg(long)]
+        cluster: bool,
     },
     /// Print the CustomResourceDefinitions.
     Crds,
@@ -130,7 +134,14 @@ pub fn main() -> ExitCode {
         command,
     } = cli;
     match command {
-        Command::Validate { paths } => return crate::validate_cmd::run(&paths),
+        Command::Validate { paths, cluster } => {
+            let rules = if cluster {
+                portcullis_api::validate::Rules::cluster(Vec::new())
+            } else {
+                portcullis_api::validate::Rules::file_mode()
+            };
+            return crate::validate_cmd::run(&paths, &rules);
+        }
         Command::Crds => {
             print!("{}", portcullis_api::crds::to_yaml());
             return ExitCode::SUCCESS;

@@ -208,7 +208,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!(
         "      curl -s -H 'x-api-key: demo-key-alice' http://127.0.0.1:{port}/echo/orders   (401 without the key)"
     );
-    println!("      curl -s -H 'Host: api.localhost' http://127.0.0.1:{port}/anything");
+    println!("      curl -s -H 'Host: api.localhost' http://127.0.0.1:{port}/v1/anything");
     println!("Ctrl-C stops everything.");
 
     tokio::select! {

@@ -1,10 +1,13 @@
 //! `portcullis validate PATH…`: the control plane's rules, offline, for teams' CI.
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 
-use portcullis_api::{Document, validate::validate};
+use portcullis_api::{
+    Document,
+    validate::{Rules, validate_with},
+};
 use portcullis_controller::files;
 
-pub fn run(paths: &[PathBuf]) -> ExitCode {
+pub fn run(paths: &[PathBuf], rules: &Rules) -> ExitCode {
     let mut errors = Vec::new();
     let mut objects = BTreeMap::new();
     for path in paths {
@@ -37,8 +40,17 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
             Document::Service(s) => services.push(*s),
         }
     }
-    let outcome = validate(&routes, &services);
+    let outcome = validate_with(&routes, &services, rules);
     errors.extend(outcome.problems().map(ToString::to_string));
+    // A Route hiding another's paths behind weaker auth serves requests unauthenticated
+    // that their author meant to protect: an error here, a condition on the cluster.
+    for s in outcome.shadowed() {
+        if s.auth_bypassed {
+            errors.push(format!("{} (AuthBypassed)", s.issue));
+        } else {
+            eprintln!("warning: {} (Shadowed)", s.issue);
+        }
+    }
     for w in outcome.warnings() {
         eprintln!("warning: {w}");
     }

@@ -1,8 +1,16 @@
 //! The HTTP filter chain and the per-route pieces of authentication and rate limiting.
 //!
-//! Chain: header_mutation (drops client-sent identity headers, always) → ext_authz
-//! (disabled by default, enabled per Route that has `auth`) → ratelimit (acts only on
-//! routes with `rate_limits`) → router.
+//! Chain: header_mutation (drops client-sent identity headers, always) → rate limits
+//! that need no identity → ext_authz (disabled by default, enabled per Route that has
+//! `auth`) → rate limits by `apiKey` or `user` → router.
+//!
+//! Limits run before authentication wherever they can, so a flood of made-up API keys
+//! from one address is refused by its `clientIP` limit before any of it reaches the key
+//! store (whose breaker would otherwise open for everyone). Each side has two filter
+//! instances, distinguished by Envoy's rate-limit `stage`: one fails open when the
+//! rate-limit service is unreachable, one fails closed (503) for limits declared
+//! `onStoreFailure: deny`. An instance only calls the service for the route's limits
+//! of its own stage.
 use envoy_types::pb::{
     envoy::{
         config::{
@@ -63,6 +71,9 @@ pub fn http_filters(options: &Options) -> Vec<HttpFilter> {
             ..Default::default()
         }),
     )];
+    if options.ratelimit.is_some() {
+        filters.extend([Stage::PreAuthOpen, Stage::PreAuthClosed].map(rate_limit_filter));
+    }
     if options.authz.is_some() {
         let mut f = typed_filter(
             EXT_AUTHZ,
@@ -88,32 +99,82 @@ pub fn http_filters(options: &Options) -> Vec<HttpFilter> {
         filters.push(f);
     }
     if options.ratelimit.is_some() {
-        filters.push(typed_filter(
-            RATE_LIMIT,
-            proto::any(&RateLimit {
-                domain: contract::ratelimit::DOMAIN.into(),
-                request_type: "external".into(),
-                // The service bounds its store at 20ms; this bounds the whole call. On
-                // timeout or error the request is allowed (each limit's failure policy
-                // is applied by the service itself when its store fails).
-                timeout: proto::duration(std::time::Duration::from_millis(100)),
-                failure_mode_deny: false,
-                // portcullis ratelimit sends RateLimit-* (and Retry-After on 429) in
-                // response_headers_to_add, which Envoy copies to both OK and 429 answers;
-                // Envoy's own X-RateLimit-* set would be a second, different copy.
-                rate_limit_service: Some(RateLimitServiceConfig {
-                    grpc_service: Some(grpc(RATELIMIT_CLUSTER, 100)),
-                    transport_api_version: ApiVersion::V3 as i32,
-                }),
-                ..Default::default()
-            }),
-        ));
+        filters.extend([Stage::PostAuthOpen, Stage::PostAuthClosed].map(rate_limit_filter));
     }
     filters.push(typed_filter(
         "envoy.filters.http.router",
         proto::any(&Router::default()),
     ));
     filters
+}
+
+/// Where a limit runs, and what happens when the rate-limit service cannot answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    PreAuthOpen = 0,
+    PreAuthClosed = 1,
+    PostAuthOpen = 2,
+    PostAuthClosed = 3,
+}
+
+impl Stage {
+    /// Identity dimensions need ext_authz's metadata; `deny` limits fail closed.
+    pub fn of(limit: &portcullis_api::policy::RateLimit) -> Stage {
+        let identity = limit
+            .by
+            .iter()
+            .any(|d| contract::ratelimit::IDENTITY_DIMENSIONS.contains(&d.as_str()));
+        let closed = limit.on_store_failure == Some(portcullis_api::policy::StoreFailure::Deny);
+        match (identity, closed) {
+            (false, false) => Stage::PreAuthOpen,
+            (false, true) => Stage::PreAuthClosed,
+            (true, false) => Stage::PostAuthOpen,
+            (true, true) => Stage::PostAuthClosed,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Stage::PreAuthOpen => "portcullis.ratelimit.pre_auth",
+            Stage::PreAuthClosed => "portcullis.ratelimit.pre_auth.fail_closed",
+            Stage::PostAuthOpen => "portcullis.ratelimit.post_auth",
+            Stage::PostAuthClosed => "portcullis.ratelimit.post_auth.fail_closed",
+        }
+    }
+
+    fn fails_closed(self) -> bool {
+        matches!(self, Stage::PreAuthClosed | Stage::PostAuthClosed)
+    }
+}
+
+fn rate_limit_filter(stage: Stage) -> HttpFilter {
+    let closed = stage.fails_closed();
+    typed_filter(
+        stage.name(),
+        proto::any(&RateLimit {
+            domain: contract::ratelimit::DOMAIN.into(),
+            stage: stage as u32,
+            request_type: "external".into(),
+            // The service bounds its store at 20ms; this bounds the whole call. The
+            // service itself applies each limit's policy when its store fails; this is
+            // for when the service cannot be reached at all.
+            timeout: proto::duration(std::time::Duration::from_millis(100)),
+            failure_mode_deny: closed,
+            status_on_error: closed.then_some(HttpStatus { code: 503 }),
+            stat_prefix: stage
+                .name()
+                .trim_start_matches("portcullis.")
+                .replace('.', "_"),
+            // portcullis ratelimit sends RateLimit-* (and Retry-After on 429) in
+            // response_headers_to_add, which Envoy copies to both OK and 429 answers;
+            // Envoy's own X-RateLimit-* set would be a second, different copy.
+            rate_limit_service: Some(RateLimitServiceConfig {
+                grpc_service: Some(grpc(RATELIMIT_CLUSTER, 100)),
+                transport_api_version: ApiVersion::V3 as i32,
+            }),
+            ..Default::default()
+        }),
+    )
 }
 
 fn exact_headers(names: &[&str]) -> ListStringMatcher {
@@ -231,6 +292,7 @@ pub fn rate_limits(entry: &RouteEntry) -> Vec<EnvoyRateLimit> {
                 });
             }
             EnvoyRateLimit {
+                stage: proto::u32v(Stage::of(limit) as u32),
                 actions,
                 ..Default::default()
             }

@@ -23,7 +23,7 @@ use envoy_types::pb::envoy::config::{
     cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment, listener::v3::Listener,
     route::v3::RouteConfiguration,
 };
-use portcullis_api::{Model, ObjectKey};
+use portcullis_api::{Model, ObjectKey, isolate::isolate};
 
 pub use cluster::cluster_name;
 pub use portcullis_proto::ratelimit::v1::{
@@ -93,16 +93,26 @@ pub struct Resources {
     /// rate-limit service: they only describe the limits, and a service subscribes to
     /// them on its own (type URL [`RATE_LIMIT_CONFIG_TYPE_URL`]).
     pub rate_limit_configs: Vec<RateLimitConfig>,
+    /// Objects whose translation panicked (a bug), with the panic message; they are
+    /// left out, along with the Routes that send to a failed Service. The control plane
+    /// reports them as `Accepted=False`, reason `InternalError`.
+    pub failed: Vec<(ObjectKey, String)>,
 }
 
-/// Translates the validated model.
+/// Translates the validated model. Never panics: each object's translation runs
+/// isolated (see [`portcullis_api::isolate`]).
 pub fn translate(model: &Model, options: &Options) -> Resources {
     let mut clusters = Vec::new();
     let mut load_assignments = Vec::new();
+    let mut failed = Vec::new();
     for (key, service) in &model.services {
-        let (cluster, assignment) = cluster::service_cluster(key, service);
-        clusters.push(cluster);
-        load_assignments.extend(assignment);
+        match isolate(|| cluster::service_cluster(key, service)) {
+            Ok((cluster, assignment)) => {
+                clusters.push(cluster);
+                load_assignments.extend(assignment);
+            }
+            Err(panic) => failed.push((key.clone(), panic)),
+        }
     }
     for (name, addr) in [
         (filters::AUTHZ_CLUSTER, &options.authz),
@@ -114,12 +124,17 @@ pub fn translate(model: &Model, options: &Options) -> Resources {
             clusters.push(cluster::grpc_cluster(name, addr));
         }
     }
+    let route_config = route::route_configuration(model, options, &mut failed);
+    let rate_limit_configs = rate_limit_config::rate_limit_configs(model, &mut failed);
+    failed.sort();
+    failed.dedup_by(|a, b| a.0 == b.0);
     Resources {
         listeners: vec![listener::http_listener(options)],
-        route_configs: vec![route::route_configuration(model, options)],
+        route_configs: vec![route_config],
         clusters,
         load_assignments,
-        rate_limit_configs: rate_limit_config::rate_limit_configs(model),
+        rate_limit_configs,
+        failed,
     }
 }
 

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use portcullis_api::{
-    Model,
+    Model, ObjectKey,
+    isolate::isolate,
     policy::{RateLimit, StoreFailure},
 };
 use portcullis_proto::ratelimit::v1::{FailurePolicy, RateLimitConfig, Window};
@@ -20,14 +21,23 @@ pub fn limit_name(namespace: &str, route: &str, limit: &str) -> String {
 /// One config per limit of every served Route, sorted by name. A Route served through
 /// several entries (several paths, or copied into wildcard virtual hosts) shares its
 /// limits across all of them, so each limit appears once.
-pub fn rate_limit_configs(model: &Model) -> Vec<RateLimitConfig> {
+pub fn rate_limit_configs(
+    model: &Model,
+    failed: &mut Vec<(ObjectKey, String)>,
+) -> Vec<RateLimitConfig> {
     let mut by_name = BTreeMap::new();
     for entry in &model.routes {
         for limit in &entry.route.spec.rate_limits {
             let name = limit_name(&entry.key.namespace, &entry.key.name, &limit.name);
-            by_name
-                .entry(name.clone())
-                .or_insert_with(|| config(name, limit));
+            if by_name.contains_key(&name) {
+                continue;
+            }
+            match isolate(|| config(name.clone(), limit)) {
+                Ok(c) => {
+                    by_name.insert(name, c);
+                }
+                Err(panic) => failed.push((entry.key.clone(), panic)),
+            }
         }
     }
     by_name.into_values().collect()
@@ -104,7 +114,7 @@ mod tests {
                 "plain",
                 "{match: {paths: [{prefix: /p}]}, backends: [{service: s}]}",
             );
-        let configs = rate_limit_configs(&model(&yaml));
+        let configs = rate_limit_configs(&model(&yaml), &mut Vec::new());
         let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
         // Two paths, two hosts: still one config per limit.
         assert_eq!(names, ["t/r/per-ip", "t/r/per-key"]);
@@ -132,13 +142,13 @@ mod tests {
                 "{match: {paths: [{prefix: /}]}, backends: [{service: s}], rateLimits: [{name: b, by: [clientIP, method, route], limits: [{requests: 1, per: 1500ms}]}, {name: a, by: [clientIP], limits: [{requests: 2, per: 1h}], onStoreFailure: allow}]}",
             );
         let encode = || {
-            rate_limit_configs(&model(&yaml))
+            rate_limit_configs(&model(&yaml), &mut Vec::new())
                 .iter()
                 .map(Message::encode_to_vec)
                 .collect::<Vec<_>>()
         };
         assert_eq!(encode(), encode());
-        let configs = rate_limit_configs(&model(&yaml));
+        let configs = rate_limit_configs(&model(&yaml), &mut Vec::new());
         assert_eq!(configs[0].on_store_failure, FailurePolicy::Allow as i32);
         let per = configs[1].windows[0].per.unwrap();
         assert_eq!((per.seconds, per.nanos), (1, 500_000_000));
@@ -151,6 +161,6 @@ mod tests {
                 "r",
                 "{match: {paths: [{prefix: /}]}, backends: [{service: s}]}",
             );
-        assert!(rate_limit_configs(&model(&yaml)).is_empty());
+        assert!(rate_limit_configs(&model(&yaml), &mut Vec::new()).is_empty());
     }
 }

@@ -10,7 +10,9 @@ use envoy_types::pb::envoy::{
     },
     r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher::MatchPattern},
 };
-use portcullis_api::{HeaderMatch, Model, RouteEntry};
+use portcullis_api::{
+    HeaderMatch, Model, ObjectKey, RouteEntry, isolate::isolate, table::ANY_HOST,
+};
 
 use envoy_types::pb::envoy::config::{
     core::v3::{DataSource, data_source},
@@ -27,38 +29,85 @@ pub fn route_name(entry: &RouteEntry) -> String {
     )
 }
 
-pub fn route_configuration(model: &Model, options: &crate::Options) -> RouteConfiguration {
-    let mut virtual_hosts: Vec<VirtualHost> = model
-        .hosts()
+/// `failed` gets the Routes whose translation panicked, or whose Service's did; they
+/// are left out of every host.
+pub fn route_configuration(
+    model: &Model,
+    options: &crate::Options,
+    failed: &mut Vec<(ObjectKey, String)>,
+) -> RouteConfiguration {
+    let failed_services: Vec<ObjectKey> = failed.iter().map(|(k, _)| k.clone()).collect();
+    let virtual_hosts = model
+        .table()
         .into_iter()
-        .map(|host| {
-            let routes = model
-                .routes
-                .iter()
-                .filter(|e| e.hosts().is_empty() || e.hosts().iter().any(|h| covers(h, &host)));
+        .map(|table| {
             // The name is what stats show (`envoy_virtual_host`); the domain matches.
-            virtual_host(
-                crate::cluster::stat_name(&host),
-                host.clone(),
+            let name = if table.domain == ANY_HOST {
+                ANY_HOST.to_string()
+            } else {
+                crate::cluster::stat_name(&table.domain)
+            };
+            let mut routes = vec![path_parameter_guard()];
+            for e in &table.entries {
+                if let Some((svc, _)) = e.backends.iter().find(|(s, _)| failed_services.contains(s))
+                {
+                    failed.push((
+                        e.key.clone(),
+                        format!("its backend {svc} could not be translated"),
+                    ));
+                    continue;
+                }
+                match isolate(|| envoy_routes(e, model, options)) {
+                    Ok(r) => routes.extend(r),
+                    Err(panic) => failed.push((e.key.clone(), panic)),
+                }
+            }
+            VirtualHost {
+                name,
+                domains: vec![table.domain],
                 routes,
-                model,
-                options,
-            )
+                ..Default::default()
+            }
         })
         .collect();
-    virtual_hosts.push(virtual_host(
-        "*".into(),
-        "*".into(),
-        model.routes.iter().filter(|e| e.hosts().is_empty()),
-        model,
-        options,
-    ));
     RouteConfiguration {
         name: ROUTE_CONFIG_NAME.into(),
         virtual_hosts,
         // Routes are only ever added or changed through xDS; no need to validate clusters
         // at load (ordering already guarantees they exist) and it is slow at 10k routes.
         validate_clusters: Some(false.into_bool()),
+        ..Default::default()
+    }
+}
+
+/// Name of the route that refuses paths with parameters.
+pub const PATH_PARAMETER_ROUTE: &str = "_portcullis/path-parameters";
+
+/// First route of every host: a path with `;` is refused (400). Servlet-style backends
+/// read `/admin;x` as `/admin` with a path parameter, while Envoy matches it as a
+/// different path, so such a request could reach an authenticated Route's backend
+/// through a public Route (`prefix: /`). The query string is not part of the match.
+fn path_parameter_guard() -> Route {
+    Route {
+        name: PATH_PARAMETER_ROUTE.into(),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(PathSpecifier::SafeRegex(RegexMatcher {
+                regex: "[^;]*;.*".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }),
+        action: Some(route::Action::DirectResponse(DirectResponseAction {
+            status: 400,
+            body: Some(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(
+                    r#"{"error":"path_parameters","message":"paths with ';' are not accepted"}"#
+                        .into(),
+                )),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
         ..Default::default()
     }
 }
@@ -70,33 +119,6 @@ trait IntoBool {
 impl IntoBool for bool {
     fn into_bool(self) -> envoy_types::pb::google::protobuf::BoolValue {
         envoy_types::pb::google::protobuf::BoolValue { value: self }
-    }
-}
-
-/// Does a Route's host pattern cover a virtual host's domain? `*.example.com` covers
-/// `a.example.com` and `*.a.example.com`; Envoy picks one virtual host per request, so
-/// the wildcard Route must be copied into the more specific host.
-fn covers(pattern: &str, host: &str) -> bool {
-    pattern == host
-        || pattern
-            .strip_prefix('*')
-            .is_some_and(|suffix| host.ends_with(suffix) && host.len() > suffix.len())
-}
-
-fn virtual_host<'a>(
-    name: String,
-    domain: String,
-    entries: impl Iterator<Item = &'a RouteEntry>,
-    model: &Model,
-    options: &crate::Options,
-) -> VirtualHost {
-    VirtualHost {
-        name,
-        domains: vec![domain],
-        routes: entries
-            .flat_map(|e| envoy_routes(e, model, options))
-            .collect(),
-        ..Default::default()
     }
 }
 
@@ -180,6 +202,9 @@ fn envoy_route(entry: &RouteEntry, methods: &[String]) -> Route {
         )),
         r#match: Some(RouteMatch {
             path_specifier: Some(path_specifier),
+            // Some backends treat /ADMIN as /admin: a case-sensitive match would let
+            // such a spelling past an authenticated Route to a broader public one.
+            case_sensitive: Some(false.into_bool()),
             headers,
             ..Default::default()
         }),
@@ -263,18 +288,4 @@ fn header_matcher(h: &HeaderMatch) -> HeaderMatcher {
         }
     };
     string_header(&h.name, pattern)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::covers;
-
-    #[test]
-    fn wildcards_cover_subdomains_only() {
-        assert!(covers("*.example.com", "a.example.com"));
-        assert!(covers("*.example.com", "*.a.example.com"));
-        assert!(!covers("*.example.com", "example.com"));
-        assert!(!covers("*.example.com", "a.example.org"));
-        assert!(covers("a.example.com", "a.example.com"));
-    }
 }

@@ -160,7 +160,7 @@ fn retry_policy(
         .backoff
         .as_ref()
         .and_then(|b| b.max)
-        .map_or(base * 10, |m| m.0);
+        .map_or(base.saturating_mul(10), |m| m.0);
     RetryPolicy {
         retry_on: on.join(","),
         num_retries: proto::u32v(retry.attempts.unwrap_or(d::RETRY_ATTEMPTS)),

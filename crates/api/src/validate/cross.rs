@@ -8,7 +8,7 @@ use std::{
 use super::{Issue, Report};
 use crate::{
     Duration, HeaderMatch, Model, ObjectKey, Route, RouteEntry, Service,
-    model::{age_order, precedence},
+    precedence::{age_order, precedence},
 };
 
 /// The same Kind namespace/name twice in the input: the first is kept.
@@ -27,7 +27,8 @@ pub(super) fn duplicates<T>(reports: &mut [(Report, &T)]) {
     }
 }
 
-/// One thing a request can match: host ("*" for any), method ("*"), path, headers.
+/// One thing a request can match: host ("*" for any), method ("*"), path (lower-cased:
+/// Envoy matches paths without regard to case), headers.
 type MatchKey = (String, String, bool, String, Vec<HeaderMatch>);
 
 pub(super) fn resolve(services: &[(Report, &Service)], routes: &mut [(Report, &Route)]) -> Model {
@@ -100,10 +101,64 @@ pub(super) fn resolve(services: &[(Report, &Service)], routes: &mut [(Report, &R
         entries.extend(entries_of(report, route, &accepted));
     }
     entries.sort_by(precedence);
-    Model {
+    let model = Model {
         services: accepted,
         routes: entries,
+    };
+    let mut shadows = crate::shadow::shadows(&model);
+    for (report, route) in routes.iter_mut() {
+        if let Some(list) = shadows.remove(&report.key) {
+            report.shadowed = shadow_issues(&report.key, route, list);
+        }
     }
+    model
+}
+
+/// One issue per shadowed path, naming the hosts and the winner; auth bypasses first.
+fn shadow_issues(
+    key: &ObjectKey,
+    route: &Route,
+    list: Vec<crate::shadow::Shadow>,
+) -> Vec<super::Shadowed> {
+    let mut grouped: BTreeMap<(bool, usize, ObjectKey), Vec<String>> = BTreeMap::new();
+    for s in list {
+        grouped
+            .entry((!s.auth_bypassed, s.path_index, s.winner))
+            .or_default()
+            .push(s.host);
+    }
+    grouped
+        .into_iter()
+        .map(|((not_bypassed, index, winner), hosts)| {
+            let path = &route.spec.match_.paths[index];
+            let (kind, value) = match (&path.exact, &path.prefix) {
+                (Some(v), _) => ("exact", v.as_str()),
+                (_, Some(v)) => ("prefix", v.as_str()),
+                _ => ("prefix", "/"),
+            };
+            let hosts = hosts.join(", ");
+            let winner_text = winner.to_string();
+            let winner_ref = &winner_text;
+            let message = if not_bypassed {
+                format!(
+                    "{kind} {value} never matches on {hosts}: {winner_ref}, which names the host more specifically, takes these requests first; add the host to this Route's hosts, or narrow {winner_ref}"
+                )
+            } else {
+                format!(
+                    "{kind} {value} never matches on {hosts}: {winner_ref}, which names the host more specifically, takes these requests first but does not enforce the authentication this Route requires, so they are served without it; add the host to this Route's hosts, or give {winner_ref} the same auth"
+                )
+            };
+            super::Shadowed {
+                winner,
+                issue: Issue {
+                    object: key.clone(),
+                    field: format!("spec.match.paths[{index}].{kind}"),
+                    message,
+                },
+                auth_bypassed: !not_bypassed,
+            }
+        })
+        .collect()
 }
 
 fn normalized_headers(route: &Route) -> Vec<HeaderMatch> {
@@ -156,7 +211,13 @@ fn match_keys(route: &Route) -> Vec<MatchKey> {
                     (None, Some(v)) => (false, v),
                     (None, None) => continue,
                 };
-                keys.push((h.clone(), m.clone(), exact, path.clone(), headers.clone()));
+                keys.push((
+                    h.clone(),
+                    m.clone(),
+                    exact,
+                    path.to_ascii_lowercase(),
+                    headers.clone(),
+                ));
             }
         }
     }

@@ -3,11 +3,47 @@
 //!
 //! Every message names the object, the field path and the fix, because the people who
 //! read them are service teams applying a manifest, not the platform team.
+mod bounds;
 mod cross;
+mod destinations;
 mod names;
 mod policy;
+pub mod regex;
 mod route;
 mod service;
+
+pub use bounds::*;
+pub use destinations::{Cidr, DestinationRules};
+
+/// Rules that depend on where the control plane runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rules {
+    pub destinations: DestinationRules,
+}
+
+impl Rules {
+    /// File mode (`serve`, `up`, `validate`): loopback destinations allowed.
+    pub fn file_mode() -> Self {
+        Self {
+            destinations: DestinationRules::file_mode(),
+        }
+    }
+
+    /// Kubernetes mode: no loopback, link-local, unspecified or multicast destination
+    /// outside `allowed`.
+    pub fn cluster(allowed: Vec<Cidr>) -> Self {
+        Self {
+            destinations: DestinationRules::cluster(allowed),
+        }
+    }
+}
+
+/// The strict rules: a deployment that forgets to choose gets Kubernetes mode.
+impl Default for Rules {
+    fn default() -> Self {
+        Self::cluster(Vec::new())
+    }
+}
 
 use std::fmt;
 
@@ -16,7 +52,7 @@ pub use names::parse_address;
 
 use crate::{
     Condition, Model, ObjectKey, Route, Service,
-    status::types::{ACCEPTED, CONFLICTED, RESOLVED_REFS},
+    status::types::{ACCEPTED, CONFLICTED, RESOLVED_REFS, SHADOWED},
 };
 
 /// One problem with one field of one object.
@@ -48,6 +84,19 @@ pub struct Report {
     pub unresolved: Vec<Issue>,
     /// The older Route that owns one of this Route's matches.
     pub conflict: Option<Issue>,
+    /// Paths that never match on some hosts (the Route is still served elsewhere).
+    pub shadowed: Vec<Shadowed>,
+}
+
+/// A path of a Route that a more specific Route hides on some hosts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shadowed {
+    pub issue: Issue,
+    /// The Route that takes the requests.
+    pub winner: ObjectKey,
+    /// The hiding Route enforces weaker authentication: requests meant to be
+    /// authenticated are served without it. `validate` fails on it.
+    pub auth_bypassed: bool,
 }
 
 impl Report {
@@ -59,12 +108,27 @@ impl Report {
             warnings: vec![],
             unresolved: vec![],
             conflict: None,
+            shadowed: vec![],
         }
+    }
+
+    /// Refuses the object because processing it panicked (see [`crate::isolate`]).
+    pub fn internal(&mut self, stage: &str, panic: &str) {
+        self.errors.push(Issue {
+            object: self.key.clone(),
+            field: crate::isolate::INTERNAL_FIELD.into(),
+            message: crate::isolate::internal_message(stage, panic),
+        });
     }
 
     /// Served by the gateway.
     pub fn is_served(&self) -> bool {
         self.errors.is_empty() && self.unresolved.is_empty() && self.conflict.is_none()
+    }
+
+    /// Some path of this Route is hidden by a Route enforcing weaker authentication.
+    pub fn auth_bypassed(&self) -> bool {
+        self.shadowed.iter().any(|s| s.auth_bypassed)
     }
 
     /// Every problem that keeps the object from being served.
@@ -84,8 +148,14 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
+        let internal = self
+            .errors
+            .iter()
+            .any(|e| e.field == crate::isolate::INTERNAL_FIELD);
         let mut out = vec![if self.errors.is_empty() {
             Condition::new(ACCEPTED, true, "Accepted", join(&self.warnings))
+        } else if internal {
+            Condition::new(ACCEPTED, false, "InternalError", join(&self.errors))
         } else if self.warnings.is_empty() {
             Condition::new(ACCEPTED, false, "Invalid", join(&self.errors))
         } else {
@@ -105,6 +175,17 @@ impl Report {
             out.push(match &self.conflict {
                 Some(c) => Condition::new(CONFLICTED, true, "MatchTaken", c.message.clone()),
                 None => Condition::new(CONFLICTED, false, "NoConflict", ""),
+            });
+            out.push(if self.shadowed.is_empty() {
+                Condition::new(SHADOWED, false, "NotShadowed", "")
+            } else {
+                let reason = if self.auth_bypassed() {
+                    "AuthBypassed"
+                } else {
+                    "Shadowed"
+                };
+                let issues: Vec<Issue> = self.shadowed.iter().map(|s| s.issue.clone()).collect();
+                Condition::new(SHADOWED, true, reason, join(&issues))
             });
         }
         for c in &mut out {
@@ -135,16 +216,30 @@ impl Outcome {
     pub fn warnings(&self) -> impl Iterator<Item = &Issue> {
         self.reports.iter().flat_map(|r| r.warnings.iter())
     }
+
+    /// Every shadowed path; `auth_bypassed` ones make `validate` fail.
+    pub fn shadowed(&self) -> impl Iterator<Item = &Shadowed> {
+        self.reports.iter().flat_map(|r| r.shadowed.iter())
+    }
 }
 
-/// Validates every object against the rules and against each other.
+/// Validates every object against the file-mode rules and against each other.
 pub fn validate(routes: &[Route], services: &[Service]) -> Outcome {
+    validate_with(routes, services, &Rules::file_mode())
+}
+
+/// Validates every object against `rules` and against each other.
+pub fn validate_with(routes: &[Route], services: &[Service], rules: &Rules) -> Outcome {
     let mut service_reports: Vec<(Report, &Service)> = services
         .iter()
         .map(|s| {
             let key = ObjectKey::new("Service", &s.metadata);
             let mut report = Report::new(key, s.metadata.generation);
-            service::check(s, &mut report);
+            let mut checked = report.clone();
+            match crate::isolate::isolate(|| service::check(s, rules, &mut checked)) {
+                Ok(()) => report = checked,
+                Err(p) => report.internal("validation", &p),
+            }
             (report, s)
         })
         .collect();
@@ -153,7 +248,11 @@ pub fn validate(routes: &[Route], services: &[Service]) -> Outcome {
         .map(|r| {
             let key = ObjectKey::new("Route", &r.metadata);
             let mut report = Report::new(key, r.metadata.generation);
-            route::check(r, &mut report);
+            let mut checked = report.clone();
+            match crate::isolate::isolate(|| route::check(r, &mut checked)) {
+                Ok(()) => report = checked,
+                Err(p) => report.internal("validation", &p),
+            }
             (report, r)
         })
         .collect();
@@ -171,5 +270,7 @@ pub fn validate(routes: &[Route], services: &[Service]) -> Outcome {
 
 #[cfg(test)]
 mod policy_tests;
+#[cfg(test)]
+mod precedence_tests;
 #[cfg(test)]
 mod tests;

@@ -75,7 +75,51 @@ pub fn check_path(path: &str) -> Result<(), String> {
             "{path:?} contains whitespace; percent-encode it (%20)"
         ));
     }
-    Ok(())
+    never_matches(path).map_or(Ok(()), |why| {
+        Err(format!(
+            "{path:?} never matches: {why}; write the path as clients' requests reach the routes"
+        ))
+    })
+}
+
+/// Why a path can never match a request once Envoy has normalized it (RFC 3986 dot
+/// segments removed, slashes merged, `%2F`/`%5C` decoded and redirected, `;` refused).
+fn never_matches(path: &str) -> Option<&'static str> {
+    if path.contains(';') {
+        return Some(
+            "requests with ';' in the path are refused at the edge (servlet path parameters)",
+        );
+    }
+    if path.contains('\\') {
+        return Some("backslashes are not part of normalized paths");
+    }
+    if path.contains("//") {
+        return Some("Envoy merges repeated slashes before routing");
+    }
+    if path.split('/').any(|seg| seg == "." || seg == "..") {
+        return Some("Envoy removes . and .. segments before routing");
+    }
+    let bytes = path.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b != b'%' {
+            continue;
+        }
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
+            return Some("'%' must start a percent-encoding such as %20");
+        };
+        if v == b'/' || v == b'\\' {
+            return Some("Envoy decodes %2F and %5C and redirects to the decoded path");
+        }
+        if v.is_ascii_alphanumeric() || b"-._~".contains(&v) {
+            return Some(
+                "Envoy decodes percent-encoded letters, digits and -._~; write the character itself",
+            );
+        }
+    }
+    None
 }
 
 /// HTTP methods a Route may name.
@@ -141,7 +185,11 @@ mod tests {
     #[test]
     fn paths() {
         assert!(check_path("/v1/x").is_ok());
-        for bad in ["", "v1", "/a?b=1", "/a b"] {
+        assert!(check_path("/v1/caf%C3%A9/x%20y").is_ok());
+        for bad in [
+            "", "v1", "/a?b=1", "/a b", "/a;b", "/a//b", "/a/./b", "/a/..", "/a%2fb", "/%61dmin",
+            "/a%zz", "/a%4", "/a\\b",
+        ] {
             assert!(check_path(bad).is_err(), "{bad}");
         }
     }

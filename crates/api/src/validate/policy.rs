@@ -250,6 +250,16 @@ pub(super) fn check_route(route: &Route, report: &mut Report) {
                     "0s retries in a tight loop; use e.g. 25ms".into(),
                 );
             }
+            for (name, v) in [("base", b.base), ("max", b.max)] {
+                if let Some(t) = v
+                    && t > crate::service::MAX_TIMEOUT
+                {
+                    report.error(
+                        &format!("{f}.backoff.{name}"),
+                        format!("{t} is over {}, the longest request timeout, so no retry would ever start; use e.g. 25ms to 1s", crate::service::MAX_TIMEOUT),
+                    );
+                }
+            }
             if let (Some(base), Some(max)) = (b.base, b.max)
                 && max < base
             {

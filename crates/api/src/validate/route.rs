@@ -98,12 +98,9 @@ pub(super) fn check(route: &Route, report: &mut Report) {
             report.error(&field, "set at most one of exact, prefix and regex (none means the header must be present)".into());
         }
         if let Some(re) = &h.regex
-            && let Err(e) = regex_syntax::Parser::new().parse(re)
+            && let Err(e) = super::regex::check(re)
         {
-            report.error(
-                &format!("{field}.regex"),
-                format!("invalid regular expression: {e}"),
-            );
+            report.error(&format!("{field}.regex"), e);
         }
     }
     if spec.backends.is_empty() {
@@ -139,4 +136,5 @@ pub(super) fn check(route: &Route, report: &mut Report) {
         check_timeout(report, "spec.timeout", t);
     }
     super::policy::check_route(route, report);
+    super::bounds::check_route(route, report);
 }

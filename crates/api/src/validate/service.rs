@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use super::{Report, names};
 use crate::{Service, service::MAX_TIMEOUT};
 
-pub(super) fn check(svc: &Service, report: &mut Report) {
+pub(super) fn check(svc: &Service, rules: &super::Rules, report: &mut Report) {
     if let Err(e) = names::check_name(&report.key.name) {
         report.error("metadata.name", e);
     }
@@ -30,11 +30,14 @@ pub(super) fn check(svc: &Service, report: &mut Report) {
             );
         }
         match (&d.address, &d.service_ref) {
-            (Some(addr), None) => {
-                if let Err(e) = names::parse_address(addr) {
-                    report.error(&format!("{field}.address"), e);
+            (Some(addr), None) => match names::parse_address(addr) {
+                Err(e) => report.error(&format!("{field}.address"), e),
+                Ok((host, _, is_ip)) => {
+                    if let Err(e) = rules.destinations.check(&host, is_ip) {
+                        report.error(&format!("{field}.address"), e);
+                    }
                 }
-            }
+            },
             (None, Some(r)) => {
                 if let Err(e) = names::check_name(&r.name) {
                     report.error(&format!("{field}.serviceRef.name"), e);
@@ -71,6 +74,7 @@ pub(super) fn check(svc: &Service, report: &mut Report) {
         check_timeout(report, "spec.timeout", t);
     }
     super::policy::check_service(svc, report);
+    super::bounds::check_service(svc, report);
     if let Some(t) = spec.connect_timeout {
         if t.0.is_zero() {
             report.error(

@@ -3,7 +3,7 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use super::*;
 use crate::{Backend, Destination, PathMatch, RouteMatch, RouteSpec, ServiceSpec};
 
-fn mk_service(name: &str) -> Service {
+pub(super) fn mk_service(name: &str) -> Service {
     let mut s = Service::new(
         name,
         ServiceSpec {
@@ -19,7 +19,7 @@ fn mk_service(name: &str) -> Service {
     s
 }
 
-fn mk_route(name: &str, age: i64, paths: Vec<PathMatch>) -> Route {
+pub(super) fn mk_route(name: &str, age: i64, paths: Vec<PathMatch>) -> Route {
     let mut r = Route::new(
         name,
         RouteSpec {
@@ -40,7 +40,7 @@ fn mk_route(name: &str, age: i64, paths: Vec<PathMatch>) -> Route {
     r
 }
 
-fn messages(o: &Outcome) -> Vec<String> {
+pub(super) fn messages(o: &Outcome) -> Vec<String> {
     o.problems().map(|i| i.to_string()).collect()
 }
 

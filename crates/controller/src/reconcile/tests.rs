@@ -19,10 +19,20 @@ fn route(path: &str, timeout: &str) -> String {
 #[test]
 fn invalid_edit_keeps_last_served_version_and_reports_the_error() {
     let good = docs(&format!("{SVC}{}", route("/good", "5s")));
-    let first = reconcile(&good, &BTreeSet::new(), &Objects::new());
+    let first = reconcile(
+        &good,
+        &BTreeSet::new(),
+        &Objects::new(),
+        &portcullis_api::validate::Rules::file_mode(),
+    );
     assert_eq!(first.served.len(), 2);
     let bad = docs(&format!("{SVC}{}", route("/bad", "90s")));
-    let second = reconcile(&bad, &BTreeSet::new(), &first.served);
+    let second = reconcile(
+        &bad,
+        &BTreeSet::new(),
+        &first.served,
+        &portcullis_api::validate::Rules::file_mode(),
+    );
     let key = ObjectKey::route("default", "r");
     assert!(second.kept.contains(&key));
     let paths: Vec<_> = second
@@ -43,7 +53,12 @@ fn invalid_edit_keeps_last_served_version_and_reports_the_error() {
     );
     // Fixing it serves the new version.
     let fixed = docs(&format!("{SVC}{}", route("/fixed", "5s")));
-    let third = reconcile(&fixed, &BTreeSet::new(), &second.served);
+    let third = reconcile(
+        &fixed,
+        &BTreeSet::new(),
+        &second.served,
+        &portcullis_api::validate::Rules::file_mode(),
+    );
     assert!(third.kept.is_empty());
     assert_eq!(third.outcome.model.routes[0].path_parts().1, "/fixed");
 }
@@ -51,20 +66,40 @@ fn invalid_edit_keeps_last_served_version_and_reports_the_error() {
 #[test]
 fn unparseable_object_keeps_serving() {
     let good = docs(&format!("{SVC}{}", route("/good", "5s")));
-    let first = reconcile(&good, &BTreeSet::new(), &Objects::new());
+    let first = reconcile(
+        &good,
+        &BTreeSet::new(),
+        &Objects::new(),
+        &portcullis_api::validate::Rules::file_mode(),
+    );
     let only_svc = docs(SVC);
     let failed: BTreeSet<_> = [ObjectKey::route("default", "r")].into();
-    let second = reconcile(&only_svc, &failed, &first.served);
+    let second = reconcile(
+        &only_svc,
+        &failed,
+        &first.served,
+        &portcullis_api::validate::Rules::file_mode(),
+    );
     assert_eq!(second.outcome.model.routes.len(), 1);
     // Deleting it (no parse failure) removes it.
-    let third = reconcile(&only_svc, &BTreeSet::new(), &second.served);
+    let third = reconcile(
+        &only_svc,
+        &BTreeSet::new(),
+        &second.served,
+        &portcullis_api::validate::Rules::file_mode(),
+    );
     assert!(third.outcome.model.routes.is_empty());
 }
 
 #[test]
 fn new_invalid_object_is_simply_not_served() {
     let objs = docs(&format!("{SVC}{}", route("/x", "90s")));
-    let r = reconcile(&objs, &BTreeSet::new(), &Objects::new());
+    let r = reconcile(
+        &objs,
+        &BTreeSet::new(),
+        &Objects::new(),
+        &portcullis_api::validate::Rules::file_mode(),
+    );
     assert!(r.outcome.model.routes.is_empty());
     assert!(r.kept.is_empty());
     assert_eq!(r.served.len(), 1);

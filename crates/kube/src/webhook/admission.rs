@@ -9,7 +9,7 @@ use kube::core::{
     DynamicObject,
     admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
 };
-use portcullis_api::{Document, Route, Service, parse_documents, validate::validate};
+use portcullis_api::{Document, Route, Service, parse_documents, validate::validate_with};
 
 use crate::index::Index;
 
@@ -68,15 +68,22 @@ fn decide(index: &Index, request: &AdmissionRequest<DynamicObject>) -> Admission
             Document::Service(s) => services.push(*s),
         }
     }
-    let outcome = validate(&routes, &services);
+    let outcome = validate_with(&routes, &services, &index.rules);
     let Some(report) = outcome.report(&key) else {
         return response;
     };
+    // An auth bypass is refused whichever side of it this object is on: the Route whose
+    // paths would be hidden, or the Route that would hide them.
+    let bypasses = outcome
+        .shadowed()
+        .filter(|s| s.auth_bypassed && (s.issue.object == key || s.winner == key))
+        .map(|s| format!("{} (AuthBypassed)", s.issue));
     let refused: Vec<String> = report
         .errors
         .iter()
         .chain(&report.conflict)
         .map(ToString::to_string)
+        .chain(bypasses)
         .collect();
     if !refused.is_empty() {
         return response.deny(refused.join("\n"));
@@ -86,6 +93,12 @@ fn decide(index: &Index, request: &AdmissionRequest<DynamicObject>) -> Admission
         .iter()
         .chain(&report.unresolved)
         .map(ToString::to_string)
+        .chain(
+            report
+                .shadowed
+                .iter()
+                .map(|s| format!("{} (Shadowed)", s.issue)),
+        )
         .collect();
     let mut response = response;
     response.warnings = (!warnings.is_empty()).then_some(warnings);

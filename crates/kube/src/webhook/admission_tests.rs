@@ -179,3 +179,44 @@ async fn the_http_handler_answers_an_admission_review() {
             .contains("already served by the older Route team/items")
     );
 }
+
+#[test]
+fn a_route_that_would_hide_an_authenticated_path_behind_a_public_one_is_denied() {
+    let index = live_index();
+    index.apply(DeserializeGuard(Ok({
+        let mut admin = mk_route("team", "admin", 0, "/admin", "echo");
+        admin.spec.auth = Some(portcullis_api::policy::Auth::default());
+        admin
+    })));
+    // A host catch-all would take /admin on api.example.com without auth.
+    let r = decide_json(
+        &index.read(),
+        review_of(
+            "CREATE",
+            route(
+                "site",
+                json!({"hosts": ["api.example.com"], "match": {"paths": [{"prefix": "/"}]}, "backends": [{"service": "echo"}]}),
+            ),
+        ),
+    );
+    assert_eq!(r["allowed"], false, "{r}");
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("Route team/admin: spec.match.paths[0].exact: exact /admin never matches on api.example.com")
+            && msg.contains("(AuthBypassed)"),
+        "{msg}"
+    );
+    // The same catch-all with auth is allowed, with the shadowing as a warning on the
+    // hidden Route (not on this one).
+    let r = decide_json(
+        &index.read(),
+        review_of(
+            "CREATE",
+            route(
+                "site",
+                json!({"hosts": ["api.example.com"], "match": {"paths": [{"prefix": "/"}]}, "backends": [{"service": "echo"}], "auth": {"required": true}}),
+            ),
+        ),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+}
