@@ -6,6 +6,7 @@
 mod harness;
 
 mod access_log;
+mod adversarial;
 mod auth;
 
 mod ha_status;

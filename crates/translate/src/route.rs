@@ -83,16 +83,20 @@ pub fn route_configuration(
 /// Name of the route that refuses paths with parameters.
 pub const PATH_PARAMETER_ROUTE: &str = "_portcullis/path-parameters";
 
-/// First route of every host: a path with `;` is refused (400). Servlet-style backends
-/// read `/admin;x` as `/admin` with a path parameter, while Envoy matches it as a
-/// different path, so such a request could reach an authenticated Route's backend
-/// through a public Route (`prefix: /`). The query string is not part of the match.
+/// First route of every host: a path with `;`, an encoded `;` (`%3B`) or an encoded
+/// `%` (`%25`) is refused (400). Servlet-style backends read `/admin;x` as `/admin`
+/// with a path parameter (some decode `%3B` first), and double-decoding backends read
+/// `/%2561dmin` as `/admin`, while Envoy matches each as a different path: such a
+/// request could reach an authenticated Route's backend through a public Route
+/// (`prefix: /`). Spring Security's strict firewall refuses the same. Envoy itself
+/// decodes `%61`, merges `//`, resolves `/../` and redirects `%2F` before routing. The
+/// query string is not part of the match.
 fn path_parameter_guard() -> Route {
     Route {
         name: PATH_PARAMETER_ROUTE.into(),
         r#match: Some(RouteMatch {
             path_specifier: Some(PathSpecifier::SafeRegex(RegexMatcher {
-                regex: "[^;]*;.*".into(),
+                regex: ".*(;|%3[Bb]|%25).*".into(),
                 ..Default::default()
             })),
             ..Default::default()
@@ -101,7 +105,7 @@ fn path_parameter_guard() -> Route {
             status: 400,
             body: Some(DataSource {
                 specifier: Some(data_source::Specifier::InlineString(
-                    r#"{"error":"path_parameters","message":"paths with ';' are not accepted"}"#
+                    r#"{"error":"path_parameters","message":"paths with ';', %3B or %25 are not accepted"}"#
                         .into(),
                 )),
                 ..Default::default()

@@ -110,6 +110,11 @@ fn never_matches(path: &str) -> Option<&'static str> {
         let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
             return Some("'%' must start a percent-encoding such as %20");
         };
+        if v == b';' || v == b'%' {
+            return Some(
+                "requests with %3B or %25 in the path are refused at the edge (double decoding)",
+            );
+        }
         if v == b'/' || v == b'\\' {
             return Some("Envoy decodes %2F and %5C and redirects to the decoded path");
         }
