@@ -21,14 +21,17 @@ use tokio::{
 use crate::auth::{Authz, keys_yaml};
 use crate::harness::*;
 
+/// Request targets with their headers, as a backend received them.
+type Seen = Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>;
+
 /// A backend that records the raw request target and headers of everything it serves.
 struct Recorder {
     addr: SocketAddr,
-    seen: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>,
+    seen: Seen,
 }
 
 async fn recorder() -> Recorder {
-    let seen: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new().fallback({
