@@ -189,6 +189,16 @@ async fn no_spelling_of_admin_reaches_a_backend_without_credentials() {
             )
             .await;
             outcomes.push(format!("{method} {target} → {status}"));
+            // `explain` predicts Envoy's answer for every spelling Envoy routes.
+            if method == "GET" && target.starts_with('/') {
+                let e = plane.explain(method, "x.test", target, &[]).await;
+                let predicted = match e["outcome"].as_str().unwrap() {
+                    "routed" if e["served"]["auth"].is_object() => 401,
+                    "routed" => 200,
+                    _ => e["status"].as_u64().unwrap() as u16,
+                };
+                assert_eq!(predicted, status, "{method} {target}: explain said {e:#}");
+            }
         }
     }
     // Header case and a forged identity on both routes.

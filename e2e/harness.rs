@@ -151,6 +151,31 @@ impl Plane {
         get_json(&format!("http://{}/debug/objects", self.admin)).await
     }
 
+    /// `/debug/explain` for a request, as `portcullis explain --admin-addr` asks it.
+    pub async fn explain(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Value {
+        let mut query = vec![
+            ("method", method.to_string()),
+            ("url", path.to_string()),
+            ("header", format!("host: {host}")),
+        ];
+        query.extend(headers.iter().map(|(k, v)| ("header", format!("{k}: {v}"))));
+        reqwest::Client::new()
+            .get(format!("http://{}/debug/explain", self.admin))
+            .query(&query)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn xds_debug(&self) -> Value {
         get_json(&format!("http://{}/debug/xds", self.admin)).await
     }

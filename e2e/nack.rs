@@ -27,6 +27,7 @@ async fn rejected_resource_keeps_last_good_version_and_is_reported() {
         cache: cache.clone(),
         registry: registry.clone(),
         board: Default::default(),
+        model: Default::default(),
         ready: Arc::new(true.into()),
     };
     tokio::spawn(async move { axum::serve(admin_listener, admin::router(state)).await });

@@ -101,9 +101,23 @@ async fn precedence_through_envoy(delta: bool) {
         ),
         // nothing matches
         ("GET", "x.test", "/nothing", &[], None),
+        // normalized before routing: dot segments, repeated slashes, %-encoded letters
+        ("GET", "x.test", "/x/../api/%76%32//items", &[], Some("b")),
     ];
     for (method, host, path, headers, want) in cases {
         let reply = gw.request(method, host, path, headers).await;
+        // `explain` must name the backend Envoy actually used.
+        let explained = plane.explain(method, host, path, headers).await;
+        let explained_backend = explained["served"]["backends"][0]["service"]
+            .as_str()
+            .map(|s| s.trim_start_matches("e2e/").to_string());
+        assert_eq!(
+            explained_backend,
+            reply.backend.clone(),
+            "{method} {host}{path}: explain says {explained:#} but Envoy answered {} from {:?}",
+            reply.status,
+            reply.backend
+        );
         match want {
             Some(name) => {
                 assert_eq!(reply.status, 200, "{method} {host}{path}: {:?}", reply.body);

@@ -7,7 +7,9 @@
 #![forbid(unsafe_code)]
 
 pub mod crds;
+pub mod defaults;
 pub mod duration;
+pub mod explain;
 pub mod isolate;
 pub mod manifest;
 pub mod model;

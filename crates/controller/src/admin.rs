@@ -1,8 +1,16 @@
-//! The control plane's admin HTTP endpoint: xDS state, object status, metrics, probes.
+//! The control plane's admin HTTP endpoint: xDS state, object status, `explain`,
+//! metrics, probes.
 use std::sync::Arc;
 
-use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    http::StatusCode,
+    response::IntoResponse,
+    routing::get,
+};
 use parking_lot::RwLock;
+use portcullis_api::{Model, explain};
 use portcullis_xds::Cache;
 use prometheus::Registry;
 
@@ -13,6 +21,8 @@ pub struct AdminState {
     pub cache: Cache,
     pub registry: Registry,
     pub board: Arc<RwLock<Board>>,
+    /// The model last published (what `explain` answers from).
+    pub model: Arc<RwLock<Arc<Model>>>,
     /// Set once a snapshot is being served (from the state file or the source).
     pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -33,9 +43,56 @@ pub fn router(state: AdminState) -> Router {
                 portcullis_telemetry::render_metrics(&s.registry)
             }),
         )
+        .route("/debug/explain", get(explain_request))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(state)
+}
+
+/// `GET /debug/explain?method=GET&url=http://host/path&header=name:%20value…`: which
+/// Route serves the request and why, as JSON (`portcullis explain --admin-addr`).
+async fn explain_request(
+    State(s): State<AdminState>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> impl IntoResponse {
+    let mut request = explain::Request::default();
+    for (k, v) in params {
+        match k.as_str() {
+            "method" => request.method = v,
+            "url" => request.target = v,
+            "header" => match v.split_once(':') {
+                Some((name, value)) => request
+                    .headers
+                    .push((name.trim().to_string(), value.trim().to_string())),
+                None => {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        format!("header {v:?} is not name: value"),
+                    )
+                        .into_response();
+                }
+            },
+            other => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown parameter {other:?}; use method, url and header"),
+                )
+                    .into_response();
+            }
+        }
+    }
+    if request.method.is_empty() {
+        request.method = "GET".into();
+    }
+    if request.target.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "url is required, e.g. url=/v1/items",
+        )
+            .into_response();
+    }
+    let model = s.model.read().clone();
+    Json(explain::explain(&model, &request)).into_response()
 }
 
 async fn ready(State(s): State<AdminState>) -> impl IntoResponse {

@@ -71,10 +71,12 @@ pub async fn run(
         stopped(stop_rx.clone()),
     ));
     let board = Arc::new(RwLock::new(Board::default()));
+    let model: Arc<RwLock<Arc<portcullis_api::Model>>> = Arc::default();
     let admin_state = AdminState {
         cache: cache.clone(),
         registry: registry.clone(),
         board: board.clone(),
+        model: model.clone(),
         ready: ready.clone(),
     };
     let admin_task = tokio::spawn({
@@ -97,6 +99,7 @@ pub async fn run(
             services = reloaded.model.services.len(),
             "published"
         );
+        *model.write() = Arc::new(reloaded.model);
         let mut b = reloaded.board;
         b.version = version;
         b.mark_failed(&published.failed);

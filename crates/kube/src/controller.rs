@@ -31,6 +31,8 @@ pub struct Controller {
     pub publisher: Publisher,
     /// Shown at `/debug/objects`.
     pub board: Arc<RwLock<Board>>,
+    /// The model last published, for `explain`.
+    pub model: Arc<RwLock<Arc<portcullis_api::Model>>>,
     /// Set after the first publish (the readiness probe).
     pub ready: Arc<AtomicBool>,
     programmed: Programmed,
@@ -45,6 +47,7 @@ impl Controller {
             index,
             publisher,
             board: Arc::default(),
+            model: Arc::default(),
             ready: Arc::default(),
             programmed: Programmed::default(),
             last_served: Objects::new(),
@@ -71,6 +74,7 @@ impl Controller {
         let model = endpoints::expand(&result.outcome.model, &resolved);
         // Kubernetes stamps creationTimestamp, so no first-seen times are needed.
         let published = self.publisher.publish(&model, &Created::default());
+        *self.model.write() = Arc::new(model);
         let version = published.version;
         self.programmed
             .record(&result.outcome.model, &self.publisher.cache.snapshot());

@@ -102,6 +102,7 @@ pub async fn run(
             cache: cache.clone(),
             registry: registry.clone(),
             board: controller.board.clone(),
+            model: controller.model.clone(),
             ready: controller.ready.clone(),
         };
         let stop = stopped();

@@ -42,6 +42,9 @@ enum Command {
     Accesslog(Box<portcullis_accesslog::Args>),
     /// Everything on this machine: control plane, demo backends and Envoy.
     Up(crate::up::UpArgs),
+    /// Which Route serves a request, and why: the precedence steps, the Routes that
+    /// matched but lost, and the policy the request gets.
+    Explain(crate::explain_cmd::ExplainArgs),
     /// Check manifests offline, with the same rules the control plane applies.
     Validate {
         /// Files or directories.
@@ -168,6 +171,19 @@ pub fn main() -> ExitCode {
                 }
             };
         }
+        Command::Explain(args) => {
+            // A one-shot client: no logging set-up, one thread.
+            return match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(crate::explain_cmd::run(args)),
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         _ => {}
     }
     let service = match &command {
@@ -225,7 +241,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             crate::echo::serve(listener, name, ctrl_c()).await?;
             Ok(())
         }
-        Command::Validate { .. } | Command::Crds | Command::Bootstrap(_) => {
+        Command::Validate { .. } | Command::Crds | Command::Bootstrap(_) | Command::Explain(_) => {
             unreachable!("handled above")
         }
     }

@@ -2,12 +2,47 @@
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 
 use portcullis_api::{
-    Document,
+    Document, Route, Service,
     validate::{Rules, validate_with},
 };
 use portcullis_controller::files;
 
 pub fn run(paths: &[PathBuf], rules: &Rules) -> ExitCode {
+    let (routes, services, mut errors) = load(paths);
+    let outcome = validate_with(&routes, &services, rules);
+    errors.extend(outcome.problems().map(ToString::to_string));
+    // A Route hiding another's paths behind weaker auth serves requests unauthenticated
+    // that their author meant to protect: an error here, a condition on the cluster.
+    for s in outcome.shadowed() {
+        if s.auth_bypassed {
+            errors.push(format!("{} (AuthBypassed)", s.issue));
+        } else {
+            eprintln!("warning: {} (Shadowed)", s.issue);
+        }
+    }
+    for w in outcome.warnings() {
+        eprintln!("warning: {w}");
+    }
+    if errors.is_empty() {
+        println!(
+            "ok: {} Services, {} Routes ({} route entries) are valid",
+            services.len(),
+            routes.len(),
+            outcome.model.routes.len()
+        );
+        ExitCode::SUCCESS
+    } else {
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
+        eprintln!("{} error(s)", errors.len());
+        ExitCode::FAILURE
+    }
+}
+
+/// Every Route and Service under `paths` (the first copy of a duplicate), and what
+/// could not be read.
+pub fn load(paths: &[PathBuf]) -> (Vec<Route>, Vec<Service>, Vec<String>) {
     let mut errors = Vec::new();
     let mut objects = BTreeMap::new();
     for path in paths {
@@ -40,33 +75,5 @@ pub fn run(paths: &[PathBuf], rules: &Rules) -> ExitCode {
             Document::Service(s) => services.push(*s),
         }
     }
-    let outcome = validate_with(&routes, &services, rules);
-    errors.extend(outcome.problems().map(ToString::to_string));
-    // A Route hiding another's paths behind weaker auth serves requests unauthenticated
-    // that their author meant to protect: an error here, a condition on the cluster.
-    for s in outcome.shadowed() {
-        if s.auth_bypassed {
-            errors.push(format!("{} (AuthBypassed)", s.issue));
-        } else {
-            eprintln!("warning: {} (Shadowed)", s.issue);
-        }
-    }
-    for w in outcome.warnings() {
-        eprintln!("warning: {w}");
-    }
-    if errors.is_empty() {
-        println!(
-            "ok: {} Services, {} Routes ({} route entries) are valid",
-            services.len(),
-            routes.len(),
-            outcome.model.routes.len()
-        );
-        ExitCode::SUCCESS
-    } else {
-        for e in &errors {
-            eprintln!("error: {e}");
-        }
-        eprintln!("{} error(s)", errors.len());
-        ExitCode::FAILURE
-    }
+    (routes, services, errors)
 }

@@ -10,7 +10,7 @@
 mod access_log;
 mod cluster;
 mod cluster_policy;
-mod defaults;
+use portcullis_api::defaults;
 pub mod filters;
 mod listener;
 mod proto;

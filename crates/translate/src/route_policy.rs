@@ -135,7 +135,7 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
 
 fn conditions(retry: &Retry) -> Vec<String> {
     let mut on: Vec<String> = if retry.on.is_empty() {
-        vec!["connect-failure".into(), "refused-stream".into()]
+        d::RETRY_ON.iter().map(|c| c.to_string()).collect()
     } else {
         retry.on.clone()
     };

@@ -1,6 +1,7 @@
 //! Portcullis' defaults where the manifests say nothing. Envoy's own defaults are often
-//! infinite or off (seed 001: infinite timeouts hid broken connections); these are the
-//! values docs/traffic.md promises.
+//! infinite or off, and infinite timeouts hide broken connections until they pile up;
+//! these are the values docs/traffic.md promises. The translator applies them and
+//! `explain` shows them, from this one place.
 use std::time::Duration;
 
 pub const MAX_CONNECTIONS: u32 = 1024;
@@ -30,5 +31,7 @@ pub const OD_SR_REQUEST_VOLUME: u32 = 100;
 pub const OD_SR_STDEV_FACTOR: f64 = 1.9;
 
 pub const RETRY_ATTEMPTS: u32 = 1;
+/// Retried when the upstream never saw the request: safe for every method.
+pub const RETRY_ON: &[&str] = &["connect-failure", "refused-stream"];
 pub const RETRY_BACKOFF_BASE: Duration = Duration::from_millis(25);
 pub const ROUTE_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
