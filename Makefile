@@ -10,7 +10,7 @@ PYTHON       ?= python3
 CARGO        ?= cargo
 export ENVOY_BIN
 
-.PHONY: help tools prometheus redis postgres run test test-kafka test-unit test-e2e bench bench-xds bench-authz bench-ratelimit crds fmt lint check clean
+.PHONY: proptest help tools prometheus redis postgres run test test-kafka test-unit test-e2e bench bench-xds bench-authz bench-ratelimit crds fmt lint check clean
 
 help:
 	@echo "make run        build and start the whole stack (control plane, demo backends, Envoy)"
@@ -105,6 +105,12 @@ $(TANSU_BIN):
 
 test-kafka: $(ENVOY_BIN) $(TANSU_BIN)
 	TANSU_BIN=$(TANSU_BIN) $(CARGO) nextest run -p portcullis --features kafka-e2e --test e2e -E 'test(/^kafka::/)'
+
+# The long "validated ⇒ served" run: generated manifest sets through validate,
+# translate and a real Envoy (make test runs 200 of them).
+PROPTEST_CASES ?= 10000
+proptest: $(ENVOY_BIN)
+	PORTCULLIS_PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) nextest run -p portcullis --test e2e --no-capture -E 'test(/^validated_served::/)'
 
 ## Benchmarks ----------------------------------------------------------------------
 

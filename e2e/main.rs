@@ -26,3 +26,4 @@ mod traces;
 mod traffic;
 mod up;
 mod validate_cli;
+mod validated_served;

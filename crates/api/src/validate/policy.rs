@@ -204,8 +204,8 @@ pub(super) fn check_route(route: &Route, report: &mut Report) {
             report.error(
                 &format!("{f}.attempts"),
                 format!(
-                    "{a} retries multiply load {}×  during an incident; use at most 5",
-                    a + 1
+                    "{a} retries multiply load {}× during an incident; use at most 5",
+                    u64::from(a) + 1
                 ),
             );
         }

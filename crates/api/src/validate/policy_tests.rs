@@ -289,3 +289,29 @@ fn tracing_sampling_is_a_percentage() {
     );
     assert!(m.is_empty(), "{m:#?}");
 }
+
+/// Found by the "validated ⇒ served" property test: the message computed `attempts + 1`
+/// in u32 and overflowed (the object was refused as InternalError instead).
+#[test]
+fn the_largest_attempts_value_is_refused_with_a_message() {
+    route_refused(
+        "retry: {attempts: 4294967295}",
+        "spec.retry.attempts: 4294967295 retries multiply load 4294967296×",
+    );
+}
+
+/// Found by the property test: Envoy NACKs an empty header prefix or regex
+/// (StringMatcher min length 1), which validation accepted.
+#[test]
+fn empty_header_prefix_and_regex_are_refused() {
+    let m = messages(
+        &format!("{{{DEST}}}"),
+        "{match: {paths: [{prefix: /}], headers: [{name: x-a, prefix: ''}, {name: x-b, regex: ''}]}, backends: [{service: s}]}",
+    );
+    for want in [
+        "spec.match.headers[0].prefix: empty prefix matches every value",
+        "spec.match.headers[1].regex: empty regex",
+    ] {
+        assert!(m.iter().any(|m| m.contains(want)), "{want:?} not in {m:#?}");
+    }
+}

@@ -97,7 +97,19 @@ pub(super) fn check(route: &Route, report: &mut Report) {
         if set > 1 {
             report.error(&field, "set at most one of exact, prefix and regex (none means the header must be present)".into());
         }
-        if let Some(re) = &h.regex
+        // Envoy's string matchers need at least one character for prefix and regex.
+        if h.prefix.as_deref() == Some("") {
+            report.error(
+                &format!("{field}.prefix"),
+                "empty prefix matches every value; remove it to require only that the header is present".into(),
+            );
+        }
+        if h.regex.as_deref() == Some("") {
+            report.error(
+                &format!("{field}.regex"),
+                "empty regex; remove it to require only that the header is present, or write a pattern".into(),
+            );
+        } else if let Some(re) = &h.regex
             && let Err(e) = super::regex::check(re)
         {
             report.error(&format!("{field}.regex"), e);
