@@ -50,11 +50,25 @@ impl Loaded {
     }
 }
 
+/// Largest manifest file read: Kubernetes caps an object near 1.5 MiB, so a larger
+/// file is a mistake (or a YAML bomb), not a config.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+fn read_bounded(file: &Path) -> std::io::Result<String> {
+    let size = std::fs::metadata(file)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "{size} bytes, over the {MAX_FILE_BYTES}-byte limit for one manifest file; split it"
+        )));
+    }
+    std::fs::read_to_string(file)
+}
+
 /// Reads every manifest under `dir` (or `dir` itself when it is a file).
 pub fn load(dir: &Path) -> std::io::Result<Loaded> {
     let mut loaded = Loaded::default();
     for file in manifest_files(dir)? {
-        let text = match std::fs::read_to_string(&file) {
+        let text = match read_bounded(&file) {
             Ok(t) => t,
             Err(e) => {
                 loaded.errors.push(FileError {

@@ -82,9 +82,7 @@ pub async fn run(
     let admin_task = tokio::spawn({
         let shutdown = stopped(stop_rx.clone());
         async move {
-            axum::serve(admin, admin::router(admin_state))
-                .with_graceful_shutdown(shutdown)
-                .await
+            portcullis_telemetry::http::serve(admin, admin::router(admin_state), shutdown).await
         }
     });
 

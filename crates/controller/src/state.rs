@@ -55,10 +55,18 @@ impl StateFile {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        // Write then rename, so a crash mid-write never leaves a torn state file.
+        // Write, fsync, rename, fsync the directory: a crash or power loss at any point
+        // leaves either the old state file or the new one, never a torn or empty one.
+        use std::io::Write;
         let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&stored)?)?;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec(&stored)?)?;
+        file.sync_all()?;
+        drop(file);
         std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
         Ok(())
     }
 }

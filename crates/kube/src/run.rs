@@ -107,8 +107,7 @@ pub async fn run(
         };
         let stop = stopped();
         async move {
-            axum::serve(admin, admin::router(state))
-                .with_graceful_shutdown(stop)
+            portcullis_telemetry::http::serve(admin, admin::router(state), stop)
                 .await
                 .map_err(anyhow::Error::from)
         }

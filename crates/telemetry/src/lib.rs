@@ -4,6 +4,8 @@
 //! metrics live in one `prometheus::Registry` per process, served at `/metrics`.
 #![forbid(unsafe_code)]
 
+pub mod http;
+
 use prometheus::{Encoder, Registry, TextEncoder};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -149,9 +151,7 @@ pub async fn serve_metrics(
     registry: Registry,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, metrics_router(registry))
-        .with_graceful_shutdown(shutdown)
-        .await
+    http::serve(listener, metrics_router(registry), shutdown).await
 }
 
 /// Accepted connections of `listener` with `TCP_NODELAY` set. gRPC servers fed their

@@ -48,6 +48,17 @@ impl DeltaStream {
         }
     }
 
+    /// How many types the stream holds, whether `type_url` would be a new one, and how
+    /// many names it holds subscribed for it.
+    pub(crate) fn type_count(&self, type_url: &str) -> (usize, bool, usize) {
+        let st = self.types.get(type_url);
+        (
+            self.types.len(),
+            st.is_none(),
+            st.map_or(0, |s| s.sub.names.len()),
+        )
+    }
+
     pub(crate) fn on_request(
         &mut self,
         req: DeltaDiscoveryRequest,

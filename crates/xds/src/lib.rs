@@ -11,6 +11,7 @@ mod cache;
 mod debug;
 mod delta;
 mod hash;
+pub mod limits;
 mod metrics;
 mod nodes;
 mod order;

@@ -106,7 +106,9 @@ impl NodeStatus {
             } => {
                 self.types.entry(type_url.clone()).or_default().nack = Some(NackStatus {
                     version: version.clone(),
-                    message: message.clone(),
+                    // Envoy may quote the whole rejected resource: keep the start.
+                    message: crate::limits::truncate(message, crate::limits::MAX_NACK_MESSAGE)
+                        .to_string(),
                     at: rfc3339(SystemTime::now()),
                 });
             }

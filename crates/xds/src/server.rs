@@ -48,7 +48,7 @@ impl AdsService {
     /// Wrap in the generated tonic server with message limits set.
     pub fn into_server(self) -> AggregatedDiscoveryServiceServer<AdsService> {
         AggregatedDiscoveryServiceServer::new(self)
-            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_decoding_message_size(crate::limits::MAX_REQUEST_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)
     }
 }

@@ -48,6 +48,11 @@ impl SotwStream {
         }
     }
 
+    /// How many types the stream holds, and whether `type_url` would be a new one.
+    pub(crate) fn type_count(&self, type_url: &str) -> (usize, bool) {
+        (self.types.len(), !self.types.contains_key(type_url))
+    }
+
     pub(crate) fn on_request(&mut self, req: DiscoveryRequest) -> Output<DiscoveryResponse> {
         let mut out = Output::default();
         let t = req.type_url.as_str();

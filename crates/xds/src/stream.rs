@@ -29,6 +29,8 @@ pub(crate) trait Logic: Send + 'static {
     const PROTOCOL: Protocol;
     fn new(snapshot: Arc<Snapshot>) -> Self;
     fn node(req: &Self::Request) -> Option<&Node>;
+    /// Refuses a request past the stream's bounds ([`crate::limits`]).
+    fn check(&self, req: &Self::Request) -> Result<(), Status>;
     fn on_request(&mut self, req: Self::Request) -> Output<Self::Response>;
     fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<Self::Response>;
 }
@@ -42,6 +44,10 @@ impl Logic for SotwStream {
     }
     fn node(req: &DiscoveryRequest) -> Option<&Node> {
         req.node.as_ref()
+    }
+    fn check(&self, req: &DiscoveryRequest) -> Result<(), Status> {
+        let (known, is_new) = self.type_count(&req.type_url);
+        crate::limits::check_sotw(req, known, is_new)
     }
     fn on_request(&mut self, req: DiscoveryRequest) -> Output<DiscoveryResponse> {
         SotwStream::on_request(self, req)
@@ -60,6 +66,10 @@ impl Logic for DeltaStream {
     }
     fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
         req.node.as_ref()
+    }
+    fn check(&self, req: &DeltaDiscoveryRequest) -> Result<(), Status> {
+        let (known, is_new, subscribed) = self.type_count(&req.type_url);
+        crate::limits::check_delta(req, known, is_new, subscribed)
     }
     fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Output<DeltaDiscoveryResponse> {
         DeltaStream::on_request(self, req)
@@ -132,6 +142,22 @@ async fn run<L: Logic>(
                     break;
                 }
                 Some(Ok(req)) => {
+                    let node_ok = L::node(&req).is_none_or(|n| {
+                        n.id.len() <= crate::limits::MAX_NODE_ID_LEN
+                            && (handle.node_id.is_empty() || n.id.is_empty() || n.id == handle.node_id)
+                    });
+                    let verdict = if node_ok {
+                        logic.check(&req)
+                    } else {
+                        Err(Status::invalid_argument(
+                            "node id too long, or changed on an open stream; open a new stream per node",
+                        ))
+                    };
+                    if let Err(status) = verdict {
+                        tracing::warn!(stream = handle.stream_id, node = %handle.node_id, ?peer, %status, "ADS request refused; closing the stream");
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
                     if let Some(node) = L::node(&req) {
                         if handle.node_id.is_empty() && !node.id.is_empty() {
                             tracing::info!(stream = handle.stream_id, node = node.id, cluster = node.cluster, ?peer, protocol, "Envoy connected");

@@ -282,3 +282,34 @@ async fn shutdown_ends_open_streams_and_disconnect_removes_node() {
         .expect("shutdown hung")
         .unwrap();
 }
+
+/// A client cannot grow a stream's state without bound: the 17th type URL, a name
+/// longer than 1 KiB and a node id change each end the stream with a status.
+#[tokio::test]
+async fn a_stream_past_its_bounds_is_closed_with_the_reason() {
+    let h = Harness::start(snap(&[res(CLUSTER, "a", "a1")])).await;
+    let mut c = h.sotw().await;
+    for i in 0..portcullis_xds::limits::MAX_TYPES {
+        c.request(&format!("type.googleapis.com/x.T{i}"), &[], "", "")
+            .await;
+    }
+    c.request("type.googleapis.com/x.One.Too.Many", &[], "", "")
+        .await;
+    let s = c.expect_status(tonic::Code::ResourceExhausted).await;
+    assert!(s.message().contains("at most 16 types"), "{s:?}");
+
+    let mut c = h.sotw().await;
+    c.request(CLUSTER, &[&"n".repeat(2000)], "", "").await;
+    c.expect_status(tonic::Code::InvalidArgument).await;
+
+    let mut c = h.sotw().await;
+    c.request(CLUSTER, &[], "", "").await;
+    let _ = c.recv().await;
+    c.send(DiscoveryRequest {
+        node: Some(common::node("someone-else")),
+        type_url: LISTENER.into(),
+        ..Default::default()
+    })
+    .await;
+    c.expect_status(tonic::Code::InvalidArgument).await;
+}

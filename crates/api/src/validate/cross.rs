@@ -31,7 +31,16 @@ pub(super) fn duplicates<T>(reports: &mut [(Report, &T)]) {
 /// Envoy matches paths without regard to case), headers.
 type MatchKey = (String, String, bool, String, Vec<HeaderMatch>);
 
-pub(super) fn resolve(services: &[(Report, &Service)], routes: &mut [(Report, &Route)]) -> Model {
+/// Older first, then by key: who keeps a contested match or a place in the budget.
+pub(super) fn age_then_key(a: &(Report, &Route), b: &(Report, &Route)) -> std::cmp::Ordering {
+    age_order(&a.1.metadata, &b.1.metadata).then_with(|| a.0.key.cmp(&b.0.key))
+}
+
+pub(super) fn resolve(
+    services: &[(Report, &Service)],
+    routes: &mut [(Report, &Route)],
+    route_table_bytes: usize,
+) -> Model {
     let accepted: BTreeMap<ObjectKey, Arc<Service>> = services
         .iter()
         .filter(|(r, _)| r.errors.is_empty())
@@ -68,10 +77,7 @@ pub(super) fn resolve(services: &[(Report, &Service)], routes: &mut [(Report, &R
     let mut order: Vec<usize> = (0..routes.len())
         .filter(|&i| routes[i].0.is_served())
         .collect();
-    order.sort_by(|&a, &b| {
-        age_order(&routes[a].1.metadata, &routes[b].1.metadata)
-            .then_with(|| routes[a].0.key.cmp(&routes[b].0.key))
-    });
+    order.sort_by(|&a, &b| age_then_key(&routes[a], &routes[b]));
     let mut owners: HashMap<MatchKey, ObjectKey> = HashMap::new();
     for i in order {
         let keys = match_keys(routes[i].1);
@@ -92,6 +98,8 @@ pub(super) fn resolve(services: &[(Report, &Service)], routes: &mut [(Report, &R
             owners.insert(k, report.key.clone());
         }
     }
+
+    super::budget::apply(routes, route_table_bytes);
 
     let mut entries = Vec::new();
     for (report, route) in routes.iter() {

@@ -4,6 +4,7 @@
 //! Every message names the object, the field path and the fix, because the people who
 //! read them are service teams applying a manifest, not the platform team.
 mod bounds;
+mod budget;
 mod cross;
 mod destinations;
 mod names;
@@ -13,12 +14,15 @@ mod route;
 mod service;
 
 pub use bounds::*;
+pub use budget::DEFAULT_ROUTE_TABLE_BYTES;
 pub use destinations::{Cidr, DestinationRules};
 
 /// Rules that depend on where the control plane runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rules {
     pub destinations: DestinationRules,
+    /// Bytes the whole route table may take (see `budget`); older Routes first.
+    pub route_table_bytes: usize,
 }
 
 impl Rules {
@@ -26,6 +30,7 @@ impl Rules {
     pub fn file_mode() -> Self {
         Self {
             destinations: DestinationRules::file_mode(),
+            route_table_bytes: DEFAULT_ROUTE_TABLE_BYTES,
         }
     }
 
@@ -34,6 +39,7 @@ impl Rules {
     pub fn cluster(allowed: Vec<Cidr>) -> Self {
         Self {
             destinations: DestinationRules::cluster(allowed),
+            route_table_bytes: DEFAULT_ROUTE_TABLE_BYTES,
         }
     }
 }
@@ -258,7 +264,11 @@ pub fn validate_with(routes: &[Route], services: &[Service], rules: &Rules) -> O
         .collect();
     cross::duplicates(&mut service_reports);
     cross::duplicates(&mut route_reports);
-    let model = cross::resolve(&service_reports, &mut route_reports);
+    let model = cross::resolve(
+        &service_reports,
+        &mut route_reports,
+        rules.route_table_bytes,
+    );
     let mut reports: Vec<Report> = service_reports
         .into_iter()
         .map(|(r, _)| r)

@@ -174,3 +174,50 @@ fn paths_differing_only_in_case_conflict() {
     let r = o.report(&ObjectKey::route("team", "newer")).unwrap();
     assert!(r.conflict.is_some(), "{:?}", messages(&o));
 }
+
+#[test]
+fn the_route_table_budget_admits_older_routes_and_refuses_the_rest() {
+    // Ten hosts, then host-less Routes: each is copied into 11 host tables.
+    let mut routes: Vec<crate::Route> = (0..10)
+        .map(|i| {
+            let mut r = mk_route(&format!("h{i}"), i, vec![PathMatch::prefix("/")]);
+            r.spec.hosts = vec![format!("h{i}.example.com")];
+            r
+        })
+        .collect();
+    for i in 0..5 {
+        routes.push(mk_route(
+            &format!("g{i}"),
+            100 + i,
+            vec![PathMatch::prefix(&format!("/g{i}"))],
+        ));
+    }
+    let rules = Rules {
+        route_table_bytes: 10 * 1024 + 3 * 11 * 500,
+        ..Rules::file_mode()
+    };
+    let o = validate_with(&routes, &[mk_service("svc")], &rules);
+    let refused: Vec<String> = o
+        .reports
+        .iter()
+        .filter(|r| !r.is_served())
+        .map(|r| r.key.name.clone())
+        .collect();
+    assert!(
+        !refused.is_empty() && refused.iter().all(|n| n.starts_with('g')),
+        "{refused:?}"
+    );
+    assert!(
+        refused.contains(&"g4".to_string()),
+        "the newest goes first: {refused:?}"
+    );
+    let m = messages(&o);
+    assert!(
+        m.iter()
+            .any(|m| m.contains("spec: the route table is full")
+                && m.contains("in 11 host table(s)")),
+        "{m:?}"
+    );
+    // The default budget takes the same set without complaint.
+    assert!(messages(&validate(&routes, &[mk_service("svc")])).is_empty());
+}

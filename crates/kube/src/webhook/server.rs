@@ -51,14 +51,23 @@ pub async fn serve(
         let service = TowerToHyperService::new(router.clone());
         // One task per connection: a slow TLS handshake must not block the others.
         tokio::spawn(async move {
-            let stream = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
+            // The same limits as every other HTTP server (portcullis_telemetry::http):
+            // a handshake or request head that dribbles in is cut off.
+            let timeout = portcullis_telemetry::http::HEADER_READ_TIMEOUT;
+            let stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "webhook TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "webhook TLS handshake timed out");
                     return;
                 }
             };
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {

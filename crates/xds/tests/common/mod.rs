@@ -194,6 +194,23 @@ impl SotwClient {
         }
     }
 
+    /// The server ends the stream with an error status of `code`.
+    pub async fn expect_status(&mut self, code: tonic::Code) -> tonic::Status {
+        loop {
+            match timeout(WAIT, self.rx.message())
+                .await
+                .expect("stream still open")
+            {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("stream ended without a status"),
+                Err(status) => {
+                    assert_eq!(status.code(), code, "{status:?}");
+                    return status;
+                }
+            }
+        }
+    }
+
     /// The server ends the stream (e.g. on shutdown).
     pub async fn expect_end(&mut self) {
         let end = timeout(WAIT, self.rx.message())
