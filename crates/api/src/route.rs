@@ -20,7 +20,10 @@ use crate::{
     version = "v1alpha1",
     kind = "Route",
     plural = "routes",
+    shortname = "pcroute",
     shortname = "prt",
+    category = "portcullis",
+    doc = "A Route sends the requests that match it (hosts, methods, paths, headers) to weighted Services, with its authentication, rate limits, retries and timeouts. See docs/api.md.",
     namespaced,
     status = "ObjectStatus",
     printcolumn = r#"{"name":"Hosts","type":"string","jsonPath":".spec.hosts"}"#,
@@ -28,6 +31,7 @@ use crate::{
     printcolumn = r#"{"name":"Service","type":"string","jsonPath":".spec.backends[*].service"}"#,
     printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#,
     printcolumn = r#"{"name":"Programmed","type":"string","jsonPath":".status.conditions[?(@.type==\"Programmed\")].status"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -26,12 +26,16 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
     version = "v1alpha1",
     kind = "Service",
     plural = "services",
+    shortname = "pcsvc",
     shortname = "psvc",
+    category = "portcullis",
+    doc = "A Service is where a Route's traffic goes: weighted destinations across regions, with timeouts, connection pools, health checks and outlier detection. See docs/api.md.",
     namespaced,
     status = "ObjectStatus",
     printcolumn = r#"{"name":"Timeout","type":"string","jsonPath":".spec.timeout"}"#,
     printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#,
     printcolumn = r#"{"name":"Programmed","type":"string","jsonPath":".status.conditions[?(@.type==\"Programmed\")].status"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

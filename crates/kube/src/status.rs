@@ -25,6 +25,9 @@ pub struct StatusUpdate {
     pub status: ObjectStatus,
 }
 
+/// Longest condition message written (metav1.Condition allows 32768 bytes).
+const MAX_MESSAGE: usize = 32_000;
+
 /// The conditions an object should carry.
 ///
 /// `programmed`: `None` when the object is not served. `ref_problems`: `serviceRef`s
@@ -58,7 +61,18 @@ pub fn desired(
             "not part of the served configuration; see the other conditions",
         )
     }));
+    conditions.push(Condition::ready(&conditions));
     for c in &mut conditions {
+        // The CRD holds messages to metav1.Condition's 32 KiB; a Route with many
+        // problems says the first ones.
+        if c.message.len() > MAX_MESSAGE {
+            let mut end = MAX_MESSAGE - 3;
+            while !c.message.is_char_boundary(end) {
+                end -= 1;
+            }
+            c.message.truncate(end);
+            c.message.push_str("...");
+        }
         c.observed_generation = report.generation;
         let before = previous.conditions.iter().find(|p| p.type_ == c.type_);
         c.last_transition_time = match before {

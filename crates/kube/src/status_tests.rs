@@ -31,7 +31,8 @@ fn desired_keeps_transition_times_of_unchanged_conditions() {
             ("ResolvedRefs", "False"),
             ("Conflicted", "False"),
             ("Shadowed", "False"),
-            ("Programmed", "False")
+            ("Programmed", "False"),
+            ("Ready", "False")
         ]
     );
     assert!(
@@ -47,7 +48,7 @@ fn desired_keeps_transition_times_of_unchanged_conditions() {
         .iter()
         .map(|c| c.last_transition_time.as_deref().unwrap())
         .collect();
-    assert_eq!(times, ["t1", "t1", "t1", "t1", "t2"]);
+    assert_eq!(times, ["t1", "t1", "t1", "t1", "t2", "t1"]);
     assert!(
         second
             .conditions
