@@ -35,7 +35,7 @@ fn cert(days: i64) -> CertificateState {
     CertificateState {
         serving: Some(Certificate {
             chain_pem: "-----BEGIN CERTIFICATE-----".into(),
-            key: PrivateKey("secret".into()),
+            key: PrivateKey("TOP-KEY-MATERIAL".into()),
             not_after: days * 86_400,
             fingerprint: "ab".repeat(32),
             names: vec!["api.example.com".into()],
@@ -200,9 +200,9 @@ fn certificates_resolve_warn_and_expire() {
         o.reports
             .iter()
             .flat_map(|r| r.conditions())
-            .all(|c| !c.message.contains("secret"))
+            .all(|c| !c.message.contains("TOP-KEY-MATERIAL"))
     );
-    assert!(!format!("{:?}", o.model.hosts).contains("secret"));
+    assert!(!format!("{:?}", o.model.hosts).contains("TOP-KEY-MATERIAL"));
 }
 
 #[test]
