@@ -240,15 +240,15 @@ def check_wiring(case, values, objs):
         fail(case, f"accessLog.mode {mode}: the accesslog Deployment is {'missing' if c is None else 'rendered'}")
     if c:
         env = env_of(c)
-        port = service_addr(case, objs, "accesslog", cenv.get("PORTCULLIS_ACCESS_LOG_SERVICE"))
-        if env.get("PORTCULLIS_ACCESSLOG_ADDR") != f"0.0.0.0:{port}":
-            fail(case, f"accesslog listens on {env.get('PORTCULLIS_ACCESSLOG_ADDR')}, Envoy is sent to port {port}")
+        port = service_addr(case, objs, "accesslog", cenv.get("PORTCULLIS_ACCESSLOG_ADDR"))
+        if env.get("PORTCULLIS_ACCESSLOG_GRPC_ADDR") != f"0.0.0.0:{port}":
+            fail(case, f"accesslog listens on {env.get('PORTCULLIS_ACCESSLOG_GRPC_ADDR')}, Envoy is sent to port {port}")
         want = values["accessLog"].get("service", {}).get("sink", "stdout")
         if env.get("PORTCULLIS_ACCESSLOG_SINK") != want:
             fail(case, f"accesslog sink {env.get('PORTCULLIS_ACCESSLOG_SINK')}, values say {want}")
-        if "PORTCULLIS_ACCESS_LOG" in cenv:
+        if "PORTCULLIS_ACCESSLOG_FILE" in cenv:
             fail(case, "grpc mode also turns on Envoy's file access log")
-    elif mode == "file" and cenv.get("PORTCULLIS_ACCESS_LOG") != "/dev/stdout":
+    elif mode == "file" and cenv.get("PORTCULLIS_ACCESSLOG_FILE") != "/dev/stdout":
         fail(case, "file mode: the controller does not give Envoy a file access log")
     pod, c = container(objs, "ratelimit")
     if c:

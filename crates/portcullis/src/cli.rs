@@ -122,7 +122,9 @@ struct BootstrapArgs {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (args, renamed) =
+        crate::renamed::rewrite(std::env::args_os().collect(), |k| std::env::var_os(k));
+    let cli = Cli::parse_from(args);
     let Cli {
         log,
         log_json,
@@ -186,6 +188,9 @@ pub fn main() -> ExitCode {
             Ok(t) => t,
             Err(e) => return Err(e.context("--otlp-endpoint")),
         };
+        for warning in &renamed {
+            tracing::warn!("{warning}");
+        }
         let result = run_command(command).await;
         tracing.shutdown().await;
         result
@@ -260,3 +265,7 @@ async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
         None => std::future::pending::<()>().await,
     }
 }
+
+#[cfg(test)]
+#[path = "renamed_tests.rs"]
+mod renamed_tests;

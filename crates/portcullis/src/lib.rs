@@ -6,5 +6,6 @@ pub mod bootstrap;
 pub mod cli;
 pub mod echo;
 pub mod envoy;
+pub mod renamed;
 pub mod up;
 pub mod validate_cmd;
