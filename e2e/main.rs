@@ -7,6 +7,7 @@ mod harness;
 
 mod access_log;
 mod auth;
+mod drain;
 
 mod ha_status;
 #[cfg(feature = "kafka-e2e")]

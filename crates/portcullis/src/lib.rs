@@ -4,6 +4,7 @@
 
 pub mod bootstrap;
 pub mod cli;
+pub mod drain;
 pub mod echo;
 pub mod envoy;
 pub mod renamed;
