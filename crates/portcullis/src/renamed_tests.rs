@@ -19,10 +19,10 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (Cli, Vec<String>) {
     (cli, warnings)
 }
 
-fn gateway(cli: Cli) -> portcullis_translate::Options {
+fn gateway(cli: Cli) -> portcullis_controller::args::GatewayArgs {
     match cli.command {
-        Command::Serve(s) => s.gateway.into_options(),
-        Command::Controller(c) => c.gateway.into_options(),
+        Command::Serve(s) => s.gateway,
+        Command::Controller(c) => c.gateway,
         _ => panic!("not a control-plane command"),
     }
 }
@@ -39,7 +39,7 @@ fn old_environment_names_still_reach_the_control_plane_with_a_warning() {
     );
     let o = gateway(cli);
     assert_eq!(o.access_log_service.as_deref(), Some("als.gw.svc:18090"));
-    assert_eq!(o.access_log_headers, ["x-team", "x-trace"]);
+    assert_eq!(o.access_log_headers, ["X-Team", "x-trace"]);
     assert_eq!(o.access_log.as_deref(), Some("/dev/stdout"));
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     assert!(
