@@ -23,7 +23,8 @@ use parking_lot::Mutex;
 use tokio::{net::TcpStream, process::Command};
 
 use crate::harness::{
-    Gateway, Plane, STARTUP, echo, fetch, portcullis_bin, route_yaml, service_yaml, write_atomic,
+    Gateway, Plane, STARTUP, backend, echo, fetch, portcullis_bin, route_yaml, service_yaml,
+    write_atomic,
 };
 
 /// The drain settings here; the chart's defaults are longer (5 s, 60 s).
@@ -343,4 +344,71 @@ async fn without_the_drain_the_same_rollout_drops_requests() {
     let failures = load.failures.lock().len();
     assert!(failures > 0, "a plain SIGTERM under load dropped nothing?");
     eprintln!("no drain: {failures} failed requests");
+}
+
+/// A request slower than the drain's timeout (a slow backend, or a client that never
+/// finishes) cannot hold the pod: the wait ends at the timeout, reports what is still
+/// open, and signals Envoy's preStop hook all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_outlasting_the_timeout_ends_the_wait_at_the_timeout() {
+    let (slow, behavior) = backend("slow").await;
+    behavior.set_delay(8_000);
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = format!(
+        "{}{}",
+        service_yaml("slow", slow),
+        route_yaml(
+            "slow",
+            "{match: {paths: [{prefix: /drain}]}, backends: [{service: slow}], timeout: 30s}"
+        )
+    );
+    write_atomic(&dir.path().join("all.yaml"), &manifests);
+    let plane = Plane::start(dir.path(), None).await;
+    let args = envoy_drain_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let gw = Gateway::start_with_args(plane.xds, "drain-slow", false, &args).await;
+    plane.wait_synced(None, STARTUP).await;
+    let url = format!("http://127.0.0.1:{}/drain/slow", gw.port);
+    let in_flight = tokio::spawn(async move {
+        let r = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.headers().get("connection").cloned())
+    });
+    wait_for("the slow request reaching the backend", STARTUP, || {
+        behavior.hits() == 1
+    })
+    .await;
+    let done = dir.path().join("done");
+    let started = Instant::now();
+    let out = Command::new(portcullis_bin())
+        .args(["drain", "--admin", &gw.envoy.admin.to_string()])
+        .args(["--min-seconds", "1", "--timeout-seconds", "3"])
+        .arg("--done-file")
+        .arg(&done)
+        .output()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}: {report}", out.status);
+    assert!(
+        report.starts_with("drained: 1 open connections after 3."),
+        "{report}"
+    );
+    assert!(
+        took < Duration::from_secs(7),
+        "waited {took:?} for a request it should give up on"
+    );
+    assert!(done.exists(), "Envoy's preStop hook must be released");
+    // Envoy itself is still up: the request completes, told to close its connection.
+    let (status, connection) = in_flight.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        connection.as_ref().and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
 }

@@ -217,6 +217,40 @@ fn decode_chunked(head: &str, body: &str) -> String {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn an_unreachable_envoy_still_releases_the_pre_stop_hook() {
+        // A port nothing listens on: Envoy already gone, or a wrong --admin.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let done = dir.path().join("done");
+        std::fs::write(&done, "stale").unwrap();
+        let args = DrainArgs {
+            admin: closed.to_string(),
+            min_seconds: 0,
+            timeout_seconds: 1,
+            on_signal: true,
+            done_file: Some(done.clone()),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(run(args, async move {
+            let _ = rx.await;
+        }));
+        // Waiting for the signal: the stale file of an earlier run is gone.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!done.exists() && !run.is_finished());
+        tx.send(()).unwrap();
+        let err = run.await.unwrap().unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains(&format!("Envoy's admin API {closed}")),
+            "{msg}"
+        );
+        assert!(done.exists(), "the hook would wait out the grace period");
+    }
+
     #[test]
     fn only_the_gateway_listeners_count() {
         let stats = "http.admin.downstream_cx_active: 1\n\
