@@ -16,7 +16,8 @@ With helm-python-sdk (no cluster), promtool (Debian `prometheus`) and Envoy (ENV
 4. Every line of exported-metrics.txt is true: Portcullis metrics are registered in the
    named source file (name and labels as string literals); Envoy metrics are exported by a
    real Envoy with that type and those labels: Envoy runs the chart's own bootstrap, and its
-   metrics port serves GET /stats/prometheus and nothing else of the admin API.
+   metrics port serves GET /stats/prometheus and GET /ready (the readiness probe: 200 while
+   live, 503 once health checks fail, as during the drain) and nothing else of the admin API.
 
 Exit 1 with the reasons on any failure.
 Run: PYTHONPATH=tools/helm python3 charts/check_monitoring.py   (from the repository root)
@@ -237,6 +238,15 @@ def envoy_stats(envoy, tmp):
         status, text = get(f"{metrics}/stats/prometheus")
         if status != 200:
             raise RuntimeError(f"GET /stats/prometheus on the chart's metrics port: {status}")
+        # The readiness probe asks Envoy itself through the same port: LIVE now, and 503
+        # once the drain (`portcullis drain`, on the loopback admin API) fails its checks.
+        if get(f"{metrics}/ready")[0] != 200:
+            fail("GET /ready on the chart's Envoy metrics port does not answer 200 while Envoy is live")
+        if get(f"{metrics}/ready", "POST")[0] != 404:
+            fail("the chart's Envoy metrics port answers POST /ready")
+        get(f"http://127.0.0.1:{admin_port}/healthcheck/fail", "POST")
+        if get(f"{metrics}/ready")[0] != 503:
+            fail("GET /ready on the chart's Envoy metrics port does not answer 503 while Envoy drains")
         return text
     finally:
         proc.kill()

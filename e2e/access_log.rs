@@ -104,9 +104,9 @@ async fn one_scrubbed_record_per_request_with_user_limit_outcome_and_request_id(
         "als",
         Some(authz.grpc),
         &[
-            "--access-log-service",
+            "--accesslog-addr",
             &als_addr,
-            "--access-log-headers",
+            "--accesslog-headers",
             "Authorization,x-team,x-api-key,x-trace-me",
         ],
     )

@@ -261,10 +261,20 @@ pub struct Reply {
 
 impl Gateway {
     pub async fn start(xds: SocketAddr, node_id: &str, delta: bool) -> Gateway {
+        Self::start_with_args(xds, node_id, delta, &[]).await
+    }
+
+    /// [`Gateway::start`] with more Envoy command-line options.
+    pub async fn start_with_args(
+        xds: SocketAddr,
+        node_id: &str,
+        delta: bool,
+        args: &[&str],
+    ) -> Gateway {
         let mut bootstrap = Bootstrap::new(xds.to_string(), node_id);
         bootstrap.admin_port = 0;
         bootstrap.delta = delta;
-        let envoy = Envoy::start(&bootstrap.to_yaml().unwrap(), "warning")
+        let envoy = Envoy::start_with_args(&bootstrap.to_yaml().unwrap(), "warning", args)
             .await
             .expect("envoy starts");
         let deadline = Instant::now() + STARTUP;

@@ -8,6 +8,7 @@ mod harness;
 mod access_log;
 mod adversarial;
 mod auth;
+mod drain;
 
 mod ha_status;
 #[cfg(feature = "kafka-e2e")]

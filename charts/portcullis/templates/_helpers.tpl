@@ -57,3 +57,74 @@ securityContext: {{ toYaml .root.Values.podSecurityContext | nindent 2 }}
 {{- with .root.Values.metrics.prometheusRule.selector }}{{ $parts = append $parts . }}{{ end -}}
 {{- if $parts }}{{ printf "{%s}" (join ", " $parts) }}{{ end -}}
 {{- end -}}
+
+{{/* Pod settings every component takes from its values .v: priority class, node
+     selection and topology spread. A constraint without labelSelector gets the
+     component's pod labels (what a spread of "these pods" means). */}}
+{{- define "portcullis.podScheduling" -}}
+{{- with .v.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with .v.nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .v.tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .v.affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .v.topologySpreadConstraints }}
+{{- $labels := fromYaml (include "portcullis.selectorLabels" $) }}
+topologySpreadConstraints:
+{{- range . }}
+{{- $t := deepCopy . }}
+{{- if not (hasKey $t "labelSelector") }}{{ $_ := set $t "labelSelector" (dict "matchLabels" $labels) }}{{ end }}
+  - {{- toYaml $t | nindent 4 }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod annotations: .checksums (roll the pods on a config change; they win) plus the
+     component's podAnnotations. */}}
+{{- define "portcullis.podAnnotations" -}}
+{{- $a := merge (dict) (.checksums | default dict) (.v.podAnnotations | default dict) }}
+{{- with $a }}
+annotations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Env entries every Portcullis container gets after its own: the OTLP collector of
+     its spans, then the component's extraEnv. */}}
+{{- define "portcullis.commonEnv" -}}
+{{- with .root.Values.tracing.otlpEndpoint }}
+- {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ . | quote }}}
+{{- end }}
+{{- with .v.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* A PodDisruptionBudget for a component whose pods are replicated (.replicas: the
+     least number it runs). One pod cannot be kept through a node drain, and a budget
+     that forbids evicting it would block the drain instead. */}}
+{{- define "portcullis.pdb" -}}
+{{- if and .v.pdb.enabled (gt (int .replicas) 1) }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "portcullis.name" . }}
+  namespace: {{ .root.Release.Namespace }}
+  labels: {{- include "portcullis.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: {{ .v.pdb.maxUnavailable }}
+  selector:
+    matchLabels: {{- include "portcullis.selectorLabels" . | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{/* The least number of pods of a component: the HPA's floor when it autoscales. */}}
+{{- define "portcullis.minReplicas" -}}
+{{- if and .autoscaling .autoscaling.enabled }}{{ .autoscaling.minReplicas }}{{ else }}{{ .replicas }}{{ end }}
+{{- end -}}

@@ -25,10 +25,12 @@ pub use sink::{Sink, SinkSpec};
 
 #[derive(clap::Parser, Clone, Debug)]
 pub struct Args {
-    /// gRPC address Envoy streams access logs to.
+    /// gRPC address Envoy streams access logs to. Formerly PORTCULLIS_ACCESSLOG_ADDR
+    /// (still read, with a warning; on the control plane that name now points at
+    /// this service, like PORTCULLIS_AUTHZ_ADDR).
     #[arg(
         long,
-        env = "PORTCULLIS_ACCESSLOG_ADDR",
+        env = "PORTCULLIS_ACCESSLOG_GRPC_ADDR",
         default_value = "0.0.0.0:18090"
     )]
     pub grpc_addr: SocketAddr,

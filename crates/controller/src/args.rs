@@ -25,15 +25,22 @@ pub struct GatewayArgs {
     #[arg(long, env = "PORTCULLIS_RATELIMIT_ADDR")]
     pub ratelimit_addr: Option<String>,
     /// Envoy writes a JSON line per request here (`/dev/stdout`: Envoy's console).
-    #[arg(long, env = "PORTCULLIS_ACCESS_LOG")]
+    /// Formerly --access-log / PORTCULLIS_ACCESS_LOG (still read, with a warning).
+    #[arg(long = "accesslog-file", env = "PORTCULLIS_ACCESSLOG_FILE")]
     pub access_log: Option<String>,
     /// `host:port` of `portcullis accesslog`: Envoy streams a record per request
-    /// there (gRPC ALS), for scrubbing and a stdout, file or Kafka sink.
-    #[arg(long, env = "PORTCULLIS_ACCESS_LOG_SERVICE")]
+    /// there (gRPC ALS), for scrubbing and a stdout, file or Kafka sink. Formerly
+    /// --access-log-service / PORTCULLIS_ACCESS_LOG_SERVICE (still read, with a warning).
+    #[arg(long = "accesslog-addr", env = "PORTCULLIS_ACCESSLOG_ADDR")]
     pub access_log_service: Option<String>,
     /// Request headers to include in those records, comma-separated (credentials among
-    /// them are scrubbed by the service).
-    #[arg(long, env = "PORTCULLIS_ACCESS_LOG_HEADERS", value_delimiter = ',')]
+    /// them are scrubbed by the service). Formerly --access-log-headers /
+    /// PORTCULLIS_ACCESS_LOG_HEADERS (still read, with a warning).
+    #[arg(
+        long = "accesslog-headers",
+        env = "PORTCULLIS_ACCESSLOG_HEADERS",
+        value_delimiter = ','
+    )]
     pub access_log_headers: Vec<String>,
     /// The API key header `portcullis authz` is configured with (`apiKeyHeader`).
     #[arg(long, env = "PORTCULLIS_AUTHZ_KEY_HEADER", default_value = "x-api-key")]

@@ -36,7 +36,7 @@ async fn reconcile_publishes_and_a_status_round_offers_every_changed_status() {
     assert_eq!(controller.publisher.cache.snapshot().version(), version);
     assert!(controller.ready.load(Ordering::Acquire));
 
-    let (q, mut writer) = queue(16);
+    let (q, mut writer) = queue(16, crate::metrics::KubeMetrics::unregistered());
     let mut offered = Vec::new();
     controller.status_round(&[], &q).await;
     while let Ok(update) = writer.try_recv() {

@@ -16,6 +16,8 @@ use kube::{
 };
 use tokio::sync::watch;
 
+use crate::metrics::KubeMetrics;
+
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
     pub namespace: String,
@@ -32,14 +34,16 @@ pub struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
     leader: watch::Sender<bool>,
+    metrics: KubeMetrics,
 }
 
 impl Elector {
-    pub fn new(client: Client, config: LeaseConfig) -> Self {
+    pub fn new(client: Client, config: LeaseConfig, metrics: KubeMetrics) -> Self {
         Self {
             api: Api::namespaced(client, &config.namespace),
             config,
             leader: watch::Sender::new(false),
+            metrics,
         }
     }
 
@@ -56,18 +60,29 @@ impl Elector {
             Ok(held) => held,
             Err(e) => {
                 tracing::warn!(error = %e, lease = %self.config.name, "lease round failed");
+                self.metrics.lease_errors.inc();
                 false
             }
         };
+        self.set_leader(held);
+        held
+    }
+
+    fn set_leader(&self, held: bool) {
         self.leader.send_if_modified(|l| {
             let changed = *l != held;
             if changed {
                 tracing::info!(leader = held, identity = %self.config.identity, "status-writer lease changed hands");
+                let role = if held { "leader" } else { "follower" };
+                self.metrics
+                    .lease_transitions
+                    .with_label_values(&[role])
+                    .inc();
             }
             *l = held;
             changed
         });
-        held
+        self.metrics.leader.set(i64::from(held));
     }
 
     async fn round(&self, now: Timestamp) -> Result<bool, kube::Error> {
@@ -119,7 +134,7 @@ impl Elector {
     /// Gives the Lease up (on shutdown), so a peer takes over at once rather than
     /// after it expires. Only if we still hold it, with the resourceVersion check.
     pub async fn release(&self) -> Result<(), kube::Error> {
-        self.leader.send_replace(false);
+        self.set_leader(false);
         let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
             return Ok(());
         };

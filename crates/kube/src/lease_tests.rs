@@ -34,7 +34,7 @@ fn lease(holder: &str, renewed: &str, rv: &str) -> Value {
 #[tokio::test]
 async fn creates_a_missing_lease() {
     let (client, mut server) = mock_client();
-    let elector = Elector::new(client, config());
+    let elector = Elector::new(client, config(), KubeMetrics::unregistered());
     let api = tokio::spawn(async move {
         expect(&mut server, "GET", URI, 404, api_error(404, "NotFound")).await;
         let body = expect(
@@ -57,7 +57,7 @@ async fn creates_a_missing_lease() {
 #[tokio::test]
 async fn a_fresh_lease_held_by_a_peer_is_left_alone() {
     let (client, mut server) = mock_client();
-    let elector = Elector::new(client, config());
+    let elector = Elector::new(client, config(), KubeMetrics::unregistered());
     let api = tokio::spawn(async move {
         expect(
             &mut server,
@@ -75,7 +75,7 @@ async fn a_fresh_lease_held_by_a_peer_is_left_alone() {
 #[tokio::test]
 async fn an_expired_lease_is_taken_over_with_the_resource_version_read() {
     let (client, mut server) = mock_client();
-    let elector = Elector::new(client, config());
+    let elector = Elector::new(client, config(), KubeMetrics::unregistered());
     let api = tokio::spawn(async move {
         expect(
             &mut server,
@@ -105,7 +105,7 @@ async fn an_expired_lease_is_taken_over_with_the_resource_version_read() {
 #[tokio::test]
 async fn losing_the_race_for_a_lease_means_follower() {
     let (client, mut server) = mock_client();
-    let elector = Elector::new(client, config());
+    let elector = Elector::new(client, config(), KubeMetrics::unregistered());
     let api = tokio::spawn(async move {
         expect(
             &mut server,
@@ -131,7 +131,7 @@ async fn losing_the_race_for_a_lease_means_follower() {
 #[tokio::test]
 async fn the_holder_renews_and_releases() {
     let (client, mut server) = mock_client();
-    let elector = Elector::new(client, config());
+    let elector = Elector::new(client, config(), KubeMetrics::unregistered());
     let api = tokio::spawn(async move {
         expect(
             &mut server,
@@ -178,5 +178,72 @@ async fn the_holder_renews_and_releases() {
     assert!(elector.try_acquire_or_renew(now()).await);
     elector.release().await.unwrap();
     assert!(!*elector.leader_rx().borrow());
+    api.await.unwrap();
+}
+
+#[tokio::test]
+async fn lease_metrics_follow_leadership_and_api_errors() {
+    let (client, mut server) = mock_client();
+    let metrics = KubeMetrics::unregistered();
+    let elector = Elector::new(client, config(), metrics.clone());
+    let transitions = |role: &str| metrics.lease_transitions.with_label_values(&[role]).get();
+    let api = tokio::spawn(async move {
+        // Round 1: taken over from an expired holder.
+        expect(
+            &mut server,
+            "GET",
+            URI,
+            200,
+            lease("pod-b", "2026-11-22T11:59:40.000000Z", "7"),
+        )
+        .await;
+        expect(
+            &mut server,
+            "PUT",
+            &format!("{URI}?"),
+            200,
+            lease("pod-a", "2026-11-22T12:00:00.000000Z", "8"),
+        )
+        .await;
+        // Round 2: renewed.
+        expect(
+            &mut server,
+            "GET",
+            URI,
+            200,
+            lease("pod-a", "2026-11-22T12:00:00.000000Z", "8"),
+        )
+        .await;
+        expect(
+            &mut server,
+            "PUT",
+            &format!("{URI}?"),
+            200,
+            lease("pod-a", "2026-11-22T12:00:00.000000Z", "9"),
+        )
+        .await;
+        // Round 3: the API server fails; a holder that cannot renew stops writing.
+        expect(
+            &mut server,
+            "GET",
+            URI,
+            500,
+            api_error(500, "InternalError"),
+        )
+        .await;
+    });
+    assert!(elector.try_acquire_or_renew(now()).await);
+    assert_eq!((metrics.leader.get(), transitions("leader")), (1, 1));
+    assert!(elector.try_acquire_or_renew(now()).await);
+    assert_eq!(transitions("leader"), 1, "a renewal is not a transition");
+    assert!(!elector.try_acquire_or_renew(now()).await);
+    assert_eq!(
+        (
+            metrics.leader.get(),
+            transitions("follower"),
+            metrics.lease_errors.get()
+        ),
+        (0, 1, 1)
+    );
     api.await.unwrap();
 }

@@ -19,6 +19,7 @@ pub mod fleet;
 pub mod fleet_sync;
 pub mod index;
 pub mod lease;
+pub mod metrics;
 pub mod programmed;
 pub mod run;
 pub mod status;

@@ -21,6 +21,7 @@ use crate::{
     fleet_sync::{self, FleetConfig},
     index::SharedIndex,
     lease::{Elector, LeaseConfig},
+    metrics::KubeMetrics,
     status,
     watch::{Scope, spawn_all},
     webhook::{ca_bundle, server, tls},
@@ -57,6 +58,7 @@ pub async fn run(
         .await
         .context("no Kubernetes API access (in-cluster service account or kubeconfig)")?;
     let registry = Registry::new();
+    let metrics = KubeMetrics::new(&registry)?;
     let cache = Cache::new(&registry);
     let options = gateway.into_options();
     let publisher = Publisher::new(cache.clone(), options, state_file, &registry);
@@ -141,7 +143,7 @@ pub async fn run(
         tls::server_config(&issued.cert_pem, &issued.key_pem)?
     };
     tasks.spawn({
-        let (router, stop) = (server::router(index.clone()), stopped());
+        let (router, stop) = (server::router(index.clone(), metrics.clone()), stopped());
         async move {
             server::serve(webhook, tls_config, router, stop).await;
             Ok(())
@@ -163,6 +165,7 @@ pub async fn run(
             duration: Duration::from_secs(lease_seconds),
             renew_every: Duration::from_secs(lease_seconds.div_ceil(3).max(1)),
         },
+        metrics.clone(),
     );
     let mut leader = elector.leader_rx();
     tasks.spawn({
@@ -188,7 +191,7 @@ pub async fn run(
             Ok(())
         }
     });
-    let (queue, writer) = status::queue(status_queue);
+    let (queue, writer) = status::queue(status_queue, metrics);
     tasks.spawn(writer.run_owned(client.clone(), leader.clone()));
 
     let scope = Scope {

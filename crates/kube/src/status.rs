@@ -18,6 +18,8 @@ use portcullis_api::{
 };
 use tokio::sync::{mpsc, watch};
 
+use crate::metrics::KubeMetrics;
+
 /// A status to write to one object.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StatusUpdate {
@@ -91,23 +93,47 @@ pub fn desired(
 #[derive(Clone)]
 pub struct StatusQueue {
     tx: mpsc::Sender<StatusUpdate>,
-    pending: Arc<Mutex<BTreeMap<ObjectKey, ObjectStatus>>>,
+    pending: Pending,
 }
 
 pub struct StatusWriter {
     rx: mpsc::Receiver<StatusUpdate>,
-    pending: Arc<Mutex<BTreeMap<ObjectKey, ObjectStatus>>>,
+    pending: Pending,
+    metrics: KubeMetrics,
 }
 
-pub fn queue(capacity: usize) -> (StatusQueue, StatusWriter) {
+/// What is queued and not yet written, mirrored in `portcullis_status_queue_pending`.
+#[derive(Clone)]
+struct Pending {
+    map: Arc<Mutex<BTreeMap<ObjectKey, ObjectStatus>>>,
+    metrics: KubeMetrics,
+}
+
+impl Pending {
+    fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<ObjectKey, ObjectStatus>) -> R) -> R {
+        let mut map = self.map.lock();
+        let r = f(&mut map);
+        self.metrics.status_pending.set(map.len() as i64);
+        r
+    }
+}
+
+pub fn queue(capacity: usize, metrics: KubeMetrics) -> (StatusQueue, StatusWriter) {
     let (tx, rx) = mpsc::channel(capacity);
-    let pending = Arc::new(Mutex::new(BTreeMap::new()));
+    let pending = Pending {
+        map: Arc::new(Mutex::new(BTreeMap::new())),
+        metrics: metrics.clone(),
+    };
     (
         StatusQueue {
             tx,
             pending: pending.clone(),
         },
-        StatusWriter { rx, pending },
+        StatusWriter {
+            rx,
+            pending,
+            metrics,
+        },
     )
 }
 
@@ -115,16 +141,19 @@ impl StatusQueue {
     /// Enqueues `status` unless the API server (`current`) or the queue already has it.
     /// Waits when the queue is full.
     pub async fn offer(&self, key: ObjectKey, status: ObjectStatus, current: &ObjectStatus) {
-        {
-            let mut pending = self.pending.lock();
+        let queued = self.pending.with(|pending| {
             if &status == current {
                 pending.remove(&key);
-                return;
+                return false;
             }
             if pending.get(&key) == Some(&status) {
-                return;
+                return false;
             }
             pending.insert(key.clone(), status.clone());
+            true
+        });
+        if !queued {
+            return;
         }
         // The writer lives as long as the controller; a closed queue means shutdown.
         let _ = self.tx.send(StatusUpdate { key, status }).await;
@@ -132,7 +161,7 @@ impl StatusQueue {
 
     /// Forget everything queued (on losing the lease: the next holder recomputes).
     pub fn clear(&self) {
-        self.pending.lock().clear();
+        self.pending.with(|p| p.clear());
     }
 }
 
@@ -156,23 +185,53 @@ impl StatusWriter {
 
     pub async fn run(mut self, client: Client, leader: watch::Receiver<bool>) {
         while let Some(update) = self.rx.recv().await {
+            let kind = update.key.kind;
             if !*leader.borrow() {
-                self.pending.lock().remove(&update.key);
+                self.pending.with(|p| p.remove(&update.key));
+                self.count(kind, "dropped");
                 continue;
             }
-            if let Err(e) = write(&client, &update).await {
-                // Not retried here: the next status round sees the old status and
-                // enqueues it again.
-                tracing::warn!(object = %update.key, error = %e, "status write failed");
-                self.pending.lock().remove(&update.key);
+            let timer = self.metrics.status_write_seconds.start_timer();
+            let written = write(&client, &update).await;
+            timer.observe_duration();
+            match written {
+                Ok(Written::Patched) => self.count(kind, "ok"),
+                Ok(Written::Gone) => {
+                    // No watch event will show it written: forget it here.
+                    self.pending.with(|p| p.remove(&update.key));
+                    self.count(kind, "not_found");
+                }
+                Err(e) => {
+                    // Not retried here: the next status round sees the old status and
+                    // enqueues it again.
+                    tracing::warn!(object = %update.key, error = %e, "status write failed");
+                    self.pending.with(|p| p.remove(&update.key));
+                    self.count(kind, "error");
+                }
             }
         }
     }
+
+    fn count(&self, kind: &str, result: &str) {
+        let kind = if kind == "Route" { "Route" } else { "Service" };
+        self.metrics
+            .status_writes
+            .with_label_values(&[kind, result])
+            .inc();
+    }
+}
+
+/// What a status write found.
+#[derive(Debug, PartialEq)]
+pub enum Written {
+    Patched,
+    /// The object was deleted since: nothing to report on.
+    Gone,
 }
 
 /// Merge patch of `.status` through the status subresource. A merge patch replaces
 /// the whole `conditions` list, which is what we want: we own every condition.
-pub async fn write(client: &Client, update: &StatusUpdate) -> Result<(), kube::Error> {
+pub async fn write(client: &Client, update: &StatusUpdate) -> Result<Written, kube::Error> {
     let resource = match update.key.kind {
         "Route" => ApiResource::erase::<Route>(&()),
         _ => ApiResource::erase::<Service>(&()),
@@ -188,9 +247,8 @@ pub async fn write(client: &Client, update: &StatusUpdate) -> Result<(), kube::E
         )
         .await
     {
-        Ok(_) => Ok(()),
-        // Deleted since: nothing to report on.
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Ok(_) => Ok(Written::Patched),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(Written::Gone),
         Err(e) => Err(e),
     }
 }

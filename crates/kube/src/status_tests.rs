@@ -118,19 +118,20 @@ async fn writes_a_merge_patch_to_the_status_subresource() {
         )
         .await;
     });
-    write(&client, &update).await.unwrap();
+    assert_eq!(write(&client, &update).await.unwrap(), Written::Patched);
     let gone = StatusUpdate {
         key: ObjectKey::service("team", "gone"),
         status: ObjectStatus::default(),
     };
-    write(&client, &gone).await.unwrap();
+    assert_eq!(write(&client, &gone).await.unwrap(), Written::Gone);
     api.await.unwrap();
 }
 
 #[tokio::test]
 async fn the_queue_skips_what_is_written_or_queued_and_only_the_leader_writes() {
     let (client, mut server) = mock_client();
-    let (queue, writer) = queue(4);
+    let metrics = KubeMetrics::unregistered();
+    let (queue, writer) = queue(4, metrics.clone());
     let (leader_tx, leader_rx) = watch::channel(true);
     let writer = tokio::spawn(writer.run(client, leader_rx));
     let key = ObjectKey::route("team", "items");
@@ -167,4 +168,70 @@ async fn the_queue_skips_what_is_written_or_queued_and_only_the_leader_writes() 
         server.next_request().await.is_none(),
         "no request from a follower"
     );
+    let writes = |kind: &str, result: &str| {
+        metrics
+            .status_writes
+            .with_label_values(&[kind, result])
+            .get()
+    };
+    assert_eq!((writes("Route", "ok"), writes("Route", "dropped")), (1, 1));
+    assert_eq!(metrics.status_write_seconds.get_sample_count(), 1);
+    // `items` was written and is awaited back from the watch; `other` was dropped.
+    assert_eq!(metrics.status_pending.get(), 1);
+}
+
+#[tokio::test]
+async fn failed_and_vanished_writes_are_counted_apart() {
+    let (client, mut server) = mock_client();
+    let metrics = KubeMetrics::unregistered();
+    let (queue, writer) = queue(4, metrics.clone());
+    let (_leader_tx, leader_rx) = watch::channel(true);
+    let writer = tokio::spawn(writer.run(client, leader_rx));
+    let want = ObjectStatus {
+        observed_generation: Some(2),
+        conditions: vec![],
+    };
+    for name in ["gone", "broken"] {
+        queue
+            .offer(
+                ObjectKey::service("team", name),
+                want.clone(),
+                &ObjectStatus::default(),
+            )
+            .await;
+    }
+    assert_eq!(metrics.status_pending.get(), 2);
+    let uri =
+        |n: &str| format!("/apis/portcullis.dev/v1alpha1/namespaces/team/services/{n}/status?");
+    expect(
+        &mut server,
+        "PATCH",
+        &uri("gone"),
+        404,
+        crate::fixtures::api_error(404, "NotFound"),
+    )
+    .await;
+    expect(
+        &mut server,
+        "PATCH",
+        &uri("broken"),
+        500,
+        crate::fixtures::api_error(500, "InternalError"),
+    )
+    .await;
+    drop(queue);
+    writer.await.unwrap();
+    let writes = |result: &str| {
+        metrics
+            .status_writes
+            .with_label_values(&["Service", result])
+            .get()
+    };
+    assert_eq!(
+        (writes("not_found"), writes("error"), writes("ok")),
+        (1, 1, 0)
+    );
+    // The failed one is forgotten so the next round offers it again; the deleted one
+    // will never show up in the watch, so it is not awaited either.
+    assert_eq!(metrics.status_pending.get(), 0);
 }

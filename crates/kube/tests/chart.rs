@@ -1,10 +1,38 @@
 //! The Helm chart: its CRDs are the generated ones, it lints and renders cleanly
-//! (charts/check_chart.py, through helm-python-sdk and the Makefile's Envoy), and its
-//! alerts and dashboard check out (charts/check_monitoring.py, with promtool).
+//! (charts/check_chart.py, through helm-python-sdk and the Makefile's Envoy), its
+//! operational pieces hold (charts/check_chart_ops.py: schema, PDBs, drain, tracing,
+//! NetworkPolicies, RBAC), its README is generated from values.yaml, and its alerts and
+//! dashboard check out (charts/check_monitoring.py, with promtool).
 use std::{path::PathBuf, process::Command};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs a chart check script with the Helm SDK on the path; its report on failure.
+fn python(script: &str, args: &[&str]) -> Result<String, String> {
+    let helm = repo().join("tools/helm");
+    assert!(
+        helm.join("helm_python").is_dir(),
+        "helm-python-sdk is not installed: python3 -m pip install --target tools/helm helm-python-sdk (make tools does it)"
+    );
+    let out = Command::new("python3")
+        .arg(repo().join(script))
+        .args(args)
+        .env("PYTHONPATH", &helm)
+        .current_dir(repo())
+        .output()
+        .expect("python3 is needed for the chart test (apt-get install python3)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(report)
+    } else {
+        Err(report)
+    }
 }
 
 #[test]
@@ -34,23 +62,7 @@ fn chart_crds_are_identical_to_the_generated_ones() {
 
 #[test]
 fn chart_lints_and_renders() {
-    let helm = repo().join("tools/helm");
-    assert!(
-        helm.join("helm_python").is_dir(),
-        "helm-python-sdk is not installed: python3 -m pip install --target tools/helm helm-python-sdk (make tools does it)"
-    );
-    let out = Command::new("python3")
-        .arg(repo().join("charts/check_chart.py"))
-        .env("PYTHONPATH", &helm)
-        .current_dir(repo())
-        .output()
-        .expect("python3 is needed for the chart test (apt-get install python3)");
-    assert!(
-        out.status.success(),
-        "chart check failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python("charts/check_chart.py", &[]).unwrap_or_else(|r| panic!("chart check failed:\n{r}"));
 }
 
 /// The PrometheusRule passes `promtool check rules` and the unit tests in
@@ -59,28 +71,29 @@ fn chart_lints_and_renders() {
 /// sources and a real Envoy). See charts/check_monitoring.py.
 #[test]
 fn chart_alerts_and_dashboard_use_real_metrics() {
-    let helm = repo().join("tools/helm");
-    assert!(
-        helm.join("helm_python").is_dir(),
-        "helm-python-sdk is not installed: python3 -m pip install --target tools/helm helm-python-sdk (make tools does it)"
-    );
-    let out = Command::new("python3")
-        .arg(repo().join("charts/check_monitoring.py"))
-        .env("PYTHONPATH", &helm)
-        .current_dir(repo())
-        .output()
-        .expect("python3 is needed for the chart test (apt-get install python3)");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "monitoring check failed (promtool comes with Debian `prometheus`: make prometheus):\n{report}"
-    );
+    let report = python("charts/check_monitoring.py", &[]).unwrap_or_else(|r| {
+        panic!(
+            "monitoring check failed (promtool comes with Debian `prometheus`: make prometheus):\n{r}"
+        )
+    });
     assert!(
         report.contains("monitoring: ok") && report.contains("SUCCESS"),
         "the monitoring check did not run promtool:\n{report}"
     );
+}
+
+/// values.schema.json refuses unknown and mistyped values; every replicated component
+/// has a PodDisruptionBudget; Envoy is ready on its own /ready and drains through the
+/// `portcullis drain` sidecar and the preStop script e2e/drain.rs runs; tracing values
+/// reach every pod; each NetworkPolicy opens exactly its pods' ports to the right peers.
+#[test]
+fn chart_operations() {
+    let report = python("charts/check_chart_ops.py", &[])
+        .unwrap_or_else(|r| panic!("chart operations check failed:\n{r}"));
+    assert!(report.contains("0 failures"), "{report}");
+}
+
+#[test]
+fn chart_readme_is_generated_from_values() {
+    python("charts/gen_readme.py", &["--check"]).unwrap_or_else(|r| panic!("{r}"));
 }

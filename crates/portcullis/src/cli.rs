@@ -57,6 +57,10 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions.
     Crds,
+    /// Take an Envoy out of service without dropping requests: fail its health checks,
+    /// drain its connections, wait until they are closed (the chart's Envoy pods run
+    /// it as a sidecar with --on-signal).
+    Drain(crate::drain::DrainArgs),
     /// Print an Envoy bootstrap pointing at a control plane.
     Bootstrap(BootstrapArgs),
     /// Run the demo echo backend.
@@ -129,7 +133,9 @@ struct BootstrapArgs {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (args, renamed) =
+        crate::renamed::rewrite(std::env::args_os().collect(), |k| std::env::var_os(k));
+    let cli = Cli::parse_from(args);
     let Cli {
         log,
         log_json,
@@ -191,6 +197,7 @@ pub fn main() -> ExitCode {
         Command::Ratelimit(_) => "portcullis-ratelimit",
         Command::Accesslog(_) => "portcullis-accesslog",
         Command::Echo { .. } => "portcullis-echo",
+        Command::Drain(_) => "portcullis-drain",
         _ => "portcullis-control-plane",
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -213,6 +220,9 @@ pub fn main() -> ExitCode {
             Ok(t) => t,
             Err(e) => return Err(e.context("--otlp-endpoint")),
         };
+        for warning in &renamed {
+            tracing::warn!("{warning}");
+        }
         let result = run_command(command).await;
         tracing.shutdown().await;
         result
@@ -235,6 +245,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
         Command::Ratelimit(args) => portcullis_ratelimit::run_bound(*args, ctrl_c()).await,
         Command::Authz(args) => portcullis_authz::run_bound(*args, ctrl_c()).await,
         Command::Accesslog(args) => portcullis_accesslog::run_bound(*args, ctrl_c()).await,
+        Command::Drain(args) => crate::drain::run(args, ctrl_c()).await,
         Command::Echo { addr, name } => {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(%addr, name, "echo backend listening");
@@ -287,3 +298,7 @@ async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
         None => std::future::pending::<()>().await,
     }
 }
+
+#[cfg(test)]
+#[path = "renamed_tests.rs"]
+mod renamed_tests;

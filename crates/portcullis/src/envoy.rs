@@ -55,13 +55,27 @@ impl Envoy {
     /// Starts Envoy with `bootstrap` (YAML) in a fresh temporary directory. The bootstrap
     /// should use admin port 0; the chosen address is read back from Envoy.
     pub async fn start(bootstrap: &str, log_level: &str) -> anyhow::Result<Self> {
+        Self::start_with_args(bootstrap, log_level, &[]).await
+    }
+
+    /// [`Envoy::start`] with more command-line options (e.g. the drain settings).
+    pub async fn start_with_args(
+        bootstrap: &str,
+        log_level: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let mut envoy = Self::start_in(dir.path(), bootstrap, log_level).await?;
+        let mut envoy = Self::start_in(dir.path(), bootstrap, log_level, args).await?;
         envoy._dir = Some(dir);
         Ok(envoy)
     }
 
-    pub async fn start_in(dir: &Path, bootstrap: &str, log_level: &str) -> anyhow::Result<Self> {
+    pub async fn start_in(
+        dir: &Path,
+        bootstrap: &str,
+        log_level: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let bin = find_envoy()?;
         let config = dir.join("bootstrap.yaml");
         let admin_path = dir.join("admin.address");
@@ -79,6 +93,7 @@ impl Envoy {
             ])
             .arg("--admin-address-path")
             .arg(&admin_path)
+            .args(args)
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .spawn()

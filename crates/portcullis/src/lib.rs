@@ -5,8 +5,10 @@
 pub mod bootstrap;
 pub mod certs;
 pub mod cli;
+pub mod drain;
 pub mod echo;
 pub mod envoy;
 pub mod explain_cmd;
+pub mod renamed;
 pub mod up;
 pub mod validate_cmd;

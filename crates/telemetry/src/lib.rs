@@ -1,10 +1,12 @@
 //! Logging and metrics set-up shared by every Portcullis process.
 //!
 //! Logs go to stderr through `tracing` (plain text for people, JSON for collectors);
-//! metrics live in one `prometheus::Registry` per process, served at `/metrics`.
+//! metrics live in one `prometheus::Registry` per process, served at `/metrics` with
+//! the process metrics and `portcullis_build_info` of [`process`] appended.
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod process;
 
 use prometheus::{Encoder, Registry, TextEncoder};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
@@ -38,6 +40,7 @@ pub fn init_tracing(
     otlp_endpoint: Option<&str>,
     service: &str,
 ) -> anyhow::Result<Tracing> {
+    process::set_component(service.strip_prefix("portcullis-").unwrap_or(service));
     let provider = match otlp_endpoint {
         None => None,
         Some(endpoint) => {
@@ -122,12 +125,15 @@ pub fn continue_trace<'a>(span: &tracing::Span, get: impl Fn(&str) -> Option<&'a
     let _ = span.set_parent(cx);
 }
 
-/// Prometheus text exposition of everything in `registry`.
+/// Prometheus text exposition of everything in `registry`, plus this process's CPU,
+/// memory, file descriptors, start time and build ([`process::families`]).
 pub fn render_metrics(registry: &Registry) -> String {
+    let mut families = registry.gather();
+    families.extend(process::families());
     let mut buf = Vec::new();
     // Encoding into a Vec only fails on metric-family inconsistencies, which the
     // prometheus crate already refuses at registration.
-    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut buf) {
+    if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
         tracing::warn!(error = %e, "encoding metrics");
     }
     String::from_utf8(buf).unwrap_or_default()

@@ -9,6 +9,7 @@ use super::*;
 use crate::{
     fixtures::{mk_route, mk_service},
     index::SharedIndex,
+    metrics::KubeMetrics,
     webhook::server,
 };
 
@@ -149,7 +150,7 @@ fn valid_objects_pass_and_missing_services_only_warn() {
 
 #[tokio::test]
 async fn the_http_handler_answers_an_admission_review() {
-    let router = server::router(live_index());
+    let router = server::router(live_index(), KubeMetrics::unregistered());
     let body = review_of(
         "CREATE",
         route(
@@ -219,4 +220,76 @@ fn a_route_that_would_hide_an_authenticated_path_behind_a_public_one_is_denied()
         ),
     );
     assert_eq!(r["allowed"], true, "{r}");
+}
+
+async fn post_review(router: &axum::Router, body: String) -> Value {
+    let response = router
+        .clone()
+        .oneshot(
+            http::Request::post(server::VALIDATE_PATH)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn reviews_are_counted_by_verdict_with_labels_a_caller_cannot_invent() {
+    let metrics = KubeMetrics::unregistered();
+    let router = server::router(live_index(), metrics.clone());
+    let count = |kind: &str, op: &str, verdict: &str| {
+        metrics
+            .webhook_reviews
+            .with_label_values(&[kind, op, verdict])
+            .get()
+    };
+    let conflicting = route(
+        "items-v2",
+        json!({"match": {"paths": [{"exact": "/v1/items"}]}, "backends": [{"service": "echo"}]}),
+    );
+    let r = post_review(&router, review_of("CREATE", conflicting).to_string()).await;
+    assert_eq!(r["response"]["allowed"], false);
+    let unresolved = route(
+        "orders",
+        json!({"match": {"paths": [{"exact": "/v1/orders"}]}, "backends": [{"service": "orders"}]}),
+    );
+    let r = post_review(&router, review_of("UPDATE", unresolved).to_string()).await;
+    assert_eq!(r["response"]["allowed"], true);
+    post_review(
+        &router,
+        review_of("DELETE", route("items", json!({}))).to_string(),
+    )
+    .await;
+    // Anyone who reaches the port can send any kind: it must not become a new series.
+    let mut odd = review_of("CREATE", route("odd", json!({})));
+    odd["request"]["kind"]["kind"] = json!("x".repeat(10_000));
+    post_review(&router, odd.to_string()).await;
+    // A review without a request cannot be answered for any object.
+    let r = post_review(
+        &router,
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).to_string(),
+    )
+    .await;
+    assert_eq!(r["response"]["allowed"], false);
+    assert_eq!(
+        [
+            count("Route", "CREATE", "denied"),
+            count("Route", "UPDATE", "warned"),
+            count("Route", "DELETE", "allowed"),
+            count("other", "CREATE", "denied"),
+            count("other", "other", "invalid"),
+        ],
+        [1, 1, 1, 1, 1]
+    );
+    assert_eq!(metrics.webhook_review_seconds.get_sample_count(), 5);
+    let series: usize = prometheus::core::Collector::collect(&metrics.webhook_reviews)
+        .iter()
+        .map(|f| f.get_metric().len())
+        .sum();
+    assert_eq!(series, 5);
 }

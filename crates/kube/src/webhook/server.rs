@@ -9,22 +9,59 @@ use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::index::SharedIndex;
+use crate::{
+    index::SharedIndex,
+    metrics::{KubeMetrics, kind_label},
+};
 
 /// Path the ValidatingWebhookConfiguration calls.
 pub const VALIDATE_PATH: &str = "/validate";
 
-pub fn router(index: Arc<SharedIndex>) -> Router {
+pub fn router(index: Arc<SharedIndex>, metrics: KubeMetrics) -> Router {
     Router::new()
         .route(VALIDATE_PATH, post(validate))
-        .with_state(index)
+        .with_state((index, metrics))
 }
 
 async fn validate(
-    State(index): State<Arc<SharedIndex>>,
+    State((index, metrics)): State<(Arc<SharedIndex>, KubeMetrics)>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
-    Json(super::admission::review(&index.read(), review))
+    let (kind, operation) = match &review.request {
+        Some(r) => (kind_label(&r.kind.kind), operation_label(&r.operation)),
+        None => ("other", "other"),
+    };
+    let timer = metrics.webhook_review_seconds.start_timer();
+    let answer = super::admission::review(&index.read(), review);
+    timer.observe_duration();
+    let verdict = match &answer.response {
+        None => "invalid",
+        Some(r) if !r.allowed => {
+            // `AdmissionResponse::invalid`: the review itself could not be read.
+            if r.uid.is_empty() {
+                "invalid"
+            } else {
+                "denied"
+            }
+        }
+        Some(r) if r.warnings.as_ref().is_some_and(|w| !w.is_empty()) => "warned",
+        Some(_) => "allowed",
+    };
+    metrics
+        .webhook_reviews
+        .with_label_values(&[kind, operation, verdict])
+        .inc();
+    Json(answer)
+}
+
+fn operation_label(op: &kube::core::admission::Operation) -> &'static str {
+    use kube::core::admission::Operation;
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
 }
 
 /// Serves `router` over TLS until `shutdown` resolves.
