@@ -31,7 +31,8 @@ pub struct Args {
     /// Identity cache TTL (a revoked key works at most this long).
     #[arg(long, env = "PORTCULLIS_AUTHZ_CACHE_TTL", value_parser = humantime::parse_duration)]
     pub cache_ttl: Option<Duration>,
-    /// Header carrying API keys.
+    /// Header carrying API keys. Deprecated: the control plane's `--api-key-header`
+    /// reaches this service with every Check and wins; this applies only without it.
     #[arg(long, env = "PORTCULLIS_AUTHZ_API_KEY_HEADER")]
     pub api_key_header: Option<String>,
     /// Introspection client secret (kept out of the YAML file).

@@ -2,6 +2,8 @@
 //! see `args.rs`). Every error names the field path and what to write instead.
 //!
 //! ```yaml
+//! # Deprecated: the control plane owns these two (--api-key-header, --identity-headers)
+//! # and sends them with every Check; here they only apply to Checks without them.
 //! apiKeyHeader: x-api-key
 //! identityHeaders: {user: x-portcullis-user, account: x-portcullis-account, scopes: x-portcullis-scopes}
 //! cache: {ttl: 30s, negativeTtl: 5s, maxEntries: 100000, serveStaleFor: 0s}

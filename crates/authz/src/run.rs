@@ -38,6 +38,13 @@ pub fn build(args: &Args, metrics: &Metrics) -> anyhow::Result<AuthzGrpc> {
     if let Some(h) = &args.api_key_header {
         config.api_key_header = Some(h.clone());
     }
+    if config.api_key_header.is_some() || config.identity_headers.is_some() {
+        tracing::warn!(
+            "apiKeyHeader, identityHeaders and --api-key-header (PORTCULLIS_AUTHZ_API_KEY_HEADER) are deprecated: \
+             the control plane sends its --api-key-header and --identity-headers with every Check, and those win; \
+             these settings only apply to Checks that come without them"
+        );
+    }
     let cache = IdentityCache::new(config.cache());
     {
         let cache = cache.clone();
