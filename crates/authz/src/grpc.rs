@@ -214,9 +214,15 @@ mod tests {
         for ext in [(c::FORWARD_CREDENTIAL, "true"), (c::SHADOW, "true")] {
             let (status, set, removed) = answer(&svc.check(&request(&key, &[ext])).await);
             assert_eq!(status, 200);
-            assert_eq!(set, vec!["x-portcullis-user"], "{ext:?}: identity still set");
+            assert_eq!(
+                set,
+                vec!["x-portcullis-user"],
+                "{ext:?}: identity still set"
+            );
             assert!(
-                !removed.iter().any(|h| h == "x-api-key" || h == "authorization"),
+                !removed
+                    .iter()
+                    .any(|h| h == "x-api-key" || h == "authorization"),
                 "{ext:?}: {removed:?}"
             );
         }
@@ -250,7 +256,12 @@ mod tests {
         assert_eq!(set, vec!["x-id-user"]);
         assert_eq!(
             removed,
-            vec!["x-tenant-key", "authorization", "x-id-account", "x-id-scopes"]
+            vec![
+                "x-tenant-key",
+                "authorization",
+                "x-id-account",
+                "x-id-scopes"
+            ]
         );
         // The service's own header is not a credential on this route.
         let (status, ..) = answer(&svc.check(&request(&[("x-api-key", "k1")], &ext)).await);

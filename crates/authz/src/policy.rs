@@ -84,7 +84,10 @@ mod tests {
             (SHADOW, "true"),
             (FORWARD_CREDENTIAL, "true"),
             (API_KEY_HEADER, "X-Key"),
-            (IDENTITY_HEADER_NAMES, "user=x-id-user,account=x-id-account,scopes=x-id-scopes"),
+            (
+                IDENTITY_HEADER_NAMES,
+                "user=x-id-user,account=x-id-account,scopes=x-id-scopes",
+            ),
         ]));
         assert_eq!(p.route, "shop/orders");
         assert!(!p.required && p.shadow && p.forward_credential);
@@ -94,7 +97,10 @@ mod tests {
         let strict = RoutePolicy::from_context(&HashMap::new());
         assert!(strict.required && !strict.shadow && !strict.forward_credential);
         assert!(strict.scopes.is_empty());
-        assert_eq!((strict.api_key_header, strict.identity_headers), (None, None));
+        assert_eq!(
+            (strict.api_key_header, strict.identity_headers),
+            (None, None)
+        );
     }
 
     #[test]
@@ -108,7 +114,11 @@ mod tests {
             (IDENTITY_HEADER_NAMES, "user=x-a,account=x-a"),
         ] {
             let p = RoutePolicy::from_context(&ext(&[(k, v)]));
-            assert_eq!((p.api_key_header, p.identity_headers), (None, None), "{k}={v}");
+            assert_eq!(
+                (p.api_key_header, p.identity_headers),
+                (None, None),
+                "{k}={v}"
+            );
         }
     }
 }

@@ -225,7 +225,10 @@ mod tests {
         assert_eq!(N::parse(&d.to_string()), Ok(d.clone()));
         assert_eq!(N::parse(""), Ok(d.clone()));
         let n = N::parse(" scopes = X-Id-Scopes , user=x-id-user").unwrap();
-        assert_eq!(n.all(), ["x-id-user", authz::IDENTITY_ACCOUNT_HEADER, "x-id-scopes"]);
+        assert_eq!(
+            n.all(),
+            ["x-id-user", authz::IDENTITY_ACCOUNT_HEADER, "x-id-scopes"]
+        );
         assert_eq!(N::parse(&n.to_string()), Ok(n.clone()));
         assert!(n.check("x-api-key").is_ok());
         for (text, want) in [

@@ -58,7 +58,7 @@ pub async fn run(
         .context("no Kubernetes API access (in-cluster service account or kubeconfig)")?;
     let registry = Registry::new();
     let cache = Cache::new(&registry);
-    let options = gateway.into_options();
+    let options = gateway.into_options()?;
     let publisher = Publisher::new(cache.clone(), options, state_file, &registry);
     let index = SharedIndex::with_rules(Rules::cluster(allow_destination_cidrs));
     let mut controller = Controller::new(index.clone(), publisher);
