@@ -90,6 +90,9 @@ pub struct CacheSection {
     /// TTL (0: fail closed).
     #[serde(default, deserialize_with = "opt_duration")]
     pub serve_stale_for: Option<Duration>,
+    /// Distinct key-store lookups at once; more are refused with 503 (default 10000).
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
 }
 
 /// Exactly one of the three (serde_yaml would spell an enum as a `!tag`).
@@ -244,6 +247,12 @@ impl Config {
         if self.cache.max_entries == Some(0) {
             return Err(err("cache.maxEntries", "must be above 0"));
         }
+        if self.cache.max_in_flight == Some(0) {
+            return Err(err(
+                "cache.maxInFlight",
+                "must be above 0; every lookup would be refused",
+            ));
+        }
         if let Some(KeyStoreSection::Introspection(i)) = &self.key_store {
             if i.endpoints.is_empty() {
                 return Err(err(
@@ -284,6 +293,7 @@ impl Config {
             negative_ttl: self.cache.negative_ttl.unwrap_or(d.negative_ttl),
             max_entries: self.cache.max_entries.unwrap_or(d.max_entries),
             stale_for: self.cache.serve_stale_for.unwrap_or(d.stale_for),
+            max_in_flight: self.cache.max_in_flight.unwrap_or(d.max_in_flight),
         }
     }
 
@@ -402,6 +412,7 @@ mod tests {
         let cases = [
             ("cache: {ttl: soon}", "cache.ttl", "write e.g. 250ms"),
             ("cache: {ttl: 0s}", "cache.ttl", "above 0"),
+            ("cache: {maxInFlight: 0}", "cache.maxInFlight", "above 0"),
             (
                 "keyStore: {file: {path: /k, colour: red}}",
                 "keyStore.file",

@@ -61,7 +61,7 @@ impl Metrics {
         let cache = IntCounterVec::new(
             Opts::new(
                 "portcullis_authz_cache_total",
-                "Identity cache outcomes: hit, negative_hit, miss (a backend lookup), coalesced (waited on another request's lookup), stale (served past TTL while the backend is down)",
+                "Identity cache outcomes: hit, negative_hit, miss (a backend lookup), coalesced (waited on another request's lookup), stale (served past TTL while the backend is down), shed (refused: too many lookups in flight)",
             ),
             &["outcome"],
         )?;
@@ -116,7 +116,7 @@ impl Metrics {
                 decisions.with_label_values(&[result, shadow]);
             }
         }
-        for outcome in ["hit", "negative_hit", "miss", "coalesced", "stale"] {
+        for outcome in ["hit", "negative_hit", "miss", "coalesced", "stale", "shed"] {
             cache.with_label_values(&[outcome]);
         }
         registry.register(Box::new(cache_entries.clone()))?;
