@@ -19,6 +19,7 @@ mod credential;
 mod grpc;
 mod hedge;
 mod identity;
+mod jwks;
 mod jwt;
 mod metrics;
 mod policy;
