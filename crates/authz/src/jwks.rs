@@ -248,7 +248,7 @@ impl Inner {
     }
 
     async fn get(&self, url: &str) -> Result<String, String> {
-        let mut resp = self
+        let resp = self
             .http
             .get(url)
             .send()
@@ -257,20 +257,7 @@ impl Inner {
         if !resp.status().is_success() {
             return Err(format!("{url}: HTTP {}", resp.status()));
         }
-        let too_big = || format!("{url}: JWKS larger than {MAX_JWKS_BYTES} bytes");
-        if resp
-            .content_length()
-            .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
-        {
-            return Err(too_big());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("{url}: {e}"))? {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err(too_big());
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = crate::limits::read_capped(resp, url, MAX_JWKS_BYTES).await?;
         String::from_utf8(body).map_err(|_| format!("{url}: the JWKS is not UTF-8"))
     }
 }

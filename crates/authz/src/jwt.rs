@@ -132,10 +132,7 @@ impl JwtValidator {
                 .get("exp")
                 .and_then(Value::as_u64)
                 .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
-            claims: claims
-                .iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                .collect(),
+            claims: crate::limits::bounded_claims(&claims),
             scopes,
             user,
         })

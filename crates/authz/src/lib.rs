@@ -21,6 +21,7 @@ mod hedge;
 mod identity;
 mod jwks;
 mod jwt;
+mod limits;
 mod metrics;
 mod policy;
 mod response;
