@@ -21,8 +21,13 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
 
-use crate::jwt::{JwksSource, JwtConfig};
 use crate::store::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    File(std::path::PathBuf),
+    Url(String),
+}
 
 /// The largest JWKS document read; a larger one is a failed fetch.
 pub const MAX_JWKS_BYTES: usize = 1 << 20;
@@ -135,17 +140,23 @@ pub(crate) struct Jwks {
 }
 
 impl Jwks {
-    pub(crate) fn new(config: &JwtConfig) -> anyhow::Result<Jwks> {
+    /// Timings as in [`crate::JwtConfig`].
+    pub(crate) fn new(
+        source: JwksSource,
+        refresh: Duration,
+        min_refresh: Duration,
+        fetch_timeout: Duration,
+        backoff: Duration,
+        max_backoff: Duration,
+    ) -> anyhow::Result<Jwks> {
         Ok(Jwks {
             inner: Arc::new(Inner {
-                source: config.jwks.clone(),
-                refresh: config.refresh,
-                min_refresh: config.min_refresh,
-                backoff: config.retry_backoff,
-                max_backoff: config.max_backoff.max(config.retry_backoff),
-                http: reqwest::Client::builder()
-                    .timeout(config.fetch_timeout)
-                    .build()?,
+                source,
+                refresh,
+                min_refresh,
+                backoff,
+                max_backoff: max_backoff.max(backoff),
+                http: reqwest::Client::builder().timeout(fetch_timeout).build()?,
                 keys: RwLock::new(None),
                 state: Mutex::new(Refresh::default()),
             }),

@@ -2,7 +2,6 @@
 //! loaded, refreshed and backed off), with issuer, audience, expiry and not-before
 //! checks. Symmetric (`HS*`) keys are refused: a JWKS is public.
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -10,14 +9,9 @@ use jsonwebtoken::Validation;
 use serde_json::Value;
 
 use crate::identity::{Digest, Identity};
+pub use crate::jwks::JwksSource;
 use crate::jwks::{Jwks, Key};
 use crate::store::{KeyStore, Lookup, StoreError};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JwksSource {
-    File(PathBuf),
-    Url(String),
-}
 
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
@@ -75,7 +69,14 @@ impl JwtValidator {
             "jwt.audiences: list the accepted audiences (`aud`), e.g. your API's URL"
         );
         Ok(JwtValidator {
-            jwks: Jwks::new(&config)?,
+            jwks: Jwks::new(
+                config.jwks.clone(),
+                config.refresh,
+                config.min_refresh,
+                config.fetch_timeout,
+                config.retry_backoff,
+                config.max_backoff,
+            )?,
             config,
         })
     }
