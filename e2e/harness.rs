@@ -45,15 +45,8 @@ pub fn route_yaml(name: &str, spec: &str) -> String {
 
 /// The validated model of `yaml` (Routes and Services), which must have no problems.
 pub fn model(yaml: &str) -> portcullis_api::Model {
-    use portcullis_api::{Document, Route, Service};
-    let (mut routes, mut services): (Vec<Route>, Vec<Service>) = (vec![], vec![]);
-    for doc in portcullis_api::parse_documents(yaml) {
-        match doc.unwrap() {
-            Document::Route(r) => routes.push(*r),
-            Document::Service(s) => services.push(*s),
-        }
-    }
-    let outcome = portcullis_api::validate::validate(&routes, &services);
+    let objects = portcullis_api::Objects::parse(yaml).unwrap();
+    let outcome = portcullis_api::validate::validate(&objects.routes, &objects.services);
     assert_eq!(outcome.problems().count(), 0);
     outcome.model
 }
@@ -100,6 +93,7 @@ impl Plane {
         let options = portcullis_translate::Options {
             listen_address: "127.0.0.1".into(),
             listen_port: 0,
+            https_port: Some(0),
             ..Default::default()
         };
         Self::start_with(config_dir, state_file, options).await
@@ -275,15 +269,10 @@ impl Gateway {
             .expect("envoy starts");
         let deadline = Instant::now() + STARTUP;
         let port = loop {
-            if let Ok((200, body)) = fetch(&envoy.admin_url("/listeners?format=json")).await
-                && let Ok(v) = serde_json::from_str::<Value>(&body)
-                && let Some(port) =
-                    v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
-                        .as_u64()
-                && port > 0
+            if let Some(port) = listener_port(&envoy, "http").await
                 && matches!(fetch(&envoy.admin_url("/ready")).await, Ok((200, _)))
             {
-                break port as u16;
+                break port;
             }
             assert!(
                 Instant::now() < deadline,
@@ -334,6 +323,12 @@ impl Gateway {
         }
     }
 
+    /// The port Envoy's listener `name` bound (`https` appears once a Host has a
+    /// certificate).
+    pub async fn listener_port(&self, name: &str) -> Option<u16> {
+        listener_port(&self.envoy, name).await
+    }
+
     pub async fn get(&self, host: &str, path: &str) -> Reply {
         self.request("GET", host, path, &[]).await
     }
@@ -347,6 +342,20 @@ impl Gateway {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
     }
+}
+
+async fn listener_port(envoy: &Envoy, name: &str) -> Option<u16> {
+    let (code, body) = fetch(&envoy.admin_url("/listeners?format=json"))
+        .await
+        .ok()?;
+    let v: Value = serde_json::from_str(&body).ok().filter(|_| code == 200)?;
+    v["listener_statuses"]
+        .as_array()?
+        .iter()
+        .find(|l| l["name"] == name)
+        .and_then(|l| l["local_address"]["socket_address"]["port_value"].as_u64())
+        .filter(|p| *p > 0)
+        .map(|p| p as u16)
 }
 
 /// The `portcullis` binary under test.

@@ -22,6 +22,8 @@ mod redis;
 mod reload;
 mod restart;
 mod routing;
+mod tls;
+mod tls_client;
 mod traces;
 mod traffic;
 mod up;

@@ -11,7 +11,7 @@ use std::{
 };
 
 use portcullis_api::{
-    Document,
+    Document, Objects,
     isolate::INTERNAL_FIELD,
     parse_documents,
     validate::{Rules, validate_with},
@@ -584,14 +584,9 @@ async fn whatever_validate_accepts_envoy_accepts() {
         });
         let (served_sets, served_routes) = (Cell::new(0usize), Cell::new(0usize));
         let result = runner.run(&manifests(), |text| {
-            let (mut routes, mut services) = (vec![], vec![]);
-            for doc in parse_documents(&text).into_iter().flatten() {
-                match doc {
-                    Document::Route(r) => routes.push(*r),
-                    Document::Service(s) => services.push(*s),
-                }
-            }
-            let outcome = validate_with(&routes, &services, &Rules::file_mode());
+            let docs: Vec<Document> = parse_documents(&text).into_iter().flatten().collect();
+            let objects = Objects::from_documents(&docs);
+            let outcome = validate_with(&objects.routes, &objects.services, &Rules::file_mode());
             for r in &outcome.reports {
                 prop_assert!(
                     r.errors.iter().all(|e| e.field != INTERNAL_FIELD),

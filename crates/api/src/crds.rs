@@ -2,13 +2,14 @@
 //! repository is this output checked in; a test fails when the two drift.
 use kube::CustomResourceExt;
 
-use crate::{Route, Service};
+use crate::{Host, Route, Service};
 
 /// File name (as in `crds/`) and YAML of each CRD.
 pub fn all() -> Vec<(&'static str, String)> {
     vec![
         ("routes.portcullis.dev.yaml", render(&Route::crd())),
         ("services.portcullis.dev.yaml", render(&Service::crd())),
+        ("hosts.portcullis.dev.yaml", render(&Host::crd())),
     ]
 }
 

@@ -10,10 +10,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Duration(pub std::time::Duration);
 
-/// The longest duration any field accepts (366 days). Every field has a tighter bound
-/// of its own; this one keeps arithmetic on durations (backoff × 10, windows in
-/// milliseconds, Envoy's 32-bit second fields) far from overflow for any input.
-pub const MAX: Duration = Duration::from_secs(366 * 24 * 3600);
+/// The longest duration any field accepts (731 days: two years of HSTS). Every field
+/// has a tighter bound of its own; this one keeps arithmetic on durations (backoff ×
+/// 10, windows in milliseconds, Envoy's 32-bit second fields) far from overflow for any
+/// input.
+pub const MAX: Duration = Duration::from_secs(731 * 24 * 3600);
 
 impl Duration {
     pub const fn from_secs(secs: u64) -> Self {
@@ -153,8 +154,8 @@ mod tests {
     #[test]
     fn huge_durations_are_refused_at_parse_time() {
         let err = "2000000000000000000s".parse::<Duration>().unwrap_err();
-        assert!(err.contains("longer than 366d"), "{err}");
-        assert_eq!("366d".parse::<Duration>(), Ok(MAX));
+        assert!(err.contains("longer than 731d"), "{err}");
+        assert_eq!("731d".parse::<Duration>(), Ok(MAX));
         assert_eq!(Duration::from_secs(86_400).to_string(), "24h");
     }
 

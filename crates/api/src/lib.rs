@@ -6,10 +6,12 @@
 //! [`validate::Report`] per object. Everything here is pure: no I/O, no clocks.
 #![forbid(unsafe_code)]
 
+pub mod certificate;
 pub mod crds;
 pub mod defaults;
 pub mod duration;
 pub mod explain;
+pub mod host;
 pub mod isolate;
 pub mod manifest;
 pub mod model;
@@ -22,8 +24,10 @@ pub mod status;
 pub mod table;
 pub mod validate;
 
+pub use certificate::{Certificate, CertificateState, Certificates};
 pub use duration::Duration;
-pub use manifest::{Document, ParseError, parse_documents};
+pub use host::{Host, HostSpec, HostTls};
+pub use manifest::{Document, Objects, ParseError, parse_documents};
 pub use model::{Model, ObjectKey, RouteEntry};
 pub use route::{Backend, HeaderMatch, PathMatch, Route, RouteMatch, RouteSpec, RouteTracing};
 pub use service::{Destination, Protocol, Service, ServiceRef, ServiceSpec};

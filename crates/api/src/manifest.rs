@@ -6,13 +6,44 @@
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
-use crate::{GROUP, Route, Service, VERSION, model::ObjectKey};
+use crate::{GROUP, Host, Route, Service, VERSION, model::ObjectKey};
 
 /// One parsed manifest document.
 #[derive(Clone, Debug)]
 pub enum Document {
     Route(Box<Route>),
     Service(Box<Service>),
+    Host(Box<Host>),
+}
+
+/// Objects by kind, as validation takes them.
+#[derive(Clone, Debug, Default)]
+pub struct Objects {
+    pub routes: Vec<Route>,
+    pub services: Vec<Service>,
+    pub hosts: Vec<Host>,
+}
+
+impl Objects {
+    /// Every document of `text`, or the first that does not parse.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let docs = parse_documents(text)
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::from_documents(&docs))
+    }
+
+    pub fn from_documents<'a>(docs: impl IntoIterator<Item = &'a Document>) -> Self {
+        let mut out = Objects::default();
+        for d in docs {
+            match d {
+                Document::Route(r) => out.routes.push((**r).clone()),
+                Document::Service(s) => out.services.push((**s).clone()),
+                Document::Host(h) => out.hosts.push((**h).clone()),
+            }
+        }
+        out
+    }
 }
 
 /// Equal when kind, name and spec are equal: what is served, not bookkeeping.
@@ -29,6 +60,11 @@ impl PartialEq for Document {
                     && a.metadata.namespace == b.metadata.namespace
                     && a.spec == b.spec
             }
+            (Document::Host(a), Document::Host(b)) => {
+                a.metadata.name == b.metadata.name
+                    && a.metadata.namespace == b.metadata.namespace
+                    && a.spec == b.spec
+            }
             _ => false,
         }
     }
@@ -39,6 +75,7 @@ impl Document {
         match self {
             Document::Route(r) => ObjectKey::new("Route", &r.metadata),
             Document::Service(s) => ObjectKey::new("Service", &s.metadata),
+            Document::Host(h) => ObjectKey::new("Host", &h.metadata),
         }
     }
 }
@@ -118,8 +155,9 @@ fn parse_value(index: usize, value: Value) -> Result<Document, ParseError> {
     match kind.as_str() {
         "Route" => typed::<Route>(value).map(|r| Document::Route(Box::new(defaulted(r)))),
         "Service" => typed::<Service>(value).map(|s| Document::Service(Box::new(defaulted(s)))),
+        "Host" => typed::<Host>(value).map(|h| Document::Host(Box::new(defaulted(h)))),
         other => Err(format!(
-            "kind: {other:?} is not a Portcullis kind; use Route or Service"
+            "kind: {other:?} is not a Portcullis kind; use Route, Service or Host"
         )),
     }
     .map_err(|message| err(label, message))
@@ -129,6 +167,7 @@ fn object_key(value: &Value) -> Option<ObjectKey> {
     let kind = match value.get("kind")?.as_str()? {
         "Route" => "Route",
         "Service" => "Service",
+        "Host" => "Host",
         _ => return None,
     };
     let meta = value.get("metadata")?;
@@ -230,7 +269,7 @@ spec:
             msgs[0]
         );
         assert!(
-            msgs[1].contains("document 1") && msgs[1].contains("use Route or Service"),
+            msgs[1].contains("document 1") && msgs[1].contains("use Route, Service or Host"),
             "{}",
             msgs[1]
         );

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::{Duration, HeaderMatch, PathMatch, Route, Service};
+use crate::{Certificate, Duration, HeaderMatch, Host, PathMatch, Route, Service};
 
 /// `Kind namespace/name`: identifies an object in messages, maps and reports.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -80,6 +80,14 @@ impl RouteEntry {
     }
 }
 
+/// A Host that owns its hostname, with the certificate to serve (when it has TLS and a
+/// good certificate is loaded).
+#[derive(Clone, Debug)]
+pub struct ServedHost {
+    pub host: Host,
+    pub certificate: Option<Certificate>,
+}
+
 /// What gets served.
 #[derive(Clone, Debug, Default)]
 pub struct Model {
@@ -87,11 +95,19 @@ pub struct Model {
     pub services: BTreeMap<ObjectKey, Arc<Service>>,
     /// Entries of accepted, unconflicted Routes, in precedence order.
     pub routes: Vec<RouteEntry>,
+    /// Accepted Hosts, one per hostname.
+    pub hosts: BTreeMap<ObjectKey, ServedHost>,
 }
 
 impl Model {
+    /// Does the Host owning `domain` (if any) admit Routes from `namespace`?
+    pub fn admits(&self, domain: &str, namespace: &str) -> bool {
+        crate::validate::owner(&self.hosts, domain)
+            .is_none_or(|(key, h)| h.host.spec.admits(&key.namespace, namespace))
+    }
+
     /// Every host named by a served Route, sorted.
-    pub fn hosts(&self) -> Vec<String> {
+    pub fn route_hosts(&self) -> Vec<String> {
         let mut hosts: Vec<String> = self
             .routes
             .iter()

@@ -19,6 +19,8 @@ pub mod types {
     pub const SHADOWED: &str = "Shadowed";
     /// The Envoy fleet ACKed a configuration containing the object.
     pub const PROGRAMMED: &str = "Programmed";
+    /// A Host's certificate expires within 14 days.
+    pub const CERTIFICATE_EXPIRING: &str = "CertificateExpiring";
     /// Summary for kstatus-based tools: accepted, references resolved, not conflicted,
     /// no auth bypass, and programmed.
     pub const READY: &str = "Ready";

@@ -51,6 +51,9 @@ impl Model {
                         .filter(|w| matches!(HostRank::of(w, domain), HostRank::Wildcard(_))),
                 );
                 entries.extend(anywhere.iter().copied());
+                // A Host owning this domain decides whose copied Routes apply here
+                // (a Route naming it was already refused unless admitted).
+                entries.retain(|e| self.admits(domain, &e.key.namespace));
                 sorted(domain, entries)
             })
             .collect();
@@ -69,6 +72,7 @@ impl Model {
             self.routes
                 .iter()
                 .filter(|e| HostRank::of(e, domain) != HostRank::None)
+                .filter(|e| self.admits(domain, &e.key.namespace))
                 .collect()
         };
         sorted(domain, entries)

@@ -49,7 +49,7 @@ fn crds_have_short_names_a_category_a_description_and_metav1_conditions() {
             .map(|v| v.as_str().unwrap())
             .collect();
         assert!(
-            short.contains(&"pcroute") || short.contains(&"pcsvc"),
+            short.contains(&"pcroute") || short.contains(&"pcsvc") || short.contains(&"pchost"),
             "{file}: {short:?}"
         );
         assert_eq!(

@@ -11,6 +11,14 @@ pub struct GatewayArgs {
     /// Port of Envoy's HTTP listener (0: the kernel picks one per Envoy).
     #[arg(long, env = "PORTCULLIS_LISTEN_PORT", default_value_t = 10000)]
     pub listen_port: u16,
+    /// Port of Envoy's HTTPS listener, served once a Host has a certificate (0: the
+    /// kernel picks one).
+    #[arg(long, env = "PORTCULLIS_HTTPS_PORT", default_value_t = 10443)]
+    pub https_port: u16,
+    /// `namespace/name` of the Host whose certificate clients without SNI get (default:
+    /// the oldest Host with a certificate).
+    #[arg(long, env = "PORTCULLIS_DEFAULT_HOST")]
+    pub default_host: Option<String>,
     /// `host:port` of `portcullis authz` (Routes with `auth` answer 503 without it).
     #[arg(long, env = "PORTCULLIS_AUTHZ_ADDR")]
     pub authz_addr: Option<String>,
@@ -44,6 +52,8 @@ impl GatewayArgs {
         let Self {
             listen_address,
             listen_port,
+            https_port,
+            default_host,
             authz_addr,
             ratelimit_addr,
             access_log,
@@ -57,6 +67,8 @@ impl GatewayArgs {
         Ok(Options {
             listen_address,
             listen_port,
+            https_port: Some(https_port),
+            default_host,
             authz: authz_addr,
             ratelimit: ratelimit_addr,
             access_log,

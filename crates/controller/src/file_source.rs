@@ -65,6 +65,8 @@ impl Board {
 pub struct FileSource {
     dir: PathBuf,
     last_served: Objects,
+    /// Hosts' certificates from their PEM files.
+    pub certificates: crate::certificates::FileCertificates,
     /// First-seen times: the creation time of objects that do not carry one.
     pub created: Created,
 }
@@ -80,6 +82,7 @@ impl FileSource {
         Self {
             dir,
             last_served: Objects::new(),
+            certificates: Default::default(),
             created,
         }
     }
@@ -143,10 +146,29 @@ impl FileSource {
         failed: BTreeSet<ObjectKey>,
         loaded: &files::Loaded,
     ) -> Reloaded {
+        // Relative certificate paths start at the manifest directory.
+        let base = if self.dir.is_file() {
+            self.dir.parent().unwrap_or(Path::new(".")).to_path_buf()
+        } else {
+            self.dir.clone()
+        };
+        // Hosts read now, and those kept from the last served set (their new version
+        // failed to parse) with the files that version named.
+        let kept = self
+            .last_served
+            .iter()
+            .filter(|(k, _)| !current.contains_key(*k))
+            .map(|(_, d)| d);
+        let certificates = self.certificates.load(
+            &base,
+            current.values().chain(kept),
+            Timestamp::now().as_second(),
+        );
         let result = reconcile(
             &current,
             &failed,
             &self.last_served,
+            &certificates,
             &portcullis_api::validate::Rules::file_mode(),
         );
         for e in &loaded.errors {
@@ -189,6 +211,7 @@ impl FileSource {
         let meta = match doc {
             Document::Route(r) => &mut r.metadata,
             Document::Service(s) => &mut s.metadata,
+            Document::Host(h) => &mut h.metadata,
         };
         if meta.creation_timestamp.is_some() {
             return;

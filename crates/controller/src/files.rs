@@ -129,8 +129,12 @@ pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// What a directory looks like from the outside; changes when any manifest changes.
 pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    manifest_files(dir)
-        .unwrap_or_default()
+    files_fingerprint(manifest_files(dir).unwrap_or_default())
+}
+
+/// Size and modification time of each of `files` (missing files count too).
+pub fn files_fingerprint(files: Vec<PathBuf>) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    files
         .into_iter()
         .map(|p| {
             let meta = std::fs::metadata(&p).ok();
@@ -141,25 +145,25 @@ pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
         .collect()
 }
 
-/// Polls `dir` every `interval` and calls `on_change` once the fingerprint has changed
-/// and then held still for `settle` (editors write files in several steps).
-pub async fn watch(
-    dir: PathBuf,
+/// Polls `fingerprint` every `interval` and calls `on_change` once it has changed and
+/// then held still for `settle` (editors write files in several steps).
+pub async fn watch<F: PartialEq>(
+    fingerprint: impl Fn() -> F,
     interval: Duration,
     settle: Duration,
     mut on_change: impl FnMut(),
 ) {
-    let mut seen = fingerprint(&dir);
+    let mut seen = fingerprint();
     loop {
         tokio::time::sleep(interval).await;
-        let mut now = fingerprint(&dir);
+        let mut now = fingerprint();
         if now == seen {
             continue;
         }
         // Debounce: wait until two reads `settle` apart agree.
         loop {
             tokio::time::sleep(settle).await;
-            let again = fingerprint(&dir);
+            let again = fingerprint();
             if again == now {
                 break;
             }

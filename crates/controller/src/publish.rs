@@ -120,6 +120,10 @@ pub fn to_snapshot(res: &Resources) -> Snapshot {
         .load_assignments
         .iter()
         .map(|e| Resource::new(&e.cluster_name, pack_any(e.clone())));
+    let secrets = res
+        .secrets
+        .iter()
+        .map(|s| Resource::new(&s.name, pack_any(s.clone())));
     // Not for Envoy: `portcullis ratelimit` subscribes to this type on the same server.
     let rate_limits = res
         .rate_limit_configs
@@ -130,6 +134,7 @@ pub fn to_snapshot(res: &Resources) -> Snapshot {
             .chain(routes)
             .chain(clusters)
             .chain(endpoints)
+            .chain(secrets)
             .chain(rate_limits),
     )
 }

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use portcullis_api::{
-    Document, ObjectKey, Route, Service,
-    validate::{Issue, Outcome, Rules, validate_with},
+    Certificates, Document, ObjectKey,
+    validate::{Issue, Outcome, Rules, validate_objects},
 };
 
 /// The objects a source currently sees, by key.
@@ -21,11 +21,13 @@ pub struct Reconciled {
 }
 
 /// `current`: objects read now. `failed`: keys whose new document did not even parse.
-/// `last_served`: the previous call's `served`. `rules`: the deployment's rules.
+/// `last_served`: the previous call's `served`. `certificates`: the Hosts'
+/// certificates as loaded. `rules`: the deployment's rules.
 pub fn reconcile(
     current: &Objects,
     failed: &BTreeSet<ObjectKey>,
     last_served: &Objects,
+    certificates: &Certificates,
     rules: &Rules,
 ) -> Reconciled {
     let mut objects = current.clone();
@@ -38,7 +40,7 @@ pub fn reconcile(
             kept.insert(key.clone());
         }
     }
-    let first = run(&objects, rules);
+    let first = run(&objects, certificates, rules);
     let mut retry = false;
     for report in &first.reports {
         // Unresolved references count too: `old != new` below means this object's own
@@ -54,7 +56,7 @@ pub fn reconcile(
         }
     }
     let mut outcome = if retry {
-        run(&objects, rules)
+        run(&objects, certificates, rules)
     } else {
         first.clone()
     };
@@ -86,16 +88,12 @@ pub fn reconcile(
     }
 }
 
-fn run(objects: &Objects, rules: &Rules) -> Outcome {
-    let mut routes: Vec<Route> = Vec::new();
-    let mut services: Vec<Service> = Vec::new();
-    for doc in objects.values() {
-        match doc {
-            Document::Route(r) => routes.push((**r).clone()),
-            Document::Service(s) => services.push((**s).clone()),
-        }
-    }
-    validate_with(&routes, &services, rules)
+fn run(objects: &Objects, certificates: &Certificates, rules: &Rules) -> Outcome {
+    validate_objects(
+        &portcullis_api::Objects::from_documents(objects.values()),
+        certificates,
+        rules,
+    )
 }
 
 #[cfg(test)]

@@ -87,26 +87,43 @@ pub async fn run(
     });
 
     let mut source = FileSource::new(config_dir.clone(), created);
-    let mut reload = move || {
-        let reloaded = source.reload();
-        let published = publisher.publish(&reloaded.model, &source.created);
-        let version = published.version;
-        tracing::info!(
-            version,
-            routes = reloaded.model.routes.len(),
-            services = reloaded.model.services.len(),
-            "published"
-        );
-        *model.write() = Arc::new(reloaded.model);
-        let mut b = reloaded.board;
-        b.version = version;
-        b.mark_failed(&published.failed);
-        *board.write() = b;
-        ready.store(true, std::sync::atomic::Ordering::Release);
+    // Certificate files named by Hosts, for the watcher (they may live anywhere).
+    let cert_files: Arc<parking_lot::Mutex<Vec<PathBuf>>> = Arc::default();
+    let mut reload = {
+        let cert_files = cert_files.clone();
+        move || {
+            let reloaded = source.reload();
+            *cert_files.lock() = source.certificates.files.clone();
+            let published = publisher.publish(&reloaded.model, &source.created);
+            let version = published.version;
+            tracing::info!(
+                version,
+                routes = reloaded.model.routes.len(),
+                services = reloaded.model.services.len(),
+                "published"
+            );
+            *model.write() = Arc::new(reloaded.model);
+            let mut b = reloaded.board;
+            b.version = version;
+            b.mark_failed(&published.failed);
+            *board.write() = b;
+            ready.store(true, std::sync::atomic::Ordering::Release);
+        }
     };
     reload();
+    // Manifests and certificate files; plus the hour, so certificates nearing expiry
+    // are re-checked (the CertificateExpiring condition) even when nothing changes.
+    let fingerprint = move || {
+        let certs = cert_files.lock().clone();
+        let hour = (!certs.is_empty()).then(|| jiff::Timestamp::now().as_second() / 3600);
+        (
+            crate::files::fingerprint(&config_dir),
+            crate::files::files_fingerprint(certs),
+            hour,
+        )
+    };
     let watcher = tokio::spawn(crate::files::watch(
-        config_dir,
+        fingerprint,
         poll_interval,
         Duration::from_millis(50),
         reload,

@@ -47,9 +47,19 @@ impl StateFile {
         Ok(Some((Snapshot::decode(&bytes)?, stored.created)))
     }
 
+    /// Saves `snapshot` without its SDS secrets: private keys are never written to disk
+    /// by Portcullis (Envoy keeps its certificates while the control plane restarts,
+    /// and the source provides them again at once).
     pub fn save(&self, snapshot: &Snapshot, created: &Created) -> anyhow::Result<()> {
+        use portcullis_xds::type_url::SECRET;
+        let kept: Vec<portcullis_xds::Resource> = snapshot
+            .type_urls()
+            .filter(|t| *t != SECRET)
+            .flat_map(|t| snapshot.resources(t).cloned())
+            .collect();
         let stored = Stored {
-            snapshot: base64::engine::general_purpose::STANDARD.encode(snapshot.encode_to_vec()),
+            snapshot: base64::engine::general_purpose::STANDARD
+                .encode(Snapshot::new(kept).encode_to_vec()),
             created: created.clone(),
         };
         if let Some(dir) = self.path.parent() {

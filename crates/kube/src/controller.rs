@@ -58,7 +58,7 @@ impl Controller {
 
     /// Reconciles what the index holds now and publishes it; returns the version.
     pub fn reconcile(&mut self) -> String {
-        let (objects, failed, invalid, resolved, rules) = {
+        let (objects, failed, invalid, resolved, rules, certificates) = {
             let index = self.index.read();
             let (objects, failed) = index.objects();
             let resolved =
@@ -68,9 +68,16 @@ impl Controller {
                 .iter()
                 .map(|(k, e)| format!("{k}: {e}"))
                 .collect();
-            (objects, failed, invalid, resolved, index.rules.clone())
+            (
+                objects,
+                failed,
+                invalid,
+                resolved,
+                index.rules.clone(),
+                index.certificates.clone(),
+            )
         };
-        let result = reconcile(&objects, &failed, &self.last_served, &rules);
+        let result = reconcile(&objects, &failed, &self.last_served, &certificates, &rules);
         let model = endpoints::expand(&result.outcome.model, &resolved);
         // Kubernetes stamps creationTimestamp, so no first-seen times are needed.
         let published = self.publisher.publish(&model, &Created::default());

@@ -34,6 +34,8 @@ pub struct Index {
     /// The deployment's validation rules (allowed destination ranges), shared by
     /// reconcile and the webhook so both refuse the same objects.
     pub rules: portcullis_api::validate::Rules,
+    /// Hosts' certificates, from their Secrets.
+    pub certificates: portcullis_api::Certificates,
 }
 
 /// The index plus its change counter; shared by watchers, reconcile and webhook.

@@ -33,6 +33,7 @@ fn an_object_that_does_not_deserialize_is_skipped_and_its_last_version_kept() {
         &objects,
         &failed,
         &Objects::new(),
+        &Default::default(),
         &portcullis_api::validate::Rules::file_mode(),
     );
     assert_eq!(first.served.len(), 2);
@@ -60,6 +61,7 @@ fn an_object_that_does_not_deserialize_is_skipped_and_its_last_version_kept() {
         &objects,
         &failed,
         &first.served,
+        &Default::default(),
         &portcullis_api::validate::Rules::file_mode(),
     );
     assert!(second.served.contains_key(&key), "last served version kept");

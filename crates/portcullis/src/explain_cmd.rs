@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use portcullis_api::{
     explain::{self, Explanation},
-    validate::{Rules, validate_with},
+    validate::{Rules, validate_objects},
 };
 
 #[derive(clap::Args)]
@@ -78,11 +78,12 @@ fn local(
     url: &str,
     headers: Vec<(String, String)>,
 ) -> anyhow::Result<Explanation> {
-    let (routes, services, errors) = crate::validate_cmd::load(paths);
+    let (objects, errors) = crate::validate_cmd::load(paths);
     for e in &errors {
         eprintln!("warning: {e}");
     }
-    let outcome = validate_with(&routes, &services, &Rules::file_mode());
+    let certificates = crate::certs::load_for(&objects, paths);
+    let outcome = validate_objects(&objects, &certificates, &Rules::file_mode());
     for p in outcome.problems() {
         eprintln!("warning: not served: {p}");
     }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bootstrap;
+pub mod certs;
 pub mod cli;
 pub mod echo;
 pub mod envoy;

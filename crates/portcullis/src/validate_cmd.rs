@@ -2,14 +2,15 @@
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 
 use portcullis_api::{
-    Document, Route, Service,
-    validate::{Rules, validate_with},
+    Objects,
+    validate::{Rules, validate_objects},
 };
 use portcullis_controller::files;
 
 pub fn run(paths: &[PathBuf], rules: &Rules) -> ExitCode {
-    let (routes, services, mut errors) = load(paths);
-    let outcome = validate_with(&routes, &services, rules);
+    let (objects, mut errors) = load(paths);
+    let certificates = crate::certs::load_for(&objects, paths);
+    let outcome = validate_objects(&objects, &certificates, rules);
     errors.extend(outcome.problems().map(ToString::to_string));
     // A Route hiding another's paths behind weaker auth serves requests unauthenticated
     // that their author meant to protect: an error here, a condition on the cluster.
@@ -26,8 +27,8 @@ pub fn run(paths: &[PathBuf], rules: &Rules) -> ExitCode {
     if errors.is_empty() {
         println!(
             "ok: {} Services, {} Routes ({} route entries) are valid",
-            services.len(),
-            routes.len(),
+            objects.services.len(),
+            objects.routes.len(),
             outcome.model.routes.len()
         );
         ExitCode::SUCCESS
@@ -42,7 +43,7 @@ pub fn run(paths: &[PathBuf], rules: &Rules) -> ExitCode {
 
 /// Every Route and Service under `paths` (the first copy of a duplicate), and what
 /// could not be read.
-pub fn load(paths: &[PathBuf]) -> (Vec<Route>, Vec<Service>, Vec<String>) {
+pub fn load(paths: &[PathBuf]) -> (Objects, Vec<String>) {
     let mut errors = Vec::new();
     let mut objects = BTreeMap::new();
     for path in paths {
@@ -68,12 +69,5 @@ pub fn load(paths: &[PathBuf]) -> (Vec<Route>, Vec<Service>, Vec<String>) {
             Err(e) => errors.push(format!("{}: {e}", path.display())),
         }
     }
-    let (mut routes, mut services) = (Vec::new(), Vec::new());
-    for doc in objects.into_values() {
-        match doc {
-            Document::Route(r) => routes.push(*r),
-            Document::Service(s) => services.push(*s),
-        }
-    }
-    (routes, services, errors)
+    (Objects::from_documents(objects.values()), errors)
 }

@@ -371,15 +371,8 @@ mod tests {
     use super::*;
 
     fn entry(yaml: &str) -> RouteEntry {
-        let docs = portcullis_api::parse_documents(yaml);
-        let (mut routes, mut services) = (vec![], vec![]);
-        for d in docs {
-            match d.unwrap() {
-                portcullis_api::Document::Route(r) => routes.push(*r),
-                portcullis_api::Document::Service(s) => services.push(*s),
-            }
-        }
-        let o = portcullis_api::validate::validate(&routes, &services);
+        let objects = portcullis_api::Objects::parse(yaml).unwrap();
+        let o = portcullis_api::validate::validate(&objects.routes, &objects.services);
         assert_eq!(
             o.problems().count(),
             0,

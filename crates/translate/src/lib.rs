@@ -17,6 +17,7 @@ mod proto;
 mod rate_limit_config;
 mod route;
 mod route_policy;
+pub mod tls;
 mod trace;
 
 use envoy_types::pb::envoy::config::{
@@ -45,6 +46,12 @@ pub struct Options {
     /// Port of the HTTP listener; 0 lets the kernel choose (tests read it back from
     /// Envoy's admin API).
     pub listen_port: u16,
+    /// Port of the HTTPS listener (served once a Host has a certificate); `None`: no
+    /// HTTPS.
+    pub https_port: Option<u16>,
+    /// `namespace/name` of the Host whose certificate clients without SNI get (default:
+    /// the oldest Host with a certificate).
+    pub default_host: Option<String>,
     /// `host:port` of `portcullis authz`; without it, Routes with `auth` answer 503.
     pub authz: Option<String>,
     /// The header API keys arrive in (`--api-key-header`): Envoy sends the authz service
@@ -74,6 +81,8 @@ impl Default for Options {
         Self {
             listen_address: "0.0.0.0".into(),
             listen_port: 10000,
+            https_port: None,
+            default_host: None,
             authz: None,
             api_key_header: portcullis_contract::authz::DEFAULT_API_KEY_HEADER.into(),
             identity_headers: Default::default(),
@@ -98,6 +107,8 @@ pub struct Resources {
     /// rate-limit service: they only describe the limits, and a service subscribes to
     /// them on its own (type URL [`RATE_LIMIT_CONFIG_TYPE_URL`]).
     pub rate_limit_configs: Vec<RateLimitConfig>,
+    /// SDS: one TLS certificate per Host that has one.
+    pub secrets: Vec<envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret>,
     /// Objects whose translation panicked (a bug), with the panic message; they are
     /// left out, along with the Routes that send to a failed Service. The control plane
     /// reports them as `Accepted=False`, reason `InternalError`.
@@ -133,8 +144,11 @@ pub fn translate(model: &Model, options: &Options) -> Resources {
     let rate_limit_configs = rate_limit_config::rate_limit_configs(model, &mut failed);
     failed.sort();
     failed.dedup_by(|a, b| a.0 == b.0);
+    let mut listeners = vec![listener::http_listener(options)];
+    listeners.extend(tls::https_listener(model, options));
     Resources {
-        listeners: vec![listener::http_listener(options)],
+        listeners,
+        secrets: tls::secrets(model),
         route_configs: vec![route_config],
         clusters,
         load_assignments,

@@ -33,22 +33,39 @@ pub fn http_listener(options: &Options) -> Listener {
         // Bounds memory per connection; Envoy's default is 1 MiB.
         per_connection_buffer_limit_bytes: proto::u32v(32 * 1024),
         filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: "envoy.filters.network.http_connection_manager".into(),
-                config_type: Some(filter::ConfigType::TypedConfig(proto::any(
-                    &connection_manager(options),
-                ))),
-            }],
+            filters: vec![hcm_filter(options, "http")],
             ..Default::default()
         }],
         ..Default::default()
     }
 }
 
-fn connection_manager(options: &Options) -> HttpConnectionManager {
+/// The HTTP connection manager as a network filter; `stat_prefix` tells the plain and
+/// the TLS listener apart in stats.
+pub(crate) fn hcm_filter(options: &Options, stat_prefix: &str) -> Filter {
+    Filter {
+        name: "envoy.filters.network.http_connection_manager".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(proto::any(
+            &connection_manager(options, stat_prefix),
+        ))),
+    }
+}
+
+/// `address:port` as an Envoy address.
+pub(crate) fn socket_address(address: &str, port: u16) -> Option<Address> {
+    Some(Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: address.to_string(),
+            port_specifier: Some(PortSpecifier::PortValue(port.into())),
+            ..Default::default()
+        })),
+    })
+}
+
+fn connection_manager(options: &Options, stat_prefix: &str) -> HttpConnectionManager {
     HttpConnectionManager {
         codec_type: CodecType::Auto as i32,
-        stat_prefix: "http".into(),
+        stat_prefix: stat_prefix.into(),
         route_specifier: Some(RouteSpecifier::Rds(Rds {
             config_source: proto::ads(),
             route_config_name: ROUTE_CONFIG_NAME.into(),

@@ -72,20 +72,14 @@ fn config(name: String, limit: &RateLimit) -> RateLimitConfig {
 
 #[cfg(test)]
 mod tests {
-    use portcullis_api::{Document, parse_documents, validate::validate};
+    use portcullis_api::validate::validate;
     use prost::Message;
 
     use super::*;
 
     fn model(yaml: &str) -> Model {
-        let (mut routes, mut services) = (vec![], vec![]);
-        for d in parse_documents(yaml) {
-            match d.unwrap() {
-                Document::Route(r) => routes.push(*r),
-                Document::Service(s) => services.push(*s),
-            }
-        }
-        let o = validate(&routes, &services);
+        let objects = portcullis_api::Objects::parse(yaml).unwrap();
+        let o = validate(&objects.routes, &objects.services);
         assert_eq!(
             o.problems().count(),
             0,

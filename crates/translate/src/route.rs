@@ -62,12 +62,14 @@ pub fn route_configuration(
                     Err(panic) => failed.push((e.key.clone(), panic)),
                 }
             }
-            VirtualHost {
+            let mut vhost = VirtualHost {
                 name,
-                domains: vec![table.domain],
                 routes,
                 ..Default::default()
-            }
+            };
+            host_tls(&mut vhost, model, &table.domain);
+            vhost.domains = vec![table.domain];
+            vhost
         })
         .collect();
     RouteConfiguration {
@@ -77,6 +79,42 @@ pub fn route_configuration(
         // at load (ordering already guarantees they exist) and it is slow at 10k routes.
         validate_clusters: Some(false.into_bool()),
         ..Default::default()
+    }
+}
+
+/// A domain owned by a Host serving HTTPS: plain-HTTP requests get a 301 to HTTPS
+/// (unless the Host sets `redirect: false`), and HTTPS responses carry HSTS when asked.
+fn host_tls(vhost: &mut VirtualHost, model: &Model, domain: &str) {
+    use envoy_types::pb::envoy::config::{
+        core::v3::{HeaderValue, HeaderValueOption, header_value_option::HeaderAppendAction},
+        route::v3::virtual_host::TlsRequirementType,
+    };
+    let Some((_, owner)) = portcullis_api::validate::owner(&model.hosts, domain) else {
+        return;
+    };
+    let (Some(tls), Some(_)) = (&owner.host.spec.tls, &owner.certificate) else {
+        return;
+    };
+    if tls.redirect() {
+        vhost.require_tls = TlsRequirementType::All as i32;
+    }
+    if let Some(h) = &tls.hsts {
+        let mut value = format!("max-age={}", h.max_age.as_std().as_secs());
+        if h.include_sub_domains == Some(true) {
+            value.push_str("; includeSubDomains");
+        }
+        if h.preload == Some(true) {
+            value.push_str("; preload");
+        }
+        vhost.response_headers_to_add.push(HeaderValueOption {
+            header: Some(HeaderValue {
+                key: "strict-transport-security".into(),
+                value,
+                ..Default::default()
+            }),
+            append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+            ..Default::default()
+        });
     }
 }
 

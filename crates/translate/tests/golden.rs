@@ -4,7 +4,7 @@
 //! a change does to Envoy's configuration. `UPDATE_GOLDEN=1` rewrites the files.
 use std::path::Path;
 
-use portcullis_api::{Document, parse_documents, validate::validate};
+use portcullis_api::{Objects, validate::validate};
 use portcullis_translate::{Options, RateLimitConfig, translate};
 use prost::{Message, Name};
 use serde_json::{Value, json};
@@ -41,14 +41,8 @@ fn rate_limit_json(c: &RateLimitConfig) -> Value {
 }
 
 fn render(input: &str, options: &Options) -> String {
-    let (mut routes, mut services) = (vec![], vec![]);
-    for doc in parse_documents(input) {
-        match doc.expect("golden inputs parse") {
-            Document::Route(r) => routes.push(*r),
-            Document::Service(s) => services.push(*s),
-        }
-    }
-    let outcome = validate(&routes, &services);
+    let objects = Objects::parse(input).expect("golden inputs parse");
+    let outcome = validate(&objects.routes, &objects.services);
     let problems: Vec<String> = outcome.problems().map(|p| p.to_string()).collect();
     let res = translate(&outcome.model, options);
     let mut docs = vec![json!({"problems": problems})];

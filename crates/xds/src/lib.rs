@@ -34,4 +34,6 @@ pub mod type_url {
     pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
     pub const CLUSTER_LOAD_ASSIGNMENT: &str =
         "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+    /// SDS: TLS certificates with their private keys.
+    pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 }

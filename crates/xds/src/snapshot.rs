@@ -7,11 +7,22 @@ use prost::Message;
 
 use crate::hash::Fnv64;
 
-/// One named resource. Its type URL is `body.type_url`.
-#[derive(Clone, Debug, PartialEq)]
+/// One named resource. Its type URL is `body.type_url`. `Debug` shows the name, type
+/// and size, never the body (SDS secrets carry private keys).
+#[derive(Clone, PartialEq)]
 pub struct Resource {
     pub name: String,
     pub body: Any,
+}
+
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resource")
+            .field("name", &self.name)
+            .field("type_url", &self.body.type_url)
+            .field("bytes", &self.body.value.len())
+            .finish()
+    }
 }
 
 impl Resource {

@@ -166,7 +166,7 @@ pub fn explain(model: &Model, request: &Request) -> Explanation {
 /// Envoy's choice of virtual host: the exact domain, else the longest wildcard that
 /// covers the host, else `*`.
 fn virtual_host(model: &Model, host: &str) -> (String, String) {
-    let hosts = model.hosts();
+    let hosts = model.route_hosts();
     if hosts.iter().any(|h| h == host) {
         return (host.to_string(), "a Route names this host".into());
     }

@@ -1,15 +1,9 @@
 use super::*;
-use crate::{Document, parse_documents, validate::validate};
+use crate::validate::validate;
 
 fn model(yaml: &str) -> Model {
-    let (mut routes, mut services) = (vec![], vec![]);
-    for d in parse_documents(yaml) {
-        match d.unwrap() {
-            Document::Route(r) => routes.push(*r),
-            Document::Service(s) => services.push(*s),
-        }
-    }
-    let o = validate(&routes, &services);
+    let objects = crate::Objects::parse(yaml).unwrap();
+    let o = validate(&objects.routes, &objects.services);
     assert_eq!(
         o.problems().count(),
         0,

@@ -39,6 +39,7 @@ pub(super) fn age_then_key(a: &(Report, &Route), b: &(Report, &Route)) -> std::c
 pub(super) fn resolve(
     services: &[(Report, &Service)],
     routes: &mut [(Report, &Route)],
+    hosts: BTreeMap<ObjectKey, crate::model::ServedHost>,
     route_table_bytes: usize,
 ) -> Model {
     let accepted: BTreeMap<ObjectKey, Arc<Service>> = services
@@ -112,6 +113,7 @@ pub(super) fn resolve(
     let model = Model {
         services: accepted,
         routes: entries,
+        hosts,
     };
     let mut shadows = crate::shadow::shadows(&model);
     for (report, route) in routes.iter_mut() {

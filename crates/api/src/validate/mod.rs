@@ -7,20 +7,27 @@ mod bounds;
 mod budget;
 mod cross;
 mod destinations;
+mod hosts;
 mod names;
 mod policy;
 pub mod regex;
+mod report;
 mod route;
 mod service;
 
 pub use bounds::*;
 pub use budget::DEFAULT_ROUTE_TABLE_BYTES;
 pub use destinations::{Cidr, DestinationRules};
+pub use hosts::owner;
 
 /// Rules that depend on where the control plane runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rules {
     pub destinations: DestinationRules,
+    /// Certificates come from Kubernetes Secrets (`tls.secretName`), not files.
+    pub certificates_from_secrets: bool,
+    /// A Route may name only hostnames some Host owns (`--require-host-ownership`).
+    pub require_host_ownership: bool,
     /// Bytes the whole route table may take (see `budget`); older Routes first.
     pub route_table_bytes: usize,
 }
@@ -30,6 +37,8 @@ impl Rules {
     pub fn file_mode() -> Self {
         Self {
             destinations: DestinationRules::file_mode(),
+            certificates_from_secrets: false,
+            require_host_ownership: false,
             route_table_bytes: DEFAULT_ROUTE_TABLE_BYTES,
         }
     }
@@ -39,6 +48,8 @@ impl Rules {
     pub fn cluster(allowed: Vec<Cidr>) -> Self {
         Self {
             destinations: DestinationRules::cluster(allowed),
+            certificates_from_secrets: true,
+            require_host_ownership: false,
             route_table_bytes: DEFAULT_ROUTE_TABLE_BYTES,
         }
     }
@@ -51,155 +62,11 @@ impl Default for Rules {
     }
 }
 
-use std::fmt;
-
 /// `host:port`, `ip:port` or `[v6]:port` → (host, port, host is an IP); the error is the fix.
 pub use names::parse_address;
+pub use report::{Issue, Report, Shadowed};
 
-use crate::{
-    Condition, Model, ObjectKey, Route, Service,
-    status::types::{ACCEPTED, CONFLICTED, RESOLVED_REFS, SHADOWED},
-};
-
-/// One problem with one field of one object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Issue {
-    pub object: ObjectKey,
-    /// Dotted path such as `spec.match.paths[1].exact`.
-    pub field: String,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
-
-impl fmt::Display for Issue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.object, self.field, self.message)
-    }
-}
-
-/// The verdict on one object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Report {
-    pub key: ObjectKey,
-    pub generation: Option<i64>,
-    /// Single-object errors: the object is not Accepted.
-    pub errors: Vec<Issue>,
-    /// Worth fixing but served anyway.
-    pub warnings: Vec<Issue>,
-    /// References that did not resolve: the object is not served.
-    pub unresolved: Vec<Issue>,
-    /// The older Route that owns one of this Route's matches.
-    pub conflict: Option<Issue>,
-    /// Paths that never match on some hosts (the Route is still served elsewhere).
-    pub shadowed: Vec<Shadowed>,
-}
-
-/// A path of a Route that a more specific Route hides on some hosts.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Shadowed {
-    pub issue: Issue,
-    /// The Route that takes the requests.
-    pub winner: ObjectKey,
-    /// The hiding Route enforces weaker authentication: requests meant to be
-    /// authenticated are served without it. `validate` fails on it.
-    pub auth_bypassed: bool,
-}
-
-impl Report {
-    fn new(key: ObjectKey, generation: Option<i64>) -> Self {
-        Self {
-            key,
-            generation,
-            errors: vec![],
-            warnings: vec![],
-            unresolved: vec![],
-            conflict: None,
-            shadowed: vec![],
-        }
-    }
-
-    /// Refuses the object because processing it panicked (see [`crate::isolate`]).
-    pub fn internal(&mut self, stage: &str, panic: &str) {
-        self.errors.push(Issue {
-            object: self.key.clone(),
-            field: crate::isolate::INTERNAL_FIELD.into(),
-            message: crate::isolate::internal_message(stage, panic),
-        });
-    }
-
-    /// Served by the gateway.
-    pub fn is_served(&self) -> bool {
-        self.errors.is_empty() && self.unresolved.is_empty() && self.conflict.is_none()
-    }
-
-    /// Some path of this Route is hidden by a Route enforcing weaker authentication.
-    pub fn auth_bypassed(&self) -> bool {
-        self.shadowed.iter().any(|s| s.auth_bypassed)
-    }
-
-    /// Every problem that keeps the object from being served.
-    pub fn problems(&self) -> impl Iterator<Item = &Issue> {
-        self.errors
-            .iter()
-            .chain(&self.unresolved)
-            .chain(&self.conflict)
-    }
-
-    /// Status conditions (without Programmed, which needs Envoy's answer).
-    pub fn conditions(&self) -> Vec<Condition> {
-        let join = |issues: &[Issue]| {
-            issues
-                .iter()
-                .map(|i| format!("{}: {}", i.field, i.message))
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
-        let internal = self
-            .errors
-            .iter()
-            .any(|e| e.field == crate::isolate::INTERNAL_FIELD);
-        let mut out = vec![if self.errors.is_empty() {
-            Condition::new(ACCEPTED, true, "Accepted", join(&self.warnings))
-        } else if internal {
-            Condition::new(ACCEPTED, false, "InternalError", join(&self.errors))
-        } else if self.warnings.is_empty() {
-            Condition::new(ACCEPTED, false, "Invalid", join(&self.errors))
-        } else {
-            Condition::new(
-                ACCEPTED,
-                false,
-                "Invalid",
-                format!("{}; {}", join(&self.errors), join(&self.warnings)),
-            )
-        }];
-        out.push(if self.unresolved.is_empty() {
-            Condition::new(RESOLVED_REFS, true, "ResolvedRefs", "")
-        } else {
-            Condition::new(RESOLVED_REFS, false, "RefNotFound", join(&self.unresolved))
-        });
-        if self.key.kind == "Route" {
-            out.push(match &self.conflict {
-                Some(c) => Condition::new(CONFLICTED, true, "MatchTaken", c.message.clone()),
-                None => Condition::new(CONFLICTED, false, "NoConflict", ""),
-            });
-            out.push(if self.shadowed.is_empty() {
-                Condition::new(SHADOWED, false, "NotShadowed", "")
-            } else {
-                let reason = if self.auth_bypassed() {
-                    "AuthBypassed"
-                } else {
-                    "Shadowed"
-                };
-                let issues: Vec<Issue> = self.shadowed.iter().map(|s| s.issue.clone()).collect();
-                Condition::new(SHADOWED, true, reason, join(&issues))
-            });
-        }
-        for c in &mut out {
-            c.observed_generation = self.generation;
-        }
-        out
-    }
-}
+use crate::{Certificates, Host, Model, ObjectKey, Objects, Route, Service};
 
 /// The whole verdict: what to serve, and why each object is or is not served.
 #[derive(Clone, Debug, Default)]
@@ -234,50 +101,85 @@ pub fn validate(routes: &[Route], services: &[Service]) -> Outcome {
     validate_with(routes, services, &Rules::file_mode())
 }
 
-/// Validates every object against `rules` and against each other.
+/// Validates Routes and Services (no Hosts) against `rules` and against each other.
 pub fn validate_with(routes: &[Route], services: &[Service], rules: &Rules) -> Outcome {
-    let mut service_reports: Vec<(Report, &Service)> = services
+    let objects = Objects {
+        routes: routes.to_vec(),
+        services: services.to_vec(),
+        hosts: Vec::new(),
+    };
+    validate_objects(&objects, &Certificates::new(), rules)
+}
+
+/// One object's single-object rules, isolated: a panic refuses only this object.
+fn check_one<T>(
+    kind: &'static str,
+    obj: &T,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    check: impl FnOnce(&T, &mut Report),
+) -> Report {
+    let mut report = Report::new(ObjectKey::new(kind, meta), meta.generation);
+    let mut checked = report.clone();
+    match crate::isolate::isolate(|| check(obj, &mut checked)) {
+        Ok(()) => report = checked,
+        Err(p) => report.internal("validation", &p),
+    }
+    report
+}
+
+/// Validates every object against `rules` and against each other; `certificates` are
+/// the Hosts' certificates as the control plane loaded them.
+pub fn validate_objects(objects: &Objects, certificates: &Certificates, rules: &Rules) -> Outcome {
+    let mut service_reports: Vec<(Report, &Service)> = objects
+        .services
         .iter()
         .map(|s| {
-            let key = ObjectKey::new("Service", &s.metadata);
-            let mut report = Report::new(key, s.metadata.generation);
-            let mut checked = report.clone();
-            match crate::isolate::isolate(|| service::check(s, rules, &mut checked)) {
-                Ok(()) => report = checked,
-                Err(p) => report.internal("validation", &p),
-            }
-            (report, s)
+            (
+                check_one("Service", s, &s.metadata, |s, r| {
+                    service::check(s, rules, r)
+                }),
+                s,
+            )
         })
         .collect();
-    let mut route_reports: Vec<(Report, &Route)> = routes
+    let mut route_reports: Vec<(Report, &Route)> = objects
+        .routes
         .iter()
-        .map(|r| {
-            let key = ObjectKey::new("Route", &r.metadata);
-            let mut report = Report::new(key, r.metadata.generation);
-            let mut checked = report.clone();
-            match crate::isolate::isolate(|| route::check(r, &mut checked)) {
-                Ok(()) => report = checked,
-                Err(p) => report.internal("validation", &p),
-            }
-            (report, r)
+        .map(|r| (check_one("Route", r, &r.metadata, route::check), r))
+        .collect();
+    let mut host_reports: Vec<(Report, &Host)> = objects
+        .hosts
+        .iter()
+        .map(|h| {
+            (
+                check_one("Host", h, &h.metadata, |h, r| hosts::check(h, rules, r)),
+                h,
+            )
         })
         .collect();
     cross::duplicates(&mut service_reports);
     cross::duplicates(&mut route_reports);
+    cross::duplicates(&mut host_reports);
+    let served_hosts = hosts::resolve(&mut host_reports, certificates);
+    hosts::admit_routes(&mut route_reports, &served_hosts, rules);
     let model = cross::resolve(
         &service_reports,
         &mut route_reports,
+        served_hosts,
         rules.route_table_bytes,
     );
     let mut reports: Vec<Report> = service_reports
         .into_iter()
         .map(|(r, _)| r)
         .chain(route_reports.into_iter().map(|(r, _)| r))
+        .chain(host_reports.into_iter().map(|(r, _)| r))
         .collect();
     reports.sort_by(|a, b| a.key.cmp(&b.key));
     Outcome { model, reports }
 }
 
+#[cfg(test)]
+mod host_tests;
 #[cfg(test)]
 mod policy_tests;
 #[cfg(test)]

@@ -1,20 +1,13 @@
 //! One test per refused traffic-policy value, asserting the message (field + fix).
 use super::validate;
-use crate::{Document, parse_documents};
 
 /// Validates a Service spec and a Route spec (flow YAML); returns every message.
 fn messages(service_spec: &str, route_spec: &str) -> Vec<String> {
     let yaml = format!(
         "apiVersion: portcullis.dev/v1alpha1\nkind: Service\nmetadata: {{name: s}}\nspec: {service_spec}\n---\napiVersion: portcullis.dev/v1alpha1\nkind: Route\nmetadata: {{name: r}}\nspec: {route_spec}\n"
     );
-    let (mut routes, mut services) = (vec![], vec![]);
-    for doc in parse_documents(&yaml) {
-        match doc.expect("parses") {
-            Document::Route(r) => routes.push(*r),
-            Document::Service(s) => services.push(*s),
-        }
-    }
-    validate(&routes, &services)
+    let objects = crate::Objects::parse(&yaml).expect("parses");
+    validate(&objects.routes, &objects.services)
         .problems()
         .map(ToString::to_string)
         .collect()

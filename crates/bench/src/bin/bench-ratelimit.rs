@@ -49,14 +49,8 @@ fn manifests(echo: SocketAddr) -> String {
 }
 
 fn model(manifests: &str) -> anyhow::Result<portcullis_api::Model> {
-    let (mut routes, mut services) = (vec![], vec![]);
-    for doc in portcullis_api::parse_documents(manifests) {
-        match doc? {
-            portcullis_api::Document::Route(r) => routes.push(*r),
-            portcullis_api::Document::Service(s) => services.push(*s),
-        }
-    }
-    let outcome = portcullis_api::validate::validate(&routes, &services);
+    let objects = portcullis_api::Objects::parse(manifests)?;
+    let outcome = portcullis_api::validate::validate(&objects.routes, &objects.services);
     if let Some(p) = outcome.problems().next() {
         bail!("benchmark manifests: {p}");
     }

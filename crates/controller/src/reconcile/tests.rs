@@ -23,6 +23,7 @@ fn invalid_edit_keeps_last_served_version_and_reports_the_error() {
         &good,
         &BTreeSet::new(),
         &Objects::new(),
+        &Default::default(),
         &portcullis_api::validate::Rules::file_mode(),
     );
     assert_eq!(first.served.len(), 2);
@@ -31,6 +32,7 @@ fn invalid_edit_keeps_last_served_version_and_reports_the_error() {
         &bad,
         &BTreeSet::new(),
         &first.served,
+        &Default::default(),
         &portcullis_api::validate::Rules::file_mode(),
     );
     let key = ObjectKey::route("default", "r");
@@ -57,6 +59,7 @@ fn invalid_edit_keeps_last_served_version_and_reports_the_error() {
         &fixed,
         &BTreeSet::new(),
         &second.served,
+        &Default::default(),
         &portcullis_api::validate::Rules::file_mode(),
     );
     assert!(third.kept.is_empty());
@@ -70,6 +73,7 @@ fn unparseable_object_keeps_serving() {
         &good,
         &BTreeSet::new(),
         &Objects::new(),
+        &Default::default(),
         &portcullis_api::validate::Rules::file_mode(),
     );
     let only_svc = docs(SVC);
@@ -78,6 +82,7 @@ fn unparseable_object_keeps_serving() {
         &only_svc,
         &failed,
         &first.served,
+        &Default::default(),
         &portcullis_api::validate::Rules::file_mode(),
     );
     assert_eq!(second.outcome.model.routes.len(), 1);
@@ -86,6 +91,7 @@ fn unparseable_object_keeps_serving() {
         &only_svc,
         &BTreeSet::new(),
         &second.served,
+        &Default::default(),
         &portcullis_api::validate::Rules::file_mode(),
     );
     assert!(third.outcome.model.routes.is_empty());
@@ -98,6 +104,7 @@ fn new_invalid_object_is_simply_not_served() {
         &objs,
         &BTreeSet::new(),
         &Objects::new(),
+        &Default::default(),
         &portcullis_api::validate::Rules::file_mode(),
     );
     assert!(r.outcome.model.routes.is_empty());

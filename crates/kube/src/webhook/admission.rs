@@ -9,7 +9,7 @@ use kube::core::{
     DynamicObject,
     admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
 };
-use portcullis_api::{Document, Route, Service, parse_documents, validate::validate_with};
+use portcullis_api::{Objects, parse_documents, validate::validate_objects};
 
 use crate::index::Index;
 
@@ -60,15 +60,8 @@ fn decide(index: &Index, request: &AdmissionRequest<DynamicObject>) -> Admission
     let key = doc.key();
     let (mut objects, _) = index.objects();
     objects.insert(key.clone(), doc);
-    let mut routes: Vec<Route> = Vec::new();
-    let mut services: Vec<Service> = Vec::new();
-    for d in objects.into_values() {
-        match d {
-            Document::Route(r) => routes.push(*r),
-            Document::Service(s) => services.push(*s),
-        }
-    }
-    let outcome = validate_with(&routes, &services, &index.rules);
+    let objects = Objects::from_documents(objects.values());
+    let outcome = validate_objects(&objects, &index.certificates, &index.rules);
     let Some(report) = outcome.report(&key) else {
         return response;
     };

@@ -1,0 +1,12 @@
+//! Certificates as the control plane accepts them: PEM chain and key parse, the key
+//! matches the leaf, the leaf covers the Host's hostname and is within its validity
+//! period. A [`Store`] keeps the last good certificate per Host, so a bad rotation
+//! (a half-written file, the wrong key, an expired replacement) never takes HTTPS away:
+//! the previous certificate keeps serving and the Host's status says what is wrong.
+#![forbid(unsafe_code)]
+
+mod check;
+mod store;
+
+pub use check::{EXPIRY_WARNING_DAYS, check};
+pub use store::Store;
