@@ -106,13 +106,26 @@ struct AuthStack {
 }
 
 async fn auth_stack(authz: &Authz, echo: SocketAddr, node: &str) -> AuthStack {
+    let options = portcullis_translate::Options {
+        authz: Some(authz.grpc.to_string()),
+        ..Default::default()
+    };
+    auth_stack_with(&manifests(echo), options, node).await
+}
+
+/// The control plane on `manifests` with `options` (listening on 127.0.0.1, port 0),
+/// and an Envoy synced to it.
+async fn auth_stack_with(
+    manifests: &str,
+    options: portcullis_translate::Options,
+    node: &str,
+) -> AuthStack {
     let dir = tempfile::tempdir().unwrap();
-    write_atomic(&dir.path().join("all.yaml"), &manifests(echo));
+    write_atomic(&dir.path().join("all.yaml"), manifests);
     let options = portcullis_translate::Options {
         listen_address: "127.0.0.1".into(),
         listen_port: 0,
-        authz: Some(authz.grpc.to_string()),
-        ..Default::default()
+        ..options
     };
     let plane = Plane::start_with(dir.path(), None, options).await;
     let gw = Gateway::start(plane.xds, node, false).await;
@@ -261,6 +274,133 @@ async fn keys_scopes_forged_headers_and_shadow_through_envoy() {
         .request("GET", "x", "/orders/1", &[("x-api-key", "alice-key")])
         .await;
     assert_eq!(r.status, 401, "revoked key still admitted");
+}
+
+/// Credentials and identity headers a backend receives, under the default names and
+/// under names set only on the control plane (`--api-key-header`, `--identity-headers`;
+/// the authz service is started without any).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumed_credentials_and_forged_identities_never_reach_the_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.yaml");
+    write_atomic(
+        &keys,
+        &keys_yaml(&[("alice-ci", "alice-key", "alice", "'orders:read'")]),
+    );
+    let authz = Authz::start(&["--keys-file", keys.to_str().unwrap()]).await;
+    let echo = echo("echo").await;
+    let mut m = manifests(echo);
+    m.push_str(&route_yaml(
+        "forward",
+        "{match: {paths: [{prefix: /forward}]}, auth: {forwardCredential: true}, backends: [{service: echo}]}",
+    ));
+
+    // Default names.
+    let options = portcullis_translate::Options {
+        authz: Some(authz.grpc.to_string()),
+        ..Default::default()
+    };
+    let s = auth_stack_with(&m, options, "auth-strip-default").await;
+    let seen = |r: &Reply, h: &str| header(r, h).map(str::to_string);
+    let bearer = ("authorization", "Bearer alice-key");
+    let key = ("x-api-key", "alice-key");
+    for (path, creds) in [
+        ("/orders/1", vec![key]),
+        ("/orders/1", vec![bearer]),
+        (
+            "/orders/1",
+            vec![key, ("authorization", "Bearer not-checked")],
+        ),
+        ("/optional", vec![key]),
+    ] {
+        let r = s.gw.request("GET", "x", path, &creds).await;
+        assert_eq!(r.status, 200, "{path} {creds:?}: {:?}", r.body);
+        assert_eq!(seen(&r, "x-portcullis-user").as_deref(), Some("alice"));
+        assert_eq!(
+            seen(&r, "x-api-key"),
+            None,
+            "{path} {creds:?}: key reached the backend"
+        );
+        assert_eq!(
+            seen(&r, "authorization"),
+            None,
+            "{path} {creds:?}: Authorization reached the backend"
+        );
+    }
+    let r = s.gw.request("GET", "x", "/forward", &[key]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        seen(&r, "x-api-key").as_deref(),
+        Some("alice-key"),
+        "forwardCredential"
+    );
+    let r = s.gw.request("GET", "x", "/forward", &[bearer]).await;
+    assert_eq!(
+        seen(&r, "authorization").as_deref(),
+        Some("Bearer alice-key")
+    );
+    assert_eq!(seen(&r, "x-portcullis-user").as_deref(), Some("alice"));
+    // Shadow only adds: the credential stays while the Route's auth is rolled out.
+    let r = s.gw.request("GET", "x", "/shadow", &[key]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(seen(&r, "x-api-key").as_deref(), Some("alice-key"));
+    drop(s);
+
+    // Names set on the control plane only: authz follows them per Route, Envoy strips
+    // forged copies of both the custom and the default names everywhere.
+    let options = portcullis_translate::Options {
+        authz: Some(authz.grpc.to_string()),
+        api_key_header: "x-tenant-key".into(),
+        identity_headers: portcullis_contract::authz::IdentityHeaderNames::parse(
+            "user=x-id-user,account=x-id-account,scopes=x-id-scopes",
+        )
+        .unwrap(),
+        ..Default::default()
+    };
+    let s = auth_stack_with(&m, options, "auth-strip-custom").await;
+    let forged = [
+        ("x-id-user", "mallory"),
+        ("x-id-account", "evil"),
+        ("x-id-scopes", "admin"),
+        ("x-portcullis-user", "mallory"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut h = forged.to_vec();
+        h.extend_from_slice(extra);
+        h
+    };
+    let r =
+        s.gw.request(
+            "GET",
+            "x",
+            "/orders/1",
+            &with(&[("x-tenant-key", "alice-key")]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(seen(&r, "x-id-user").as_deref(), Some("alice"));
+    assert_eq!(seen(&r, "x-id-account").as_deref(), Some("acme"));
+    assert_eq!(seen(&r, "x-id-scopes").as_deref(), Some("orders:read"));
+    assert_eq!(seen(&r, "x-portcullis-user"), None);
+    assert_eq!(
+        seen(&r, "x-tenant-key"),
+        None,
+        "custom key header reached the backend"
+    );
+    let r =
+        s.gw.request("GET", "x", "/orders/1", &[("x-api-key", "alice-key")])
+            .await;
+    assert_eq!(
+        r.status, 401,
+        "the old header is no credential under the new name"
+    );
+    for path in ["/public", "/optional"] {
+        let r = s.gw.request("GET", "x", path, &with(&[])).await;
+        assert_eq!(r.status, 200);
+        for (h, _) in forged {
+            assert_eq!(seen(&r, h), None, "{path}: forged {h} reached the backend");
+        }
+    }
 }
 
 /// An RFC 7662 introspection endpoint: `active` for the tokens in `valid`, counting

@@ -1,21 +1,8 @@
-//! `portcullis authz`: flags and process wiring. The binary crate parses [`Args`] and
-//! calls [`run`] with listeners it bound (tests bind port 0).
-use std::future::Future;
+//! Flags of `portcullis authz`. The binary crate parses [`Args`] and calls
+//! `run` (run.rs) with listeners it bound (tests bind port 0).
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
-
-use anyhow::Context;
-use prometheus::Registry;
-
-use crate::cache::IdentityCache;
-use crate::check::Authorizer;
-use crate::config::{Config, FileSection, KeyStoreSection};
-use crate::grpc::AuthzGrpc;
-use crate::jwt::JwtValidator;
-use crate::metrics::Metrics;
-use crate::store::{FileStore, IntrospectionStore, KeyStore, PostgresStore};
 
 /// Flags of `portcullis authz`; each has a `PORTCULLIS_AUTHZ_…` twin. Flags override
 /// the YAML file.
@@ -44,7 +31,8 @@ pub struct Args {
     /// Identity cache TTL (a revoked key works at most this long).
     #[arg(long, env = "PORTCULLIS_AUTHZ_CACHE_TTL", value_parser = humantime::parse_duration)]
     pub cache_ttl: Option<Duration>,
-    /// Header carrying API keys.
+    /// Header carrying API keys. Deprecated: the control plane's `--api-key-header`
+    /// reaches this service with every Check and wins; this applies only without it.
     #[arg(long, env = "PORTCULLIS_AUTHZ_API_KEY_HEADER")]
     pub api_key_header: Option<String>,
     /// Introspection client secret (kept out of the YAML file).
@@ -53,96 +41,4 @@ pub struct Args {
     /// PostgreSQL URL (kept out of the YAML file when it holds a password).
     #[arg(long, env = "PORTCULLIS_AUTHZ_POSTGRES_URL", hide_env_values = true)]
     pub postgres_url: Option<String>,
-}
-
-/// How often a key file is checked for changes.
-const KEY_FILE_POLL: Duration = Duration::from_secs(1);
-
-/// Builds the service from the configuration: stores, cache, authorizer.
-pub fn build(args: &Args, metrics: &Metrics) -> anyhow::Result<AuthzGrpc> {
-    let mut config = match &args.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    if let Some(p) = &args.keys_file {
-        config.key_store = Some(KeyStoreSection::File(FileSection {
-            path: p.clone(),
-            reload_every: None,
-        }));
-    }
-    if let Some(ttl) = args.cache_ttl {
-        config.cache.ttl = Some(ttl);
-    }
-    if let Some(h) = &args.api_key_header {
-        config.api_key_header = Some(h.clone());
-    }
-    let cache = IdentityCache::new(config.cache());
-    metrics.watch_cache(&cache);
-    let keys: Option<Arc<dyn KeyStore>> = match &config.key_store {
-        None => {
-            tracing::warn!("no key store configured: API keys and opaque tokens are refused");
-            None
-        }
-        Some(KeyStoreSection::File(f)) => {
-            let store = Arc::new(FileStore::load(&f.path)?);
-            tracing::info!(path = %f.path.display(), keys = store.len(), "key file loaded");
-            let (m, c) = (metrics.clone(), cache.clone());
-            store.spawn_reloader(f.reload_every.unwrap_or(KEY_FILE_POLL), move |r| {
-                m.key_reload(r.is_ok());
-                if r.is_ok() {
-                    // Revocations take effect now rather than after the TTL.
-                    c.clear();
-                }
-            });
-            Some(store)
-        }
-        Some(KeyStoreSection::Introspection(i)) => Some(Arc::new(IntrospectionStore::new(
-            i.to_config(args.client_secret.clone()),
-            metrics.clone(),
-        )?)),
-        Some(KeyStoreSection::Postgres(p)) => Some(Arc::new(PostgresStore::new(
-            p.to_config(args.postgres_url.clone())?,
-            metrics.clone(),
-        )?)),
-    };
-    let jwt: Option<Arc<dyn KeyStore>> = match &config.jwt {
-        Some(j) => Some(Arc::new(JwtValidator::new(j.to_config())?)),
-        None => None,
-    };
-    let authorizer = Authorizer::new(&config.api_key_header(), cache, keys, jwt, metrics.clone());
-    Ok(AuthzGrpc::new(
-        Arc::new(authorizer),
-        config.identity_headers(),
-    ))
-}
-
-/// Serve until `shutdown` resolves.
-pub async fn run(
-    args: Args,
-    grpc: tokio::net::TcpListener,
-    metrics_http: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let registry = Registry::new();
-    let metrics = Metrics::new(&registry)?;
-    let service = build(&args, &metrics)?;
-    let stop = portcullis_telemetry::Shutdown::new(shutdown);
-    tracing::info!(grpc = ?grpc.local_addr().ok(), http = ?metrics_http.local_addr().ok(), "authz service serving");
-    let (g, h) = tokio::join!(
-        crate::grpc::serve(grpc, service, stop.signal()),
-        portcullis_telemetry::serve_metrics(metrics_http, registry, stop.signal()),
-    );
-    g.context("gRPC server")?;
-    h.context("HTTP server")?;
-    Ok(())
-}
-
-/// [`run`] on the addresses in `args`.
-pub async fn run_bound(
-    args: Args,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let grpc = portcullis_telemetry::bind(args.grpc_addr, "--grpc-addr").await?;
-    let http = portcullis_telemetry::bind(args.metrics_addr, "--metrics-addr").await?;
-    run(args, grpc, http, shutdown).await
 }

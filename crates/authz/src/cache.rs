@@ -6,6 +6,15 @@
 //! was valid less than `stale_for` past its TTL is still served.
 //!
 //! Entries are keyed by the credential's SHA-256; the raw credential is never stored.
+//!
+//! Bounded: at most `max_entries` answers (moka, TinyLFU admission, so a flood of
+//! one-off keys does not push out keys in use) and at most `max_in_flight` distinct
+//! lookups at once; past that a new lookup fails at once (503) rather than queueing.
+//!
+//! [`IdentityCache::clear`] (a key file reload) starts a new generation: a lookup that
+//! began before it neither fills the cache when it ends nor is joined by later
+//! requests, so a revoked key cannot come back through an answer read before the
+//! reload.
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +35,8 @@ pub struct CacheConfig {
     pub max_entries: u64,
     /// Zero: fail closed as soon as the backend fails and the entry is past its TTL.
     pub stale_for: Duration,
+    /// Distinct lookups running at once (each waits on the key store).
+    pub max_in_flight: usize,
 }
 
 impl Default for CacheConfig {
@@ -35,6 +46,7 @@ impl Default for CacheConfig {
             negative_ttl: Duration::from_secs(5),
             max_entries: 100_000,
             stale_for: Duration::ZERO,
+            max_in_flight: 10_000,
         }
     }
 }
@@ -50,6 +62,8 @@ pub enum Outcome {
     Coalesced,
     /// The backend failed; an identity past its TTL but within the grace was served.
     Stale,
+    /// Too many lookups in flight: refused without calling the backend.
+    Shed,
 }
 
 impl Outcome {
@@ -60,6 +74,7 @@ impl Outcome {
             Outcome::Miss => "miss",
             Outcome::Coalesced => "coalesced",
             Outcome::Stale => "stale",
+            Outcome::Shed => "shed",
         }
     }
 }
@@ -74,10 +89,17 @@ struct Entry {
     at: Instant,
 }
 
+/// Lookups in progress, by digest, and the generation they were started in.
+#[derive(Default)]
+struct Flights {
+    generation: u64,
+    running: HashMap<Digest, (u64, Flight)>,
+}
+
 struct Inner {
     config: CacheConfig,
     entries: moka::sync::Cache<Digest, Entry>,
-    flights: Mutex<HashMap<Digest, Flight>>,
+    flights: Mutex<Flights>,
 }
 
 #[derive(Clone)]
@@ -97,7 +119,7 @@ impl IdentityCache {
                     .max_capacity(config.max_entries)
                     .time_to_live(keep)
                     .build(),
-                flights: Mutex::new(HashMap::new()),
+                flights: Mutex::new(Flights::default()),
             }),
         }
     }
@@ -134,11 +156,24 @@ impl IdentityCache {
                 };
                 return (Ok(e.answer), o);
             }
-            match flights.get(&digest) {
-                Some(f) => (f.clone(), Outcome::Coalesced),
+            match flights.running.get(&digest) {
+                Some((_, f)) => (f.clone(), Outcome::Coalesced),
+                None if flights.running.len() >= inner.config.max_in_flight => {
+                    return (
+                        Err(Arc::new(StoreError::backend(
+                            "identity cache",
+                            format!(
+                                "{} lookups already in flight; refusing more",
+                                flights.running.len()
+                            ),
+                        ))),
+                        Outcome::Shed,
+                    );
+                }
                 None => {
-                    let f = self.flight(digest, load());
-                    flights.insert(digest, f.clone());
+                    let generation = flights.generation;
+                    let f = self.flight(digest, generation, load());
+                    flights.running.insert(digest, (generation, f.clone()));
                     (f, Outcome::Miss)
                 }
             }
@@ -152,7 +187,7 @@ impl IdentityCache {
         }
     }
 
-    fn flight<Fut>(&self, digest: Digest, load: Fut) -> Flight
+    fn flight<Fut>(&self, digest: Digest, generation: u64, load: Fut) -> Flight
     where
         Fut: Future<Output = Result<Option<Identity>, StoreError>> + Send + 'static,
     {
@@ -166,16 +201,19 @@ impl IdentityCache {
                 Err(e) => Err(Arc::new(StoreError::backend("lookup task", e))),
             };
             let mut flights = inner.flights.lock();
-            if let Ok(answer) = &result {
-                inner.entries.insert(
-                    digest,
-                    Entry {
-                        answer: answer.clone(),
-                        at: Instant::now(),
-                    },
-                );
+            // A clear() since this lookup started: its answer may predate a revocation.
+            if flights.generation == generation {
+                if let Ok(answer) = &result {
+                    inner.entries.insert(
+                        digest,
+                        Entry {
+                            answer: answer.clone(),
+                            at: Instant::now(),
+                        },
+                    );
+                }
+                flights.running.remove(&digest);
             }
-            flights.remove(&digest);
             result
         }
         .boxed()
@@ -197,9 +235,19 @@ impl IdentityCache {
         (e.at.elapsed() < c.ttl + c.stale_for && not_expired(&id)).then_some(id)
     }
 
-    /// Forgets everything (tests, and a key file reload that revokes keys).
+    /// Forgets everything (tests, and a key file reload that revokes keys), including
+    /// lookups still running: their answers go to the requests already waiting on them
+    /// and nowhere else.
     pub fn clear(&self) {
+        let mut flights = self.inner.flights.lock();
+        flights.generation += 1;
+        flights.running.clear();
         self.inner.entries.invalidate_all();
+    }
+
+    /// Distinct lookups running now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.flights.lock().running.len()
     }
 }
 
@@ -208,186 +256,5 @@ fn not_expired(id: &Identity) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    fn ident(user: &str) -> Identity {
-        Identity {
-            user: user.into(),
-            ..Default::default()
-        }
-    }
-
-    fn cache(stale_for: Duration) -> IdentityCache {
-        IdentityCache::new(CacheConfig {
-            ttl: Duration::from_secs(30),
-            negative_ttl: Duration::from_secs(5),
-            max_entries: 100,
-            stale_for,
-        })
-    }
-
-    fn counting(
-        calls: &Arc<AtomicUsize>,
-        answer: Result<Option<&str>, ()>,
-        delay: Duration,
-    ) -> impl FnOnce() -> BoxFuture<'static, Result<Option<Identity>, StoreError>> {
-        let calls = calls.clone();
-        let answer = answer.map(|o| o.map(ident));
-        move || {
-            async move {
-                calls.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(delay).await;
-                answer.map_err(|_| StoreError::backend("test", "down"))
-            }
-            .boxed()
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn concurrent_misses_make_one_call_and_share_the_answer() {
-        let c = cache(Duration::ZERO);
-        let calls = Arc::new(AtomicUsize::new(0));
-        let d = Digest::of(b"k");
-        let waits = (0..100).map(|_| {
-            c.get(
-                d,
-                counting(&calls, Ok(Some("u")), Duration::from_millis(100)),
-            )
-        });
-        let results = futures::future::join_all(waits).await;
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-        let misses = results.iter().filter(|(_, o)| *o == Outcome::Miss).count();
-        let coalesced = results
-            .iter()
-            .filter(|(_, o)| *o == Outcome::Coalesced)
-            .count();
-        assert_eq!((misses, coalesced), (1, 99));
-        assert!(
-            results
-                .iter()
-                .all(|(r, _)| r.as_ref().unwrap().as_ref().unwrap().user == "u")
-        );
-        let (_, o) = c.get(d, counting(&calls, Ok(None), Duration::ZERO)).await;
-        assert_eq!(o, Outcome::Hit);
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn errors_are_shared_but_not_cached() {
-        let c = cache(Duration::ZERO);
-        let calls = Arc::new(AtomicUsize::new(0));
-        let d = Digest::of(b"k");
-        let results = futures::future::join_all(
-            (0..10).map(|_| c.get(d, counting(&calls, Err(()), Duration::from_millis(10)))),
-        )
-        .await;
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert!(results.iter().all(|(r, _)| r.is_err()));
-        let (r, o) = c
-            .get(d, counting(&calls, Ok(Some("u")), Duration::ZERO))
-            .await;
-        assert_eq!((r.unwrap().unwrap().user.as_str(), o), ("u", Outcome::Miss));
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn positive_and_negative_ttls_expire() {
-        let c = cache(Duration::ZERO);
-        let calls = Arc::new(AtomicUsize::new(0));
-        let (good, bad) = (Digest::of(b"good"), Digest::of(b"bad"));
-        let _ = c
-            .get(good, counting(&calls, Ok(Some("u")), Duration::ZERO))
-            .await;
-        let _ = c.get(bad, counting(&calls, Ok(None), Duration::ZERO)).await;
-        tokio::time::advance(Duration::from_secs(4)).await;
-        assert_eq!(
-            c.get(bad, counting(&calls, Ok(None), Duration::ZERO))
-                .await
-                .1,
-            Outcome::NegativeHit
-        );
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(
-            c.get(bad, counting(&calls, Ok(None), Duration::ZERO))
-                .await
-                .1,
-            Outcome::Miss
-        );
-        assert_eq!(
-            c.get(good, counting(&calls, Ok(None), Duration::ZERO))
-                .await
-                .1,
-            Outcome::Hit
-        );
-        tokio::time::advance(Duration::from_secs(25)).await;
-        let (r, o) = c
-            .get(good, counting(&calls, Ok(None), Duration::ZERO))
-            .await;
-        assert_eq!(
-            o,
-            Outcome::Miss,
-            "positive TTL over: the revoked key is looked up"
-        );
-        assert!(r.unwrap().is_none());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn stale_grace_serves_past_ttl_only_while_the_backend_fails() {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let d = Digest::of(b"k");
-        let strict = cache(Duration::ZERO);
-        let graceful = cache(Duration::from_secs(60));
-        for c in [&strict, &graceful] {
-            let _ = c
-                .get(d, counting(&calls, Ok(Some("u")), Duration::ZERO))
-                .await;
-        }
-        tokio::time::advance(Duration::from_secs(31)).await;
-        assert!(
-            strict
-                .get(d, counting(&calls, Err(()), Duration::ZERO))
-                .await
-                .0
-                .is_err(),
-            "fail closed"
-        );
-        let (r, o) = graceful
-            .get(d, counting(&calls, Err(()), Duration::ZERO))
-            .await;
-        assert_eq!(
-            (r.unwrap().unwrap().user.as_str(), o),
-            ("u", Outcome::Stale)
-        );
-        tokio::time::advance(Duration::from_secs(60)).await;
-        assert!(
-            graceful
-                .get(d, counting(&calls, Err(()), Duration::ZERO))
-                .await
-                .0
-                .is_err(),
-            "grace over"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_expired_credential_is_never_served_from_cache() {
-        let c = cache(Duration::ZERO);
-        let d = Digest::of(b"jwt");
-        let gone = Identity {
-            user: "u".into(),
-            expires_at: Some(SystemTime::now() - Duration::from_secs(1)),
-            ..Default::default()
-        };
-        let calls = Arc::new(AtomicUsize::new(0));
-        let calls2 = calls.clone();
-        let load = move || {
-            calls2.fetch_add(1, Ordering::SeqCst);
-            std::future::ready(Ok(Some(gone)))
-        };
-        let _ = c.get(d, load.clone()).await;
-        assert_eq!(c.get(d, load).await.1, Outcome::Miss);
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
-    }
-}
+#[path = "cache_tests.rs"]
+mod tests;

@@ -56,6 +56,7 @@ impl Decision {
 }
 
 pub struct Authorizer {
+    /// The header API keys are read from when the route's context does not name one.
     pub(crate) api_key_header: String,
     cache: IdentityCache,
     keys: Option<Arc<dyn KeyStore>>,
@@ -80,20 +81,28 @@ impl Authorizer {
         }
     }
 
+    /// The header API keys are read from on this route.
+    pub fn key_header<'a>(&'a self, policy: &'a RoutePolicy) -> &'a str {
+        policy
+            .api_key_header
+            .as_deref()
+            .unwrap_or(&self.api_key_header)
+    }
+
     pub async fn decide(
         &self,
         headers: &HashMap<String, String>,
         policy: &RoutePolicy,
     ) -> Decision {
-        let cred = match credential::extract(headers, &self.api_key_header) {
+        let key_header = self.key_header(policy);
+        let cred = match credential::extract(headers, key_header) {
             Ok(c) => c,
             Err(Missing::None) if !policy.required => return Decision::Anonymous,
             Err(Missing::None) => {
                 return Decision::Unauthenticated {
                     code: "missing_credentials",
                     reason: format!(
-                        "send an API key in the `{}` header or a bearer token in Authorization",
-                        self.api_key_header
+                        "send an API key in the `{key_header}` header or a bearer token in Authorization"
                     ),
                 };
             }

@@ -2,6 +2,8 @@
 //! see `args.rs`). Every error names the field path and what to write instead.
 //!
 //! ```yaml
+//! # Deprecated: the control plane owns these two (--api-key-header, --identity-headers)
+//! # and sends them with every Check; here they only apply to Checks without them.
 //! apiKeyHeader: x-api-key
 //! identityHeaders: {user: x-portcullis-user, account: x-portcullis-account, scopes: x-portcullis-scopes}
 //! cache: {ttl: 30s, negativeTtl: 5s, maxEntries: 100000, serveStaleFor: 0s}
@@ -88,6 +90,9 @@ pub struct CacheSection {
     /// TTL (0: fail closed).
     #[serde(default, deserialize_with = "opt_duration")]
     pub serve_stale_for: Option<Duration>,
+    /// Distinct key-store lookups at once; more are refused with 503 (default 10000).
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
 }
 
 /// Exactly one of the three (serde_yaml would spell an enum as a `!tag`).
@@ -242,6 +247,12 @@ impl Config {
         if self.cache.max_entries == Some(0) {
             return Err(err("cache.maxEntries", "must be above 0"));
         }
+        if self.cache.max_in_flight == Some(0) {
+            return Err(err(
+                "cache.maxInFlight",
+                "must be above 0; every lookup would be refused",
+            ));
+        }
         if let Some(KeyStoreSection::Introspection(i)) = &self.key_store {
             if i.endpoints.is_empty() {
                 return Err(err(
@@ -282,6 +293,7 @@ impl Config {
             negative_ttl: self.cache.negative_ttl.unwrap_or(d.negative_ttl),
             max_entries: self.cache.max_entries.unwrap_or(d.max_entries),
             stale_for: self.cache.serve_stale_for.unwrap_or(d.stale_for),
+            max_in_flight: self.cache.max_in_flight.unwrap_or(d.max_in_flight),
         }
     }
 
@@ -400,6 +412,7 @@ mod tests {
         let cases = [
             ("cache: {ttl: soon}", "cache.ttl", "write e.g. 250ms"),
             ("cache: {ttl: 0s}", "cache.ttl", "above 0"),
+            ("cache: {maxInFlight: 0}", "cache.maxInFlight", "above 0"),
             (
                 "keyStore: {file: {path: /k, colour: red}}",
                 "keyStore.file",

@@ -1,27 +1,17 @@
-//! Local JWT validation against a JWKS (a file or a URL), with issuer, audience, expiry
-//! and not-before checks. Keys are cached; the set is refreshed periodically and, at
-//! most once per `min_refresh`, when a token names a key id the cache does not hold
-//! (key rotation). Symmetric (`HS*`) keys are refused: a JWKS is public.
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::str::FromStr;
+//! Local JWT validation against a JWKS (a file or a URL; see jwks.rs for how it is
+//! loaded, refreshed and backed off), with issuer, audience, expiry and not-before
+//! checks. Symmetric (`HS*`) keys are refused: a JWKS is public.
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use parking_lot::RwLock;
+use jsonwebtoken::Validation;
 use serde_json::Value;
-use tokio::time::Instant;
 
 use crate::identity::{Digest, Identity};
+pub use crate::jwks::JwksSource;
+use crate::jwks::{Jwks, Key};
 use crate::store::{KeyStore, Lookup, StoreError};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JwksSource {
-    File(PathBuf),
-    Url(String),
-}
 
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
@@ -31,7 +21,14 @@ pub struct JwtConfig {
     /// Accepted `aud` values (at least one).
     pub audiences: Vec<String>,
     pub refresh: Duration,
+    /// How soon a token naming an unknown key may trigger another fetch.
     pub min_refresh: Duration,
+    /// Bound on one JWKS fetch.
+    pub fetch_timeout: Duration,
+    /// Wait after the first failed fetch; doubles per failure in a row, up to
+    /// `max_backoff` (jittered).
+    pub retry_backoff: Duration,
+    pub max_backoff: Duration,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway: Duration,
     pub user_claim: String,
@@ -46,6 +43,9 @@ impl JwtConfig {
             audiences,
             refresh: Duration::from_secs(300),
             min_refresh: Duration::from_secs(10),
+            fetch_timeout: Duration::from_secs(5),
+            retry_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
             leeway: Duration::from_secs(30),
             user_claim: "sub".into(),
             account_claim: "account".into(),
@@ -53,93 +53,9 @@ impl JwtConfig {
     }
 }
 
-struct Key {
-    key: DecodingKey,
-    algorithms: Vec<Algorithm>,
-}
-
-struct Keys {
-    by_id: HashMap<String, Arc<Key>>,
-    /// Keys without a `kid`, tried in turn for tokens without one.
-    anonymous: Vec<Arc<Key>>,
-    fetched: Instant,
-}
-
 pub struct JwtValidator {
     config: JwtConfig,
-    keys: RwLock<Option<Arc<Keys>>>,
-    /// Serialises refreshes so a burst of unknown-kid tokens makes one fetch.
-    refreshing: tokio::sync::Mutex<()>,
-    http: reqwest::Client,
-}
-
-/// Which algorithms a key may verify: its declared `alg`, or what its type allows.
-fn algorithms(jwk: &Jwk) -> Result<Vec<Algorithm>, String> {
-    if let Some(ka) = jwk.common.key_algorithm {
-        let alg = Algorithm::from_str(&ka.to_string()).map_err(|e| format!("alg {ka}: {e}"))?;
-        return match alg {
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-                Err(format!("alg {ka}: symmetric keys do not belong in a JWKS"))
-            }
-            a => Ok(vec![a]),
-        };
-    }
-    Ok(match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => vec![
-            Algorithm::RS256,
-            Algorithm::RS384,
-            Algorithm::RS512,
-            Algorithm::PS256,
-            Algorithm::PS384,
-            Algorithm::PS512,
-        ],
-        AlgorithmParameters::EllipticCurve(p) => match p.curve {
-            EllipticCurve::P256 => vec![Algorithm::ES256],
-            EllipticCurve::P384 => vec![Algorithm::ES384],
-            ref c => return Err(format!("curve {c:?} is not supported")),
-        },
-        AlgorithmParameters::OctetKeyPair(_) => vec![Algorithm::EdDSA],
-        AlgorithmParameters::OctetKey(_) => {
-            return Err("symmetric (oct) keys do not belong in a JWKS".into());
-        }
-    })
-}
-
-fn parse_jwks(text: &str) -> Result<Keys, String> {
-    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
-    let mut keys = Keys {
-        by_id: HashMap::new(),
-        anonymous: Vec::new(),
-        fetched: Instant::now(),
-    };
-    for (i, jwk) in set.keys.iter().enumerate() {
-        let kid = jwk.common.key_id.clone();
-        let name = kid.clone().unwrap_or_else(|| format!("keys[{i}]"));
-        let algorithms = match algorithms(jwk) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(key = %name, "JWKS key skipped: {e}");
-                continue;
-            }
-        };
-        let key = match DecodingKey::from_jwk(jwk) {
-            Ok(k) => Arc::new(Key { key: k, algorithms }),
-            Err(e) => {
-                tracing::warn!(key = %name, "JWKS key skipped: {e}");
-                continue;
-            }
-        };
-        match kid {
-            Some(kid) => {
-                keys.by_id.insert(kid, key);
-            }
-            None => keys.anonymous.push(key),
-        }
-    }
-    if keys.by_id.is_empty() && keys.anonymous.is_empty() {
-        return Err("the JWKS holds no usable key".into());
-    }
-    Ok(keys)
+    jwks: Jwks,
 }
 
 impl JwtValidator {
@@ -153,66 +69,16 @@ impl JwtValidator {
             "jwt.audiences: list the accepted audiences (`aud`), e.g. your API's URL"
         );
         Ok(JwtValidator {
+            jwks: Jwks::new(
+                config.jwks.clone(),
+                config.refresh,
+                config.min_refresh,
+                config.fetch_timeout,
+                config.retry_backoff,
+                config.max_backoff,
+            )?,
             config,
-            keys: RwLock::new(None),
-            refreshing: tokio::sync::Mutex::new(()),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()?,
         })
-    }
-
-    async fn fetch(&self) -> Result<Keys, String> {
-        let text = match &self.config.jwks {
-            JwksSource::File(p) => tokio::fs::read_to_string(p)
-                .await
-                .map_err(|e| format!("{}: {e}", p.display()))?,
-            JwksSource::Url(u) => {
-                let resp = self
-                    .http
-                    .get(u)
-                    .send()
-                    .await
-                    .map_err(|e| format!("{u}: {e}"))?;
-                if !resp.status().is_success() {
-                    return Err(format!("{u}: HTTP {}", resp.status()));
-                }
-                resp.text().await.map_err(|e| format!("{u}: {e}"))?
-            }
-        };
-        parse_jwks(&text)
-    }
-
-    /// Loads the key set if it is missing, older than `refresh`, or (with `kid`
-    /// unknown) older than `min_refresh`. A failed refresh keeps the old set.
-    async fn keys(&self, unknown_kid: bool) -> Result<Arc<Keys>, StoreError> {
-        let due = |k: &Option<Arc<Keys>>| match k {
-            None => true,
-            Some(k) => {
-                let age = k.fetched.elapsed();
-                age >= self.config.refresh || (unknown_kid && age >= self.config.min_refresh)
-            }
-        };
-        let current = self.keys.read().clone();
-        if !due(&current) {
-            return Ok(current.expect("not due means present"));
-        }
-        let _one = self.refreshing.lock().await;
-        let current = self.keys.read().clone();
-        if !due(&current) {
-            return Ok(current.expect("not due means present"));
-        }
-        match self.fetch().await {
-            Ok(keys) => {
-                let keys = Arc::new(keys);
-                *self.keys.write() = Some(keys.clone());
-                Ok(keys)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "JWKS refresh failed");
-                current.ok_or_else(|| StoreError::backend("jwks", e))
-            }
-        }
     }
 
     /// `Ok(None)`: the token is invalid (signature, issuer, audience, expiry, kid).
@@ -220,11 +86,11 @@ impl JwtValidator {
         let Ok(header) = jsonwebtoken::decode_header(token) else {
             return Ok(None);
         };
-        let mut keys = self.keys(false).await?;
+        let mut keys = self.jwks.keys(false).await?;
         let candidates: Vec<Arc<Key>> = match &header.kid {
             Some(kid) => {
                 if !keys.by_id.contains_key(kid) {
-                    keys = self.keys(true).await?;
+                    keys = self.jwks.keys(true).await?;
                 }
                 keys.by_id.get(kid).cloned().into_iter().collect()
             }
@@ -267,10 +133,7 @@ impl JwtValidator {
                 .get("exp")
                 .and_then(Value::as_u64)
                 .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
-            claims: claims
-                .iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                .collect(),
+            claims: crate::limits::bounded_claims(&claims),
             scopes,
             user,
         })

@@ -19,14 +19,17 @@ mod credential;
 mod grpc;
 mod hedge;
 mod identity;
+mod jwks;
 mod jwt;
+mod limits;
 mod metrics;
 mod policy;
 mod response;
+mod run;
 
 pub mod store;
 
-pub use args::{Args, build, run, run_bound};
+pub use args::Args;
 pub use breaker::{Breaker, BreakerConfig, BreakerState};
 pub use cache::{CacheConfig, IdentityCache, Outcome};
 pub use check::{Authorizer, Decision};
@@ -38,4 +41,5 @@ pub use jwt::{JwksSource, JwtConfig, JwtValidator};
 pub use metrics::Metrics;
 pub use policy::RoutePolicy;
 pub use response::IdentityHeaders;
+pub use run::{build, run, run_bound};
 pub use store::{KeyStore, StoreError};

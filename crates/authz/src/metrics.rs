@@ -12,14 +12,17 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 
 use crate::breaker::BreakerState;
-use crate::cache::IdentityCache;
+
+/// Reads the identity cache's size (a closure, so this module needs nothing of the
+/// cache, which the stores that report here sit behind).
+type EntryCount = Box<dyn Fn() -> u64 + Send + Sync>;
 
 /// The cache's size, read when scraped: moka counts lazily, and settling its
 /// bookkeeping once per scrape is cheaper than once per Check.
 #[derive(Clone)]
 struct CacheEntries {
     gauge: IntGauge,
-    cache: Arc<Mutex<Option<IdentityCache>>>,
+    count: Arc<Mutex<Option<EntryCount>>>,
 }
 
 impl Collector for CacheEntries {
@@ -28,8 +31,8 @@ impl Collector for CacheEntries {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        if let Some(c) = self.cache.lock().as_ref() {
-            self.gauge.set(c.entries() as i64);
+        if let Some(count) = self.count.lock().as_ref() {
+            self.gauge.set(count() as i64);
         }
         self.gauge.collect()
     }
@@ -58,7 +61,7 @@ impl Metrics {
         let cache = IntCounterVec::new(
             Opts::new(
                 "portcullis_authz_cache_total",
-                "Identity cache outcomes: hit, negative_hit, miss (a backend lookup), coalesced (waited on another request's lookup), stale (served past TTL while the backend is down)",
+                "Identity cache outcomes: hit, negative_hit, miss (a backend lookup), coalesced (waited on another request's lookup), stale (served past TTL while the backend is down), shed (refused: too many lookups in flight)",
             ),
             &["outcome"],
         )?;
@@ -99,7 +102,7 @@ impl Metrics {
                 "portcullis_authz_cache_entries",
                 "Identities (and negative answers) held in the identity cache",
             )?,
-            cache: Arc::default(),
+            count: Arc::default(),
         };
         // Present at 0 from the start, so rate() and alerts see them before the first event.
         for result in [
@@ -113,7 +116,7 @@ impl Metrics {
                 decisions.with_label_values(&[result, shadow]);
             }
         }
-        for outcome in ["hit", "negative_hit", "miss", "coalesced", "stale"] {
+        for outcome in ["hit", "negative_hit", "miss", "coalesced", "stale", "shed"] {
             cache.with_label_values(&[outcome]);
         }
         registry.register(Box::new(cache_entries.clone()))?;
@@ -143,9 +146,10 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Reports `cache`'s size as `portcullis_authz_cache_entries`.
-    pub fn watch_cache(&self, cache: &IdentityCache) {
-        *self.cache_entries.cache.lock() = Some(cache.clone());
+    /// Reports what `count` returns (the identity cache's size) as
+    /// `portcullis_authz_cache_entries`.
+    pub fn watch_cache_entries(&self, count: impl Fn() -> u64 + Send + Sync + 'static) {
+        *self.cache_entries.count.lock() = Some(Box::new(count));
     }
 
     pub fn cache(&self, outcome: &str) {

@@ -1,7 +1,8 @@
 //! Turning a [`Decision`] into Envoy's `CheckResponse`.
 //!
 //! Allowed: identity headers set on the upstream request (overwriting anything the
-//! client sent), the ones without a value removed, and dynamic metadata
+//! client sent), the ones without a value removed, the consumed credential removed
+//! (unless the Route forwards it), and dynamic metadata
 //! `{user, account, apiKey}` under `envoy.filters.http.ext_authz` for the rate
 //! limiter's identity dimensions (`apiKey` is the key's public id, never the key).
 //! Denied: 401 / 403 / 503 with `WWW-Authenticate` and a small JSON body whose `error`
@@ -24,22 +25,7 @@ use crate::check::Decision;
 use crate::identity::Identity;
 
 /// Names of the headers identities are forwarded in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdentityHeaders {
-    pub user: String,
-    pub account: String,
-    pub scopes: String,
-}
-
-impl Default for IdentityHeaders {
-    fn default() -> Self {
-        IdentityHeaders {
-            user: contract::IDENTITY_USER_HEADER.into(),
-            account: contract::IDENTITY_ACCOUNT_HEADER.into(),
-            scopes: contract::IDENTITY_SCOPES_HEADER.into(),
-        }
-    }
-}
+pub type IdentityHeaders = contract::IdentityHeaderNames;
 
 // google.rpc.Code values.
 const OK: i32 = 0;
@@ -47,11 +33,13 @@ const PERMISSION_DENIED: i32 = 7;
 const UNAVAILABLE: i32 = 14;
 const UNAUTHENTICATED: i32 = 16;
 
-/// `admit` is false only for an enforced (non-shadow) denial.
+/// `admit` is false only for an enforced (non-shadow) denial. `strip`: headers to
+/// remove from an admitted request (the credential it was admitted on).
 pub fn build(
     decision: &Decision,
     admit: bool,
     names: &IdentityHeaders,
+    strip: &[&str],
     route: &str,
     request_id: &str,
 ) -> CheckResponse {
@@ -62,7 +50,7 @@ pub fn build(
             // not mistake a shadow-denied caller for an authenticated one.
             _ => None,
         };
-        return ok(identity, names);
+        return ok(identity, names, strip);
     }
     let (http, rpc, code, message, challenge) = match decision {
         Decision::Unauthenticated { code, reason } => (
@@ -126,9 +114,9 @@ pub fn build(
     }
 }
 
-fn ok(identity: Option<&Identity>, names: &IdentityHeaders) -> CheckResponse {
+fn ok(identity: Option<&Identity>, names: &IdentityHeaders, strip: &[&str]) -> CheckResponse {
     let mut set = Vec::new();
-    let mut remove = Vec::new();
+    let mut remove: Vec<String> = strip.iter().map(|h| h.to_string()).collect();
     let mut metadata = HashMap::new();
     let (user, account, scopes) = identity
         .map(|id| (id.user.clone(), id.account.clone(), id.scopes.join(" ")))
@@ -213,7 +201,14 @@ mod tests {
             key_id: "k1".into(),
             ..Default::default()
         });
-        let r = build(&Decision::Allowed(id), true, &names(), "ns/r", "rid");
+        let r = build(
+            &Decision::Allowed(id),
+            true,
+            &names(),
+            &["x-api-key", "authorization"],
+            "ns/r",
+            "rid",
+        );
         assert_eq!(r.status.as_ref().unwrap().code, OK);
         assert_eq!(
             headers(&r),
@@ -225,7 +220,10 @@ mod tests {
         let Some(HttpResponse::OkResponse(ok)) = &r.http_response else {
             panic!()
         };
-        assert_eq!(ok.headers_to_remove, vec!["x-portcullis-account"]);
+        assert_eq!(
+            ok.headers_to_remove,
+            vec!["x-api-key", "authorization", "x-portcullis-account"]
+        );
         let md = &r.dynamic_metadata.as_ref().unwrap().fields;
         assert_eq!(md.get("user"), Some(&string("alice")));
         assert_eq!(md.get("apiKey"), Some(&string("k1")));
@@ -241,7 +239,7 @@ mod tests {
                 reason: "x".into(),
             },
         ] {
-            let r = build(&d, true, &names(), "ns/r", "rid");
+            let r = build(&d, true, &names(), &[], "ns/r", "rid");
             let Some(HttpResponse::OkResponse(ok)) = &r.http_response else {
                 panic!()
             };
@@ -279,7 +277,7 @@ mod tests {
             ),
         ];
         for (d, status, challenge) in cases {
-            let r = build(&d, false, &names(), "ns/r", "rid-1");
+            let r = build(&d, false, &names(), &["x-api-key"], "ns/r", "rid-1");
             let Some(HttpResponse::DeniedResponse(denied)) = &r.http_response else {
                 panic!()
             };

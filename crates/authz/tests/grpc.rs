@@ -73,3 +73,50 @@ async fn check_answers_allow_401_and_403_and_serves_health() {
         1.0
     );
 }
+
+/// An attacker cycling through random API keys: every one is looked up once and
+/// remembered as a "no", but the cache never holds more than `maxEntries`, and the
+/// valid key keeps working throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_random_keys_keeps_the_cache_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "authz.yaml",
+        &format!(
+            "cache: {{maxEntries: 500}}\nkeyStore: {{file: {{path: {}}}}}\n",
+            keys(dir.path())
+        ),
+    );
+    let svc = start(&["--config", &config]).await;
+    let ext = [("portcullis.auth.scopes", "read")];
+    let flood = futures::stream::iter(0..5_000u32).map(|i| {
+        let mut client = svc.client.clone();
+        async move {
+            let key = format!("random-key-{i}");
+            let r = client
+                .check(check_request(&[("x-api-key", &key)], &ext))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(http_status(&r), 401);
+            if i % 100 == 0 {
+                let r = client
+                    .check(check_request(&[("x-api-key", "alice-key")], &ext))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(http_status(&r), 200, "the valid key stopped working");
+            }
+        }
+    });
+    use futures::StreamExt;
+    flood.buffer_unordered(32).collect::<Vec<()>>().await;
+    let entries = metric(&svc, "portcullis_authz_cache_entries").await;
+    assert!(
+        entries > 0.0 && entries <= 500.0,
+        "{entries} entries for maxEntries 500"
+    );
+    let misses = metric(&svc, r#"portcullis_authz_cache_total{outcome="miss"}"#).await;
+    assert!(misses >= 5_000.0, "each random key looked up: {misses}");
+}

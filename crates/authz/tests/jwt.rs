@@ -199,3 +199,154 @@ async fn an_unreachable_jwks_fails_closed_through_check() {
         "no key set could be loaded: fail closed"
     );
 }
+
+/// A JWKS endpoint that can be told to answer, fail (500) or hang; counts requests.
+struct Flaky {
+    url: String,
+    doc: Arc<Mutex<String>>,
+    mode: Arc<std::sync::atomic::AtomicU8>,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+const ANSWER: u8 = 0;
+const FAIL: u8 = 1;
+const HANG: u8 = 2;
+
+async fn flaky_jwks(doc: String) -> Flaky {
+    use axum::{Router, extract::State, http::StatusCode, routing::get};
+    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+    type St = (Arc<Mutex<String>>, Arc<AtomicU8>, Arc<AtomicUsize>);
+    async fn serve(State((doc, mode, calls)): State<St>) -> Result<String, StatusCode> {
+        calls.fetch_add(1, Ordering::SeqCst);
+        match mode.load(Ordering::SeqCst) {
+            FAIL => Err(StatusCode::INTERNAL_SERVER_ERROR),
+            HANG => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Err(StatusCode::GATEWAY_TIMEOUT)
+            }
+            _ => Ok(doc.lock().clone()),
+        }
+    }
+    let st: St = (
+        Arc::new(Mutex::new(doc)),
+        Arc::new(AtomicU8::new(ANSWER)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let app = Router::new()
+        .route("/jwks", get(serve))
+        .with_state(st.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Flaky {
+        url,
+        doc: st.0,
+        mode: st.1,
+        calls: st.2,
+    }
+}
+
+impl Flaky {
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn validator(&self) -> JwtValidator {
+        let mut c = JwtConfig::new(
+            JwksSource::Url(self.url.clone()),
+            vec!["https://issuer.test/".into()],
+            vec!["api".into()],
+        );
+        c.refresh = Duration::from_millis(300);
+        c.min_refresh = Duration::ZERO;
+        c.fetch_timeout = Duration::from_secs(2);
+        c.retry_backoff = Duration::from_millis(400);
+        c.max_backoff = Duration::from_secs(2);
+        c.leeway = Duration::ZERO;
+        JwtValidator::new(c).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_endpoint_that_is_down_costs_one_fetch_per_backoff_and_no_waiting() {
+    let (k1, k2) = (signer("k1"), signer("k2"));
+    let idp = flaky_jwks(jwks(&[&k1])).await;
+    let v = idp.validator();
+    assert!(v.validate(&k1.good()).await.unwrap().is_some());
+    assert_eq!(idp.calls(), 1);
+
+    // The endpoint hangs (each fetch would take the 2 s timeout): once the set is due
+    // for its refresh, one fetch starts in the background and validations go on with
+    // the loaded keys instead of queueing behind it.
+    idp.set(HANG);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for _ in 0..50 {
+        let started = std::time::Instant::now();
+        assert!(v.validate(&k1.good()).await.unwrap().is_some());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a validation took {:?}: it waited for the hung fetch",
+            started.elapsed()
+        );
+    }
+    assert_eq!(idp.calls(), 2, "one refresh for 50 validations");
+
+    // Down hard, and a flood of tokens naming a key the set does not hold (each of
+    // which would want a refetch): fetches are spaced by the growing backoff
+    // (0.2-0.4 s, 0.4-0.8 s, 0.8-1.6 s, ...), not one per token.
+    idp.set(FAIL);
+    tokio::time::sleep(Duration::from_millis(2100)).await; // the hung fetch times out
+    let before = idp.calls();
+    let flood_until = std::time::Instant::now() + Duration::from_millis(1500);
+    let mut tokens = 0;
+    while std::time::Instant::now() < flood_until {
+        assert!(v.validate(&k2.good()).await.unwrap().is_none());
+        tokens += 1;
+    }
+    let fetches = idp.calls() - before;
+    assert!(
+        fetches <= 5,
+        "{fetches} fetches for {tokens} unknown-kid tokens in 1.5 s"
+    );
+    assert!(tokens >= 100, "only {tokens} validations in 1.5 s");
+    assert!(
+        v.validate(&k1.good()).await.unwrap().is_some(),
+        "the loaded keys still work"
+    );
+
+    // Back up with k2 published: after the (capped) backoff, k2 is fetched on use.
+    *idp.doc.lock() = jwks(&[&k1, &k2]);
+    idp.set(ANSWER);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(v.validate(&k2.good()).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_keys_and_the_endpoint_down_validations_fail_fast_without_refetching() {
+    let k1 = signer("k1");
+    let idp = flaky_jwks(jwks(&[&k1])).await;
+    idp.set(FAIL);
+    let v = idp.validator();
+    for _ in 0..100 {
+        assert!(v.validate(&k1.good()).await.is_err(), "fail closed");
+    }
+    assert!(
+        idp.calls() <= 2,
+        "{} fetches for 100 validations",
+        idp.calls()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_document_over_the_size_cap_is_refused() {
+    let k1 = signer("k1");
+    // Valid JSON, padded past 1 MiB: without the cap it would load.
+    let padded = format!("{}{}", " ".repeat(1 << 20), jwks(&[&k1]));
+    let idp = flaky_jwks(padded).await;
+    assert!(idp.validator().validate(&k1.good()).await.is_err());
+    *idp.doc.lock() = jwks(&[&k1]);
+    let fresh = idp.validator();
+    assert!(fresh.validate(&k1.good()).await.unwrap().is_some());
+}

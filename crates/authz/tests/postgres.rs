@@ -76,6 +76,12 @@ fn free_port() -> u16 {
 }
 
 async fn postgres() -> Postgres {
+    postgres_with(|_| Vec::new()).await
+}
+
+/// A server whose data directory `setup` may add files to before it starts; `setup`
+/// returns extra server arguments.
+async fn postgres_with(setup: impl FnOnce(&Path) -> Vec<String>) -> Postgres {
     let dir = tempfile::Builder::new()
         .prefix("pg")
         .tempdir_in("/tmp")
@@ -105,6 +111,11 @@ async fn postgres() -> Postgres {
         "initdb: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let extra = setup(&data);
+    let _ = Command::new("chown")
+        .args(["-R", "postgres"])
+        .arg(&data)
+        .status();
     let port = free_port();
     let child = as_server_user(&pg_bin("postgres"))
         .arg("-D")
@@ -112,6 +123,7 @@ async fn postgres() -> Postgres {
         .args(["-p", &port.to_string(), "-k"])
         .arg(dir.path())
         .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -229,4 +241,111 @@ async fn keys_in_a_postgres_table_authenticate_and_revoke_and_an_outage_fails_cl
         "{:?}",
         started.elapsed()
     );
+}
+
+/// A CA and a server certificate it signed for `names` (PEM: CA, cert, key).
+fn pki(names: &[&str]) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// `sslmode=verify-full` against a real server with TLS on: the chain must lead to
+/// `sslrootcert` and the certificate must name the host; `verify-ca` skips the name.
+/// Anything else fails closed (503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_verify_full_checks_the_chain_and_the_host_name() {
+    let (ca, cert, key) = pki(&["localhost"]);
+    let pg = postgres_with(|data| {
+        std::fs::write(data.join("server.crt"), &cert).unwrap();
+        std::fs::write(data.join("server.key"), &key).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        [
+            "ssl=on",
+            "ssl_cert_file=server.crt",
+            "ssl_key_file=server.key",
+        ]
+        .iter()
+        .flat_map(|c| ["-c".to_string(), c.to_string()])
+        .collect()
+    })
+    .await;
+    pg.execute(&format!(
+        "CREATE TABLE portcullis_api_keys (key_hash text PRIMARY KEY, key_id text NOT NULL, \
+         user_id text NOT NULL, account text NOT NULL DEFAULT '', scopes text[] NOT NULL DEFAULT '{{}}');
+         INSERT INTO portcullis_api_keys VALUES ('{}', 'k-1', 'carol', 'acme', ARRAY['read']);",
+        Digest::of(b"carol-key").hex()
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = write(dir.path(), "ca.pem", &ca);
+    let other_ca = write(dir.path(), "other-ca.pem", &pki(&["localhost"]).0);
+    let config = write(
+        dir.path(),
+        "authz.yaml",
+        "keyStore:\n  postgres: {timeout: 3s, breaker: {failureThreshold: 100, openFor: 1s}}\n",
+    );
+    let key = [("x-api-key", "carol-key")];
+    let mut kept = Vec::new();
+    for (host, tls, want) in [
+        (
+            "localhost",
+            format!("sslmode=verify-full&sslrootcert={ca_file}"),
+            200,
+        ),
+        (
+            "127.0.0.1",
+            format!("sslmode=verify-full&sslrootcert={ca_file}"),
+            503,
+        ),
+        (
+            "127.0.0.1",
+            format!("sslmode=verify-ca&sslrootcert={ca_file}"),
+            200,
+        ),
+        (
+            "localhost",
+            format!("sslmode=verify-full&sslrootcert={other_ca}"),
+            503,
+        ),
+    ] {
+        // hostaddr: connect to 127.0.0.1 whatever `localhost` resolves to, and check
+        // the certificate against `host`.
+        let url = format!(
+            "postgres://portcullis@{host}:{}/postgres?hostaddr=127.0.0.1&{tls}",
+            pg.port
+        );
+        let mut svc = start(&["--config", &config, "--postgres-url", &url]).await;
+        let r = svc
+            .client
+            .check(check_request(&key, &[]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(http_status(&r), want, "{host} {tls}: {r:?}");
+        kept.push(svc);
+    }
+    // The admitted lookups went over TLS (the test's own connection does not).
+    let (client, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one("SELECT count(*) FROM pg_stat_ssl WHERE ssl", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2, "two services hold TLS connections");
 }

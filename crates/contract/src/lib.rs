@@ -49,6 +49,13 @@ pub mod authz {
     pub const SHADOW: &str = "portcullis.auth.shadow";
     /// `context_extensions` key: `"true"` to keep the credential on the upstream request.
     pub const FORWARD_CREDENTIAL: &str = "portcullis.auth.forward_credential";
+    /// `context_extensions` key: the header API keys are read from (the control plane's
+    /// `--api-key-header`). Absent: the service's own (deprecated) `apiKeyHeader`.
+    pub const API_KEY_HEADER: &str = "portcullis.auth.api_key_header";
+    /// `context_extensions` key: the identity header names, in the
+    /// [`IdentityHeaderNames`] text form (the control plane's `--identity-headers`).
+    /// Absent: the service's own (deprecated) `identityHeaders`.
+    pub const IDENTITY_HEADER_NAMES: &str = "portcullis.auth.identity_headers";
 
     /// Envoy's ext_authz filter name, which is also the dynamic metadata namespace its
     /// `CheckResponse.dynamic_metadata` lands in (read by rate limits and access logs).
@@ -73,6 +80,129 @@ pub mod authz {
         IDENTITY_ACCOUNT_HEADER,
         IDENTITY_SCOPES_HEADER,
     ];
+
+    /// The names of the three identity headers. Text form (flag, env and context
+    /// extension): `user=<name>,account=<name>,scopes=<name>`, any subset, in any order;
+    /// a name not given keeps its default.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub struct IdentityHeaderNames {
+        pub user: String,
+        pub account: String,
+        pub scopes: String,
+    }
+
+    impl Default for IdentityHeaderNames {
+        fn default() -> Self {
+            IdentityHeaderNames {
+                user: IDENTITY_USER_HEADER.into(),
+                account: IDENTITY_ACCOUNT_HEADER.into(),
+                scopes: IDENTITY_SCOPES_HEADER.into(),
+            }
+        }
+    }
+
+    impl IdentityHeaderNames {
+        pub fn all(&self) -> [&str; 3] {
+            [&self.user, &self.account, &self.scopes]
+        }
+
+        /// Parses the text form; names are lower-cased. The error says what to write.
+        pub fn parse(text: &str) -> Result<IdentityHeaderNames, String> {
+            let mut names = IdentityHeaderNames::default();
+            for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let Some((field, name)) = part.split_once('=') else {
+                    return Err(format!(
+                        "`{part}`: write field=header-name, e.g. user=x-auth-user"
+                    ));
+                };
+                let name = name.trim().to_ascii_lowercase();
+                let slot = match field.trim() {
+                    "user" => &mut names.user,
+                    "account" => &mut names.account,
+                    "scopes" => &mut names.scopes,
+                    other => {
+                        return Err(format!(
+                            "`{other}` is not an identity header; use user, account or scopes"
+                        ));
+                    }
+                };
+                *slot = name;
+            }
+            Ok(names)
+        }
+
+        /// The names must be usable header names, distinct from each other and from the
+        /// headers credentials arrive in (an upstream must never mistake one for the
+        /// other).
+        pub fn check(&self, api_key_header: &str) -> Result<(), String> {
+            for (field, name) in [
+                ("user", &self.user),
+                ("account", &self.account),
+                ("scopes", &self.scopes),
+            ] {
+                check_header_name(name).map_err(|e| format!("{field}: {e}"))?;
+                if name == api_key_header || name == "authorization" {
+                    return Err(format!(
+                        "{field}: `{name}` carries credentials; pick another name"
+                    ));
+                }
+            }
+            let [u, a, s] = self.all();
+            if u == a || u == s || a == s {
+                return Err("user, account and scopes need three different names".into());
+            }
+            Ok(())
+        }
+    }
+
+    impl std::fmt::Display for IdentityHeaderNames {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "user={},account={},scopes={}",
+                self.user, self.account, self.scopes
+            )
+        }
+    }
+
+    /// Headers no setting may name: Envoy owns them or they frame the message.
+    const RESERVED: &[&str] = &[
+        "host",
+        "connection",
+        "content-length",
+        "content-type",
+        "cookie",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "x-request-id",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-envoy-original-path",
+    ];
+
+    /// A lower-case HTTP header name (letters, digits, `-`, `_`; at most 100 bytes) that
+    /// is neither a pseudo-header nor one Envoy or HTTP framing owns.
+    pub fn check_header_name(name: &str) -> Result<(), String> {
+        if name.is_empty()
+            || name.len() > 100
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "`{name}` is not a header name; use 1 to 100 lower-case letters, digits, - or _"
+            ));
+        }
+        if RESERVED.contains(&name) || name.starts_with("x-envoy-") {
+            return Err(format!(
+                "`{name}` is owned by Envoy or HTTP itself; pick another name"
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -86,5 +216,39 @@ mod tests {
         assert!(!ratelimit::is_dimension("header:"));
         assert!(!ratelimit::is_dimension("header:a b"));
         assert!(!ratelimit::is_dimension("ip"));
+    }
+
+    #[test]
+    fn identity_header_names_round_trip_and_refuse_bad_names() {
+        use authz::IdentityHeaderNames as N;
+        let d = N::default();
+        assert_eq!(N::parse(&d.to_string()), Ok(d.clone()));
+        assert_eq!(N::parse(""), Ok(d.clone()));
+        let n = N::parse(" scopes = X-Id-Scopes , user=x-id-user").unwrap();
+        assert_eq!(
+            n.all(),
+            ["x-id-user", authz::IDENTITY_ACCOUNT_HEADER, "x-id-scopes"]
+        );
+        assert_eq!(N::parse(&n.to_string()), Ok(n.clone()));
+        assert!(n.check("x-api-key").is_ok());
+        for (text, want) in [
+            ("user", "write field=header-name"),
+            ("role=x-role", "use user, account or scopes"),
+        ] {
+            assert!(N::parse(text).unwrap_err().contains(want), "{text}");
+        }
+        for (text, want) in [
+            ("user=x-api-key", "carries credentials"),
+            ("user=Authorization", "carries credentials"),
+            ("user=x-portcullis-account", "three different names"),
+            ("account=host", "owned by Envoy"),
+            ("scopes=x-envoy-internal", "owned by Envoy"),
+            ("user=x y", "not a header name"),
+            ("user=", "not a header name"),
+        ] {
+            let err = N::parse(text).unwrap().check("x-api-key").unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        assert!(authz::check_header_name(&"a".repeat(101)).is_err());
     }
 }

@@ -60,7 +60,7 @@ pub async fn run(
     let registry = Registry::new();
     let metrics = KubeMetrics::new(&registry)?;
     let cache = Cache::new(&registry);
-    let options = gateway.into_options();
+    let options = gateway.into_options()?;
     let publisher = Publisher::new(cache.clone(), options, state_file, &registry);
     let index = SharedIndex::with_rules(Rules::cluster(allow_destination_cidrs));
     let mut controller = Controller::new(index.clone(), publisher);

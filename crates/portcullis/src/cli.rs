@@ -96,7 +96,7 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    pub fn into_config(self) -> portcullis_controller::serve::ServeConfig {
+    pub fn into_config(self) -> anyhow::Result<portcullis_controller::serve::ServeConfig> {
         let Self {
             config,
             xds_addr: _,
@@ -106,12 +106,12 @@ impl ServeArgs {
             poll_ms,
             addr_file: _,
         } = self;
-        portcullis_controller::serve::ServeConfig {
+        Ok(portcullis_controller::serve::ServeConfig {
             config_dir: config,
             state_file,
-            options: gateway.into_options(),
+            options: gateway.into_options()?,
             poll_interval: Duration::from_millis(poll_ms),
-        }
+        })
     }
 }
 
@@ -259,15 +259,18 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let xds = bind(args.xds_addr, "--xds-addr").await?;
-    let admin = bind(args.admin_addr, "--admin-addr").await?;
-    if let Some(path) = &args.addr_file {
+    let (xds_addr, admin_addr, addr_file) =
+        (args.xds_addr, args.admin_addr, args.addr_file.clone());
+    let config = args.into_config()?;
+    let xds = bind(xds_addr, "--xds-addr").await?;
+    let admin = bind(admin_addr, "--admin-addr").await?;
+    if let Some(path) = &addr_file {
         let addrs = serde_json::json!({"xds": xds.local_addr()?, "admin": admin.local_addr()?});
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, addrs.to_string())?;
         std::fs::rename(&tmp, path)?;
     }
-    portcullis_controller::serve::run(args.into_config(), xds, admin, ctrl_c()).await
+    portcullis_controller::serve::run(config, xds, admin, ctrl_c()).await
 }
 
 pub async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {

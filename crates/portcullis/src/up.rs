@@ -49,6 +49,8 @@ pub struct UpArgs {
     /// gRPC address of the rate-limit service (port 0: any free port; only Envoy calls it).
     #[arg(long, default_value = "127.0.0.1:0")]
     ratelimit_addr: SocketAddr,
+    #[command(flatten)]
+    headers: portcullis_controller::args::HeaderArgs,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -64,7 +66,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         authz_addr,
         keys_file,
         ratelimit_addr,
+        headers,
     } = args;
+    let (api_key_header, identity_headers) = headers.resolve()?;
+    let key_header = api_key_header.clone();
     let shutdown = crate::cli::ctrl_c();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let stop = portcullis_telemetry::Shutdown::new(async {
@@ -176,6 +181,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             access_log_service: Some(accesslog_addr.to_string()),
             authz: Some(authz_addr.to_string()),
             ratelimit: Some(ratelimit_addr.to_string()),
+            api_key_header,
+            identity_headers,
             ..Default::default()
         },
         poll_interval: Duration::from_millis(200),
@@ -206,7 +213,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("Try:  curl -s http://127.0.0.1:{port}/echo/hello");
     println!("      curl -s -X POST http://127.0.0.1:{port}/echo/orders");
     println!(
-        "      curl -s -H 'x-api-key: demo-key-alice' http://127.0.0.1:{port}/echo/orders   (401 without the key)"
+        "      curl -s -H '{key_header}: demo-key-alice' http://127.0.0.1:{port}/echo/orders   (401 without the key)"
     );
     println!("      curl -s -H 'Host: api.localhost' http://127.0.0.1:{port}/v1/anything");
     println!("Ctrl-C stops everything.");

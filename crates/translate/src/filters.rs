@@ -60,8 +60,8 @@ pub fn http_filters(options: &Options) -> Vec<HttpFilter> {
         "envoy.filters.http.header_mutation",
         proto::any(&HeaderMutation {
             mutations: Some(Mutations {
-                request_mutations: IDENTITY_HEADERS
-                    .iter()
+                request_mutations: stripped_identity_headers(options)
+                    .into_iter()
                     .map(|h| Mutation {
                         action: Some(header_mutation::Action::Remove(h.to_string())),
                     })
@@ -84,7 +84,7 @@ pub fn http_filters(options: &Options) -> Vec<HttpFilter> {
                 // encoded by Envoy and decoded by authz on every request for nothing.
                 allowed_headers: Some(exact_headers(&[
                     "authorization",
-                    &options.authz_key_header,
+                    &options.api_key_header,
                     "x-request-id",
                     "traceparent",
                     "tracestate",
@@ -177,6 +177,18 @@ fn rate_limit_filter(stage: Stage) -> HttpFilter {
     )
 }
 
+/// The configured identity header names, then the default ones when they differ: a
+/// backend written against the defaults must not be fooled by a client either.
+fn stripped_identity_headers(options: &Options) -> Vec<&str> {
+    let mut names = options.identity_headers.all().to_vec();
+    for &d in IDENTITY_HEADERS {
+        if !names.contains(&d) {
+            names.push(d);
+        }
+    }
+    names
+}
+
 fn exact_headers(names: &[&str]) -> ListStringMatcher {
     ListStringMatcher {
         patterns: names
@@ -217,8 +229,18 @@ pub(crate) fn grpc(cluster: &str, timeout_ms: u64) -> GrpcService {
 /// `context_extensions`. Encoded by hand because prost encodes maps in HashMap order,
 /// which changes between processes and would change the resource version (and push an
 /// update) on every rebuild.
-pub fn authz_per_route(entry: &RouteEntry, auth: &Auth) -> Any {
+pub fn authz_per_route(entry: &RouteEntry, auth: &Auth, options: &Options) -> Any {
     let mut ext: Vec<(&str, String)> = vec![
+        // Header names the control plane owns, so the service reads and writes the ones
+        // Envoy forwards and strips (its own settings are only a fallback).
+        (
+            contract::authz::API_KEY_HEADER,
+            options.api_key_header.clone(),
+        ),
+        (
+            contract::authz::IDENTITY_HEADER_NAMES,
+            options.identity_headers.to_string(),
+        ),
         (contract::authz::REQUIRED, auth.required().to_string()),
         (contract::authz::SCOPES, auth.scopes.join(",")),
         (
@@ -366,8 +388,18 @@ mod tests {
     fn authz_per_route_is_deterministic_and_carries_the_policy() {
         let e = entry(YAML);
         let auth = e.route.spec.auth.clone().unwrap();
-        let a = authz_per_route(&e, &auth);
-        assert_eq!(a, authz_per_route(&e, &auth), "same input, same bytes");
+        let options = Options {
+            api_key_header: "x-tenant-key".into(),
+            identity_headers: contract::authz::IdentityHeaderNames::parse("user=x-id-user")
+                .unwrap(),
+            ..Default::default()
+        };
+        let a = authz_per_route(&e, &auth, &options);
+        assert_eq!(
+            a,
+            authz_per_route(&e, &auth, &options),
+            "same input, same bytes"
+        );
         let decoded = ExtAuthzPerRoute::decode(&*a.value).unwrap();
         let Some(ext_authz_per_route::Override::CheckSettings(s)) = decoded.r#override else {
             panic!("no check settings")
@@ -377,6 +409,49 @@ mod tests {
         assert_eq!(ext["portcullis.auth.required"], "true");
         assert_eq!(ext["portcullis.auth.scopes"], "a,b");
         assert_eq!(ext["portcullis.auth.shadow"], "true");
+        assert_eq!(ext["portcullis.auth.api_key_header"], "x-tenant-key");
+        assert_eq!(
+            ext["portcullis.auth.identity_headers"],
+            "user=x-id-user,account=x-portcullis-account,scopes=x-portcullis-scopes"
+        );
+    }
+
+    #[test]
+    fn configured_and_default_identity_headers_are_stripped_on_every_request() {
+        let removed = |options: &Options| -> Vec<String> {
+            let chain = http_filters(options);
+            let Some(http_filter::ConfigType::TypedConfig(any)) = &chain[0].config_type else {
+                panic!("header_mutation first")
+            };
+            let m = HeaderMutation::decode(&*any.value).unwrap();
+            m.mutations
+                .unwrap()
+                .request_mutations
+                .into_iter()
+                .map(|m| match m.action {
+                    Some(header_mutation::Action::Remove(h)) => h,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(removed(&Options::default()), IDENTITY_HEADERS);
+        let custom = Options {
+            identity_headers: contract::authz::IdentityHeaderNames::parse(
+                "user=x-id-user,scopes=x-id-scopes",
+            )
+            .unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(
+            removed(&custom),
+            [
+                "x-id-user",
+                "x-portcullis-account",
+                "x-id-scopes",
+                "x-portcullis-user",
+                "x-portcullis-scopes"
+            ]
+        );
     }
 
     #[test]

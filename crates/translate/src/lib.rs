@@ -54,9 +54,13 @@ pub struct Options {
     pub default_host: Option<String>,
     /// `host:port` of `portcullis authz`; without it, Routes with `auth` answer 503.
     pub authz: Option<String>,
-    /// The header `portcullis authz` reads API keys from (its `apiKeyHeader`): Envoy
-    /// sends the authz service only this, `authorization` and the tracing headers.
-    pub authz_key_header: String,
+    /// The header API keys arrive in (`--api-key-header`): Envoy sends the authz service
+    /// only this, `authorization` and the tracing headers, and each Route with `auth`
+    /// tells the service the name in its context extensions.
+    pub api_key_header: String,
+    /// The identity header names (`--identity-headers`): stripped from every request,
+    /// and told to the authz service per Route, which sets them.
+    pub identity_headers: portcullis_contract::authz::IdentityHeaderNames,
     /// `host:port` of `portcullis ratelimit`; without it, rate limits are not enforced.
     pub ratelimit: Option<String>,
     /// Where Envoy writes its JSON access log (`/dev/stdout` for the console).
@@ -80,7 +84,8 @@ impl Default for Options {
             https_port: None,
             default_host: None,
             authz: None,
-            authz_key_header: portcullis_contract::authz::DEFAULT_API_KEY_HEADER.into(),
+            api_key_header: portcullis_contract::authz::DEFAULT_API_KEY_HEADER.into(),
+            identity_headers: Default::default(),
             ratelimit: None,
             access_log: None,
             access_log_service: None,

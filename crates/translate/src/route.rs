@@ -192,7 +192,7 @@ fn envoy_routes(entry: &RouteEntry, model: &Model, options: &crate::Options) -> 
             if let Some(auth) = &entry.route.spec.auth {
                 if options.authz.is_some() {
                     route.typed_per_filter_config =
-                        [(filters::EXT_AUTHZ.to_string(), filters::authz_per_route(entry, auth))].into();
+                        [(filters::EXT_AUTHZ.to_string(), filters::authz_per_route(entry, auth, options))].into();
                 } else {
                     // Fail closed: a Route that asks for auth is never served without it.
                     route.action = Some(route::Action::DirectResponse(DirectResponseAction {

@@ -14,6 +14,9 @@ use crate::hedge::{backoff, hedged};
 use crate::identity::{Digest, Identity};
 use crate::metrics::Metrics;
 
+/// The largest introspection answer read (RFC 7662 answers are a few hundred bytes).
+const MAX_ANSWER_BYTES: usize = 64 << 10;
+
 #[derive(Debug, Clone)]
 pub struct IntrospectionConfig {
     /// Introspection URLs in order of preference (nearest region first).
@@ -154,9 +157,10 @@ impl IntrospectionStore {
         if !status.is_success() {
             return Err(StoreError::backend(&ep.url, format!("HTTP {status}")));
         }
-        let answer: Answer = resp
-            .json()
+        let body = crate::limits::read_capped(resp, &ep.url, MAX_ANSWER_BYTES)
             .await
+            .map_err(|e| StoreError::backend(&ep.url, e))?;
+        let answer: Answer = serde_json::from_slice(&body)
             .map_err(|e| StoreError::backend(&ep.url, format!("bad introspection JSON: {e}")))?;
         Ok(self.identity(answer, token))
     }
@@ -166,14 +170,17 @@ impl IntrospectionStore {
             return None;
         }
         let user = a.sub.or(a.username).or(a.client_id.clone())?;
-        let mut claims: BTreeMap<String, String> = a
+        let account = a
             .rest
-            .iter()
-            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-            .collect();
-        let account = claims
-            .remove(&self.config.account_field)
-            .unwrap_or_default();
+            .get(&self.config.account_field)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let mut claims = crate::limits::bounded_claims(
+            a.rest
+                .iter()
+                .filter(|(k, _)| **k != self.config.account_field),
+        );
         if let Some(c) = a.client_id {
             claims.insert("client_id".into(), c);
         }

@@ -4,6 +4,7 @@
 mod file;
 mod introspection;
 mod postgres;
+mod postgres_tls;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -12,13 +12,16 @@
 //!   scopes   text[] NOT NULL DEFAULT '{}'
 //! );
 //! ```
-//! Deleting a row revokes the key (within the cache TTL).
+//! Deleting a row revokes the key (within the cache TTL). TLS: `sslmode=verify-full`
+//! (or `verify-ca`) with `sslrootcert` in the URL; see postgres_tls.rs.
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, RwLock};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, NoTls, Socket, Statement};
 
+use super::postgres_tls::{self, MakeRustls};
 use super::{KeyStore, Lookup, StoreError};
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::identity::{Digest, Identity};
@@ -52,6 +55,9 @@ struct Conn {
 
 pub struct PostgresStore {
     config: PostgresConfig,
+    /// The URL parsed, `sslmode`/`sslrootcert` turned into `tls`.
+    pg: tokio_postgres::Config,
+    tls: Option<MakeRustls>,
     /// What metrics and errors call this store (the URL without its password).
     name: String,
     conn: RwLock<Option<Arc<Conn>>>,
@@ -88,13 +94,13 @@ impl PostgresStore {
             "keyStore.postgres.table: `{}` is not a plain identifier; use `name` or `schema.name` (letters, digits, _)",
             config.table
         );
-        config
-            .url
-            .parse::<tokio_postgres::Config>()
+        let conn = postgres_tls::parse(&config.url)
             .map_err(|e| anyhow::anyhow!("keyStore.postgres.url: {e}"))?;
         let name = redact(&config.url);
         metrics.breaker_state(&name, crate::breaker::BreakerState::Closed);
         Ok(PostgresStore {
+            pg: conn.config,
+            tls: conn.tls,
             breaker: Breaker::new(config.breaker),
             config,
             name,
@@ -118,15 +124,10 @@ impl PostgresStore {
         if let Some(c) = self.open().await {
             return Ok(c);
         }
-        let (client, connection) = tokio_postgres::connect(&self.config.url, NoTls)
-            .await
-            .map_err(|e| StoreError::backend(&self.name, e))?;
-        let name = self.name.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(store = %name, error = %e, "PostgreSQL connection closed");
-            }
-        });
+        let client = match &self.tls {
+            Some(tls) => self.connect(tls.clone()).await?,
+            None => self.connect(NoTls).await?,
+        };
         let query = client
             .prepare(&format!(
                 "SELECT key_id, user_id, account, scopes FROM {} WHERE key_hash = $1",
@@ -137,6 +138,28 @@ impl PostgresStore {
         let conn = Arc::new(Conn { client, query });
         *self.conn.write().await = Some(conn.clone());
         Ok(conn)
+    }
+
+    /// A new client, its connection driven by a task of its own.
+    async fn connect<T>(&self, tls: T) -> Result<Client, StoreError>
+    where
+        T: MakeTlsConnect<Socket>,
+        T::Stream: Send + 'static,
+        T::TlsConnect: Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
+        let (client, connection) = self
+            .pg
+            .connect(tls)
+            .await
+            .map_err(|e| StoreError::backend(&self.name, e))?;
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(store = %name, error = %e, "PostgreSQL connection closed");
+            }
+        });
+        Ok(client)
     }
 
     async fn query(&self, digest: Digest) -> Result<Option<Identity>, StoreError> {
