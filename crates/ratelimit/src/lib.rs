@@ -16,6 +16,7 @@
 mod algorithm;
 mod args;
 mod backoff;
+mod behaviour;
 mod clock;
 mod config_source;
 mod counter_key;
@@ -49,6 +50,7 @@ pub use portcullis_proto::ratelimit::v1 as pb;
 
 pub use algorithm::{Counts, Verdict, retry_after_secs};
 pub use args::{Args, Compat, StoreKind};
+pub use behaviour::Behaviour;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config_source::{FileSource, RuntimeDir};
 pub use counter_key::CounterKeys;
@@ -59,7 +61,7 @@ pub use file_watch::load_files;
 pub use grpc::{RateLimitGrpc, serve as serve_grpc};
 pub use http::router as http_router;
 pub use limit::{Algorithm, Defaults, FailurePolicy, Limit, Window};
-pub use limiter::{Behaviour, DEFAULT_STORE_TIMEOUT, Limiter, LimiterBuilder};
+pub use limiter::{DEFAULT_STORE_TIMEOUT, Limiter, LimiterBuilder};
 pub use matched::{Hit, StatKey};
 pub use metrics::Metrics;
 pub use portcullis_config::{ConfigError, DOMAIN, LIMIT_KEY, PortcullisLimits, TYPE_URL};

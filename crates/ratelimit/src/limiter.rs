@@ -14,13 +14,13 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 
 use crate::algorithm::{self, Verdict};
+use crate::behaviour::Behaviour;
 use crate::clock::{Clock, SystemClock};
 use crate::counter_key::CounterKeys;
 use crate::local_cache::{LocalCache, OverLimit, cached_verdict};
 use crate::metrics::Metrics;
 use crate::plan::{Plan, drop_replaced, plan};
 use crate::report::Report;
-use crate::response::HeaderStyle;
 use crate::store::{Counting, MemoryStore, Store, admits};
 use crate::table::LimitTable;
 
@@ -28,33 +28,6 @@ use crate::table::LimitTable;
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(20);
 /// `Retry-After` when a limit denies because its store failed.
 const STORE_FAILURE_RETRY_MS: u64 = 1000;
-
-/// Decision behaviour where Portcullis and envoyproxy/ratelimit differ (the defaults
-/// are Portcullis'; see the crate README's compatibility table).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Behaviour {
-    /// Whether refused requests are counted (envoyproxy: `All`).
-    pub counting: Counting,
-    /// envoyproxy `SHADOW_MODE`: every refusal becomes OK (and is counted).
-    pub global_shadow: bool,
-    /// envoyproxy `QUOTA_MODE`: every limit is in quota mode.
-    pub global_quota: bool,
-    pub headers: HeaderStyle,
-    /// envoyproxy `NEAR_LIMIT_RATIO`, for the `near_limit` statistic.
-    pub near_limit_ratio: f64,
-}
-
-impl Default for Behaviour {
-    fn default() -> Self {
-        Behaviour {
-            counting: Counting::Admitted,
-            global_shadow: false,
-            global_quota: false,
-            headers: HeaderStyle::default(),
-            near_limit_ratio: 0.8,
-        }
-    }
-}
 
 pub struct Limiter {
     table: Arc<LimitTable>,

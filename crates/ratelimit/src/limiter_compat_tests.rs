@@ -10,6 +10,7 @@ use super::tests::*;
 use super::*;
 use crate::clock::ManualClock;
 use crate::limit::{Algorithm, Defaults};
+use crate::response::HeaderStyle;
 
 const FIXED: Defaults = Defaults {
     algorithm: Algorithm::Fixed,

@@ -5,8 +5,8 @@ use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitResponse;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{Code, DescriptorStatus};
 
 use crate::algorithm::{self, Counts, Verdict};
+use crate::behaviour::Behaviour;
 use crate::limit::FailurePolicy;
-use crate::limiter::Behaviour;
 use crate::local_cache::{OverLimit, cached_verdict};
 use crate::metrics::{Metrics, outcome};
 use crate::plan::Planned;

@@ -8,11 +8,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::args::{Args, Compat, StoreKind};
+use crate::behaviour::Behaviour;
 use crate::config_source::{FileSource, RuntimeDir};
 use crate::counter_key::CounterKeys;
 use crate::file_limits::LoadOptions;
 use crate::limit::{Algorithm, Defaults};
-use crate::limiter::Behaviour;
 use crate::response::HeaderStyle;
 use crate::store::{Counting, RedisTls};
 

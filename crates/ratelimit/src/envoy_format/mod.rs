@@ -237,3 +237,5 @@ pub fn split_documents(file: &str, text: &str) -> Result<Vec<serde_yaml::Value>,
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod validation_tests;
