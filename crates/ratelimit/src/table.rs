@@ -213,24 +213,6 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_set_leaves_the_table_alone() {
-        let table = LimitTable::default();
-        apply_rate_limit_configs(
-            &table,
-            &[mk_config("a", &[(1, 1)])],
-            "v1",
-            Defaults::default(),
-        )
-        .unwrap();
-        assert!(
-            apply_rate_limit_configs(&table, &[mk_config("b", &[])], "v2", Defaults::default())
-                .is_err()
-        );
-        assert_eq!(table.version().as_deref(), Some("v1"));
-        assert_eq!(table.snapshot().len(), 1);
-    }
-
-    #[test]
     fn envoy_limit_overrides_replace_rules_in_known_domains_only() {
         use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::{
             Entry as PbEntry, RateLimitOverride,
