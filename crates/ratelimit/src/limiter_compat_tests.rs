@@ -344,3 +344,42 @@ async fn huge_values_and_many_descriptors_are_decided_with_bounded_keys() {
     assert_eq!(r.statuses.len(), 1000);
     assert!(r.statuses.iter().all(|s| s.limit_remaining == 1));
 }
+
+#[tokio::test]
+async fn share_threshold_and_wildcard_decisions_follow_the_readme() {
+    // README example 11: five files/a.pdf and five files/b.csv spend the shared 10;
+    // files_no_share values each have their own 10.
+    let yaml = r#"
+domain: example11
+descriptors:
+  - key: files
+    value: files/*
+    share_threshold: true
+    rate_limit: {unit: hour, requests_per_unit: 10}
+  - key: files_no_share
+    value: files_no_share/*
+    rate_limit: {unit: hour, requests_per_unit: 10}
+  - key: path
+    value: /api/*/action
+    rate_limit: {unit: hour, requests_per_unit: 1}
+"#;
+    let (l, _) = limiter_with(yaml, Behaviour::default(), &Registry::new());
+    let req = |k: &str, v: &str| mk_req("example11", &[&[(k, v)]]);
+    assert_eq!(admitted(&l, &req("files", "files/a.pdf"), 5).await, 5);
+    assert_eq!(admitted(&l, &req("files", "files/b.csv"), 5).await, 5);
+    assert!(!ok(&l
+        .should_rate_limit(&req("files", "files/c.txt"))
+        .await));
+    assert_eq!(
+        admitted(&l, &req("files_no_share", "files_no_share/a.pdf"), 11).await,
+        10
+    );
+    assert_eq!(
+        admitted(&l, &req("files_no_share", "files_no_share/b.csv"), 10).await,
+        10
+    );
+    // A middle wildcard: each matching value its own counter, others unlimited.
+    assert_eq!(admitted(&l, &req("path", "/api/1/action"), 2).await, 1);
+    assert_eq!(admitted(&l, &req("path", "/api/2/action"), 2).await, 1);
+    assert_eq!(admitted(&l, &req("path", "/api/1/other"), 3).await, 3);
+}
