@@ -89,12 +89,24 @@ struct Configured {
     report: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LimitadorLimits {
     by_namespace: HashMap<String, Vec<Configured>>,
     identities: HashSet<(String, String)>,
     count: usize,
-    no_replaces: Option<Arc<[String]>>,
+    /// Shared by every hit: Limitador has no `replaces`.
+    no_replaces: Arc<[String]>,
+}
+
+impl Default for LimitadorLimits {
+    fn default() -> Self {
+        LimitadorLimits {
+            by_namespace: HashMap::new(),
+            identities: HashSet::new(),
+            count: 0,
+            no_replaces: Arc::from([]),
+        }
+    }
 }
 
 impl LimitadorLimits {
@@ -154,7 +166,6 @@ impl LimitadorLimits {
         let Some(limits) = self.by_namespace.get(namespace) else {
             return;
         };
-        let no_replaces = self.no_replaces.clone().unwrap_or_else(|| Arc::from([]));
         'limits: for c in limits {
             for cond in &c.conditions {
                 match cond.reference.read(descriptors) {
@@ -174,7 +185,7 @@ impl LimitadorLimits {
                 descriptor: c.report,
                 limit: c.limit.clone(),
                 stat: c.stat.clone(),
-                replaces: no_replaces.clone(),
+                replaces: self.no_replaces.clone(),
                 replaceable_as: None,
                 counter: Some(counter.into()),
             });
