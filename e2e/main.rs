@@ -18,6 +18,7 @@ mod nack;
 mod observability;
 mod ratelimit;
 mod ratelimit_identity;
+mod ratelimit_runtime;
 mod ratelimit_stack;
 mod redis;
 mod reload;

@@ -32,7 +32,7 @@ pub struct Limited {
 
 /// A port for a child process that cannot report the one it bound (bind 0, read, let
 /// go: the tiny race is accepted, as for Redis).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -191,7 +191,7 @@ impl Limited {
 }
 
 /// `portcullis serve` on kernel-chosen ports; returns it with its xDS and admin addresses.
-async fn start_plane(
+pub async fn start_plane(
     config: &Path,
     ratelimit_port: u16,
     authz: Option<SocketAddr>,

@@ -12,9 +12,9 @@ use crate::bootstrap::Bootstrap;
     about = "Envoy xDS control plane and filter services"
 )]
 pub struct Cli {
-    /// Log filter (RUST_LOG syntax).
-    #[arg(long, env = "PORTCULLIS_LOG", default_value = "info", global = true)]
-    log: String,
+    /// Log filter (RUST_LOG syntax) [default: info; `ratelimit` also reads LOG_LEVEL]
+    #[arg(long, env = "PORTCULLIS_LOG", global = true)]
+    log: Option<String>,
     /// Log as JSON lines.
     #[arg(long, env = "PORTCULLIS_LOG_JSON", global = true)]
     log_json: bool,
@@ -192,6 +192,16 @@ pub fn main() -> ExitCode {
         }
         _ => {}
     }
+    // envoyproxy/ratelimit's LOG_LEVEL and LOG_FORMAT, so its Deployments keep their
+    // logging when they switch to `portcullis ratelimit`.
+    let (envoy_level, envoy_json) = match &command {
+        Command::Ratelimit(_) => {
+            portcullis_ratelimit::EnvoyEnv::log_settings(|k| std::env::var(k).ok())
+        }
+        _ => (None, false),
+    };
+    let log = log.or(envoy_level).unwrap_or_else(|| "info".to_string());
+    let log_json = log_json || envoy_json;
     let service = match &command {
         Command::Authz(_) => "portcullis-authz",
         Command::Ratelimit(_) => "portcullis-ratelimit",

@@ -151,8 +151,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let ratelimit_http = bind("127.0.0.1:0".parse()?, "ratelimit metrics").await?;
     tasks.spawn(portcullis_ratelimit::run(
         ratelimit_args,
-        ratelimit_grpc,
-        ratelimit_http,
+        portcullis_ratelimit::Listeners::new(ratelimit_grpc, ratelimit_http),
         stopped(),
     ));
 

@@ -47,6 +47,15 @@ pub fn fits(w: &Window, c: Counts, now_ms: u64, hits: u32) -> bool {
     ) <= w.requests as u128 * per
 }
 
+/// Requests the window holds at `now_ms` given its counts (rounded up).
+pub fn usage(w: &Window, c: Counts, now_ms: u64) -> u64 {
+    let (_, elapsed) = bucket(now_ms, w.per_ms);
+    let per = w.per_ms.max(1) as u128;
+    scaled_usage(w, c, elapsed)
+        .div_ceil(per)
+        .min(u64::MAX as u128) as u64
+}
+
 /// What the response says about one window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {

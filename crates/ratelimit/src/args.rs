@@ -1,23 +1,12 @@
-//! `portcullis ratelimit`: flags and the process wiring (config source, store, gRPC and
-//! HTTP servers). The binary crate only parses [`Args`] and calls [`run`].
-use std::future::Future;
+//! `portcullis ratelimit`'s flags. Each has a `PORTCULLIS_RATELIMIT_…` twin; flags left
+//! unset fall back to envoyproxy/ratelimit's environment variables (`envoy_env`), then
+//! to the defaults of `--compat` (see `settings`).
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use prometheus::Registry;
-
-use crate::clock::{Clock, SystemClock};
-use crate::envoy_format::EnvoyConfig;
+use crate::envoy_env::{EnvoyEnv, Secret};
 use crate::limit::{Algorithm, FailurePolicy};
-use crate::limiter::Limiter;
-use crate::metrics::Metrics;
-use crate::portcullis_config::Defaults;
-use crate::store::{MemoryStore, RedisStore, RedisTarget, Store};
-use crate::table::{LimitTable, Limits, fnv64};
-use crate::xds_client::{XdsClientConfig, run_xds_client};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StoreKind {
@@ -26,48 +15,81 @@ pub enum StoreKind {
     RedisCluster,
 }
 
-/// Flags of `portcullis ratelimit`; each has a `PORTCULLIS_RATELIMIT_…` twin.
+/// Whose defaults apply where Portcullis and envoyproxy/ratelimit differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Compat {
+    /// Sliding windows, refused requests not counted, RateLimit-* and Retry-After on
+    /// every answer, local over-limit cache on.
+    #[default]
+    Portcullis,
+    /// envoyproxy/ratelimit exactly: fixed windows, every matched counter counted even
+    /// when refused, headers only with LIMIT_RESPONSE_HEADERS_ENABLED, no Retry-After,
+    /// local cache only with LOCAL_CACHE_SIZE_IN_BYTES.
+    Envoyproxy,
+}
+
 #[derive(Debug, Clone, clap::Parser)]
 pub struct Args {
-    /// gRPC address (RateLimitService and health).
-    #[arg(
-        long,
-        env = "PORTCULLIS_RATELIMIT_GRPC_ADDR",
-        default_value = "0.0.0.0:8081"
-    )]
-    pub grpc_addr: SocketAddr,
-    /// HTTP address for /metrics and /healthz.
-    #[arg(
-        long,
-        env = "PORTCULLIS_RATELIMIT_METRICS_ADDR",
-        default_value = "0.0.0.0:9091"
-    )]
-    pub metrics_addr: SocketAddr,
-    /// Where counters live.
-    #[arg(
-        long,
-        env = "PORTCULLIS_RATELIMIT_STORE",
-        value_enum,
-        default_value = "memory"
-    )]
-    pub store: StoreKind,
-    /// Redis URL(s); several (comma-separated) seed a Redis Cluster.
+    /// gRPC address (RateLimitService and health) [default: 0.0.0.0:8081; GRPC_HOST, GRPC_PORT]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// HTTP address for /metrics, /healthz and /healthcheck [default: 0.0.0.0:9091; HOST, PORT]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Where counters live [default: memory, or redis when REDIS_URL is set]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_STORE", value_enum)]
+    pub store: Option<StoreKind>,
+    /// Redis URL(s), redis:// or rediss:// (TLS), password in the userinfo; several
+    /// (comma-separated) seed a Redis Cluster [default: redis://127.0.0.1:6379; REDIS_URL]
     #[arg(
         long = "redis-url",
         env = "PORTCULLIS_RATELIMIT_REDIS_URLS",
-        value_delimiter = ',',
-        default_value = "redis://127.0.0.1:6379"
+        value_delimiter = ','
     )]
     pub redis_urls: Vec<String>,
+    /// CA certificate (PEM) that signed the Redis server's certificate [REDIS_TLS_CACERT]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_REDIS_TLS_CA")]
+    pub redis_tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for Redis servers that require one [REDIS_TLS_CLIENT_CERT]
+    #[arg(
+        long,
+        env = "PORTCULLIS_RATELIMIT_REDIS_TLS_CERT",
+        requires = "redis_tls_key"
+    )]
+    pub redis_tls_cert: Option<PathBuf>,
+    /// Its key (PEM) [REDIS_TLS_CLIENT_KEY]
+    #[arg(
+        long,
+        env = "PORTCULLIS_RATELIMIT_REDIS_TLS_KEY",
+        requires = "redis_tls_cert"
+    )]
+    pub redis_tls_key: Option<PathBuf>,
+    /// Secret the counter-key hash is keyed with; every replica sharing Redis needs the
+    /// same one. Without it: random per process (memory), a public key (Redis)
+    #[arg(
+        long,
+        env = "PORTCULLIS_RATELIMIT_COUNTER_KEY_SECRET",
+        hide_env_values = true
+    )]
+    pub counter_key_secret: Option<Secret>,
+    /// File holding that secret (a mounted Kubernetes Secret)
+    #[arg(
+        long,
+        env = "PORTCULLIS_RATELIMIT_COUNTER_KEY_SECRET_FILE",
+        conflicts_with = "counter_key_secret"
+    )]
+    pub counter_key_secret_file: Option<PathBuf>,
+    /// Prefix of every counter key [CACHE_KEY_PREFIX]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_KEY_PREFIX")]
+    pub key_prefix: Option<String>,
     /// Bound on one store call; past it each limit follows its failure policy.
     #[arg(long, env = "PORTCULLIS_RATELIMIT_STORE_TIMEOUT", default_value = "20ms", value_parser = humantime::parse_duration)]
     pub store_timeout: Duration,
+    /// Most counters the memory store holds; past it, it evicts (and counts evictions).
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_MEMORY_MAX_KEYS", default_value_t = crate::store::DEFAULT_MAX_KEYS)]
+    pub memory_max_keys: usize,
     /// Control plane ADS address (e.g. http://127.0.0.1:18000): limits from Route manifests.
-    #[arg(
-        long,
-        env = "PORTCULLIS_RATELIMIT_XDS_ADDR",
-        conflicts_with = "config_file"
-    )]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_XDS_ADDR", conflicts_with_all = ["config_file", "runtime_root"])]
     pub xds_addr: Option<String>,
     /// Node id sent to the control plane.
     #[arg(
@@ -76,9 +98,29 @@ pub struct Args {
         default_value = "portcullis-ratelimit"
     )]
     pub node_id: String,
-    /// Standalone: an envoyproxy/ratelimit-format YAML file (reloaded when it changes).
-    #[arg(long, env = "PORTCULLIS_RATELIMIT_CONFIG_FILE")]
+    /// Standalone: one envoyproxy/ratelimit or Limitador YAML file (reloaded when it changes).
+    #[arg(
+        long,
+        env = "PORTCULLIS_RATELIMIT_CONFIG_FILE",
+        conflicts_with = "runtime_root"
+    )]
     pub config_file: Option<PathBuf>,
+    /// Standalone: envoyproxy's runtime directory; files are read from
+    /// ROOT/SUBDIRECTORY/APPDIRECTORY/** and reloaded on any change [RUNTIME_ROOT]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_RUNTIME_ROOT")]
+    pub runtime_root: Option<PathBuf>,
+    /// [RUNTIME_SUBDIRECTORY]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_RUNTIME_SUBDIRECTORY")]
+    pub runtime_subdirectory: Option<PathBuf>,
+    /// [default: config; RUNTIME_APPDIRECTORY]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_RUNTIME_APPDIRECTORY")]
+    pub runtime_appdirectory: Option<PathBuf>,
+    /// Skip files and directories named .* in the runtime directory [RUNTIME_IGNOREDOTFILES]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_RUNTIME_IGNORE_DOTFILES", action = clap::ArgAction::Set)]
+    pub runtime_ignore_dotfiles: Option<bool>,
+    /// Let one domain be split over several files [MERGE_DOMAIN_CONFIG]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_MERGE_DOMAIN_CONFIG", action = clap::ArgAction::Set)]
+    pub merge_domain_config: Option<bool>,
     /// What limits without their own policy do when the store fails: allow | deny.
     #[arg(
         long,
@@ -86,172 +128,36 @@ pub struct Args {
         default_value = "allow"
     )]
     pub on_store_failure: FailurePolicy,
-    /// Algorithm of limits without their own: sliding | fixed.
-    #[arg(
-        long,
-        env = "PORTCULLIS_RATELIMIT_ALGORITHM",
-        default_value = "sliding"
-    )]
-    pub algorithm: Algorithm,
-    /// Answer keys known to be over their limit locally until their quota returns.
-    #[arg(long, env = "PORTCULLIS_RATELIMIT_LOCAL_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
-    pub local_cache: bool,
-}
-
-/// How often the config file is checked for changes.
-const FILE_POLL: Duration = Duration::from_secs(1);
-/// How often expired in-memory counters are dropped.
-const SWEEP_EVERY: Duration = Duration::from_secs(10);
-
-/// Serve until `shutdown` resolves, on listeners the caller bound (tests bind port 0).
-pub async fn run(
-    args: Args,
-    grpc: tokio::net::TcpListener,
-    metrics_http: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let Args {
-        grpc_addr: _,
-        metrics_addr: _,
-        store,
-        redis_urls,
-        store_timeout,
-        xds_addr,
-        node_id,
-        config_file,
-        on_store_failure,
-        algorithm,
-        local_cache,
-    } = args;
-    let defaults = Defaults {
-        algorithm,
-        on_store_failure,
-    };
-    let registry = Registry::new();
-    let metrics = Metrics::new(&registry)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let table = Arc::new(LimitTable::default());
-
-    let stop = portcullis_telemetry::Shutdown::new(shutdown);
-    let stopped = || stop.signal();
-
-    match (xds_addr, config_file) {
-        (Some(_), Some(_)) => bail!("--xds-addr and --config-file are exclusive"),
-        (Some(addr), None) => {
-            let cfg = XdsClientConfig::new(addr, node_id, defaults);
-            tokio::spawn(run_xds_client(
-                cfg,
-                table.clone(),
-                metrics.clone(),
-                stopped(),
-            ));
-        }
-        (None, Some(path)) => {
-            let text = load_file(&path, &table, &metrics, defaults)?;
-            tokio::spawn(watch_file(
-                path,
-                text,
-                table.clone(),
-                metrics.clone(),
-                defaults,
-                stopped(),
-            ));
-        }
-        (None, None) => tracing::warn!("no --xds-addr or --config-file: every request is allowed"),
-    }
-
-    let store: Arc<dyn Store> = match store {
-        StoreKind::Memory => {
-            let m = Arc::new(MemoryStore::new());
-            m.spawn_sweeper(clock.clone(), SWEEP_EVERY);
-            m
-        }
-        StoreKind::Redis => {
-            let url = redis_urls.first().context("--redis-url is empty")?;
-            RedisStore::connect(RedisTarget::Single(url.clone()))
-        }
-        StoreKind::RedisCluster => RedisStore::connect(RedisTarget::Cluster(redis_urls)),
-    };
-    let limiter = Arc::new(
-        Limiter::builder(table)
-            .store(store)
-            .clock(clock)
-            .store_timeout(store_timeout)
-            .local_cache(local_cache)
-            .metrics(metrics)
-            .build(),
-    );
-    tracing::info!(grpc = ?grpc.local_addr().ok(), http = ?metrics_http.local_addr().ok(), "rate-limit service serving");
-    let (g, h) = tokio::join!(
-        crate::grpc::serve(grpc, limiter, stopped()),
-        crate::http::serve(metrics_http, registry, stopped()),
-    );
-    g.context("gRPC server")?;
-    h.context("HTTP server")?;
-    Ok(())
-}
-
-/// Binds `args.grpc_addr` and `args.metrics_addr`, then [`run`]s.
-pub async fn run_bound(
-    args: Args,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let grpc = portcullis_telemetry::bind(args.grpc_addr, "--grpc-addr").await?;
-    let http = portcullis_telemetry::bind(args.metrics_addr, "--metrics-addr").await?;
-    run(args, grpc, http, shutdown).await
-}
-
-/// Loads an envoyproxy-format file into `table`; returns its text.
-pub fn load_file(
-    path: &std::path::Path,
-    table: &LimitTable,
-    metrics: &Metrics,
-    defaults: Defaults,
-) -> anyhow::Result<String> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let cfg = EnvoyConfig::parse(&text, defaults)
-        .with_context(|| format!("loading {}", path.display()))?;
-    let version = format!("file-{:016x}", fnv64(text.as_bytes()));
-    metrics.config_applied("file", &version, cfg.len());
-    table.swap(Limits::Envoy(cfg), version);
-    Ok(text)
-}
-
-/// Reloads the file when its content changes; a bad edit is logged and the previous
-/// limits stay.
-async fn watch_file(
-    path: PathBuf,
-    mut last: String,
-    table: Arc<LimitTable>,
-    metrics: Metrics,
-    defaults: Defaults,
-    shutdown: impl Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tokio::time::sleep(FILE_POLL) => {}
-        }
-        let Ok(text) = tokio::fs::read_to_string(&path).await else {
-            continue;
-        };
-        if text == last {
-            continue;
-        }
-        match EnvoyConfig::parse(&text, defaults) {
-            Ok(cfg) => {
-                let version = format!("file-{:016x}", fnv64(text.as_bytes()));
-                metrics.config_applied("file", &version, cfg.len());
-                tracing::info!(path = %path.display(), %version, "rate-limit config reloaded");
-                table.swap(Limits::Envoy(cfg), version);
-            }
-            Err(e) => {
-                metrics.config_rejected.with_label_values(&["file"]).inc();
-                tracing::warn!(path = %path.display(), error = %e, "rate-limit config refused; keeping the previous one");
-            }
-        }
-        last = text;
-    }
+    /// Whose defaults apply where the two services differ (see the compatibility table).
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_COMPAT", value_enum, default_value_t)]
+    pub compat: Compat,
+    /// Algorithm of limits without their own: sliding | fixed [default: by --compat]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_ALGORITHM")]
+    pub algorithm: Option<Algorithm>,
+    /// Count refused requests too, as envoyproxy does [default: by --compat;
+    /// STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT=true turns it off]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_COUNT_REFUSED", action = clap::ArgAction::Set)]
+    pub count_refused: Option<bool>,
+    /// Send RateLimit-Limit/Remaining/Reset [default: by --compat; LIMIT_RESPONSE_HEADERS_ENABLED]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_HEADERS", action = clap::ArgAction::Set)]
+    pub rate_limit_headers: Option<bool>,
+    /// Send Retry-After on refusals [default: by --compat]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_RETRY_AFTER", action = clap::ArgAction::Set)]
+    pub retry_after: Option<bool>,
+    /// Answer keys known to be over their limit locally until their quota returns
+    /// [default: by --compat; LOCAL_CACHE_SIZE_IN_BYTES]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_LOCAL_CACHE", action = clap::ArgAction::Set)]
+    pub local_cache: Option<bool>,
+    /// Never refuse; count and report what would be refused [SHADOW_MODE]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_SHADOW_MODE", action = clap::ArgAction::Set)]
+    pub shadow_mode: Option<bool>,
+    /// Every limit in envoyproxy's quota mode [QUOTA_MODE]
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_QUOTA_MODE", action = clap::ArgAction::Set)]
+    pub quota_mode: Option<bool>,
+    /// Most distinct stat keys (and `limit` label values) in /metrics; more are `_other`.
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_STATS_MAX_KEYS", default_value_t = crate::stats::DEFAULT_MAX_KEYS)]
+    pub stats_max_keys: usize,
+    /// envoyproxy/ratelimit's environment variables; `run_bound` reads them.
+    #[arg(skip)]
+    pub envoy: EnvoyEnv,
 }

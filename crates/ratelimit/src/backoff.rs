@@ -1,5 +1,6 @@
 //! Exponential backoff with full jitter, for reconnecting to the control plane and to
-//! Redis: after an outage, many instances must not all retry at the same instant (seed 000).
+//! Redis: after an outage, many instances must not all retry at the same instant, or
+//! the recovering server takes every reconnect in one burst.
 use std::time::Duration;
 
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! The operator's HTTP endpoint: `/metrics` (Prometheus) and `/healthz`.
+//! The operator's HTTP endpoint: `/metrics` (Prometheus), `/healthz` and `/healthcheck`.
 use std::future::Future;
 
 use axum::{Router, extract::State, routing::get};
@@ -13,6 +13,8 @@ pub fn router(registry: Registry) -> Router {
             ),
         )
         .route("/healthz", get(|| async { "ok" }))
+        // envoyproxy/ratelimit's health path, so existing probes keep working.
+        .route("/healthcheck", get(|| async { "OK" }))
         .with_state(registry)
 }
 

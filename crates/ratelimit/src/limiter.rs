@@ -1,11 +1,12 @@
-//! The decision: request descriptors → matched limits → (local over-limit cache |
-//! one store call, bounded by the store timeout) → statuses, headers, metrics.
+//! The decision: request descriptors → limits that apply (`table`) → checks (`plan`)
+//! → (local over-limit cache | one store call, bounded by the store timeout) →
+//! statuses, headers, metrics (`report`).
 //!
-//! A request is admitted only if every enforcing window of every matched limit has
+//! By default a request is admitted only if every enforcing window of every limit has
 //! room; it is then counted in all of them (shadow limits included), else in none.
-//! A store that fails or is slower than the store timeout never leaves Envoy waiting:
-//! each matched limit follows its failure policy.
-use std::collections::HashSet;
+//! [`Behaviour`] restores envoyproxy/ratelimit's choices where they differ. A store
+//! that fails or is slower than the store timeout never leaves Envoy waiting: each
+//! limit follows its failure policy.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,13 +14,15 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 
 use crate::algorithm::{self, Verdict};
+use crate::behaviour::Behaviour;
 use crate::clock::{Clock, SystemClock};
-use crate::limit::FailurePolicy;
-use crate::local_cache::LocalCache;
-use crate::metrics::{Metrics, outcome};
-use crate::response::{self, Reported, keep_tightest};
-use crate::store::{Check, MemoryStore, Store};
-use crate::table::{self, LimitTable, Matched};
+use crate::counter_key::CounterKeys;
+use crate::local_cache::{LocalCache, OverLimit, cached_verdict};
+use crate::metrics::Metrics;
+use crate::plan::{Plan, drop_replaced, plan};
+use crate::report::Report;
+use crate::store::{Counting, MemoryStore, Store, admits};
+use crate::table::LimitTable;
 
 /// Default bound on one store call.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(20);
@@ -33,17 +36,22 @@ pub struct Limiter {
     cache: Option<LocalCache>,
     metrics: Metrics,
     store_timeout: Duration,
+    keys: CounterKeys,
+    behaviour: Behaviour,
 }
 
 /// Builds a [`Limiter`]; everything but the table has a default (memory store, wall
-/// clock, 20 ms store timeout, local cache on, unregistered metrics).
+/// clock, 20 ms store timeout, local cache on, counter keys hashed with a random key,
+/// or the public one for a shared store, Portcullis behaviour, unregistered metrics).
 pub struct LimiterBuilder {
     table: Arc<LimitTable>,
     store: Option<Arc<dyn Store>>,
     clock: Arc<dyn Clock>,
-    local_cache: bool,
+    local_cache: Option<usize>,
     metrics: Option<Metrics>,
     store_timeout: Duration,
+    keys: Option<CounterKeys>,
+    behaviour: Behaviour,
 }
 
 impl LimiterBuilder {
@@ -56,7 +64,12 @@ impl LimiterBuilder {
         self
     }
     pub fn local_cache(mut self, on: bool) -> Self {
-        self.local_cache = on;
+        self.local_cache = on.then_some(crate::local_cache::DEFAULT_MAX_ENTRIES);
+        self
+    }
+    /// The local over-limit cache holding at most `entries` keys (0: off).
+    pub fn local_cache_entries(mut self, entries: usize) -> Self {
+        self.local_cache = (entries > 0).then_some(entries);
         self
     }
     pub fn metrics(mut self, metrics: Metrics) -> Self {
@@ -67,24 +80,35 @@ impl LimiterBuilder {
         self.store_timeout = timeout;
         self
     }
+    pub fn counter_keys(mut self, keys: CounterKeys) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+    pub fn behaviour(mut self, behaviour: Behaviour) -> Self {
+        self.behaviour = behaviour;
+        self
+    }
     pub fn build(self) -> Limiter {
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        // A shared store needs keys every process derives alike (see counter_key).
+        let keys = self.keys.unwrap_or_else(|| {
+            if store.shared() {
+                CounterKeys::public("")
+            } else {
+                CounterKeys::new(None, "")
+            }
+        });
         Limiter {
             table: self.table,
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            store,
             clock: self.clock,
-            cache: self.local_cache.then(LocalCache::default),
+            cache: self.local_cache.map(LocalCache::with_max_entries),
             metrics: self.metrics.unwrap_or_else(Metrics::unregistered),
             store_timeout: self.store_timeout,
+            keys,
+            behaviour: self.behaviour,
         }
     }
-}
-
-/// One matched, counted descriptor of the request being decided. Borrows the match so
-/// deciding a request does not copy limit definitions.
-struct Counted<'m> {
-    matched: &'m Matched,
-    /// Indices into the request's checks.
-    checks: std::ops::Range<usize>,
 }
 
 impl Limiter {
@@ -93,9 +117,11 @@ impl Limiter {
             table,
             store: None,
             clock: Arc::new(SystemClock),
-            local_cache: true,
+            local_cache: Some(crate::local_cache::DEFAULT_MAX_ENTRIES),
             metrics: None,
             store_timeout: DEFAULT_STORE_TIMEOUT,
+            keys: None,
+            behaviour: Behaviour::default(),
         }
     }
 
@@ -109,76 +135,41 @@ impl Limiter {
 
     pub async fn should_rate_limit(&self, req: &RateLimitRequest) -> RateLimitResponse {
         let now = self.clock.now_ms();
-        let hits = req.hits_addend.max(1);
         let (generation, limits) = self.table.generation_snapshot();
+        let mut hits = limits.resolve(&req.domain, &req.descriptors);
+        drop_replaced(&mut hits);
+        let mut p = plan(req, hits, &self.keys, self.behaviour.global_quota);
+        let mut report = Report::new(req.descriptors.len(), &self.metrics, &self.behaviour);
+        let counting = if self.behaviour.global_shadow {
+            Counting::All
+        } else {
+            self.behaviour.counting
+        };
 
-        // Match every descriptor, then drop the ones another match replaces.
-        let entries: Vec<Vec<table::Entry<'_>>> = req
-            .descriptors
-            .iter()
-            .map(|d| {
-                d.entries
-                    .iter()
-                    .map(|e| (e.key.as_str(), e.value.as_str()))
-                    .collect()
-            })
-            .collect();
-        let mut matched: Vec<Option<Matched>> = entries
-            .iter()
-            .map(|e| limits.resolve(&req.domain, e))
-            .collect();
-        let replaced: HashSet<String> = matched
-            .iter()
-            .flatten()
-            .flat_map(|m| m.replaces.iter().cloned())
-            .collect();
-        if !replaced.is_empty() {
-            for m in matched.iter_mut() {
-                if m.as_ref()
-                    .and_then(|m| m.replaceable_as.as_ref())
-                    .is_some_and(|n| replaced.contains(n))
-                {
-                    *m = None;
+        let cached = self.cached(now, generation, &p);
+        if cached.iter().any(Option::is_some) {
+            if counting == Counting::Admitted {
+                return self.answer_from_local_cache(now, &p, &cached, &mut report);
+            }
+            // Counting everything (envoyproxy): windows remembered over are not sent
+            // hits, the others are counted as usual.
+            for (c, e) in p.checks.iter_mut().zip(&cached) {
+                if e.is_some() {
+                    c.hits = 0;
                 }
             }
         }
-
-        let mut checks = Vec::new();
-        let mut counted: Vec<Option<Counted<'_>>> = Vec::with_capacity(matched.len());
-        for (m, e) in matched.iter().zip(&entries) {
-            match m {
-                Some(m) if !m.limit.unlimited => {
-                    let base = table::counter_base(&req.domain, e);
-                    let start = checks.len();
-                    for w in &m.limit.windows {
-                        checks.push(Check {
-                            key: format!("{base}:{}", w.per_ms),
-                            window: *w,
-                            enforce: !m.limit.shadow,
-                        });
-                    }
-                    counted.push(Some(Counted {
-                        matched: m,
-                        checks: start..checks.len(),
-                    }));
-                }
-                _ => counted.push(None),
+        if p.checks.is_empty() {
+            for l in &p.limits {
+                report.passive(l);
             }
-        }
-
-        if let Some(resp) =
-            self.answer_from_local_cache(now, generation, &checks, &counted, &matched)
-        {
-            return resp;
-        }
-        if checks.is_empty() {
-            return self.respond_unlimited_or_unmatched(&matched);
+            return report.finish(false, None);
         }
 
         let started = Instant::now();
         let result = tokio::time::timeout(
             self.store_timeout,
-            self.store.check_and_count(now, hits, &checks),
+            self.store.check_and_count(now, &p.checks, counting),
         )
         .await;
         self.metrics
@@ -186,174 +177,132 @@ impl Limiter {
             .with_label_values(&[self.store.name()])
             .observe(started.elapsed().as_secs_f64());
         let reply = match result {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => {
-                return self.on_store_failure(&e.to_string(), e.kind(), &matched, &counted);
+            Ok(Ok(reply)) if reply.counts.len() == p.checks.len() => reply,
+            Ok(Ok(reply)) => {
+                let e = format!(
+                    "{} counts for {} checks",
+                    reply.counts.len(),
+                    p.checks.len()
+                );
+                return self.on_store_failure(&e, "bad_reply", &p, report);
             }
-            Err(_) => return self.on_store_failure("timed out", "timeout", &matched, &counted),
+            Ok(Err(e)) => return self.on_store_failure(&e.to_string(), e.kind(), &p, report),
+            Err(_) => return self.on_store_failure("timed out", "timeout", &p, report),
         };
 
-        let verdicts: Vec<Verdict> = checks
+        let verdicts: Vec<Verdict> = p
+            .checks
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                algorithm::evaluate(&c.window, reply.counts[i], now, hits, reply.counted[i])
+            .map(|(i, c)| match &cached[i] {
+                Some(e) => cached_verdict(e, now),
+                None => {
+                    algorithm::evaluate(&c.window, reply.counts[i], now, c.hits, reply.counted[i])
+                }
             })
             .collect();
+        let over: Vec<bool> = verdicts.iter().map(|v| v.over).collect();
+        let refused = !admits(&p.checks, &over);
+        if refused && self.behaviour.global_shadow {
+            self.metrics.global_shadow_mode.inc();
+        }
+        let refused = refused && !self.behaviour.global_shadow;
 
-        let mut resp = RateLimitResponse::default();
-        let mut tightest: Option<Reported> = None;
-        let mut refused_retry: Option<u64> = None;
-        for (i, c) in counted.iter().enumerate() {
-            let Some(c) = c else {
-                resp.statuses.push(self.passive_status(matched[i].as_ref()));
+        let mut retry: Option<u64> = None;
+        for l in &p.limits {
+            if l.checks.is_empty() {
+                report.passive(l);
                 continue;
-            };
-            let limit = &c.matched.limit;
-            let mut mine: Option<Reported> = None;
-            let mut over = false;
-            for k in c.checks.clone() {
-                let r = Reported {
-                    window: checks[k].window,
-                    verdict: verdicts[k],
-                };
-                over |= r.verdict.over;
-                keep_tightest(&mut mine, r);
-                if r.verdict.over && !limit.shadow {
-                    refused_retry = Some(refused_retry.unwrap_or(0).max(r.verdict.retry_after_ms));
-                    if let Some(cache) = &self.cache {
+            }
+            for k in l.checks.clone() {
+                let (c, v) = (&p.checks[k], &verdicts[k]);
+                if !(v.over && c.enforce) {
+                    continue;
+                }
+                if refused {
+                    retry = Some(retry.unwrap_or(0).max(v.retry_after_ms));
+                }
+                // Only windows that refuse on their own are remembered (a quota window
+                // refuses only with the others), and only while a single hit would not
+                // fit: a request refused for its large `hits_addend` says nothing
+                // about the next one.
+                if let (Some(cache), 0, false, None) = (
+                    &self.cache,
+                    c.quota_group,
+                    self.behaviour.global_shadow,
+                    &cached[k],
+                ) {
+                    let mut after = reply.counts[k];
+                    if reply.counted[k] {
+                        after.curr += u64::from(c.hits);
+                    }
+                    let one = algorithm::evaluate(&c.window, after, now, 1, false);
+                    if one.over {
                         cache.insert(
-                            &checks[k].key,
-                            r.window,
-                            now + r.verdict.retry_after_ms,
-                            now + r.verdict.reset_ms,
+                            &c.key,
+                            c.window,
+                            now + one.retry_after_ms,
+                            now + one.reset_ms,
                             now,
                             generation,
                         );
                     }
                 }
             }
-            let label = match (over, limit.shadow) {
-                (false, _) => outcome::OK,
-                (true, false) => outcome::OVER_LIMIT,
-                (true, true) => outcome::SHADOW_OVER_LIMIT,
-            };
-            self.metrics.decision(&c.matched.metric_name, label);
-            if let (false, Some(r)) = (limit.shadow, mine) {
-                keep_tightest(&mut tightest, r);
-            }
-            resp.statuses.push(response::descriptor_status(
-                &limit.name,
-                mine.as_ref(),
-                over && !limit.shadow,
-            ));
+            report.decided(l, &p.checks, &verdicts, &reply.counts, now);
         }
-        resp.overall_code = if refused_retry.is_some() {
-            Code::OverLimit
-        } else {
-            Code::Ok
-        } as i32;
-        resp.response_headers_to_add = response::headers(tightest.as_ref(), refused_retry);
-        resp
+        report.finish(refused, retry)
     }
 
-    /// Status for a descriptor that is not counted: unmatched, replaced or unlimited.
-    fn passive_status(
-        &self,
-        m: Option<&Matched>,
-    ) -> envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::DescriptorStatus {
-        match m {
-            Some(m) => {
-                self.metrics.decision(&m.metric_name, outcome::OK);
-                response::unlimited_status()
-            }
-            None => response::descriptor_status("", None, false),
-        }
+    /// Per check, the local cache's entry when the window is remembered over and
+    /// refuses on its own (quota windows refuse only together with the others).
+    fn cached(&self, now: u64, generation: u64, p: &Plan) -> Vec<Option<OverLimit>> {
+        let cache = match &self.cache {
+            Some(c) if !self.behaviour.global_shadow => c,
+            _ => return vec![None; p.checks.len()],
+        };
+        p.checks
+            .iter()
+            .map(|c| {
+                (c.enforce && c.quota_group == 0)
+                    .then(|| cache.get(&c.key, now, generation))
+                    .flatten()
+            })
+            .collect()
     }
 
-    fn respond_unlimited_or_unmatched(&self, matched: &[Option<Matched>]) -> RateLimitResponse {
-        RateLimitResponse {
-            overall_code: Code::Ok as i32,
-            statuses: matched
-                .iter()
-                .map(|m| self.passive_status(m.as_ref()))
-                .collect(),
-            ..Default::default()
-        }
-    }
-
-    /// OVER_LIMIT without a store call when an enforcing window is remembered over.
+    /// OVER_LIMIT without a store call.
     fn answer_from_local_cache(
         &self,
         now: u64,
-        generation: u64,
-        checks: &[Check],
-        counted: &[Option<Counted<'_>>],
-        matched: &[Option<Matched>],
-    ) -> Option<RateLimitResponse> {
-        let cache = self.cache.as_ref()?;
-        let mut hit = false;
-        let mut resp = RateLimitResponse::default();
-        let mut tightest: Option<Reported> = None;
+        p: &Plan,
+        cached: &[Option<OverLimit>],
+        report: &mut Report<'_>,
+    ) -> RateLimitResponse {
         let mut retry = 0;
-        for (i, c) in counted.iter().enumerate() {
-            let Some(c) = c else {
-                resp.statuses
-                    .push(response::descriptor_status("", None, false));
+        for l in &p.limits {
+            let mine: Vec<OverLimit> = l.checks.clone().filter_map(|k| cached[k]).collect();
+            if mine.is_empty() {
                 continue;
-            };
-            let mut mine: Option<Reported> = None;
-            for k in c.checks.clone() {
-                if !checks[k].enforce {
-                    continue;
-                }
-                if let Some(e) = cache.get(&checks[k].key, now, generation) {
-                    let retry_after_ms = e.until_ms - now;
-                    let verdict = Verdict {
-                        over: true,
-                        remaining: 0,
-                        reset_ms: e.reset_at_ms.saturating_sub(now).max(retry_after_ms),
-                        retry_after_ms,
-                    };
-                    retry = retry.max(retry_after_ms);
-                    keep_tightest(
-                        &mut mine,
-                        Reported {
-                            window: e.window,
-                            verdict,
-                        },
-                    );
-                }
             }
-            let over = mine.is_some();
-            if over {
-                hit = true;
-                self.metrics
-                    .local_cache_hits
-                    .with_label_values(&[&c.matched.metric_name])
-                    .inc();
-                self.metrics
-                    .decision(&c.matched.metric_name, outcome::OVER_LIMIT);
-                keep_tightest(&mut tightest, mine.unwrap_or_else(|| unreachable!()));
+            for e in &mine {
+                retry = retry.max(e.until_ms - now);
             }
-            let name = matched[i].as_ref().map_or("", |m| m.limit.name.as_str());
-            resp.statuses
-                .push(response::descriptor_status(name, mine.as_ref(), over));
+            self.metrics
+                .local_cache_hits
+                .with_label_values(&[self.metrics.limit_label(l.hit.metric_name())])
+                .inc();
+            report.answered_locally(l, &mine, now);
         }
-        if !hit {
-            return None;
-        }
-        resp.overall_code = Code::OverLimit as i32;
-        resp.response_headers_to_add = response::headers(tightest.as_ref(), Some(retry));
-        Some(resp)
+        report.finish(true, Some(retry))
     }
 
     fn on_store_failure(
         &self,
         error: &str,
         kind: &str,
-        matched: &[Option<Matched>],
-        counted: &[Option<Counted<'_>>],
+        p: &Plan,
+        mut report: Report<'_>,
     ) -> RateLimitResponse {
         self.metrics.store_errors.with_label_values(&[kind]).inc();
         tracing::warn!(
@@ -361,28 +310,18 @@ impl Limiter {
             error,
             "rate-limit store failed; applying failure policies"
         );
-        let mut resp = RateLimitResponse::default();
         let mut deny = false;
-        for (i, c) in counted.iter().enumerate() {
-            let Some(c) = c else {
-                resp.statuses.push(self.passive_status(matched[i].as_ref()));
-                continue;
-            };
-            let limit = &c.matched.limit;
-            let denies = limit.on_store_failure == FailurePolicy::Deny && !limit.shadow;
-            deny |= denies;
-            let label = if denies {
-                outcome::STORE_FAILURE_DENIED
+        for l in &p.limits {
+            if l.checks.is_empty() {
+                report.passive(l);
             } else {
-                outcome::STORE_FAILURE_ALLOWED
-            };
-            self.metrics.decision(&c.matched.metric_name, label);
-            resp.statuses
-                .push(response::descriptor_status(&limit.name, None, denies));
+                deny |= report.store_failed(l);
+            }
         }
-        resp.overall_code = if deny { Code::OverLimit } else { Code::Ok } as i32;
-        if deny {
-            resp.response_headers_to_add = response::headers(None, Some(STORE_FAILURE_RETRY_MS));
+        let deny = deny && !self.behaviour.global_shadow;
+        let mut resp = report.finish(deny, deny.then_some(STORE_FAILURE_RETRY_MS));
+        if !deny {
+            resp.overall_code = Code::Ok as i32;
         }
         resp
     }
@@ -391,3 +330,7 @@ impl Limiter {
 #[cfg(test)]
 #[path = "limiter_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "limiter_compat_tests.rs"]
+mod compat_tests;

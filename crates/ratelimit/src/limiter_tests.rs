@@ -6,16 +6,20 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::{
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::envoy_format::EnvoyConfig;
-use crate::limit::Algorithm;
+use crate::file_limits::{ConfigFile, FileLimits, LoadOptions};
+use crate::limit::{Algorithm, Defaults};
 use crate::pb;
-use crate::portcullis_config::{DOMAIN, Defaults, LIMIT_KEY, apply_rate_limit_configs};
-use crate::store::{StoreError, StoreReply};
-use crate::table::Limits;
+use crate::portcullis_config::{DOMAIN, LIMIT_KEY};
+use crate::store::{Check, StoreError, StoreReply};
+use crate::table::{Limits, apply_rate_limit_configs};
 
-const T0: u64 = 1_699_999_980_000; // a whole minute: bucket edges line up with T0
+pub(super) const T0: u64 = 1_699_999_980_000; // a whole minute: bucket edges line up with T0
 
-fn mk_config(name: &str, windows: &[(u32, u64)], algorithm: pb::Algorithm) -> pb::RateLimitConfig {
+pub(super) fn mk_config(
+    name: &str,
+    windows: &[(u32, u64)],
+    algorithm: pb::Algorithm,
+) -> pb::RateLimitConfig {
     pb::RateLimitConfig {
         name: name.into(),
         by: vec!["user".into()],
@@ -34,7 +38,7 @@ fn mk_config(name: &str, windows: &[(u32, u64)], algorithm: pb::Algorithm) -> pb
     }
 }
 
-fn mk_limiter(
+pub(super) fn mk_limiter(
     configs: &[pb::RateLimitConfig],
     clock: Arc<ManualClock>,
     store: Arc<dyn Store>,
@@ -44,7 +48,7 @@ fn mk_limiter(
     Limiter::builder(table).clock(clock).store(store).build()
 }
 
-fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
+pub(super) fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
     RateLimitDescriptor {
         entries: entries
             .iter()
@@ -57,7 +61,7 @@ fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
     }
 }
 
-fn mk_req(domain: &str, descriptors: &[&[(&str, &str)]]) -> RateLimitRequest {
+pub(super) fn mk_req(domain: &str, descriptors: &[&[(&str, &str)]]) -> RateLimitRequest {
     RateLimitRequest {
         domain: domain.into(),
         descriptors: descriptors.iter().map(|d| descriptor(d)).collect(),
@@ -65,22 +69,22 @@ fn mk_req(domain: &str, descriptors: &[&[(&str, &str)]]) -> RateLimitRequest {
     }
 }
 
-fn user_req(limit: &str, user: &str) -> RateLimitRequest {
+pub(super) fn user_req(limit: &str, user: &str) -> RateLimitRequest {
     mk_req(DOMAIN, &[&[(LIMIT_KEY, limit), ("user", user)]])
 }
 
-fn ok(r: &RateLimitResponse) -> bool {
+pub(super) fn ok(r: &RateLimitResponse) -> bool {
     r.overall_code == Code::Ok as i32
 }
 
-fn header<'a>(r: &'a RateLimitResponse, name: &str) -> Option<&'a str> {
+pub(super) fn header<'a>(r: &'a RateLimitResponse, name: &str) -> Option<&'a str> {
     r.response_headers_to_add
         .iter()
         .find(|h| h.key == name)
         .map(|h| h.value.as_str())
 }
 
-async fn admitted(l: &Limiter, req: &RateLimitRequest, n: usize) -> usize {
+pub(super) async fn admitted(l: &Limiter, req: &RateLimitRequest, n: usize) -> usize {
     let mut ok_count = 0;
     for _ in 0..n {
         if ok(&l.should_rate_limit(req).await) {
@@ -90,7 +94,7 @@ async fn admitted(l: &Limiter, req: &RateLimitRequest, n: usize) -> usize {
     ok_count
 }
 
-fn memory() -> Arc<dyn Store> {
+pub(super) fn memory() -> Arc<dyn Store> {
     Arc::new(MemoryStore::new())
 }
 
@@ -192,18 +196,18 @@ async fn over_limit_carries_retry_after_and_statuses() {
 }
 
 /// Counts the calls that reach the store.
-struct Counting(MemoryStore, AtomicUsize);
+struct CountingStore(MemoryStore, AtomicUsize);
 
 #[tonic::async_trait]
-impl Store for Counting {
+impl Store for CountingStore {
     async fn check_and_count(
         &self,
         now: u64,
-        hits: u32,
         checks: &[Check],
+        counting: Counting,
     ) -> Result<StoreReply, StoreError> {
         self.1.fetch_add(1, Ordering::SeqCst);
-        self.0.check_and_count(now, hits, checks).await
+        self.0.check_and_count(now, checks, counting).await
     }
     fn name(&self) -> &'static str {
         "counting"
@@ -213,7 +217,7 @@ impl Store for Counting {
 #[tokio::test]
 async fn a_key_known_over_is_answered_locally_until_its_quota_returns() {
     let clock = Arc::new(ManualClock::new(T0));
-    let store = Arc::new(Counting(MemoryStore::new(), AtomicUsize::new(0)));
+    let store = Arc::new(CountingStore(MemoryStore::new(), AtomicUsize::new(0)));
     let l = mk_limiter(
         &[mk_config("a", &[(3, 1000)], pb::Algorithm::Fixed)],
         clock.clone(),
@@ -297,7 +301,12 @@ struct Failing(Option<Duration>);
 
 #[tonic::async_trait]
 impl Store for Failing {
-    async fn check_and_count(&self, _: u64, _: u32, _: &[Check]) -> Result<StoreReply, StoreError> {
+    async fn check_and_count(
+        &self,
+        _: u64,
+        _: &[Check],
+        _: Counting,
+    ) -> Result<StoreReply, StoreError> {
         match self.0 {
             Some(d) => {
                 tokio::time::sleep(d).await;
@@ -377,9 +386,27 @@ async fn a_new_config_keeps_counters_of_unchanged_limits_and_forgets_cached_deni
     );
 }
 
+/// Limits from envoyproxy-format (or Limitador) YAML.
+pub(super) fn file_limits(yaml: &str, defaults: Defaults) -> Limits {
+    let files = [ConfigFile {
+        name: "test.yaml".into(),
+        text: yaml.into(),
+    }];
+    Limits::Files(
+        FileLimits::load(
+            &files,
+            LoadOptions {
+                defaults,
+                merge_domains: false,
+            },
+        )
+        .unwrap(),
+    )
+}
+
 #[tokio::test]
 async fn envoy_format_replaces_unlimited_and_unmatched() {
-    let cfg = EnvoyConfig::parse(
+    let cfg = file_limits(
         r#"
 domain: example7
 descriptors:
@@ -405,9 +432,8 @@ descriptors:
             algorithm: Algorithm::Fixed,
             ..Defaults::default()
         },
-    )
-    .unwrap();
-    let table = Arc::new(LimitTable::new(Limits::Envoy(cfg), "f"));
+    );
+    let table = Arc::new(LimitTable::new(cfg, "f"));
     let clock = Arc::new(ManualClock::new(T0));
     let l = Limiter::builder(table).clock(clock).build();
     let d1: &[(&str, &str)] = &[("key_1", "value_1"), ("user", "bkthomps")];

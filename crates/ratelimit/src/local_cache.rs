@@ -10,12 +10,13 @@ use std::hash::BuildHasher;
 
 use parking_lot::Mutex;
 
+use crate::algorithm::Verdict;
 use crate::limit::Window;
 
 const SHARDS: usize = 16;
-/// Bounds memory under a flood of distinct keys; past it, new entries are skipped
-/// (those keys just go to the store).
-const MAX_ENTRIES_PER_SHARD: usize = 16_384;
+/// Default bound on remembered keys; past it, new entries are skipped (those keys
+/// just go to the store). About 100 bytes each.
+pub const DEFAULT_MAX_ENTRIES: usize = SHARDS * 16_384;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverLimit {
@@ -27,21 +28,38 @@ pub struct OverLimit {
     generation: u64,
 }
 
+/// What a remembered entry says about its window at `now_ms`.
+pub fn cached_verdict(e: &OverLimit, now_ms: u64) -> Verdict {
+    let retry_after_ms = e.until_ms.saturating_sub(now_ms);
+    Verdict {
+        over: true,
+        remaining: 0,
+        reset_ms: e.reset_at_ms.saturating_sub(now_ms).max(retry_after_ms),
+        retry_after_ms,
+    }
+}
+
 pub struct LocalCache {
     shards: Box<[Mutex<HashMap<String, OverLimit>>]>,
     hasher: std::collections::hash_map::RandomState,
+    per_shard: usize,
 }
 
 impl Default for LocalCache {
     fn default() -> Self {
-        LocalCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: Default::default(),
-        }
+        Self::with_max_entries(DEFAULT_MAX_ENTRIES)
     }
 }
 
 impl LocalCache {
+    pub fn with_max_entries(max: usize) -> Self {
+        LocalCache {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+            per_shard: max.div_ceil(SHARDS).max(1),
+        }
+    }
+
     fn shard(&self, key: &str) -> &Mutex<HashMap<String, OverLimit>> {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
@@ -69,9 +87,9 @@ impl LocalCache {
         generation: u64,
     ) {
         let mut shard = self.shard(key).lock();
-        if shard.len() >= MAX_ENTRIES_PER_SHARD {
+        if shard.len() >= self.per_shard && !shard.contains_key(key) {
             shard.retain(|_, e| e.until_ms > now_ms && e.generation == generation);
-            if shard.len() >= MAX_ENTRIES_PER_SHARD {
+            if shard.len() >= self.per_shard {
                 return;
             }
         }

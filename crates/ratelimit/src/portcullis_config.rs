@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use crate::limit::Defaults;
 use crate::limit::{Algorithm, FailurePolicy, Limit, Window};
+use crate::matched::{Entry, Hit, StatKey};
 use crate::pb;
-use crate::table::{Entry, LimitTable, Limits, Matched};
 
 /// The xDS type URL of [`pb::RateLimitConfig`].
 pub const TYPE_URL: &str = pb::TYPE_URL;
@@ -17,13 +18,6 @@ pub use portcullis_contract::ratelimit::DOMAIN;
 pub use portcullis_contract::ratelimit::LIMIT_KEY;
 /// Longest window accepted: a counter outliving this is surely a mistake.
 const MAX_WINDOW_MS: u64 = 366 * 24 * 3600 * 1000;
-
-/// What unset fields of a config mean.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Defaults {
-    pub algorithm: Algorithm,
-    pub on_store_failure: FailurePolicy,
-}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("RateLimitConfig {name}: {message}")]
@@ -39,9 +33,17 @@ fn err(name: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+#[derive(Debug)]
+struct Configured {
+    limit: Arc<Limit>,
+    stat: Arc<StatKey>,
+}
+
 #[derive(Debug, Default)]
 pub struct PortcullisLimits {
-    by_name: HashMap<String, Arc<Limit>>,
+    by_name: HashMap<String, Configured>,
+    defaults: Defaults,
+    no_replaces: Arc<[String]>,
 }
 
 impl PortcullisLimits {
@@ -54,27 +56,42 @@ impl PortcullisLimits {
         let mut by_name = HashMap::new();
         for c in configs {
             let limit = to_limit(c, defaults)?;
-            if by_name.insert(c.name.clone(), Arc::new(limit)).is_some() {
+            let configured = Configured {
+                stat: Arc::new(StatKey::new(DOMAIN, &[format!("{LIMIT_KEY}_{}", c.name)])),
+                limit: Arc::new(limit),
+            };
+            if by_name.insert(c.name.clone(), configured).is_some() {
                 return Err(err(&c.name, "defined twice"));
             }
         }
-        Ok(PortcullisLimits { by_name })
+        Ok(PortcullisLimits {
+            by_name,
+            defaults,
+            no_replaces: Arc::from([]),
+        })
     }
 
-    pub fn resolve(&self, domain: &str, entries: &[Entry<'_>]) -> Option<Matched> {
+    /// The limit descriptor `index` names in its first entry, `(portcullis.limit, name)`.
+    pub fn resolve(&self, domain: &str, index: usize, entries: &[Entry<'_>]) -> Option<Hit> {
         if domain != DOMAIN {
             return None;
         }
         let (LIMIT_KEY, name) = *entries.first()? else {
             return None;
         };
-        let limit = self.by_name.get(name)?;
-        Some(Matched {
-            limit: limit.clone(),
-            metric_name: limit.name.clone(),
-            replaces: Vec::new(),
+        let c = self.by_name.get(name)?;
+        Some(Hit {
+            descriptor: index,
+            limit: c.limit.clone(),
+            stat: c.stat.clone(),
+            replaces: self.no_replaces.clone(),
             replaceable_as: None,
+            counter: None,
         })
+    }
+
+    pub fn defaults(&self) -> Defaults {
+        self.defaults
     }
 
     pub fn len(&self) -> usize {
@@ -132,8 +149,13 @@ fn to_limit(c: &pb::RateLimitConfig, defaults: Defaults) -> Result<Limit, Config
             .per
             .as_ref()
             .and_then(|d| {
-                (d.seconds >= 0 && d.nanos >= 0)
-                    .then(|| d.seconds as u64 * 1000 + d.nanos as u64 / 1_000_000)
+                // Saturating: a huge `seconds` must be refused below, not wrap into a
+                // short window (found by fuzz/fuzz_targets/ratelimit.rs).
+                (d.seconds >= 0 && d.nanos >= 0).then(|| {
+                    (d.seconds as u64)
+                        .saturating_mul(1000)
+                        .saturating_add(d.nanos as u64 / 1_000_000)
+                })
             })
             .unwrap_or(0);
         if per_ms == 0 {
@@ -156,26 +178,15 @@ fn to_limit(c: &pb::RateLimitConfig, defaults: Defaults) -> Result<Limit, Config
         windows,
         unlimited: false,
         shadow: c.shadow,
+        quota: false,
         on_store_failure,
     })
-}
-
-/// Validate and apply a full set of configs: the table is swapped atomically, or left
-/// untouched when any config is invalid (the error names it, for a NACK).
-pub fn apply_rate_limit_configs(
-    table: &LimitTable,
-    configs: &[pb::RateLimitConfig],
-    version: &str,
-    defaults: Defaults,
-) -> Result<(), ConfigError> {
-    let limits = PortcullisLimits::from_configs(configs, defaults)?;
-    table.swap(Limits::Portcullis(limits), version);
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::{LimitTable, apply_rate_limit_configs};
 
     pub fn mk_config(name: &str, windows: &[(u32, u64)]) -> pb::RateLimitConfig {
         pb::RateLimitConfig {
@@ -201,8 +212,9 @@ mod tests {
             PortcullisLimits::from_configs(&[mk_config("ns/r/a", &[(5, 1)])], Defaults::default())
                 .unwrap();
         let m = l
-            .resolve(DOMAIN, &[(LIMIT_KEY, "ns/r/a"), ("user", "u1")])
+            .resolve(DOMAIN, 0, &[(LIMIT_KEY, "ns/r/a"), ("user", "u1")])
             .unwrap();
+        assert_eq!(m.metric_name(), "ns/r/a");
         assert_eq!(
             m.limit.windows[0],
             Window {
@@ -211,9 +223,9 @@ mod tests {
                 algorithm: Algorithm::Sliding
             }
         );
-        assert!(l.resolve("other", &[(LIMIT_KEY, "ns/r/a")]).is_none());
-        assert!(l.resolve(DOMAIN, &[(LIMIT_KEY, "ns/r/b")]).is_none());
-        assert!(l.resolve(DOMAIN, &[("user", "u1")]).is_none());
+        assert!(l.resolve("other", 0, &[(LIMIT_KEY, "ns/r/a")]).is_none());
+        assert!(l.resolve(DOMAIN, 0, &[(LIMIT_KEY, "ns/r/b")]).is_none());
+        assert!(l.resolve(DOMAIN, 0, &[("user", "u1")]).is_none());
     }
 
     #[test]
@@ -229,6 +241,22 @@ mod tests {
         assert!(PortcullisLimits::from_configs(&[bad], Defaults::default()).is_err());
         let twice = [mk_config("x", &[(1, 1)]), mk_config("x", &[(1, 1)])];
         assert!(PortcullisLimits::from_configs(&twice, Defaults::default()).is_err());
+    }
+
+    #[test]
+    fn windows_too_long_to_count_in_milliseconds_are_refused_not_wrapped() {
+        // 18446744073709552 s × 1000 wraps a u64 to 384 ms; i64::MAX overflows it.
+        for secs in [18_446_744_073_709_552, i64::MAX as u64] {
+            let e = PortcullisLimits::from_configs(
+                &[mk_config("ns/r/a", &[(5, secs)])],
+                Defaults::default(),
+            )
+            .unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "RateLimitConfig ns/r/a: windows[0].per must be at most 366 days"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,31 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
 use envoy_types::pb::google::protobuf::Duration as PbDuration;
 
 use crate::algorithm::{Verdict, retry_after_secs};
-use crate::limit::Window;
+use crate::limit::{Window, unit_ms};
+
+/// Which headers answers carry: Portcullis sends `RateLimit-*` on every answer and
+/// `Retry-After` on refusals; envoyproxy sends the `RateLimit-*` set (names
+/// configurable) only with `LIMIT_RESPONSE_HEADERS_ENABLED`, and no `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderStyle {
+    pub rate_limit: bool,
+    pub limit_name: String,
+    pub remaining_name: String,
+    pub reset_name: String,
+    pub retry_after: bool,
+}
+
+impl Default for HeaderStyle {
+    fn default() -> Self {
+        HeaderStyle {
+            rate_limit: true,
+            limit_name: "RateLimit-Limit".into(),
+            remaining_name: "RateLimit-Remaining".into(),
+            reset_name: "RateLimit-Reset".into(),
+            retry_after: true,
+        }
+    }
+}
 
 /// The window a client is told about: over ones first (the longest wait), then the
 /// one with the least room left.
@@ -44,13 +68,17 @@ pub fn keep_tightest(slot: &mut Option<Reported>, candidate: Reported) {
     }
 }
 
-fn unit_of(per_ms: u64) -> (Unit, u64) {
+/// The proto unit of a window length (`Unknown` for lengths that are none).
+fn unit_of(per_ms: u64) -> Unit {
     match per_ms {
-        1000 => (Unit::Second, 1),
-        60_000 => (Unit::Minute, 1),
-        3_600_000 => (Unit::Hour, 1),
-        86_400_000 => (Unit::Day, 1),
-        _ => (Unit::Unknown, 0),
+        unit_ms::SECOND => Unit::Second,
+        unit_ms::MINUTE => Unit::Minute,
+        unit_ms::HOUR => Unit::Hour,
+        unit_ms::DAY => Unit::Day,
+        unit_ms::WEEK => Unit::Week,
+        unit_ms::MONTH => Unit::Month,
+        unit_ms::YEAR => Unit::Year,
+        _ => Unit::Unknown,
     }
 }
 
@@ -70,7 +98,7 @@ pub fn descriptor_status(name: &str, reported: Option<&Reported>, over: bool) ->
             ..Default::default()
         };
     };
-    let (unit, _) = unit_of(r.window.per_ms);
+    let unit = unit_of(r.window.per_ms);
     DescriptorStatus {
         code: code as i32,
         current_limit: Some(RateLimit {
@@ -102,24 +130,26 @@ fn header(key: &str, value: String) -> HeaderValue {
 }
 
 /// `RateLimit-Limit/Remaining/Reset` (IETF draft) for the tightest window, plus
-/// `Retry-After` (whole seconds, at least 1) when the request is refused.
+/// `Retry-After` (whole seconds, at least 1) when the request is refused, as `style`
+/// says.
 pub fn headers(
+    style: &HeaderStyle,
     tightest: Option<&Reported>,
     refused_retry_after_ms: Option<u64>,
 ) -> Vec<HeaderValue> {
     let mut out = Vec::with_capacity(4);
-    if let Some(r) = tightest {
-        out.push(header("RateLimit-Limit", r.window.requests.to_string()));
+    if let (true, Some(r)) = (style.rate_limit, tightest) {
+        out.push(header(&style.limit_name, r.window.requests.to_string()));
         out.push(header(
-            "RateLimit-Remaining",
+            &style.remaining_name,
             r.verdict.remaining.to_string(),
         ));
         out.push(header(
-            "RateLimit-Reset",
+            &style.reset_name,
             r.verdict.reset_ms.div_ceil(1000).to_string(),
         ));
     }
-    if let Some(ms) = refused_retry_after_ms {
+    if let (true, Some(ms)) = (style.retry_after, refused_retry_after_ms) {
         out.push(header("Retry-After", retry_after_secs(ms).to_string()));
     }
     out

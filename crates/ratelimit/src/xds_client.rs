@@ -16,10 +16,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::backoff::Backoff;
+use crate::limit::Defaults;
 use crate::metrics::Metrics;
 use crate::pb;
-use crate::portcullis_config::{Defaults, TYPE_URL, apply_rate_limit_configs};
-use crate::table::LimitTable;
+use crate::portcullis_config::TYPE_URL;
+use crate::table::{LimitTable, apply_rate_limit_configs};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
@@ -111,7 +112,7 @@ async fn session(
                 request(cfg, &accepted, &resp.nonce, None)
             }
             Err(message) => {
-                metrics.config_rejected.with_label_values(&["xds"]).inc();
+                metrics.config_refused("xds");
                 tracing::warn!(version = %resp.version_info, %message, "rate-limit config refused (NACK)");
                 request(cfg, &accepted, &resp.nonce, Some(message))
             }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use portcullis_ratelimit::pb::FailurePolicy;
 use portcullis_ratelimit::store::{RedisStore, RedisTarget};
-use portcullis_ratelimit::{Limiter, Metrics};
+use portcullis_ratelimit::{CounterKeys, Limiter, Metrics};
 
 async fn connected(target: RedisTarget) -> Arc<RedisStore> {
     let store = RedisStore::connect(target);
@@ -33,9 +33,11 @@ async fn shared_key_admits_at_most_the_limit(target: RedisTarget) {
     let mut services = Vec::new();
     for _ in 0..3 {
         let store = connected(target.clone()).await;
+        // Replicas derive counter keys from one configured secret.
         let l = Limiter::builder(mk_table(&configs))
             .store(store)
             .store_timeout(Duration::from_secs(2))
+            .counter_keys(CounterKeys::new(Some(b"a secret every replica shares"), ""))
             .build();
         services.push(serve(l).await);
     }

@@ -142,7 +142,8 @@ fn child_ratelimit(flags: Vec<String>) -> anyhow::Result<()> {
                 })
                 .await;
             };
-            portcullis_ratelimit::run(args, grpc, http, stdin_closed).await
+            let listeners = portcullis_ratelimit::Listeners::new(grpc, http);
+            portcullis_ratelimit::run(args, listeners, stdin_closed).await
         })
 }
 

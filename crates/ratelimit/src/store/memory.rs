@@ -1,18 +1,30 @@
-//! The embedded store: counters in `SHARDS` mutex-protected hash maps chosen by key
-//! hash, so concurrent requests for different keys rarely share a lock. A request's
-//! shards are locked in ascending order (no deadlock) for the atomic decision.
+//! The embedded store: counters in `SHARDS` mutex-protected tables chosen by key hash,
+//! so concurrent requests for different keys rarely share a lock. A request's shards
+//! are locked in ascending order (no deadlock) for the atomic decision.
+//!
+//! Bounded: at most `max_keys` counters. A new key arriving at a full shard evicts one
+//! of a few sampled counters: an expired one if sampled, else the one with the least
+//! usage (so a flood of fresh keys mostly evicts other fresh keys, not the counters
+//! that are close to their limits). Every eviction is counted in
+//! `portcullis_ratelimit_memory_evictions_total`: an evicted counter restarts at zero,
+//! so a rising rate means the cap is too small for the traffic.
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
+use prometheus::IntCounter;
 
-use super::{Check, Store, StoreError, StoreReply};
+use super::{Check, Counting, Store, StoreError, StoreReply, admits};
 use crate::algorithm::{self, Counts};
 use crate::clock::Clock;
 
 const SHARDS: usize = 64;
+/// Default cap on counters (each costs roughly 150 bytes: about 75 MB when full).
+pub const DEFAULT_MAX_KEYS: usize = 500_000;
+/// Counters looked at to choose one to evict.
+const EVICTION_SAMPLE: usize = 5;
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {
@@ -39,21 +51,75 @@ impl Slot {
             Counts::default()
         }
     }
+
+    /// No longer influences any decision.
+    fn expired(&self, now_ms: u64) -> bool {
+        algorithm::bucket(now_ms, self.per_ms).0 > self.bucket + 1
+    }
 }
 
-type Shard = HashMap<String, Slot>;
+/// One shard: slots in a vector (so a random one can be sampled) indexed by key.
+#[derive(Default)]
+struct Shard {
+    slots: Vec<(Arc<str>, Slot)>,
+    index: HashMap<Arc<str>, usize>,
+}
+
+impl Shard {
+    fn get(&self, key: &str) -> Option<&Slot> {
+        self.index.get(key).map(|&i| &self.slots[i].1)
+    }
+
+    fn remove_at(&mut self, i: usize) {
+        let (key, _) = self.slots.swap_remove(i);
+        self.index.remove(&key);
+        if let Some((moved, _)) = self.slots.get(i) {
+            self.index.insert(moved.clone(), i);
+        }
+    }
+
+    /// Sets `key`; evicts one sampled slot first when a new key finds the shard full.
+    fn set(&mut self, key: &str, slot: Slot, cap: usize, now_ms: u64) -> bool {
+        if let Some(&i) = self.index.get(key) {
+            self.slots[i].1 = slot;
+            return false;
+        }
+        let evicted = self.slots.len() >= cap && !self.slots.is_empty();
+        if evicted {
+            let victim = (0..EVICTION_SAMPLE)
+                .map(|_| fastrand::usize(..self.slots.len()))
+                .min_by_key(|&i| {
+                    let s = &self.slots[i].1;
+                    if s.expired(now_ms) {
+                        (0, 0)
+                    } else {
+                        let c = s.counts_at(algorithm::bucket(now_ms, s.per_ms).0);
+                        (1, c.prev + c.curr)
+                    }
+                })
+                .unwrap_or(0);
+            self.remove_at(victim);
+        }
+        let key: Arc<str> = Arc::from(key);
+        self.index.insert(key.clone(), self.slots.len());
+        self.slots.push((key, slot));
+        evicted
+    }
+}
 
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
     hasher: std::collections::hash_map::RandomState,
+    per_shard: usize,
+    evictions: IntCounter,
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        MemoryStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
-            hasher: Default::default(),
-        }
+        Self::with_max_keys(
+            DEFAULT_MAX_KEYS,
+            IntCounter::new("evictions", "unregistered").expect("valid metric"),
+        )
     }
 }
 
@@ -62,12 +128,28 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// At most `max_keys` counters (rounded up to a multiple of the shard count);
+    /// evictions are counted in `evictions`.
+    pub fn with_max_keys(max_keys: usize, evictions: IntCounter) -> Self {
+        MemoryStore {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: Default::default(),
+            per_shard: max_keys.div_ceil(SHARDS).max(1),
+            evictions,
+        }
+    }
+
     fn shard_of(&self, key: &str) -> usize {
         (self.hasher.hash_one(key) as usize) % self.shards.len()
     }
 
     /// Synchronous core of [`Store::check_and_count`].
-    pub fn check_and_count_sync(&self, now_ms: u64, hits: u32, checks: &[Check]) -> StoreReply {
+    pub fn check_and_count_sync(
+        &self,
+        now_ms: u64,
+        checks: &[Check],
+        counting: Counting,
+    ) -> StoreReply {
         let shard_ids: Vec<usize> = checks.iter().map(|c| self.shard_of(&c.key)).collect();
         let mut order = shard_ids.clone();
         order.sort_unstable();
@@ -81,34 +163,34 @@ impl MemoryStore {
             .collect();
 
         let mut counts = Vec::with_capacity(checks.len());
-        let mut admitted = true;
+        let mut over = Vec::with_capacity(checks.len());
         for (check, &pos) in checks.iter().zip(&positions) {
             let (bucket, _) = algorithm::bucket(now_ms, check.window.per_ms);
             let c = guards[pos]
                 .get(&check.key)
                 .map(|s| s.counts_at(bucket))
                 .unwrap_or_default();
-            if check.enforce && !algorithm::fits(&check.window, c, now_ms, hits) {
-                admitted = false;
-            }
+            over.push(!algorithm::fits(&check.window, c, now_ms, check.hits));
             counts.push(c);
         }
-        if admitted {
+        let admitted = admits(checks, &over);
+        let count = admitted || counting == Counting::All;
+        if count {
             for ((check, &pos), c) in checks.iter().zip(&positions).zip(&counts) {
                 let (bucket, _) = algorithm::bucket(now_ms, check.window.per_ms);
-                guards[pos].insert(
-                    check.key.clone(),
-                    Slot {
-                        per_ms: check.window.per_ms,
-                        bucket,
-                        prev: c.prev,
-                        curr: c.curr + hits as u64,
-                    },
-                );
+                let slot = Slot {
+                    per_ms: check.window.per_ms,
+                    bucket,
+                    prev: c.prev,
+                    curr: c.curr + check.hits as u64,
+                };
+                if guards[pos].set(&check.key, slot, self.per_shard, now_ms) {
+                    self.evictions.inc();
+                }
             }
         }
         StoreReply {
-            counted: vec![admitted; checks.len()],
+            counted: vec![count; checks.len()],
             counts,
         }
     }
@@ -118,23 +200,34 @@ impl MemoryStore {
         let mut removed = 0;
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
-            let before = shard.len();
-            shard.retain(|_, s| algorithm::bucket(now_ms, s.per_ms).0 <= s.bucket + 1);
-            removed += before - shard.len();
+            let mut i = 0;
+            while i < shard.slots.len() {
+                if shard.slots[i].1.expired(now_ms) {
+                    shard.remove_at(i);
+                    removed += 1;
+                } else {
+                    i += 1;
+                }
+            }
         }
         removed
     }
 
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.shards.iter().map(|s| s.lock().slots.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Sweeps every `every` until the store is dropped.
-    pub fn spawn_sweeper(self: &Arc<Self>, clock: Arc<dyn Clock>, every: Duration) {
+    /// Sweeps every `every` until the store is dropped; `on_sweep` gets the key count.
+    pub fn spawn_sweeper(
+        self: &Arc<Self>,
+        clock: Arc<dyn Clock>,
+        every: Duration,
+        on_sweep: impl Fn(usize) + Send + 'static,
+    ) {
         let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -143,6 +236,7 @@ impl MemoryStore {
                 tick.tick().await;
                 let Some(store) = weak.upgrade() else { return };
                 let removed = store.sweep(clock.now_ms());
+                on_sweep(store.len());
                 tracing::trace!(removed, "swept expired counters");
             }
         });
@@ -154,10 +248,10 @@ impl Store for MemoryStore {
     async fn check_and_count(
         &self,
         now_ms: u64,
-        hits: u32,
         checks: &[Check],
+        counting: Counting,
     ) -> Result<StoreReply, StoreError> {
-        Ok(self.check_and_count_sync(now_ms, hits, checks))
+        Ok(self.check_and_count_sync(now_ms, checks, counting))
     }
 
     fn name(&self) -> &'static str {
@@ -166,45 +260,5 @@ impl Store for MemoryStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::limit::{Algorithm, Window};
-
-    fn check(key: &str, requests: u32, per_ms: u64) -> Check {
-        Check {
-            key: key.into(),
-            window: Window {
-                requests,
-                per_ms,
-                algorithm: Algorithm::Fixed,
-            },
-            enforce: true,
-        }
-    }
-
-    #[test]
-    fn denied_requests_count_nowhere() {
-        let s = MemoryStore::new();
-        let small = check("a", 1, 1000);
-        let big = check("b", 100, 1000);
-        assert!(
-            s.check_and_count_sync(0, 1, &[small.clone(), big.clone()])
-                .admitted()
-        );
-        let r = s.check_and_count_sync(1, 1, &[small, big.clone()]);
-        assert!(!r.admitted());
-        // "b" saw the second request but did not count it.
-        let r = s.check_and_count_sync(2, 1, &[big]);
-        assert_eq!(r.counts[0].curr, 1);
-    }
-
-    #[test]
-    fn sweep_drops_old_buckets_only() {
-        let s = MemoryStore::new();
-        s.check_and_count_sync(0, 1, &[check("a", 5, 1000)]);
-        s.check_and_count_sync(0, 1, &[check("b", 5, 60_000)]);
-        assert_eq!(s.sweep(1500), 0, "a's bucket is still the previous bucket");
-        assert_eq!(s.sweep(2000), 1);
-        assert_eq!(s.len(), 1);
-    }
-}
+#[path = "memory_tests.rs"]
+mod tests;

@@ -1,56 +1,81 @@
 //! Redis and Redis Cluster stores: one Lua script per request (per slot in a cluster)
 //! decides and counts every window in one round trip, over one multiplexed
-//! connection per process (no connection churn; seed 000).
+//! connection per process (no pool, no connection churn).
 //!
-//! Keys: `prl:{<descriptor hash>}:<per_ms>:<bucket>`. All windows of one descriptor
-//! share the hash tag, so they live in one cluster slot. A request with descriptors in
+//! Keys: `<prefix>prl:{<counter hash>}:<per_ms>:<bucket>`. All windows of one counter
+//! share the hash tag, so they live in one cluster slot. A request with counters in
 //! different slots runs one script per slot, concurrently; each slot decides for its
-//! own windows. The only divergence from a single atomic decision: a request denied by
-//! one slot may already have been counted in another. That errs toward denying (a
+//! own windows. The only divergence from a single atomic decision: a request refused
+//! by one slot may already have been counted in another. That errs toward refusing (a
 //! counter can run ahead of the admitted requests, never behind), so no limit ever
-//! admits more than it allows.
+//! admits more than it allows. (With `quota_mode`, the "every quota group is over"
+//! rule is applied per slot.)
+//!
+//! Passwords come in the URL (`redis://user:pass@host`); TLS is `rediss://`, verified
+//! against the system roots or a given CA. URLs are logged with the password removed.
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use parking_lot::RwLock;
-use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
+use redis::{ClientTlsConfig, Script, TlsCertificates};
 
-use super::{Check, Store, StoreError, StoreReply};
+use super::{Check, Counting, Store, StoreError, StoreReply};
 use crate::algorithm::{self, Counts};
 use crate::limit::Algorithm;
 
-/// Mirrors `algorithm::fits` (integral arithmetic scaled by the window length).
-/// KEYS: per check, the current bucket then the previous bucket.
-/// ARGV: hits, then per check: limit, per_ms, elapsed_ms, sliding (0|1), enforce (0|1).
-/// Returns {admitted, prev_1, curr_1, prev_2, curr_2, ...} (counts before counting).
+/// Mirrors `algorithm::fits` and `store::admits` (integral arithmetic scaled by the
+/// window length). KEYS: per check, the current bucket then the previous bucket.
+/// ARGV: count-all (0|1), then per check: limit, per_ms, elapsed_ms, sliding (0|1),
+/// enforce (0|1), hits, quota group (0: none).
+/// Returns {counted, prev_1, curr_1, prev_2, curr_2, ...} (counts before counting).
 const SCRIPT: &str = r#"
-local hits = tonumber(ARGV[1])
+local count_all = ARGV[1] == '1'
 local n = #KEYS / 2
 local prev, curr = {}, {}
-local admitted = 1
+local plain_over = false
+local group_over = {}
 for i = 1, n do
-  local a = 2 + (i - 1) * 5
+  local a = 2 + (i - 1) * 7
   local limit, per, elapsed = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local sliding, enforce = ARGV[a + 3] == '1', ARGV[a + 4] == '1'
+  local hits, group = tonumber(ARGV[a + 5]), ARGV[a + 6]
   local c = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
   local p = 0
   if sliding then p = tonumber(redis.call('GET', KEYS[2 * i]) or '0') end
   prev[i], curr[i] = p, c
-  local used = (c + hits) * per + p * (per - elapsed)
-  if enforce and used > limit * per then admitted = 0 end
+  local over = enforce and ((c + hits) * per + p * (per - elapsed) > limit * per)
+  if group == '0' then
+    if over then plain_over = true end
+  elseif group_over[group] == nil then
+    group_over[group] = over
+  elseif over then
+    group_over[group] = true
+  end
 end
-local out = {admitted}
+local admitted = not plain_over
+if admitted then
+  local groups, fitting = 0, 0
+  for _, over in pairs(group_over) do
+    groups = groups + 1
+    if not over then fitting = fitting + 1 end
+  end
+  if groups > 0 and fitting == 0 then admitted = false end
+end
+local counted = admitted or count_all
+local out = {counted and 1 or 0}
 for i = 1, n do
-  if admitted == 1 then
-    local a = 2 + (i - 1) * 5
+  if counted then
+    local a = 2 + (i - 1) * 7
     local per, elapsed = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
     -- A sliding bucket is still read as the previous bucket during the next window.
     local ttl = per - elapsed + 1000
     if ARGV[a + 3] == '1' then ttl = ttl + per end
-    redis.call('INCRBY', KEYS[2 * i - 1], hits)
+    redis.call('INCRBY', KEYS[2 * i - 1], tonumber(ARGV[a + 5]))
     redis.call('PEXPIRE', KEYS[2 * i - 1], ttl)
   end
   out[#out + 1] = prev[i]
@@ -68,10 +93,53 @@ pub enum RedisTarget {
     Cluster(Vec<String>),
 }
 
+/// Files for `rediss://` connections; without them the system roots verify the server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    /// CA certificate (PEM) that signed the server's certificate.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for servers that require them.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl RedisTls {
+    fn load(&self) -> anyhow::Result<Option<TlsCertificates>> {
+        let read = |p: &PathBuf, what: &str| {
+            std::fs::read(p)
+                .with_context(|| format!("reading the Redis TLS {what} {}", p.display()))
+        };
+        let client_tls = match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => Some(ClientTlsConfig {
+                client_cert: read(c, "client certificate")?,
+                client_key: read(k, "client key")?,
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "Redis TLS: a client certificate needs its key and the key its certificate (REDIS_TLS_CLIENT_CERT and REDIS_TLS_CLIENT_KEY)"
+            ),
+        };
+        let root_cert = self.ca.as_ref().map(|p| read(p, "CA")).transpose()?;
+        Ok(
+            (client_tls.is_some() || root_cert.is_some()).then_some(TlsCertificates {
+                client_tls,
+                root_cert,
+            }),
+        )
+    }
+}
+
 #[derive(Clone)]
 enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+}
+
+// One per store, moved once into its connect task: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Client {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
 }
 
 pub struct RedisStore {
@@ -81,12 +149,27 @@ pub struct RedisStore {
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bounded by the service's store timeout anyway; this only keeps stuck commands from
+/// piling up forever.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl RedisStore {
-    /// Returns at once and connects in the background, retrying with backoff and
-    /// jitter: until connected every call fails fast with `NotConnected`, so limits
-    /// follow their failure policy and the service starts even while Redis is down.
+    /// [`RedisStore::connect_with`] without TLS files; panics on a malformed URL (tests).
     pub fn connect(target: RedisTarget) -> Arc<Self> {
+        Self::connect_with(target, &RedisTls::default()).expect("a valid Redis URL")
+    }
+
+    /// Checks the URLs and TLS files, then returns at once and connects in the
+    /// background, retrying with backoff and jitter: until connected every call fails
+    /// fast with `NotConnected`, so limits follow their failure policy and the service
+    /// starts even while Redis is down.
+    pub fn connect_with(target: RedisTarget, tls: &RedisTls) -> anyhow::Result<Arc<Self>> {
+        // rediss:// builds a rustls client with the process default provider; set it
+        // when nothing has (an error means another part of the process already did).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certs = tls.load()?;
+        let shown = redacted(&target);
+        let client = build_client(&target, certs).with_context(|| format!("Redis URL {shown}"))?;
         let store = Arc::new(RedisStore {
             conn: Arc::new(RwLock::new(None)),
             script: Script::new(SCRIPT),
@@ -97,21 +180,21 @@ impl RedisStore {
             let mut backoff =
                 crate::backoff::Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
             loop {
-                match open(&target).await {
+                match open(&client).await {
                     Ok(conn) => {
-                        tracing::info!(target = %redacted(&target), "connected to redis");
+                        tracing::info!(target = %shown, "connected to redis");
                         *slot.write() = Some(conn);
                         return;
                     }
                     Err(e) => {
                         let wait = backoff.next_delay();
-                        tracing::warn!(target = %redacted(&target), error = %e, ?wait, "connecting to redis");
+                        tracing::warn!(target = %shown, error = %e, ?wait, "connecting to redis");
                         tokio::time::sleep(wait).await;
                     }
                 }
             }
         });
-        store
+        Ok(store)
     }
 
     /// Whether the first connection has been made (later outages are handled by the
@@ -124,11 +207,11 @@ impl RedisStore {
         &self,
         conn: &mut Conn,
         now_ms: u64,
-        hits: u32,
         checks: &[&Check],
+        counting: Counting,
     ) -> Result<Vec<i64>, StoreError> {
         let mut inv = self.script.prepare_invoke();
-        inv.arg(hits);
+        inv.arg(u8::from(counting == Counting::All));
         for c in checks {
             let (bucket, elapsed) = algorithm::bucket(now_ms, c.window.per_ms);
             inv.key(format!("{}:{}", c.key, bucket));
@@ -137,7 +220,9 @@ impl RedisStore {
                 .arg(c.window.per_ms)
                 .arg(elapsed)
                 .arg(u8::from(c.window.algorithm == Algorithm::Sliding))
-                .arg(u8::from(c.enforce));
+                .arg(u8::from(c.enforce))
+                .arg(c.hits)
+                .arg(c.quota_group);
         }
         let out: Vec<i64> = match conn {
             Conn::Single(c) => inv.invoke_async(c).await?,
@@ -154,38 +239,57 @@ impl RedisStore {
     }
 }
 
-async fn open(target: &RedisTarget) -> Result<Conn, redis::RedisError> {
-    match target {
-        RedisTarget::Single(url) => {
-            let client = redis::Client::open(url.as_str())?;
+fn build_client(
+    target: &RedisTarget,
+    certs: Option<TlsCertificates>,
+) -> redis::RedisResult<Client> {
+    Ok(match target {
+        RedisTarget::Single(url) => Client::Single(match certs {
+            Some(c) => redis::Client::build_with_tls(url.as_str(), c)?,
+            None => redis::Client::open(url.as_str())?,
+        }),
+        RedisTarget::Cluster(urls) => {
+            let mut b = redis::cluster::ClusterClientBuilder::new(urls.clone())
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT);
+            if let Some(c) = certs {
+                b = b.certs(c);
+            }
+            Client::Cluster(b.build()?)
+        }
+    })
+}
+
+async fn open(client: &Client) -> Result<Conn, redis::RedisError> {
+    match client {
+        Client::Single(client) => {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                // Bounded by the service's store timeout anyway; this only keeps
-                // stuck commands from piling up forever.
-                .set_response_timeout(Some(Duration::from_secs(1)));
+                .set_response_timeout(Some(RESPONSE_TIMEOUT));
             Ok(Conn::Single(
-                ConnectionManager::new_with_config(client, config).await?,
+                ConnectionManager::new_with_config(client.clone(), config).await?,
             ))
         }
-        RedisTarget::Cluster(urls) => {
-            let client = redis::cluster::ClusterClientBuilder::new(urls.clone())
-                .connection_timeout(CONNECT_TIMEOUT)
-                .response_timeout(Duration::from_secs(1))
-                .build()?;
-            Ok(Conn::Cluster(client.get_async_connection().await?))
-        }
+        Client::Cluster(client) => Ok(Conn::Cluster(client.get_async_connection().await?)),
     }
 }
 
-/// The target with any password removed, for logs.
-fn redacted(target: &RedisTarget) -> String {
-    let one = |u: &str| match (u.find("://"), u.rfind('@')) {
+/// A Redis URL with its password (the whole userinfo) removed, for logs.
+pub fn redacted_url(u: &str) -> String {
+    match (u.find("://"), u.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &u[..s], &u[at + 1..]),
         _ => u.to_string(),
-    };
+    }
+}
+
+fn redacted(target: &RedisTarget) -> String {
     match target {
-        RedisTarget::Single(u) => one(u),
-        RedisTarget::Cluster(us) => us.iter().map(|u| one(u)).collect::<Vec<_>>().join(","),
+        RedisTarget::Single(u) => redacted_url(u),
+        RedisTarget::Cluster(us) => us
+            .iter()
+            .map(|u| redacted_url(u))
+            .collect::<Vec<_>>()
+            .join(","),
     }
 }
 
@@ -194,8 +298,8 @@ impl Store for RedisStore {
     async fn check_and_count(
         &self,
         now_ms: u64,
-        hits: u32,
         checks: &[Check],
+        counting: Counting,
     ) -> Result<StoreReply, StoreError> {
         let mut conn = self.conn.read().clone().ok_or(StoreError::NotConnected)?;
         if checks.is_empty() {
@@ -213,27 +317,31 @@ impl Store for RedisStore {
         };
         let results = if groups.len() == 1 {
             let all: Vec<&Check> = checks.iter().collect();
-            vec![self.run_script(&mut conn, now_ms, hits, &all).await]
+            vec![self.run_script(&mut conn, now_ms, &all, counting).await]
         } else {
             let calls = groups.values().map(|idx| {
                 let mut conn = conn.clone();
                 let group: Vec<&Check> = idx.iter().map(|&i| &checks[i]).collect();
-                async move { self.run_script(&mut conn, now_ms, hits, &group).await }
+                async move { self.run_script(&mut conn, now_ms, &group, counting).await }
             });
             futures::future::join_all(calls).await
         };
         for (idx, out) in groups.values().zip(results) {
             let out = out?;
-            let admitted = out[0] == 1;
+            let counted = out[0] == 1;
             for (j, &i) in idx.iter().enumerate() {
                 reply.counts[i] = Counts {
                     prev: out[1 + 2 * j].max(0) as u64,
                     curr: out[2 + 2 * j].max(0) as u64,
                 };
-                reply.counted[i] = admitted;
+                reply.counted[i] = counted;
             }
         }
         Ok(reply)
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     fn name(&self) -> &'static str {
@@ -242,5 +350,50 @@ impl Store for RedisStore {
         } else {
             "redis"
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redacted_url("redis://user:s3cret@10.0.0.1:6379/0"),
+            "redis://***@10.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redacted_url("rediss://:p%40ss@h:6380"),
+            "rediss://***@h:6380"
+        );
+        assert_eq!(redacted_url("redis://h:6379"), "redis://h:6379");
+        let t = RedisTarget::Cluster(vec!["redis://:a@h1".into(), "redis://:b@h2".into()]);
+        let shown = redacted(&t);
+        assert!(!shown.contains(":a@") && !shown.contains(":b@"), "{shown}");
+    }
+
+    #[test]
+    fn a_malformed_url_or_half_a_client_certificate_is_an_error_at_start() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let e = RedisStore::connect_with(
+            RedisTarget::Single("redis://:pw@".into()),
+            &RedisTls::default(),
+        )
+        .err()
+        .expect("refused");
+        assert!(!format!("{e:#}").contains("pw"), "{e:#}");
+        let half = RedisTls {
+            cert: Some("/nonexistent".into()),
+            ..Default::default()
+        };
+        let e = RedisStore::connect_with(RedisTarget::Single("rediss://h".into()), &half)
+            .err()
+            .expect("refused");
+        assert!(format!("{e:#}").contains("REDIS_TLS_CLIENT_KEY"), "{e:#}");
     }
 }
