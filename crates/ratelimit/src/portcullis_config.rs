@@ -132,8 +132,13 @@ fn to_limit(c: &pb::RateLimitConfig, defaults: Defaults) -> Result<Limit, Config
             .per
             .as_ref()
             .and_then(|d| {
-                (d.seconds >= 0 && d.nanos >= 0)
-                    .then(|| d.seconds as u64 * 1000 + d.nanos as u64 / 1_000_000)
+                // Saturating: a huge `seconds` must be refused below, not wrap into a
+                // short window (found by fuzz/fuzz_targets/ratelimit.rs).
+                (d.seconds >= 0 && d.nanos >= 0).then(|| {
+                    (d.seconds as u64)
+                        .saturating_mul(1000)
+                        .saturating_add(d.nanos as u64 / 1_000_000)
+                })
             })
             .unwrap_or(0);
         if per_ms == 0 {
@@ -229,6 +234,22 @@ mod tests {
         assert!(PortcullisLimits::from_configs(&[bad], Defaults::default()).is_err());
         let twice = [mk_config("x", &[(1, 1)]), mk_config("x", &[(1, 1)])];
         assert!(PortcullisLimits::from_configs(&twice, Defaults::default()).is_err());
+    }
+
+    #[test]
+    fn windows_too_long_to_count_in_milliseconds_are_refused_not_wrapped() {
+        // 18446744073709552 s × 1000 wraps a u64 to 384 ms; i64::MAX overflows it.
+        for secs in [18_446_744_073_709_552, i64::MAX as u64] {
+            let e = PortcullisLimits::from_configs(
+                &[mk_config("ns/r/a", &[(5, secs)])],
+                Defaults::default(),
+            )
+            .unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "RateLimitConfig ns/r/a: windows[0].per must be at most 366 days"
+            );
+        }
     }
 
     #[test]
