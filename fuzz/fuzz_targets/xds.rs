@@ -5,7 +5,8 @@
 //! (`portcullis_xds::{SotwSession, DeltaSession}`). Then the operator views and the
 //! state-file codec on bytes.
 //!
-//! Beyond not panicking: every response is for the type asked or subscribed, nonces
+//! A request past a stream bound closes the stream (as the server does); the target then
+//! opens a new one, as Envoy would reconnect. Beyond not panicking: every response is for the type asked or subscribed, nonces
 //! increase, a delta response never both updates and removes a name, and every
 //! resource sent exists in the current or the previous snapshot.
 #![no_main]
@@ -110,7 +111,13 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                     node: node(u)?,
                     ..Default::default()
                 };
-                for r in sotw.request(req) {
+                let Ok(responses) = sotw.request(req) else {
+                    // Past a stream bound: the server closes the stream; Envoy reconnects.
+                    sotw = SotwSession::open(&cache);
+                    seen_sotw = Seen::default();
+                    continue;
+                };
+                for r in responses {
                     assert_eq!(r.type_url, t);
                     seen_sotw.nonce(&r.nonce);
                     seen_sotw.versions.push(r.version_info.clone());
@@ -135,7 +142,12 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                     ..Default::default()
                 };
                 let current = cache.snapshot();
-                for r in delta.request(req) {
+                let Ok(responses) = delta.request(req) else {
+                    delta = DeltaSession::open(&cache);
+                    seen_delta = Seen::default();
+                    continue;
+                };
+                for r in responses {
                     assert_eq!(r.type_url, t);
                     seen_delta.nonce(&r.nonce);
                     let updated: BTreeSet<&str> = r.resources.iter().map(|x| x.name.as_str()).collect();
