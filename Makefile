@@ -10,7 +10,7 @@ PYTHON       ?= python3
 CARGO        ?= cargo
 export ENVOY_BIN
 
-.PHONY: proptest help tools prometheus redis postgres run test test-kafka test-unit test-e2e bench bench-xds bench-authz bench-ratelimit crds fmt lint check clean
+.PHONY: fuzz proptest help tools prometheus redis postgres run test test-kafka test-unit test-e2e bench bench-xds bench-authz bench-ratelimit crds fmt lint check clean
 
 help:
 	@echo "make run        build and start the whole stack (control plane, demo backends, Envoy)"
@@ -18,6 +18,7 @@ help:
 	@echo "make test-kafka the Kafka access-log sink against a tansu broker (builds tansu once: ~20-30 min)"
 	@echo "make bench      run the benchmarks and write docs/benchmarks.md"
 	@echo "make crds       regenerate crds/*.yaml from the Rust types"
+	@echo "make fuzz       every cargo-fuzz target for FUZZ_SECONDS (default 600) each (nightly Rust)"
 	@echo "make fmt | lint formatting, clippy -D warnings"
 
 ## Tools ---------------------------------------------------------------------------
@@ -111,6 +112,28 @@ test-kafka: $(ENVOY_BIN) $(TANSU_BIN)
 PROPTEST_CASES ?= 10000
 proptest: $(ENVOY_BIN)
 	PORTCULLIS_PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) nextest run -p portcullis --test e2e --no-capture -E 'test(/^validated_served::/)'
+
+## Fuzzing -------------------------------------------------------------------------
+
+# cargo-fuzz (libFuzzer) targets in fuzz/, outside the workspace so `make test` never
+# builds them; they need a nightly toolchain for the sanitizer flags. Each target runs
+# for FUZZ_SECONDS, one after another; a crash stops the run with the reproducer saved
+# under fuzz/artifacts/<target>/. See docs/robustness.md.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= manifest ratelimit credentials accesslog xds
+FUZZ_BIN     := $(TOOLS)/cargo-fuzz/bin/cargo-fuzz
+NIGHTLY      ?= +nightly
+
+$(FUZZ_BIN):
+	$(CARGO) install cargo-fuzz --locked --root $(TOOLS)/cargo-fuzz
+
+fuzz: $(FUZZ_BIN)
+	@set -e; cd fuzz; for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$t; dict=; test -f dict/$$t.dict && dict=-dict=dict/$$t.dict; \
+		echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+		PATH="$(TOOLS)/cargo-fuzz/bin:$$PATH" $(CARGO) $(NIGHTLY) fuzz run $$t corpus/$$t seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$dict; \
+	done
 
 ## Benchmarks ----------------------------------------------------------------------
 

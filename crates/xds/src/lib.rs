@@ -16,6 +16,7 @@ mod metrics;
 mod nodes;
 mod order;
 mod server;
+mod session;
 mod snapshot;
 mod sotw;
 mod stream;
@@ -24,6 +25,7 @@ mod subscription;
 pub use cache::Cache;
 pub use nodes::{NackStatus, NodeStatus, Protocol, TypeStatus};
 pub use server::{AdsService, MAX_MESSAGE_SIZE, serve, service};
+pub use session::{DeltaSession, SotwSession};
 pub use snapshot::{Resource, Snapshot, SnapshotError};
 
 /// Type URLs of the resource types whose relative push order matters.

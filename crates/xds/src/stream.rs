@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, StreamHandle};
 use crate::delta::DeltaStream;
 use crate::nodes::Protocol;
 use crate::snapshot::Snapshot;
@@ -95,6 +95,60 @@ where
     ReceiverStream::new(rx)
 }
 
+/// One thing a stream reacts to.
+pub(crate) enum Input<R> {
+    Request(R),
+    Snapshot(Arc<Snapshot>),
+}
+
+/// What the stream task does with one input: bounds, the protocol decision, then the
+/// node's entry in the status table. `Err`: the request is past a bound and the stream
+/// is closed with that status. Shared with [`crate::session`], which drives it without
+/// a transport.
+pub(crate) fn step<L: Logic>(
+    logic: &mut L,
+    handle: &mut StreamHandle,
+    input: Input<L::Request>,
+    peer: Option<SocketAddr>,
+) -> Result<Vec<L::Response>, Status> {
+    let out = match input {
+        Input::Snapshot(snapshot) => logic.on_snapshot(snapshot),
+        Input::Request(req) => {
+            let node_ok = L::node(&req).is_none_or(|n| {
+                n.id.len() <= crate::limits::MAX_NODE_ID_LEN
+                    && (handle.node_id.is_empty() || n.id.is_empty() || n.id == handle.node_id)
+            });
+            let verdict = if node_ok {
+                logic.check(&req)
+            } else {
+                Err(Status::invalid_argument(
+                    "node id too long, or changed on an open stream; open a new stream per node",
+                ))
+            };
+            if let Err(status) = verdict {
+                tracing::warn!(stream = handle.stream_id, node = %handle.node_id, ?peer, %status, "ADS request refused; closing the stream");
+                return Err(status);
+            }
+            if let Some(node) = L::node(&req) {
+                if handle.node_id.is_empty() && !node.id.is_empty() {
+                    tracing::info!(
+                        stream = handle.stream_id,
+                        node = node.id,
+                        cluster = node.cluster,
+                        ?peer,
+                        protocol = L::PROTOCOL.as_str(),
+                        "Envoy connected"
+                    );
+                }
+                handle.set_node(&node.id, &node.cluster);
+            }
+            logic.on_request(req)
+        }
+    };
+    handle.apply(&out.events);
+    Ok(out.responses)
+}
+
 /// Resolves once shutdown is signalled; never if the signal can't come.
 async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
     if shutdown.wait_for(|s| *s).await.is_err() {
@@ -124,7 +178,7 @@ async fn run<L: Logic>(
         "ADS stream opened"
     );
     loop {
-        let out = tokio::select! {
+        let input = tokio::select! {
             biased;
             () = shutdown_signalled(&mut shutdown) => break,
             () = tx.closed() => break,
@@ -132,8 +186,7 @@ async fn run<L: Logic>(
                 if changed.is_err() {
                     break;
                 }
-                let snapshot = snapshots.borrow_and_update().clone();
-                logic.on_snapshot(snapshot)
+                Input::Snapshot(snapshots.borrow_and_update().clone())
             }
             msg = inbound.next() => match msg {
                 None => break,
@@ -141,35 +194,17 @@ async fn run<L: Logic>(
                     tracing::debug!(stream = handle.stream_id, node = %handle.node_id, %status, "ADS stream error");
                     break;
                 }
-                Some(Ok(req)) => {
-                    let node_ok = L::node(&req).is_none_or(|n| {
-                        n.id.len() <= crate::limits::MAX_NODE_ID_LEN
-                            && (handle.node_id.is_empty() || n.id.is_empty() || n.id == handle.node_id)
-                    });
-                    let verdict = if node_ok {
-                        logic.check(&req)
-                    } else {
-                        Err(Status::invalid_argument(
-                            "node id too long, or changed on an open stream; open a new stream per node",
-                        ))
-                    };
-                    if let Err(status) = verdict {
-                        tracing::warn!(stream = handle.stream_id, node = %handle.node_id, ?peer, %status, "ADS request refused; closing the stream");
-                        let _ = tx.send(Err(status)).await;
-                        break;
-                    }
-                    if let Some(node) = L::node(&req) {
-                        if handle.node_id.is_empty() && !node.id.is_empty() {
-                            tracing::info!(stream = handle.stream_id, node = node.id, cluster = node.cluster, ?peer, protocol, "Envoy connected");
-                        }
-                        handle.set_node(&node.id, &node.cluster);
-                    }
-                    logic.on_request(req)
-                }
+                Some(Ok(req)) => Input::Request(req),
             },
         };
-        handle.apply(&out.events);
-        for resp in out.responses {
+        let responses = match step(&mut logic, &mut handle, input, peer) {
+            Ok(responses) => responses,
+            Err(status) => {
+                let _ = tx.send(Err(status)).await;
+                break;
+            }
+        };
+        for resp in responses {
             tokio::select! {
                 biased;
                 () = shutdown_signalled(&mut shutdown) => return,
