@@ -25,6 +25,10 @@ pub struct Board {
     pub file_errors: Vec<String>,
     /// Every object with its conditions.
     pub objects: Vec<ObjectView>,
+    /// When each of `file_errors` was first reported (RFC 3339), for the console's
+    /// newest-first order.
+    #[serde(skip)]
+    pub file_errors_since: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -35,6 +39,39 @@ pub struct ObjectView {
 }
 
 impl Board {
+    /// Stamps `lastTransitionTime` on every condition: kept from `previous` when the
+    /// object had the same condition with the same status and reason (as Kubernetes
+    /// does), else `now`. File errors keep their first-seen time the same way.
+    pub fn carry_over(&mut self, previous: &Board, now: &str) {
+        let before: std::collections::HashMap<&str, &ObjectView> = previous
+            .objects
+            .iter()
+            .map(|o| (o.object.as_str(), o))
+            .collect();
+        for view in &mut self.objects {
+            let old = before.get(view.object.as_str());
+            for c in &mut view.conditions {
+                let kept = old.and_then(|o| {
+                    o.conditions
+                        .iter()
+                        .find(|p| {
+                            p.type_ == c.type_ && p.status == c.status && p.reason == c.reason
+                        })
+                        .and_then(|p| p.last_transition_time.clone())
+                });
+                c.last_transition_time = Some(kept.unwrap_or_else(|| now.to_string()));
+            }
+        }
+        self.file_errors_since = self
+            .file_errors
+            .iter()
+            .map(|e| {
+                let since = previous.file_errors_since.get(e).cloned();
+                (e.clone(), since.unwrap_or_else(|| now.to_string()))
+            })
+            .collect();
+    }
+
     /// Marks objects the translator left out (it panicked on them) as not served,
     /// `Accepted=False` with reason `InternalError`.
     pub fn mark_failed(&mut self, failed: &[(ObjectKey, String)]) {
@@ -178,6 +215,7 @@ impl FileSource {
                 version: String::new(),
                 file_errors: loaded.errors.iter().map(ToString::to_string).collect(),
                 objects,
+                file_errors_since: Default::default(),
             },
         }
     }

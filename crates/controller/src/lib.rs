@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod console;
 pub mod file_source;
 pub mod files;
 pub mod publish;

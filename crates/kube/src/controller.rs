@@ -82,9 +82,10 @@ impl Controller {
         for issue in result.outcome.problems() {
             tracing::debug!("{issue}");
         }
-        *self.board.write() = Board {
+        let mut board = Board {
             version: version.clone(),
             file_errors: invalid,
+            file_errors_since: Default::default(),
             objects: result
                 .outcome
                 .reports
@@ -96,7 +97,12 @@ impl Controller {
                 })
                 .collect(),
         };
-        self.board.write().mark_failed(&published.failed);
+        board.mark_failed(&published.failed);
+        board.carry_over(
+            &self.board.read(),
+            &portcullis_controller::console::now_rfc3339(),
+        );
+        *self.board.write() = board;
         self.reports = result.outcome.reports;
         self.last_served = result.served;
         for (key, panic) in &published.failed {

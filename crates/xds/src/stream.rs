@@ -132,6 +132,7 @@ async fn run<L: Logic>(
                     break;
                 }
                 Some(Ok(req)) => {
+                    handle.seen();
                     if let Some(node) = L::node(&req) {
                         if handle.node_id.is_empty() && !node.id.is_empty() {
                             tracing::info!(stream = handle.stream_id, node = node.id, cluster = node.cluster, ?peer, protocol, "Envoy connected");
