@@ -276,7 +276,7 @@ fn result(out: &mut String, e: &Explanation, req: &explain::Request) {
     }
     row(
         out,
-        "timeout",
+        "timeout, retries",
         &format!(
             "{} (idle {}); retries {} on {}, backoff {}{}",
             served.timeout,

@@ -83,7 +83,7 @@ fn streams(
         return;
     }
     out.push_str(
-        "<table class=\"fleet\"><thead><tr><th>node</th><th>connected</th><th>last seen</th>",
+        "<table class=\"fleet\"><thead><tr><th>node</th><th>connected</th><th title=\"when it last sent a request: Envoy writes only to subscribe, ACK or NACK, so a quiet stream is normal\">last message</th>",
     );
     for t in types {
         let _ = write!(out, "<th>{}</th>", esc(short_type(t)));
@@ -134,7 +134,10 @@ fn type_cell(out: &mut String, n: &NodeStatus, type_url: &str, snapshot: &Snapsh
         esc(short_version(acked.unwrap_or("-")))
     );
     if let Some(ms) = t.push_ms {
-        let _ = write!(out, "<br><small>push {ms} ms</small>");
+        let _ = write!(
+            out,
+            "<br><small title=\"from the version entering a snapshot to this node's ACK\">push {ms} ms</small>"
+        );
     }
     if let Some(nack) = &t.nack {
         let _ = write!(

@@ -309,6 +309,20 @@ fn row(out: &mut String, p: &Problem) {
         out,
         "</div><p class=\"message\">{}</p><p class=\"fix\"><b>Fix:</b> {}</p></li>",
         esc(&p.message),
-        esc(&p.fix)
+        code_spans(&esc(&p.fix).to_string())
     );
+}
+
+/// `a` in the (escaped) advice becomes <code>a</code>; the advice is ours, never a
+/// tenant's, and is escaped before this.
+fn code_spans(escaped: &str) -> String {
+    let mut out = String::with_capacity(escaped.len() + 16);
+    for (i, part) in escaped.split('`').enumerate() {
+        if i % 2 == 1 {
+            let _ = write!(out, "<code>{part}</code>");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
 }

@@ -90,7 +90,7 @@ pub fn render(
     );
     let _ = write!(
         out,
-        "<h1>Routing table <small>{} Route(s), {} virtual host(s); each host lists its entries in the order Envoy tries them: the first that matches serves</small></h1>\
+        "<h1>Routing table <small>{} served Route(s) in {} virtual host(s); each host lists its entries in the order Envoy tries them, and the first that matches serves</small></h1>\
          <form class=\"filter\" method=\"get\" action=\"/routes\">\
          <label>Namespace <input name=\"ns\" value=\"{}\" autocomplete=\"off\"></label>\
          <label>Host <input name=\"host\" value=\"{}\" autocomplete=\"off\"></label>\
@@ -99,7 +99,7 @@ pub fn render(
         board
             .objects
             .iter()
-            .filter(|o| o.object.starts_with("Route "))
+            .filter(|o| o.served && o.object.starts_with("Route "))
             .count(),
         table.len(),
         esc(&filter.ns),

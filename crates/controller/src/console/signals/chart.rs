@@ -12,9 +12,14 @@ const TOP: f64 = 14.0;
 
 pub fn figure(out: &mut String, signal: &Signal, series: &Series, now: i64) {
     let latest = series.iter().rev().find(|p| p.1.is_finite()).map(|p| p.1);
+    let max = series
+        .iter()
+        .filter(|p| p.1.is_finite())
+        .map(|p| p.1)
+        .fold(0.0, f64::max);
     let _ = write!(
         out,
-        "<figure class=\"chart\" data-signal=\"{}\"><figcaption><b>{}</b> <span class=\"value\">{}</span></figcaption>",
+        "<figure class=\"chart\" data-signal=\"{}\" data-max=\"{max}\"><figcaption><b>{}</b> <span class=\"value\">{}</span></figcaption>",
         esc(signal.title),
         esc(signal.title),
         latest.map_or("no data".into(), |v| format(signal.unit, v))
@@ -23,6 +28,8 @@ pub fn figure(out: &mut String, signal: &Signal, series: &Series, now: i64) {
     let _ = write!(out, "<p class=\"hint\">{}</p></figure>", esc(signal.hint));
 }
 
+/// The line scales to the card's width (`preserveAspectRatio="none"`, strokes kept
+/// thin); labels are HTML so they do not stretch with it.
 fn svg(out: &mut String, signal: &Signal, series: &Series, now: i64) {
     let finite = series.iter().filter(|p| p.1.is_finite()).map(|p| p.1);
     let max = finite.fold(floor(signal.unit), f64::max);
@@ -31,32 +38,25 @@ fn svg(out: &mut String, signal: &Signal, series: &Series, now: i64) {
     let y = |v: f64| H - (v / max).clamp(0.0, 1.0) * (H - TOP);
     let _ = write!(
         out,
-        "<svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{} over 15 minutes\">\
-         <line class=\"axis\" x1=\"0\" y1=\"{H}\" x2=\"{W}\" y2=\"{H}\"/>\
-         <line class=\"grid\" x1=\"0\" y1=\"{TOP}\" x2=\"{W}\" y2=\"{TOP}\"/>\
-         <text x=\"2\" y=\"10\">{}</text><text x=\"{W}\" y=\"10\" text-anchor=\"end\">15 min</text>",
+        "<div class=\"plot\"><span class=\"scale\">{}</span>\
+         <svg viewBox=\"0 0 {W} {H}\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{} over 15 minutes\">\
+         <line class=\"axis\" x1=\"0\" y1=\"{H}\" x2=\"{W}\" y2=\"{H}\" vector-effect=\"non-scaling-stroke\"/>\
+         <line class=\"grid\" x1=\"0\" y1=\"{TOP}\" x2=\"{W}\" y2=\"{TOP}\" vector-effect=\"non-scaling-stroke\"/>",
+        esc(&format(signal.unit, max)),
         esc(signal.title),
-        esc(&format(signal.unit, max))
     );
-    // Gaps (no data) split the line; a lone point is a dot.
+    // Gaps (no data) split the line; a lone point is a short dash.
     let mut segment: Vec<(f64, f64)> = Vec::new();
     let flush = |out: &mut String, segment: &mut Vec<(f64, f64)>| {
-        match segment.len() {
-            0 => {}
-            1 => {
-                let _ = write!(
-                    out,
-                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.8\"/>",
-                    segment[0].0, segment[0].1
-                );
+        if let [(px, py)] = segment[..] {
+            segment.splice(.., [((px - 1.5).max(0.0), py), ((px + 1.5).min(W), py)]);
+        }
+        if segment.len() >= 2 {
+            out.push_str("<polyline vector-effect=\"non-scaling-stroke\" points=\"");
+            for (px, py) in segment.iter() {
+                let _ = write!(out, "{px:.1},{py:.1} ");
             }
-            _ => {
-                out.push_str("<polyline points=\"");
-                for (px, py) in segment.iter() {
-                    let _ = write!(out, "{px:.1},{py:.1} ");
-                }
-                out.push_str("\"/>");
-            }
+            out.push_str("\"/>");
         }
         segment.clear();
     };
@@ -81,7 +81,9 @@ fn svg(out: &mut String, signal: &Signal, series: &Series, now: i64) {
                 .unwrap_or_default())
         );
     }
-    out.push_str("</svg>");
+    out.push_str(
+        "</svg><span class=\"axis-labels\"><span>15 min ago</span><span>now</span></span></div>",
+    );
 }
 
 /// The smallest top of the scale, so a flat zero line sits at the bottom rather than
@@ -120,8 +122,8 @@ mod tests {
         ];
         let mut out = String::new();
         figure(&mut out, &SIGNALS[0], &series, now);
-        assert_eq!(out.matches("<polyline").count(), 1);
-        assert_eq!(out.matches("<circle").count(), 1);
+        // Two runs of data: two lines (the lone point drawn as a dash).
+        assert_eq!(out.matches("<polyline").count(), 2);
         assert!(out.contains("4.00/s"), "{out}");
         let mut empty = String::new();
         figure(&mut empty, &SIGNALS[3], &Vec::new(), now);

@@ -58,7 +58,7 @@ pub const SIGNALS: [Signal; 6] = [
     Signal {
         title: "Errors (5xx)",
         unit: Unit::Ratio,
-        hint: "Share of those requests answered 5xx, by the backend or by Envoy (timeout, reset, no healthy destination). Above 1%: check the backend's logs and health, then the Route's timeout and retries.",
+        hint: "Share of the answers that were 5xx, from the backend or from Envoy (timeout, reset, no healthy destination). Above 1%: check the backend's logs and health, then the Route's timeout and retries.",
     },
     Signal {
         title: "Latency p50",
@@ -73,12 +73,12 @@ pub const SIGNALS: [Signal; 6] = [
     Signal {
         title: "429 rate limited",
         unit: Unit::PerSecond,
-        hint: "Requests per second the gateway's rate limits refused before they reached the Service. Legitimate clients among them: raise the Route's rateLimits or key them per user.",
+        hint: "Requests per second answered 429, nearly always by the gateway's rate limits before reaching the Service. Legitimate clients among them: raise the Route's rateLimits or key them per user.",
     },
     Signal {
         title: "401/403 refused",
         unit: Unit::PerSecond,
-        hint: "Requests per second authentication refused (no or bad credential, missing scope). A jump after a release: a client lost its key, or a Route's scopes changed.",
+        hint: "Requests per second answered 401 or 403, mostly by the gateway's authentication (no or bad credential, missing scope). A jump after a release: a client lost its key, or a Route's scopes changed.",
     },
 ];
 
@@ -207,6 +207,8 @@ pub fn render(
             let latest = s.series[0].last().map_or(0.0, |p| p.1);
             (name, s, if latest.is_finite() { latest } else { 0.0 })
         })
+        // Portcullis' own clusters (`_portcullis/…`) are not Services.
+        .filter(|(name, _, _)| !name.starts_with('_'))
         .filter(|(name, _, _)| q.is_empty() || name.to_ascii_lowercase().contains(&q))
         .collect();
     cards.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));

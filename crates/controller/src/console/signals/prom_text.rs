@@ -6,12 +6,16 @@ use std::collections::HashMap;
 /// One cluster's cumulative counters in one Envoy.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Counters {
+    /// Requests sent to the Service (`upstream_rq_total`).
     pub requests: f64,
+    /// Requests answered, by the Service or by Envoy on its behalf (a 429 from the rate
+    /// limits, a 401 from ext_authz): `upstream_rq_completed`.
+    pub completed: f64,
     pub errors_5xx: f64,
-    /// Refused by the gateway's rate limits (`ratelimit.over_limit`).
-    pub over_limit: f64,
-    /// Refused by ext_authz (`ext_authz.denied`: 401 and 403).
-    pub denied: f64,
+    /// Answered 429 (`upstream_rq_429`: the gateway's rate limits, or the backend).
+    pub status_429: f64,
+    /// Answered 401 or 403 (ext_authz, or the backend).
+    pub status_401_403: f64,
     /// `upstream_rq_time` buckets: (upper bound in ms, cumulative count), ascending,
     /// `+Inf` last.
     pub latency: Vec<(f64, f64)>,
@@ -40,13 +44,17 @@ pub fn parse(text: &str) -> HashMap<String, Counters> {
         let c = out.entry(cluster).or_default();
         match name {
             "envoy_cluster_upstream_rq_total" => c.requests = value,
+            "envoy_cluster_upstream_rq_completed" => c.completed = value,
             "envoy_cluster_upstream_rq_xx"
                 if label(labels, "envoy_response_code_class").as_deref() == Some("5") =>
             {
                 c.errors_5xx = value
             }
-            "envoy_cluster_ratelimit_over_limit" => c.over_limit = value,
-            "envoy_cluster_ext_authz_denied" => c.denied = value,
+            "envoy_cluster_upstream_rq" => match label(labels, "envoy_response_code").as_deref() {
+                Some("429") => c.status_429 = value,
+                Some("401" | "403") => c.status_401_403 += value,
+                _ => {}
+            },
             "envoy_cluster_upstream_rq_time_bucket" => {
                 let le = match label(labels, "le").as_deref() {
                     Some("+Inf") => f64::INFINITY,
@@ -128,8 +136,11 @@ envoy_cluster_upstream_rq_total{envoy_cluster_name="demo/echo"} 6
 # TYPE envoy_cluster_upstream_rq_xx counter
 envoy_cluster_upstream_rq_xx{envoy_response_code_class="5",envoy_cluster_name="demo/echo"} 2
 envoy_cluster_upstream_rq_xx{envoy_response_code_class="4",envoy_cluster_name="demo/echo"} 3
-envoy_cluster_ratelimit_over_limit{envoy_cluster_name="demo/echo"} 4
-envoy_cluster_ext_authz_denied{envoy_cluster_name="shop/a_b"} 1
+envoy_cluster_upstream_rq_completed{envoy_cluster_name="demo/echo"} 10
+envoy_cluster_upstream_rq{envoy_response_code="200",envoy_cluster_name="demo/echo"} 6
+envoy_cluster_upstream_rq{envoy_response_code="429",envoy_cluster_name="demo/echo"} 4
+envoy_cluster_upstream_rq{envoy_response_code="401",envoy_cluster_name="shop/a_b"} 1
+envoy_cluster_upstream_rq{envoy_response_code="403",envoy_cluster_name="shop/a_b"} 2
 envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="demo/echo",le="+Inf"} 6
 envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="demo/echo",le="0.5"} 1
 envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="demo/echo",le="5"} 5
@@ -141,14 +152,19 @@ envoy_cluster_upstream_rq_time_sum{envoy_cluster_name="demo/echo"} 9
         let got = parse(ENVOY);
         let echo = &got["demo/echo"];
         assert_eq!(
-            (echo.requests, echo.errors_5xx, echo.over_limit),
-            (6.0, 2.0, 4.0)
+            (
+                echo.requests,
+                echo.completed,
+                echo.errors_5xx,
+                echo.status_429
+            ),
+            (6.0, 10.0, 2.0, 4.0)
         );
         assert_eq!(
             echo.latency,
             vec![(0.5, 1.0), (5.0, 5.0), (f64::INFINITY, 6.0)]
         );
-        assert_eq!(got["shop/a_b"].denied, 1.0);
+        assert_eq!(got["shop/a_b"].status_401_403, 3.0);
     }
 
     #[test]

@@ -11,11 +11,11 @@ const STEP_SECS: i64 = 15;
 /// The six signals, in [`super::Signal`] order, as PromQL over 1 m rates.
 const QUERIES: [&str; 6] = [
     "sum by (envoy_cluster_name) (rate(envoy_cluster_upstream_rq_total[1m]))",
-    "sum by (envoy_cluster_name) (rate(envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"5\"}[1m])) / sum by (envoy_cluster_name) (rate(envoy_cluster_upstream_rq_total[1m]))",
+    "sum by (envoy_cluster_name) (rate(envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"5\"}[1m])) / sum by (envoy_cluster_name) (rate(envoy_cluster_upstream_rq_completed[1m]))",
     "histogram_quantile(0.5, sum by (envoy_cluster_name, le) (rate(envoy_cluster_upstream_rq_time_bucket[1m])))",
     "histogram_quantile(0.99, sum by (envoy_cluster_name, le) (rate(envoy_cluster_upstream_rq_time_bucket[1m])))",
-    "sum by (envoy_cluster_name) (rate(envoy_cluster_ratelimit_over_limit[1m]))",
-    "sum by (envoy_cluster_name) (rate(envoy_cluster_ext_authz_denied[1m]))",
+    "sum by (envoy_cluster_name) (rate(envoy_cluster_upstream_rq{envoy_response_code=\"429\"}[1m]))",
+    "sum by (envoy_cluster_name) (rate(envoy_cluster_upstream_rq{envoy_response_code=~\"401|403\"}[1m]))",
 ];
 
 pub struct Prometheus {

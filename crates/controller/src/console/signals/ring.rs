@@ -10,8 +10,9 @@ pub const WINDOW_SECS: i64 = 15 * 60;
 /// Services tracked at once; more are counted in [`Rings::untracked`], not stored.
 pub const MAX_SERVICES: usize = 2000;
 
-/// Request rate, error ratio, p50 and p99 latency (ms), 429s/s, 401+403s/s; NaN when
-/// there was nothing to measure (no requests: no ratio, no latency).
+/// Request rate, error ratio (5xx of the requests answered), p50 and p99 latency (ms),
+/// 429s/s, 401+403s/s; NaN when there was nothing to measure (no requests: no ratio,
+/// no latency).
 pub type Values = [f32; 6];
 
 #[derive(Clone, Copy, Debug)]
@@ -123,9 +124,10 @@ pub fn change(previous: Option<&Counters>, current: &Counters, seconds: f64) -> 
     Change {
         counters: Counters {
             requests: delta(p.requests, current.requests),
+            completed: delta(p.completed, current.completed),
             errors_5xx: delta(p.errors_5xx, current.errors_5xx),
-            over_limit: delta(p.over_limit, current.over_limit),
-            denied: delta(p.denied, current.denied),
+            status_429: delta(p.status_429, current.status_429),
+            status_401_403: delta(p.status_401_403, current.status_401_403),
             latency,
         },
         seconds,
@@ -142,7 +144,7 @@ pub fn values(changes: &[Change]) -> Values {
             .map(|c| f(&c.counters) / c.seconds)
             .sum::<f64>() as f32
     };
-    let requests: f64 = changes.iter().map(|c| c.counters.requests).sum();
+    let answered: f64 = changes.iter().map(|c| c.counters.completed).sum();
     let errors: f64 = changes.iter().map(|c| c.counters.errors_5xx).sum();
     let mut merged: Vec<(f64, f64)> = Vec::new();
     for c in changes {
@@ -156,15 +158,15 @@ pub fn values(changes: &[Change]) -> Values {
     merged.sort_by(|a, b| a.0.total_cmp(&b.0));
     [
         rate(|c| c.requests),
-        if requests > 0.0 {
-            (errors / requests) as f32
+        if answered > 0.0 {
+            (errors / answered).min(1.0) as f32
         } else {
             f32::NAN
         },
         quantile(&merged, 0.5) as f32,
         quantile(&merged, 0.99) as f32,
-        rate(|c| c.over_limit),
-        rate(|c| c.denied),
+        rate(|c| c.status_429),
+        rate(|c| c.status_401_403),
     ]
 }
 
@@ -201,6 +203,7 @@ mod tests {
     fn counters(requests: f64, errors: f64, latency: &[(f64, f64)]) -> Counters {
         Counters {
             requests,
+            completed: requests,
             errors_5xx: errors,
             latency: latency.to_vec(),
             ..Default::default()

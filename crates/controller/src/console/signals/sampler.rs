@@ -21,9 +21,10 @@ use super::{
     ring::{Change, Rings, change, values},
 };
 
-/// Only the stats the page charts (Envoy's stat names, before tag extraction; Service
-/// clusters are `namespace/name`, so the `/` keeps Portcullis' own clusters out).
-const FILTER: &str = r"^cluster\.[^./]+/[^.]+\.(upstream_rq_total|upstream_rq_5xx|upstream_rq_time|ratelimit\.over_limit|ext_authz\.denied)$";
+/// Only the stats the page charts (Envoy's stat names, before tag extraction). Service
+/// clusters are `namespace/name` and namespaces start with a letter or digit, which
+/// keeps Portcullis' own clusters (`_portcullis/…`) out.
+const FILTER: &str = r"^cluster\.[a-z0-9][^./]*/[^.]+\.(upstream_rq_total|upstream_rq_completed|upstream_rq_5xx|upstream_rq_401|upstream_rq_403|upstream_rq_429|upstream_rq_time)$";
 /// An answer larger than this is cut off (10k Services take about 3 MB).
 const MAX_BODY: usize = 32 << 20;
 
