@@ -10,7 +10,7 @@ PYTHON       ?= python3
 CARGO        ?= cargo
 export ENVOY_BIN
 
-.PHONY: help tools prometheus redis postgres chromium run test test-kafka test-unit test-e2e bench bench-xds bench-authz bench-ratelimit crds fmt lint check clean
+.PHONY: help tools prometheus redis postgres chromium run test test-kafka test-unit test-e2e bench bench-xds bench-authz bench-ratelimit bench-console crds fmt lint check clean
 
 help:
 	@echo "make run        build and start the whole stack (control plane, demo backends, Envoy)"
@@ -119,7 +119,7 @@ test-kafka: $(ENVOY_BIN) $(TANSU_BIN)
 
 ## Benchmarks ----------------------------------------------------------------------
 
-bench: bench-xds bench-authz bench-ratelimit
+bench: bench-xds bench-authz bench-ratelimit bench-console
 
 bench-xds: tools
 	ulimit -n 16384 2>/dev/null; $(CARGO) run --release -p portcullis-bench --bin bench-xds -- --out docs/benchmarks.md
@@ -129,6 +129,9 @@ bench-authz: tools
 
 bench-ratelimit: tools
 	$(CARGO) run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md
+
+bench-console:
+	$(CARGO) run --release -p portcullis-bench --bin bench-console -- --out docs/benchmarks.md
 
 ## Maintenance ---------------------------------------------------------------------
 

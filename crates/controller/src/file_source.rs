@@ -72,6 +72,50 @@ impl Board {
             .collect();
     }
 
+    /// Keeps `previous`' conditions of `type_` on the objects still here, for conditions
+    /// set after a reload (`Programmed`) rather than by it.
+    pub fn keep_conditions(&mut self, previous: &Board, type_: &str) {
+        let before: std::collections::HashMap<&str, &ObjectView> = previous
+            .objects
+            .iter()
+            .map(|o| (o.object.as_str(), o))
+            .collect();
+        for view in &mut self.objects {
+            if view.conditions.iter().any(|c| c.type_ == type_) {
+                continue;
+            }
+            if let Some(c) = before
+                .get(view.object.as_str())
+                .and_then(|o| o.conditions.iter().find(|c| c.type_ == type_))
+            {
+                view.conditions.push(c.clone());
+            }
+        }
+    }
+
+    /// Sets `object`'s condition of `c`'s type (e.g. `Programmed`, which only the
+    /// controller knows), keeping the transition time when status and reason are
+    /// unchanged.
+    pub fn set_condition(&mut self, object: &str, mut c: portcullis_api::Condition, now: &str) {
+        let Some(view) = self.objects.iter_mut().find(|o| o.object == object) else {
+            return;
+        };
+        match view.conditions.iter_mut().find(|o| o.type_ == c.type_) {
+            Some(old) => {
+                c.last_transition_time = if old.status == c.status && old.reason == c.reason {
+                    old.last_transition_time.clone()
+                } else {
+                    Some(now.to_string())
+                };
+                *old = c;
+            }
+            None => {
+                c.last_transition_time = Some(now.to_string());
+                view.conditions.push(c);
+            }
+        }
+    }
+
     /// Marks objects the translator left out (it panicked on them) as not served,
     /// `Accepted=False` with reason `InternalError`.
     pub fn mark_failed(&mut self, failed: &[(ObjectKey, String)]) {

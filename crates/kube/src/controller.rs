@@ -98,10 +98,12 @@ impl Controller {
                 .collect(),
         };
         board.mark_failed(&published.failed);
-        board.carry_over(
-            &self.board.read(),
-            &portcullis_controller::console::now_rfc3339(),
-        );
+        {
+            let previous = self.board.read();
+            board.carry_over(&previous, &portcullis_controller::console::now_rfc3339());
+            // Set by the status round, not by a reconcile: kept until it runs again.
+            board.keep_conditions(&previous, portcullis_api::status::types::PROGRAMMED);
+        }
         *self.board.write() = board;
         self.reports = result.outcome.reports;
         self.last_served = result.served;
@@ -122,6 +124,7 @@ impl Controller {
         let now = jiff::Timestamp::now().to_string();
         let served: BTreeSet<&ObjectKey> = self.last_served.keys().collect();
         let mut offers = Vec::with_capacity(self.reports.len());
+        let mut programmed_conditions = Vec::new();
         {
             let index = self.index.read();
             for report in &self.reports {
@@ -143,8 +146,19 @@ impl Controller {
                     .get(&report.key)
                     .map(Vec::as_slice)
                     .unwrap_or_default();
+                if let Some(c) = &programmed {
+                    programmed_conditions.push((report.key.to_string(), c.clone()));
+                }
                 let want = desired(report, programmed, problems, &current, &now);
                 offers.push((report.key.clone(), want, current));
+            }
+        }
+        // The console's Problems list objects some Envoy does not run yet.
+        if !programmed_conditions.is_empty() {
+            let now = portcullis_controller::console::now_rfc3339();
+            let mut board = self.board.write();
+            for (object, c) in programmed_conditions {
+                board.set_condition(&object, c, &now);
             }
         }
         for (key, want, current) in offers {

@@ -59,6 +59,15 @@ pub fn collect(
     }
     for o in &board.objects {
         for c in &o.conditions {
+            if c.type_ == PROGRAMMED
+                && c.reason == "Pending"
+                && c.last_transition_time
+                    .as_deref()
+                    .and_then(parse)
+                    .is_none_or(|t| (now - t).get_seconds() < PENDING_GRACE_SECS)
+            {
+                continue;
+            }
             if let Some((severity, kind, fix)) = classify(&o.object, c) {
                 out.push(Problem {
                     severity,
@@ -132,10 +141,12 @@ fn classify(
             "Shadowed",
             "Part of this Route never matches on some hosts: add the host to its hosts, or narrow the Route that takes the requests.",
         )),
-        (PROGRAMMED, false, _) => Some((
+        // NoEnvoy is one fleet-wide problem, not one per object; Pending is listed
+        // once it lasts (see `collect`).
+        (PROGRAMMED, false, "Rejected" | "Pending") => Some((
             Severity::Error,
             "NotProgrammed",
-            "Some Envoy does not run this object yet: see the Fleet tab for which one and its last NACK.",
+            "Some Envoy does not run this object as written: the message names it; the Fleet tab has its last NACK.",
         )),
         _ => None,
     }
@@ -202,7 +213,7 @@ fn fleet(out: &mut Vec<Problem>, nodes: &[NodeStatus], snapshot: &Snapshot, now:
             severity: Severity::Error,
             kind: "NotProgrammed",
             subject: "Fleet".into(),
-            message: "no Envoy is connected: nothing is programmed".into(),
+            message: "no Envoy is connected to this control plane: nothing it serves is programmed".into(),
             fix: "Start Envoy with the bootstrap `portcullis bootstrap --xds-addr HOST:PORT` prints, pointed at this control plane's --xds-addr.".into(),
             since: String::new(),
             serving: None,
@@ -325,4 +336,114 @@ fn code_spans(escaped: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::file_source::ObjectView;
+    use portcullis_api::Condition;
+    use portcullis_xds::{NackStatus, Protocol, Resource, TypeStatus};
+
+    fn programmed(reason: &str, status: &str, since: &str) -> Condition {
+        Condition {
+            status: status.into(),
+            last_transition_time: Some(since.into()),
+            ..Condition::new(PROGRAMMED, false, reason, format!("{reason} here"))
+        }
+    }
+
+    fn node(acked: Option<&str>, sent_at: &str, nack: bool) -> NodeStatus {
+        let t = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+        NodeStatus {
+            stream_id: 1,
+            id: "edge-1".into(),
+            cluster: "c".into(),
+            protocol: Protocol::Sotw,
+            peer: None,
+            connected_at: sent_at.into(),
+            last_seen: sent_at.into(),
+            types: [(
+                t.to_string(),
+                TypeStatus {
+                    sent: Some("new".into()),
+                    sent_at: Some(sent_at.into()),
+                    acked: acked.map(Into::into),
+                    nack: nack.then(|| NackStatus {
+                        version: "new".into(),
+                        message: "bad cluster".into(),
+                        at: sent_at.into(),
+                    }),
+                    push_ms: None,
+                },
+            )]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn lasting_pending_and_rejected_are_problems_not_a_fresh_push() {
+        let now: Timestamp = "2026-12-01T00:01:00Z".parse().unwrap();
+        let board = Board {
+            objects: ["fresh", "stuck", "nacked", "no-envoy"]
+                .iter()
+                .zip([
+                    programmed("Pending", "False", "2026-12-01T00:00:58Z"),
+                    programmed("Pending", "False", "2026-12-01T00:00:10Z"),
+                    programmed("Rejected", "False", "2026-12-01T00:00:30Z"),
+                    programmed("NoEnvoy", "Unknown", "2026-12-01T00:00:00Z"),
+                ])
+                .map(|(name, c)| ObjectView {
+                    object: format!("Route ns/{name}"),
+                    served: true,
+                    conditions: vec![c],
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let got = collect(&board, &[], &Snapshot::empty(), now);
+        let subjects: Vec<&str> = got.iter().map(|p| p.subject.as_str()).collect();
+        // Newest first.
+        assert_eq!(subjects, ["Route ns/nacked", "Route ns/stuck"]);
+    }
+
+    #[test]
+    fn envoys_behind_for_long_or_rejecting_are_problems() {
+        let snapshot = Snapshot::new([Resource::new(
+            "c",
+            envoy_types::pb::google::protobuf::Any {
+                type_url: "type.googleapis.com/envoy.config.cluster.v3.Cluster".into(),
+                value: vec![],
+            },
+        )]);
+        let now: Timestamp = "2026-12-01T00:01:00Z".parse().unwrap();
+        let behind = |acked, sent_at, nack| {
+            collect(
+                &Board::default(),
+                &[node(acked, sent_at, nack)],
+                &snapshot,
+                now,
+            )
+        };
+        assert!(
+            behind(None, "2026-12-01T00:00:55Z", false).is_empty(),
+            "a push in flight"
+        );
+        let stuck = behind(Some("old"), "2026-12-01T00:00:30Z", false);
+        assert_eq!((stuck.len(), stuck[0].kind), (1, "NotProgrammed"));
+        assert!(
+            stuck[0].message.contains("has not acknowledged Cluster"),
+            "{:?}",
+            stuck[0]
+        );
+        let nacked = behind(Some("old"), "2026-12-01T00:00:59Z", true);
+        assert_eq!((nacked.len(), nacked[0].kind), (1, "NACK"));
+        assert!(nacked[0].message.contains("bad cluster"));
+        // Serving Envoy config with no Envoy at all is a problem of its own.
+        let none = collect(&Board::default(), &[], &snapshot, now);
+        assert!(
+            none[0].message.starts_with("no Envoy is connected"),
+            "{none:?}"
+        );
+    }
 }
