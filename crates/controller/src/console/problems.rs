@@ -304,12 +304,18 @@ fn row(out: &mut String, p: &Problem) {
         esc(p.kind),
         esc(&p.subject)
     );
+    // Whether the object serves at all, where that is news: an invalid, unresolved or
+    // conflicted object that still serves does so with its last good version.
+    let refused = matches!(
+        p.kind,
+        "Invalid" | "InternalError" | "Unresolved" | "Conflicted"
+    );
     match p.serving {
-        Some(true) => out.push_str(
-            " <span class=\"note\">still serving (its last good version or the rest of it)</span>",
-        ),
+        Some(true) if refused => {
+            out.push_str(" <span class=\"note\">its last good version keeps serving</span>")
+        }
         Some(false) => out.push_str(" <span class=\"note\">not served</span>"),
-        None => {}
+        _ => {}
     }
     if !p.since.is_empty() {
         out.push_str(" <span class=\"since\">since ");

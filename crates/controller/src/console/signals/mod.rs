@@ -53,32 +53,32 @@ pub const SIGNALS: [Signal; 6] = [
     Signal {
         title: "Requests",
         unit: Unit::PerSecond,
-        hint: "Requests per second Envoy sent to this Service. Dropped to zero while clients still call? Check Problems and which Route serves them (Explain); a spike: check the 429s.",
+        hint: "Requests per second sent to this Service. Zero while clients still call: check Problems and Explain; a spike: check the 429s.",
     },
     Signal {
         title: "Errors (5xx)",
         unit: Unit::Ratio,
-        hint: "Share of the answers that were 5xx, from the backend or from Envoy (timeout, reset, no healthy destination). Above 1%: check the backend's logs and health, then the Route's timeout and retries.",
+        hint: "Share of answers that were 5xx (backend, timeout, reset, no healthy destination). Above 1%: check the backend's logs and health.",
     },
     Signal {
         title: "Latency p50",
         unit: Unit::Millis,
-        hint: "Half of the requests took longer than this (backend time as Envoy measures it). Rising with flat traffic: the backend itself slowed down.",
+        hint: "Half the requests took longer (backend time as Envoy sees it). Rising on flat traffic: the backend slowed down.",
     },
     Signal {
         title: "Latency p99",
         unit: Unit::Millis,
-        hint: "1 request in 100 took longer. Rising while p50 stays flat: one slow destination, a slow dependency or retries; near the Route's timeout: requests are being cut off.",
+        hint: "1 in 100 took longer. Rising with p50 flat: one slow destination or dependency; near the Route's timeout: requests are cut off.",
     },
     Signal {
         title: "429 rate limited",
         unit: Unit::PerSecond,
-        hint: "Requests per second answered 429, nearly always by the gateway's rate limits before reaching the Service. Legitimate clients among them: raise the Route's rateLimits or key them per user.",
+        hint: "Answered 429, almost always by the gateway's rate limits. Legitimate clients here: raise the Route's rateLimits or key them per user.",
     },
     Signal {
         title: "401/403 refused",
         unit: Unit::PerSecond,
-        hint: "Requests per second answered 401 or 403, mostly by the gateway's authentication (no or bad credential, missing scope). A jump after a release: a client lost its key, or a Route's scopes changed.",
+        hint: "Answered 401 or 403, mostly by authentication. A jump after a release: a client lost its key, or a Route's scopes changed.",
     },
 ];
 
