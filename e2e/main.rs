@@ -3,11 +3,13 @@
 //! ports so tests run in parallel.
 #![forbid(unsafe_code)]
 
+mod browser;
 mod harness;
 
 mod access_log;
 mod adversarial;
 mod auth;
+mod console;
 mod drain;
 
 mod ha_status;

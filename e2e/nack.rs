@@ -22,13 +22,15 @@ async fn rejected_resource_keeps_last_good_version_and_is_reported() {
         std::future::pending(),
     ));
     let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let debug_url = format!("http://{}/debug/xds", admin_listener.local_addr().unwrap());
+    let admin_addr = admin_listener.local_addr().unwrap();
+    let debug_url = format!("http://{admin_addr}/debug/xds");
     let state = admin::AdminState {
         cache: cache.clone(),
         registry: registry.clone(),
         board: Default::default(),
         model: Default::default(),
         ready: Arc::new(true.into()),
+        console: Default::default(),
     };
     tokio::spawn(async move { axum::serve(admin_listener, admin::router(state)).await });
 
@@ -96,6 +98,35 @@ async fn rejected_resource_keeps_last_good_version_and_is_reported() {
     assert!(
         message.contains("domains"),
         "Envoy's error_detail should be shown: {message}"
+    );
+
+    // The console lists the NACK under Problems with Envoy's message, and the Fleet
+    // marks the type rejected while the others stay in sync.
+    let (status, problems) = fetch(&format!("http://{admin_addr}/")).await.unwrap();
+    assert_eq!(status, 200);
+    let item = problems
+        .split("<li class=\"problem")
+        .find(|p| p.contains("data-kind=\"NACK\""))
+        .unwrap_or_else(|| panic!("no NACK under Problems: {problems}"));
+    assert!(
+        item.contains("Envoy nack") && item.contains("rejected RouteConfiguration"),
+        "{item}"
+    );
+    assert!(item.contains("domains") && item.contains("Fix:"), "{item}");
+    let (_, fleet) = fetch(&format!("http://{admin_addr}/fleet")).await.unwrap();
+    assert_eq!(
+        fleet
+            .matches("<span class=\"badge error\">NACK</span>")
+            .count(),
+        1,
+        "{fleet}"
+    );
+    assert_eq!(
+        fleet
+            .matches("<span class=\"badge ok\">in sync</span>")
+            .count(),
+        3,
+        "{fleet}"
     );
 
     // The last good version keeps serving.

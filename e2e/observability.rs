@@ -135,4 +135,83 @@ async fn prometheus_scrapes_golden_signals_by_service_and_route() {
     // The control plane's own health: one Envoy stream connected, snapshots built.
     let streams = query(&base, "sum(portcullis_xds_connected_streams)").await;
     assert_eq!(streams[0]["value"][1], "1");
+
+    // The console's Signals with --prometheus-url: range queries to this Prometheus,
+    // the dotted Service under its own name. Traffic now, so the 1 m rate sees it.
+    for i in 0..50 {
+        s.gw.get("x.test", &format!("/checkout/{i}")).await;
+    }
+    let console = console_with(
+        model(&manifests),
+        portcullis_controller::console::ConsoleArgs {
+            prometheus_url: Some(base.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let deadline = std::time::Instant::now() + STARTUP;
+    loop {
+        let (status, page) = fetch(&format!("http://{console}/signals")).await.unwrap();
+        assert_eq!(status, 200, "{page}");
+        assert!(
+            page.contains(&format!("source: Prometheus at {base}")),
+            "{page}"
+        );
+        let requests = page
+            .split("data-service=\"e2e/shop.eu\"")
+            .nth(1)
+            .and_then(|card| card.split("data-signal=\"Requests\" data-max=\"").nth(1))
+            .and_then(|v| v.split('"').next())
+            .and_then(|v| v.parse::<f64>().ok());
+        if requests.is_some_and(|r| r > 0.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the console never charted e2e/shop.eu from Prometheus: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A Prometheus that is gone is said on the page, not a failure of the page.
+    let gone = console_with(
+        model(&manifests),
+        portcullis_controller::console::ConsoleArgs {
+            prometheus_url: Some(format!("http://127.0.0.1:{}", free_port())),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (status, page) = fetch(&format!("http://{gone}/signals")).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("class=\"alert\">Prometheus: "), "{page}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An admin endpoint (console included) serving `model`, with `args`.
+async fn console_with(
+    model: portcullis_api::Model,
+    args: portcullis_controller::console::ConsoleArgs,
+) -> std::net::SocketAddr {
+    use std::sync::Arc;
+    let registry = prometheus::Registry::new();
+    let state = portcullis_controller::admin::AdminState {
+        cache: portcullis_xds::Cache::new(&registry),
+        registry,
+        board: Default::default(),
+        model: Arc::new(parking_lot::RwLock::new(Arc::new(model))),
+        ready: Arc::new(true.into()),
+        console: portcullis_controller::console::Console::new(&args).unwrap(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = portcullis_controller::admin::router(state);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
 }

@@ -52,6 +52,7 @@ pub async fn start(
         state_file: None,
         options,
         poll_interval: Duration::from_millis(200),
+        console: Default::default(),
     };
     tokio::spawn(portcullis_controller::serve::run(
         config,

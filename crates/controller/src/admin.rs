@@ -1,5 +1,5 @@
-//! The control plane's admin HTTP endpoint: xDS state, object status, `explain`,
-//! metrics, probes.
+//! The control plane's admin HTTP endpoint: the web console ([`crate::console`]), xDS
+//! state, object status, `explain`, metrics, probes.
 use std::sync::Arc;
 
 use axum::{
@@ -25,10 +25,13 @@ pub struct AdminState {
     pub model: Arc<RwLock<Arc<Model>>>,
     /// Set once a snapshot is being served (from the state file or the source).
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// The web console's own state (signal source, allowed host names).
+    pub console: crate::console::Console,
 }
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
+        .merge(crate::console::router(state.clone()))
         .route(
             "/debug/xds",
             get(|State(s): State<AdminState>| async move { Json(s.cache.debug()) }),

@@ -25,6 +25,10 @@ pub struct Board {
     pub file_errors: Vec<String>,
     /// Every object with its conditions.
     pub objects: Vec<ObjectView>,
+    /// When each of `file_errors` was first reported (RFC 3339), for the console's
+    /// newest-first order.
+    #[serde(skip)]
+    pub file_errors_since: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -35,6 +39,83 @@ pub struct ObjectView {
 }
 
 impl Board {
+    /// Stamps `lastTransitionTime` on every condition: kept from `previous` when the
+    /// object had the same condition with the same status and reason (as Kubernetes
+    /// does), else `now`. File errors keep their first-seen time the same way.
+    pub fn carry_over(&mut self, previous: &Board, now: &str) {
+        let before: std::collections::HashMap<&str, &ObjectView> = previous
+            .objects
+            .iter()
+            .map(|o| (o.object.as_str(), o))
+            .collect();
+        for view in &mut self.objects {
+            let old = before.get(view.object.as_str());
+            for c in &mut view.conditions {
+                let kept = old.and_then(|o| {
+                    o.conditions
+                        .iter()
+                        .find(|p| {
+                            p.type_ == c.type_ && p.status == c.status && p.reason == c.reason
+                        })
+                        .and_then(|p| p.last_transition_time.clone())
+                });
+                c.last_transition_time = Some(kept.unwrap_or_else(|| now.to_string()));
+            }
+        }
+        self.file_errors_since = self
+            .file_errors
+            .iter()
+            .map(|e| {
+                let since = previous.file_errors_since.get(e).cloned();
+                (e.clone(), since.unwrap_or_else(|| now.to_string()))
+            })
+            .collect();
+    }
+
+    /// Keeps `previous`' conditions of `type_` on the objects still here, for conditions
+    /// set after a reload (`Programmed`) rather than by it.
+    pub fn keep_conditions(&mut self, previous: &Board, type_: &str) {
+        let before: std::collections::HashMap<&str, &ObjectView> = previous
+            .objects
+            .iter()
+            .map(|o| (o.object.as_str(), o))
+            .collect();
+        for view in &mut self.objects {
+            if view.conditions.iter().any(|c| c.type_ == type_) {
+                continue;
+            }
+            if let Some(c) = before
+                .get(view.object.as_str())
+                .and_then(|o| o.conditions.iter().find(|c| c.type_ == type_))
+            {
+                view.conditions.push(c.clone());
+            }
+        }
+    }
+
+    /// Sets `object`'s condition of `c`'s type (e.g. `Programmed`, which only the
+    /// controller knows), keeping the transition time when status and reason are
+    /// unchanged.
+    pub fn set_condition(&mut self, object: &str, mut c: portcullis_api::Condition, now: &str) {
+        let Some(view) = self.objects.iter_mut().find(|o| o.object == object) else {
+            return;
+        };
+        match view.conditions.iter_mut().find(|o| o.type_ == c.type_) {
+            Some(old) => {
+                c.last_transition_time = if old.status == c.status && old.reason == c.reason {
+                    old.last_transition_time.clone()
+                } else {
+                    Some(now.to_string())
+                };
+                *old = c;
+            }
+            None => {
+                c.last_transition_time = Some(now.to_string());
+                view.conditions.push(c);
+            }
+        }
+    }
+
     /// Marks objects the translator left out (it panicked on them) as not served,
     /// `Accepted=False` with reason `InternalError`.
     pub fn mark_failed(&mut self, failed: &[(ObjectKey, String)]) {
@@ -200,6 +281,7 @@ impl FileSource {
                 version: String::new(),
                 file_errors: loaded.errors.iter().map(ToString::to_string).collect(),
                 objects,
+                file_errors_since: Default::default(),
             },
         }
     }

@@ -26,6 +26,8 @@ pub struct ServeConfig {
     pub options: Options,
     /// How often the directory is checked for changes.
     pub poll_interval: Duration,
+    /// The web console: where its signals come from.
+    pub console: crate::console::ConsoleArgs,
 }
 
 /// Runs until `shutdown` resolves.
@@ -40,7 +42,9 @@ pub async fn run(
         state_file,
         options,
         poll_interval,
+        console,
     } = config;
+    let console = crate::console::Console::new(&console)?;
     let registry = Registry::new();
     let cache = Cache::new(&registry);
     let publisher = Publisher::new(cache.clone(), options, state_file, &registry);
@@ -78,7 +82,9 @@ pub async fn run(
         board: board.clone(),
         model: model.clone(),
         ready: ready.clone(),
+        console: console.clone(),
     };
+    let sampler = tokio::spawn(console.run(stopped(stop_rx.clone())));
     let admin_task = tokio::spawn({
         let shutdown = stopped(stop_rx.clone());
         async move {
@@ -106,6 +112,8 @@ pub async fn run(
             let mut b = reloaded.board;
             b.version = version;
             b.mark_failed(&published.failed);
+            let now = crate::console::now_rfc3339();
+            b.carry_over(&board.read(), &now);
             *board.write() = b;
             ready.store(true, std::sync::atomic::Ordering::Release);
         }
@@ -134,5 +142,6 @@ pub async fn run(
     let _ = stop_tx.send(true);
     xds_task.await??;
     admin_task.await??;
+    let _ = sampler.await;
     Ok(())
 }

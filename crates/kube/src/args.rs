@@ -92,4 +92,6 @@ pub struct Args {
     pub state_file: Option<PathBuf>,
     #[command(flatten)]
     pub gateway: portcullis_controller::args::GatewayArgs,
+    #[command(flatten)]
+    pub console: portcullis_controller::console::ConsoleArgs,
 }

@@ -89,9 +89,10 @@ impl Controller {
         for issue in result.outcome.problems() {
             tracing::debug!("{issue}");
         }
-        *self.board.write() = Board {
+        let mut board = Board {
             version: version.clone(),
             file_errors: invalid,
+            file_errors_since: Default::default(),
             objects: result
                 .outcome
                 .reports
@@ -103,7 +104,14 @@ impl Controller {
                 })
                 .collect(),
         };
-        self.board.write().mark_failed(&published.failed);
+        board.mark_failed(&published.failed);
+        {
+            let previous = self.board.read();
+            board.carry_over(&previous, &portcullis_controller::console::now_rfc3339());
+            // Set by the status round, not by a reconcile: kept until it runs again.
+            board.keep_conditions(&previous, portcullis_api::status::types::PROGRAMMED);
+        }
+        *self.board.write() = board;
         self.reports = result.outcome.reports;
         self.last_served = result.served;
         for (key, panic) in &published.failed {
@@ -123,6 +131,7 @@ impl Controller {
         let now = jiff::Timestamp::now().to_string();
         let served: BTreeSet<&ObjectKey> = self.last_served.keys().collect();
         let mut offers = Vec::with_capacity(self.reports.len());
+        let mut programmed_conditions = Vec::new();
         {
             let index = self.index.read();
             for report in &self.reports {
@@ -144,8 +153,19 @@ impl Controller {
                     .get(&report.key)
                     .map(Vec::as_slice)
                     .unwrap_or_default();
+                if let Some(c) = &programmed {
+                    programmed_conditions.push((report.key.to_string(), c.clone()));
+                }
                 let want = desired(report, programmed, problems, &current, &now);
                 offers.push((report.key.clone(), want, current));
+            }
+        }
+        // The console's Problems list objects some Envoy does not run yet.
+        if !programmed_conditions.is_empty() {
+            let now = portcullis_controller::console::now_rfc3339();
+            let mut board = self.board.write();
+            for (object, c) in programmed_conditions {
+                board.set_condition(&object, c, &now);
             }
         }
         for (key, want, current) in offers {

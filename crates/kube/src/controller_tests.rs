@@ -66,4 +66,22 @@ async fn reconcile_publishes_and_a_status_round_offers_every_changed_status() {
         refs.message
     );
     assert_eq!(offered.len(), 3);
+    // The console's board carries Programmed too, and keeps it across a reconcile.
+    let on_board = |c: &Controller| {
+        c.board
+            .read()
+            .objects
+            .iter()
+            .find(|o| o.object == "Route team/items")
+            .and_then(|o| o.conditions.iter().find(|c| c.type_ == "Programmed"))
+            .cloned()
+    };
+    let before = on_board(&controller).expect("Programmed on the board");
+    assert_eq!(
+        (before.reason.as_str(), before.status.as_str()),
+        ("NoEnvoy", "Unknown")
+    );
+    assert!(before.last_transition_time.is_some());
+    controller.reconcile();
+    assert_eq!(on_board(&controller), Some(before));
 }

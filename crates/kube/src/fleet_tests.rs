@@ -11,6 +11,7 @@ fn node(id: &str, rds: &str, nack: Option<&str>) -> NodeStatus {
             message: m.into(),
             at: format!("2026-11-22T00:00:0{}Z", id.len() % 10),
         }),
+        ..Default::default()
     };
     NodeStatus {
         stream_id: id.len() as u64,
@@ -19,6 +20,7 @@ fn node(id: &str, rds: &str, nack: Option<&str>) -> NodeStatus {
         protocol: Protocol::Delta,
         peer: Some(format!("10.0.0.{}:4000", id.len())),
         connected_at: "2026-11-22T00:00:00Z".into(),
+        last_seen: "2026-11-22T00:00:00Z".into(),
         types: [(type_url::ROUTE_CONFIGURATION.to_string(), status)].into(),
     }
 }

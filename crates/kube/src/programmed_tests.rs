@@ -55,6 +55,7 @@ fn node(id: &str, acked: &Snapshot, nacked: Option<(&Snapshot, &str)>) -> NodeSt
                         at: "2026-11-22T00:00:00Z".into(),
                     })
                 }),
+                ..Default::default()
             },
         );
     }
@@ -65,6 +66,7 @@ fn node(id: &str, acked: &Snapshot, nacked: Option<(&Snapshot, &str)>) -> NodeSt
         protocol: Protocol::Sotw,
         peer: None,
         connected_at: "2026-11-22T00:00:00Z".into(),
+        last_seen: "2026-11-22T00:00:00Z".into(),
         types,
     }
 }

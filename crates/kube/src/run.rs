@@ -53,7 +53,9 @@ pub async fn run(
         state_file,
         allow_destination_cidrs,
         gateway,
+        console,
     } = args;
+    let console = portcullis_controller::console::Console::new(&console)?;
     let client = Client::try_default()
         .await
         .context("no Kubernetes API access (in-cluster service account or kubeconfig)")?;
@@ -100,12 +102,20 @@ pub async fn run(
         }
     });
     tasks.spawn({
+        let (console, stop) = (console.clone(), stopped());
+        async move {
+            console.run(stop).await;
+            Ok(())
+        }
+    });
+    tasks.spawn({
         let state = AdminState {
             cache: cache.clone(),
             registry: registry.clone(),
             board: controller.board.clone(),
             model: controller.model.clone(),
             ready: controller.ready.clone(),
+            console: console.clone(),
         };
         let stop = stopped();
         async move {

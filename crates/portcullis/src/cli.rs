@@ -86,6 +86,8 @@ pub struct ServeArgs {
     pub state_file: Option<PathBuf>,
     #[command(flatten)]
     pub gateway: portcullis_controller::args::GatewayArgs,
+    #[command(flatten)]
+    pub console: portcullis_controller::console::ConsoleArgs,
     /// How often the config directory is checked for changes, in milliseconds.
     #[arg(long, env = "PORTCULLIS_POLL_MS", default_value_t = 200)]
     pub poll_ms: u64,
@@ -103,6 +105,7 @@ impl ServeArgs {
             admin_addr: _,
             state_file,
             gateway,
+            console,
             poll_ms,
             addr_file: _,
         } = self;
@@ -111,6 +114,7 @@ impl ServeArgs {
             state_file,
             options: gateway.into_options()?,
             poll_interval: Duration::from_millis(poll_ms),
+            console,
         })
     }
 }

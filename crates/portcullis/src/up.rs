@@ -51,6 +51,10 @@ pub struct UpArgs {
     ratelimit_addr: SocketAddr,
     #[command(flatten)]
     headers: portcullis_controller::args::HeaderArgs,
+    /// The console's signals: this Envoy's admin stats are sampled unless
+    /// --prometheus-url is given; more Envoys with --envoy-admin.
+    #[command(flatten)]
+    console: portcullis_controller::console::ConsoleArgs,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -67,9 +71,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         keys_file,
         ratelimit_addr,
         headers,
+        mut console,
     } = args;
     let (api_key_header, identity_headers) = headers.resolve()?;
     let key_header = api_key_header.clone();
+    // The console samples this Envoy's admin stats, so its port is fixed before Envoy
+    // starts (port 0: a free one, chosen now).
+    let envoy_admin_port = match envoy_admin_port {
+        0 => std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port(),
+        p => p,
+    };
+    console
+        .envoy_admin
+        .push(format!("127.0.0.1:{envoy_admin_port}"));
     let shutdown = crate::cli::ctrl_c();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let stop = portcullis_telemetry::Shutdown::new(async {
@@ -134,6 +150,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let xds = bind(xds_addr, "--xds-addr").await?;
     let admin = bind(admin_addr, "--admin-addr").await?;
+    let admin_addr = admin.local_addr()?;
 
     // The rate-limit service: counters in memory, the Routes' limits from this control
     // plane over ADS (the same server Envoy uses).
@@ -185,6 +202,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         poll_interval: Duration::from_millis(200),
+        console,
     };
     tasks.spawn(portcullis_controller::serve::run(
         serve_config,
@@ -204,6 +222,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!(
         "Portcullis is up. Manifests: {} (edit them; changes apply live)",
         config.display()
+    );
+    println!(
+        "  console:        http://{admin_addr}/   (problems, routing table, fleet, signals, explain)"
     );
     println!("  gateway:        http://127.0.0.1:{port}/");
     println!("  control plane:  http://{admin_addr}/debug/objects   http://{admin_addr}/debug/xds");

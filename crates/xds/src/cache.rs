@@ -129,6 +129,7 @@ impl Cache {
                 protocol,
                 peer: peer.map(|p| p.to_string()),
                 connected_at: rfc3339(SystemTime::now()),
+                last_seen: rfc3339(SystemTime::now()),
                 types: BTreeMap::new(),
             },
         );
@@ -162,6 +163,13 @@ impl StreamHandle {
         if let Some(s) = self.cache.inner.streams.lock().get_mut(&self.stream_id) {
             s.id = id.to_owned();
             s.cluster = cluster.to_owned();
+        }
+    }
+
+    /// The node sent a request: it is alive and connected.
+    pub(crate) fn seen(&self) {
+        if let Some(s) = self.cache.inner.streams.lock().get_mut(&self.stream_id) {
+            s.last_seen = rfc3339(SystemTime::now());
         }
     }
 
@@ -255,11 +263,20 @@ impl StreamHandle {
             Some((v, at)) if v == version => (*at).max(self.opened),
             _ => return,
         };
+        let elapsed = since.elapsed();
         inner
             .metrics
             .push_seconds
             .with_label_values(&[short_type(type_url)])
-            .observe(since.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
+        if let Some(t) = inner
+            .streams
+            .lock()
+            .get_mut(&self.stream_id)
+            .and_then(|s| s.types.get_mut(type_url))
+        {
+            t.push_ms = Some(elapsed.as_millis().try_into().unwrap_or(u64::MAX));
+        }
     }
 }
 

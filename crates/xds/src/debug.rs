@@ -31,6 +31,7 @@ impl Cache {
                     "protocol": n.protocol,
                     "peer": n.peer,
                     "connected_at": n.connected_at,
+                    "last_seen": n.last_seen,
                     "types": n.types,
                 })
             })

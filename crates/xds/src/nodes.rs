@@ -34,6 +34,8 @@ pub struct NodeStatus {
     pub peer: Option<String>,
     /// RFC 3339, UTC.
     pub connected_at: String,
+    /// When the node last sent a request on this stream (RFC 3339, UTC).
+    pub last_seen: String,
     pub types: BTreeMap<String, TypeStatus>,
 }
 
@@ -42,11 +44,16 @@ pub struct NodeStatus {
 pub struct TypeStatus {
     /// Version of the last response sent.
     pub sent: Option<String>,
+    /// When it was sent (RFC 3339, UTC).
+    pub sent_at: Option<String>,
     /// Last version the node ACKed.
     pub acked: Option<String>,
     /// Last rejection; cleared by a later ACK, so `Some` means the node is
     /// currently running older config than we sent.
     pub nack: Option<NackStatus>,
+    /// The last push latency measured on this stream, in milliseconds: from the
+    /// version arriving in a snapshot (or the stream opening) to this node's ACK.
+    pub push_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -92,7 +99,9 @@ impl NodeStatus {
             Event::Sent {
                 type_url, version, ..
             } => {
-                self.types.entry(type_url.clone()).or_default().sent = Some(version.clone());
+                let t = self.types.entry(type_url.clone()).or_default();
+                t.sent = Some(version.clone());
+                t.sent_at = Some(rfc3339(SystemTime::now()));
             }
             Event::Ack { type_url, version } => {
                 let t = self.types.entry(type_url.clone()).or_default();

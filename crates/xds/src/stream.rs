@@ -114,6 +114,7 @@ pub(crate) fn step<L: Logic>(
     let out = match input {
         Input::Snapshot(snapshot) => logic.on_snapshot(snapshot),
         Input::Request(req) => {
+            handle.seen();
             let node_ok = L::node(&req).is_none_or(|n| {
                 n.id.len() <= crate::limits::MAX_NODE_ID_LEN
                     && (handle.node_id.is_empty() || n.id.is_empty() || n.id == handle.node_id)
