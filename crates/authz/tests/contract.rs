@@ -27,14 +27,8 @@ use prost::Message;
 const MANIFESTS: &str = "apiVersion: portcullis.dev/v1alpha1\nkind: Service\nmetadata: {name: s, namespace: shop}\nspec: {destinations: [{name: a, address: '10.0.0.1:80'}]}\n---\napiVersion: portcullis.dev/v1alpha1\nkind: Route\nmetadata: {name: orders, namespace: shop}\nspec: {match: {paths: [{prefix: /orders}]}, backends: [{service: s}], auth: {scopes: [orders:read], forwardCredential: true}}\n";
 
 fn translated(options: &portcullis_translate::Options) -> portcullis_translate::Resources {
-    let (mut routes, mut services) = (vec![], vec![]);
-    for d in portcullis_api::parse_documents(MANIFESTS) {
-        match d.unwrap() {
-            portcullis_api::Document::Route(r) => routes.push(*r),
-            portcullis_api::Document::Service(s) => services.push(*s),
-        }
-    }
-    let outcome = portcullis_api::validate::validate(&routes, &services);
+    let objects = portcullis_api::Objects::parse(MANIFESTS).unwrap();
+    let outcome = portcullis_api::validate::validate(&objects.routes, &objects.services);
     assert_eq!(outcome.problems().count(), 0);
     portcullis_translate::translate(&outcome.model, options)
 }
