@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::config::route::v3::VirtualHost;
 use portcullis_api::ObjectKey;
-use portcullis_controller::publish::to_snapshot;
 use portcullis_kube::{
     fleet::{FleetReport, summarize},
     fleet_sync::{FleetConfig, Peers, to_configmap},
     programmed::Programmed,
 };
+use portcullis_plane::publish::to_snapshot;
 use portcullis_translate::{Options, translate};
 use portcullis_xds::{Cache, type_url::ROUTE_CONFIGURATION};
 use tokio::net::TcpListener;

@@ -108,14 +108,14 @@ impl Plane {
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (xds_addr, admin_addr) = (xds.local_addr().unwrap(), admin.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let config = portcullis_controller::serve::ServeConfig {
+        let config = portcullis_plane::serve::ServeConfig {
             config_dir: config_dir.to_path_buf(),
             state_file,
             options,
             poll_interval: Duration::from_millis(100),
             console: Default::default(),
         };
-        let task = tokio::spawn(portcullis_controller::serve::run(
+        let task = tokio::spawn(portcullis_plane::serve::run(
             config,
             xds,
             admin,

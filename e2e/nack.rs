@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use envoy_types::pb::envoy::config::route::v3::VirtualHost;
-use portcullis_controller::{admin, publish::to_snapshot};
+use portcullis_plane::{admin, publish::to_snapshot};
 use portcullis_translate::{Options, translate};
 use portcullis_xds::Cache;
 use tokio::net::TcpListener;
@@ -30,9 +30,10 @@ async fn rejected_resource_keeps_last_good_version_and_is_reported() {
         board: Default::default(),
         model: Default::default(),
         ready: Arc::new(true.into()),
-        console: Default::default(),
     };
-    tokio::spawn(async move { axum::serve(admin_listener, admin::router(state)).await });
+    tokio::spawn(async move {
+        axum::serve(admin_listener, admin::router(state, Default::default())).await
+    });
 
     let services = service_yaml("one", echo("one").await) + &service_yaml("two", echo("two").await);
     let options = Options {
@@ -142,7 +143,7 @@ async fn rejected_resource_keeps_last_good_version_and_is_reported() {
         1,
         "the rejected version was sent again"
     );
-    let metrics = portcullis_telemetry::render_metrics(&registry);
+    let metrics = portcullis_process::render_metrics(&registry);
     assert!(
         metrics.lines().any(|l| l.starts_with("portcullis_xds_nacks_total{type_url=\"RouteConfiguration\"} 1")),
         "{metrics}"

@@ -143,7 +143,7 @@ async fn prometheus_scrapes_golden_signals_by_service_and_route() {
     }
     let console = console_with(
         model(&manifests),
-        portcullis_controller::console::ConsoleArgs {
+        portcullis_plane::console::ConsoleArgs {
             prometheus_url: Some(base.clone()),
             ..Default::default()
         },
@@ -175,7 +175,7 @@ async fn prometheus_scrapes_golden_signals_by_service_and_route() {
     // A Prometheus that is gone is said on the page, not a failure of the page.
     let gone = console_with(
         model(&manifests),
-        portcullis_controller::console::ConsoleArgs {
+        portcullis_plane::console::ConsoleArgs {
             prometheus_url: Some(format!("http://127.0.0.1:{}", free_port())),
             ..Default::default()
         },
@@ -197,21 +197,21 @@ fn free_port() -> u16 {
 /// An admin endpoint (console included) serving `model`, with `args`.
 async fn console_with(
     model: portcullis_api::Model,
-    args: portcullis_controller::console::ConsoleArgs,
+    args: portcullis_plane::console::ConsoleArgs,
 ) -> std::net::SocketAddr {
     use std::sync::Arc;
     let registry = prometheus::Registry::new();
-    let state = portcullis_controller::admin::AdminState {
+    let state = portcullis_plane::admin::AdminState {
         cache: portcullis_xds::Cache::new(&registry),
         registry,
         board: Default::default(),
         model: Arc::new(parking_lot::RwLock::new(Arc::new(model))),
         ready: Arc::new(true.into()),
-        console: portcullis_controller::console::Console::new(&args).unwrap(),
     };
+    let console = portcullis_plane::console::Console::new(&args).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = portcullis_controller::admin::router(state);
+    let router = portcullis_plane::admin::router(state, console);
     tokio::spawn(async move { axum::serve(listener, router).await });
     addr
 }

@@ -79,7 +79,7 @@ async fn receiver() -> (Seen, std::net::SocketAddr) {
 async fn one_trace_holds_envoy_and_authz_spans() {
     let (seen, collector) = receiver().await;
     // This process is the authz service's: its spans go to the receiver too.
-    let _tracing = portcullis_telemetry::init_tracing(
+    let _tracing = portcullis_process::init_tracing(
         "info",
         false,
         Some(&format!("http://{collector}")),

@@ -564,7 +564,7 @@ async fn whatever_validate_accepts_envoy_accepts() {
         ..Default::default()
     };
     let empty = portcullis_api::Model::default();
-    cache.set_snapshot(portcullis_controller::publish::to_snapshot(&translate(
+    cache.set_snapshot(portcullis_plane::publish::to_snapshot(&translate(
         &empty, &options,
     )));
     let _gw = Gateway::start(xds_addr, "proptest", false).await;
@@ -604,7 +604,7 @@ async fn whatever_validate_accepts_envoy_accepts() {
                 served_sets.set(served_sets.get() + 1);
                 served_routes.set(served_routes.get() + outcome.model.routes.len());
             }
-            let snapshot = portcullis_controller::publish::to_snapshot(&resources);
+            let snapshot = portcullis_plane::publish::to_snapshot(&resources);
             handle.block_on(push(&cache, snapshot)).map_err(|e| {
                 TestCaseError::fail(format!(
                     "Envoy rejected what validate accepted: {e}\n{text}"

@@ -78,7 +78,7 @@ pub async fn run(
     );
     let (queue, rx) = queue::queue(args.queue, metrics.clone());
     let drain = tokio::spawn(queue::drain(rx, sink, metrics.clone()));
-    let stop = portcullis_telemetry::Shutdown::new(shutdown);
+    let stop = portcullis_process::Shutdown::new(shutdown);
     tracing::info!(grpc = ?grpc.local_addr().ok(), sink = ?args.sink, "access log service serving");
     let (g, h) = tokio::join!(
         service::serve(
@@ -86,7 +86,7 @@ pub async fn run(
             service::Als::new(queue, scrub, metrics),
             stop.signal()
         ),
-        portcullis_telemetry::serve_metrics(metrics_http, registry, stop.signal()),
+        portcullis_process::serve_metrics(metrics_http, registry, stop.signal()),
     );
     g.context("gRPC server")?;
     h.context("HTTP server")?;
@@ -101,7 +101,7 @@ pub async fn run_bound(
     args: Args,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let grpc = portcullis_telemetry::bind(args.grpc_addr, "--grpc-addr").await?;
-    let http = portcullis_telemetry::bind(args.metrics_addr, "--metrics-addr").await?;
+    let grpc = portcullis_process::bind(args.grpc_addr, "--grpc-addr").await?;
+    let http = portcullis_process::bind(args.metrics_addr, "--metrics-addr").await?;
     run(args, grpc, http, shutdown).await
 }

@@ -81,6 +81,6 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_service(AccessLogServiceServer::new(service))
-        .serve_with_incoming_shutdown(portcullis_telemetry::incoming_nodelay(listener), shutdown)
+        .serve_with_incoming_shutdown(portcullis_process::incoming_nodelay(listener), shutdown)
         .await
 }

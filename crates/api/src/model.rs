@@ -1,5 +1,5 @@
 //! The validated model: accepted Services and the served Route entries in precedence
-//! order ([`crate::precedence`]). Built only by [`crate::validate::validate`]; the translator reads it.
+//! order ([`crate::precedence`]). Built only by `validate::validate`; the translator reads it.
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -102,7 +102,7 @@ pub struct Model {
 impl Model {
     /// Does the Host owning `domain` (if any) admit Routes from `namespace`?
     pub fn admits(&self, domain: &str, namespace: &str) -> bool {
-        crate::validate::owner(&self.hosts, domain)
+        owner(&self.hosts, domain)
             .is_none_or(|(key, h)| h.host.spec.admits(&key.namespace, namespace))
     }
 
@@ -117,4 +117,24 @@ impl Model {
         hosts.dedup();
         hosts
     }
+}
+
+/// The Host that owns `hostname`: one with exactly that hostname, else the one whose
+/// wildcard covers it with the longest suffix.
+pub fn owner<'a>(
+    hosts: &'a BTreeMap<ObjectKey, ServedHost>,
+    hostname: &str,
+) -> Option<(&'a ObjectKey, &'a ServedHost)> {
+    hosts
+        .iter()
+        .find(|(_, h)| h.host.spec.hostname == hostname)
+        .or_else(|| {
+            hosts
+                .iter()
+                .filter(|(_, h)| {
+                    h.host.spec.hostname.starts_with('*')
+                        && crate::precedence::covers(&h.host.spec.hostname, hostname)
+                })
+                .max_by_key(|(_, h)| h.host.spec.hostname.len())
+        })
 }

@@ -62,7 +62,7 @@ pub struct ConnectionPool {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_requests_per_connection: Option<u32>,
     /// Upstream idle timeout (default 300s). Below 1s is refused: bursty traffic would
-    /// churn connections into TIME_WAIT and exhaust ephemeral ports (seed 000).
+    /// churn connections into TIME_WAIT and exhaust ephemeral ports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<Duration>,
     /// Connections are recycled after this long (default unlimited).

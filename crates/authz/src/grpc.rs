@@ -97,7 +97,7 @@ impl Authorization for AuthzGrpc {
         // A child of Envoy's ext_authz span: Envoy sends `traceparent` with the call.
         let span = tracing::info_span!("authz.check", otel.kind = "server");
         let md = request.metadata();
-        portcullis_telemetry::continue_trace(&span, |k| md.get(k).and_then(|v| v.to_str().ok()));
+        portcullis_process::continue_trace(&span, |k| md.get(k).and_then(|v| v.to_str().ok()));
         // Never a gRPC error: every failure is a decision with its own HTTP status, so
         // Envoy's `status_on_error` only covers this service being unreachable.
         let response = AuthzGrpc::check(self, request.get_ref())
@@ -117,7 +117,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(AuthorizationServer::new(service))
-        .serve_with_incoming_shutdown(portcullis_telemetry::incoming_nodelay(listener), shutdown)
+        .serve_with_incoming_shutdown(portcullis_process::incoming_nodelay(listener), shutdown)
         .await
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use portcullis_telemetry::Shutdown;
+use portcullis_process::Shutdown;
 use prometheus::Registry;
 
 use crate::args::Args;
@@ -102,7 +102,7 @@ pub async fn run(
     tracing::info!(grpc = ?grpc.local_addr().ok(), http = ?metrics_http.local_addr().ok(), "authz service serving");
     let (g, h) = tokio::join!(
         crate::grpc::serve(grpc, service, stop.signal()),
-        portcullis_telemetry::serve_metrics(metrics_http, registry, stop.signal()),
+        portcullis_process::serve_metrics(metrics_http, registry, stop.signal()),
     );
     g.context("gRPC server")?;
     h.context("HTTP server")?;
@@ -114,7 +114,7 @@ pub async fn run_bound(
     args: Args,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let grpc = portcullis_telemetry::bind(args.grpc_addr, "--grpc-addr").await?;
-    let http = portcullis_telemetry::bind(args.metrics_addr, "--metrics-addr").await?;
+    let grpc = portcullis_process::bind(args.grpc_addr, "--grpc-addr").await?;
+    let http = portcullis_process::bind(args.metrics_addr, "--metrics-addr").await?;
     run(args, grpc, http, shutdown).await
 }

@@ -47,14 +47,14 @@ pub async fn start(
     let xds = TcpListener::bind("127.0.0.1:0").await?;
     let admin = TcpListener::bind("127.0.0.1:0").await?;
     let (xds_addr, admin_addr) = (xds.local_addr()?, admin.local_addr()?);
-    let config = portcullis_controller::serve::ServeConfig {
+    let config = portcullis_plane::serve::ServeConfig {
         config_dir: dir.path().to_path_buf(),
         state_file: None,
         options,
         poll_interval: Duration::from_millis(200),
         console: Default::default(),
     };
-    tokio::spawn(portcullis_controller::serve::run(
+    tokio::spawn(portcullis_plane::serve::run(
         config,
         xds,
         admin,

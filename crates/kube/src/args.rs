@@ -32,11 +32,7 @@ pub struct Args {
     )]
     pub pod_namespace: String,
     /// This replica's identity in the Lease (the pod name).
-    #[arg(
-        long,
-        env = "PORTCULLIS_POD_NAME",
-        default_value = "portcullis-controller"
-    )]
+    #[arg(long, env = "PORTCULLIS_POD_NAME", default_value = "portcullis-plane")]
     pub pod_name: String,
     /// This replica's pod UID (downward API): its xDS report ConfigMap is owned by the
     /// pod, so it is deleted with it. Empty: no owner.
@@ -46,7 +42,7 @@ pub struct Args {
     #[arg(
         long,
         env = "PORTCULLIS_LEASE_NAME",
-        default_value = "portcullis-controller"
+        default_value = "portcullis-plane"
     )]
     pub lease_name: String,
     /// Seconds a Lease holder may go without renewing before a peer takes over.
@@ -91,7 +87,7 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_STATE_FILE")]
     pub state_file: Option<PathBuf>,
     #[command(flatten)]
-    pub gateway: portcullis_controller::args::GatewayArgs,
+    pub gateway: portcullis_plane::args::GatewayArgs,
     #[command(flatten)]
-    pub console: portcullis_controller::console::ConsoleArgs,
+    pub console: portcullis_plane::console::ConsoleArgs,
 }

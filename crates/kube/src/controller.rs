@@ -11,7 +11,7 @@ use std::{
 
 use parking_lot::RwLock;
 use portcullis_api::{Document, ObjectKey, validate::Report};
-use portcullis_controller::{
+use portcullis_plane::{
     file_source::{Board, ObjectView},
     publish::Publisher,
     reconcile::{Objects, reconcile},
@@ -107,7 +107,7 @@ impl Controller {
         board.mark_failed(&published.failed);
         {
             let previous = self.board.read();
-            board.carry_over(&previous, &portcullis_controller::console::now_rfc3339());
+            board.carry_over(&previous, &portcullis_plane::console::now_rfc3339());
             // Set by the status round, not by a reconcile: kept until it runs again.
             board.keep_conditions(&previous, portcullis_api::status::types::PROGRAMMED);
         }
@@ -162,7 +162,7 @@ impl Controller {
         }
         // The console's Problems list objects some Envoy does not run yet.
         if !programmed_conditions.is_empty() {
-            let now = portcullis_controller::console::now_rfc3339();
+            let now = portcullis_plane::console::now_rfc3339();
             let mut board = self.board.write();
             for (object, c) in programmed_conditions {
                 board.set_condition(&object, c, &now);

@@ -6,7 +6,7 @@ use k8s_openapi::api::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use portcullis_api::{Destination, ServiceRef, validate::validate};
-use portcullis_controller::publish::to_snapshot;
+use portcullis_plane::publish::to_snapshot;
 use portcullis_translate::{Options, translate};
 use portcullis_xds::type_url;
 

@@ -15,7 +15,7 @@ use k8s_openapi::api::{core::v1::Service as KubeService, discovery::v1::Endpoint
 use kube::{ResourceExt, core::DeserializeGuard};
 use parking_lot::RwLock;
 use portcullis_api::{Document, ObjectKey, ObjectStatus, Route, Service};
-use portcullis_controller::reconcile::Objects;
+use portcullis_plane::reconcile::Objects;
 use tokio::sync::watch;
 
 /// `(namespace, name)` of a core object.

@@ -2,7 +2,7 @@ use std::collections::BTreeSet;
 
 use kube::core::DeserializeGuard;
 use portcullis_api::{ObjectKey, Route, Service};
-use portcullis_controller::reconcile::{Objects, reconcile};
+use portcullis_plane::reconcile::{Objects, reconcile};
 
 use super::*;
 use crate::fixtures::{mk_route, mk_service};

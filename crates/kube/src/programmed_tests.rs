@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use portcullis_api::{ObjectKey, validate::validate};
-use portcullis_controller::publish::to_snapshot;
+use portcullis_plane::publish::to_snapshot;
 use portcullis_translate::{Options, translate};
 use portcullis_xds::{NackStatus, NodeStatus, Protocol, Snapshot, TypeStatus, type_url};
 

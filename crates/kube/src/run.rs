@@ -6,7 +6,7 @@ use std::{future::Future, sync::atomic::Ordering, time::Duration};
 
 use anyhow::Context;
 use kube::Client;
-use portcullis_controller::{
+use portcullis_plane::{
     admin::{self, AdminState},
     publish::Publisher,
 };
@@ -55,7 +55,7 @@ pub async fn run(
         gateway,
         console,
     } = args;
-    let console = portcullis_controller::console::Console::new(&console)?;
+    let console = portcullis_plane::console::Console::new(&console)?;
     let client = Client::try_default()
         .await
         .context("no Kubernetes API access (in-cluster service account or kubeconfig)")?;
@@ -66,24 +66,17 @@ pub async fn run(
     let publisher = Publisher::new(cache.clone(), options, state_file, &registry);
     let index = SharedIndex::with_rules(Rules::cluster(allow_destination_cidrs));
     let mut controller = Controller::new(index.clone(), publisher);
-    if let Some(state) = &controller.publisher.state
-        && let Ok(Some((snapshot, _))) = state.load()
-    {
-        tracing::info!(
-            version = snapshot.version(),
-            "serving the saved snapshot until the watches have listed"
-        );
-        cache.set_snapshot(snapshot);
+    // Creation times come from the API server here; only the snapshot is reused.
+    if controller.publisher.restore().is_some() {
         controller.ready.store(true, Ordering::Release);
     }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    // The tasks stop after the reconcile loop, once `shutdown` has resolved.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = portcullis_process::Shutdown::new(async {
+        let _ = stop_rx.await;
+    });
+    let stopped = || stop.signal();
     let bind = |addr, what: &'static str| async move {
         TcpListener::bind(addr)
             .await
@@ -115,11 +108,11 @@ pub async fn run(
             board: controller.board.clone(),
             model: controller.model.clone(),
             ready: controller.ready.clone(),
-            console: console.clone(),
         };
+        let console = console.clone();
         let stop = stopped();
         async move {
-            portcullis_telemetry::http::serve(admin, admin::router(state), stop)
+            portcullis_process::http::serve(admin, admin::router(state, console), stop)
                 .await
                 .map_err(anyhow::Error::from)
         }
@@ -241,7 +234,7 @@ pub async fn run(
             Ok(()) = leader.changed() => {}
         }
     }
-    let _ = stop_tx.send(true);
+    let _ = stop_tx.send(());
     drop(queue);
     while let Some(done) = tasks.join_next().await {
         done??;

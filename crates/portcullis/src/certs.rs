@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use portcullis_api::{Certificates, Document, Objects};
-use portcullis_controller::certificates::FileCertificates;
+use portcullis_plane::certificates::FileCertificates;
 
 pub fn load_for(objects: &Objects, paths: &[PathBuf]) -> Certificates {
     let base = paths.first().map_or(Path::new("."), |p| {

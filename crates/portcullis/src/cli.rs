@@ -85,9 +85,9 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTCULLIS_STATE_FILE")]
     pub state_file: Option<PathBuf>,
     #[command(flatten)]
-    pub gateway: portcullis_controller::args::GatewayArgs,
+    pub gateway: portcullis_plane::args::GatewayArgs,
     #[command(flatten)]
-    pub console: portcullis_controller::console::ConsoleArgs,
+    pub console: portcullis_plane::console::ConsoleArgs,
     /// How often the config directory is checked for changes, in milliseconds.
     #[arg(long, env = "PORTCULLIS_POLL_MS", default_value_t = 200)]
     pub poll_ms: u64,
@@ -98,7 +98,7 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    pub fn into_config(self) -> anyhow::Result<portcullis_controller::serve::ServeConfig> {
+    pub fn into_config(self) -> anyhow::Result<portcullis_plane::serve::ServeConfig> {
         let Self {
             config,
             xds_addr: _,
@@ -109,7 +109,7 @@ impl ServeArgs {
             poll_ms,
             addr_file: _,
         } = self;
-        Ok(portcullis_controller::serve::ServeConfig {
+        Ok(portcullis_plane::serve::ServeConfig {
             config_dir: config,
             state_file,
             options: gateway.into_options()?,
@@ -225,7 +225,7 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let tracing = match portcullis_telemetry::init_tracing(
+        let tracing = match portcullis_process::init_tracing(
             &log,
             log_json,
             otlp_endpoint.as_deref(),
@@ -255,15 +255,23 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(args).await,
         Command::Up(args) => crate::up::run(args).await,
-        Command::Controller(args) => portcullis_kube::run(*args, ctrl_c()).await,
-        Command::Ratelimit(args) => portcullis_ratelimit::run_bound(*args, ctrl_c()).await,
-        Command::Authz(args) => portcullis_authz::run_bound(*args, ctrl_c()).await,
-        Command::Accesslog(args) => portcullis_accesslog::run_bound(*args, ctrl_c()).await,
-        Command::Drain(args) => crate::drain::run(args, ctrl_c()).await,
+        Command::Controller(args) => {
+            portcullis_kube::run(*args, crate::signals::shutdown_signal()).await
+        }
+        Command::Ratelimit(args) => {
+            portcullis_ratelimit::run_bound(*args, crate::signals::shutdown_signal()).await
+        }
+        Command::Authz(args) => {
+            portcullis_authz::run_bound(*args, crate::signals::shutdown_signal()).await
+        }
+        Command::Accesslog(args) => {
+            portcullis_accesslog::run_bound(*args, crate::signals::shutdown_signal()).await
+        }
+        Command::Drain(args) => crate::drain::run(args, crate::signals::shutdown_signal()).await,
         Command::Echo { addr, name } => {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(%addr, name, "echo backend listening");
-            crate::echo::serve(listener, name, ctrl_c()).await?;
+            crate::echo::serve(listener, name, crate::signals::shutdown_signal()).await?;
             Ok(())
         }
         Command::Validate { .. } | Command::Crds | Command::Bootstrap(_) | Command::Explain(_) => {
@@ -276,44 +284,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (xds_addr, admin_addr, addr_file) =
         (args.xds_addr, args.admin_addr, args.addr_file.clone());
     let config = args.into_config()?;
-    let xds = bind(xds_addr, "--xds-addr").await?;
-    let admin = bind(admin_addr, "--admin-addr").await?;
+    let xds = portcullis_process::bind(xds_addr, "--xds-addr").await?;
+    let admin = portcullis_process::bind(admin_addr, "--admin-addr").await?;
     if let Some(path) = &addr_file {
         let addrs = serde_json::json!({"xds": xds.local_addr()?, "admin": admin.local_addr()?});
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, addrs.to_string())?;
         std::fs::rename(&tmp, path)?;
     }
-    portcullis_controller::serve::run(config, xds, admin, ctrl_c()).await
-}
-
-pub async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    portcullis_telemetry::bind(addr, flag).await
-}
-
-/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not
-/// when first polled: a signal during start-up is then caught instead of killing the
-/// process with the default action (which would orphan `up`'s Envoy).
-pub fn ctrl_c() -> impl std::future::Future<Output = ()> + Send + 'static {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let mut int = signal(SignalKind::interrupt()).ok();
-    async move {
-        tokio::select! {
-            _ = recv(term.as_mut()) => {}
-            _ = recv(int.as_mut()) => {}
-        }
-        tracing::info!("shutting down");
-    }
-}
-
-async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
-    match s {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending::<()>().await,
-    }
+    portcullis_plane::serve::run(config, xds, admin, crate::signals::shutdown_signal()).await
 }
 
 #[cfg(test)]

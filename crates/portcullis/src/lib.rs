@@ -10,5 +10,6 @@ pub mod echo;
 pub mod envoy;
 pub mod explain_cmd;
 pub mod renamed;
+pub mod signals;
 pub mod up;
 pub mod validate_cmd;

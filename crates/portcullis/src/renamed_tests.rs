@@ -19,7 +19,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (Cli, Vec<String>) {
     (cli, warnings)
 }
 
-fn gateway(cli: Cli) -> portcullis_controller::args::GatewayArgs {
+fn gateway(cli: Cli) -> portcullis_plane::args::GatewayArgs {
     match cli.command {
         Command::Serve(s) => s.gateway,
         Command::Controller(c) => c.gateway,

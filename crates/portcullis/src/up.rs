@@ -5,7 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 
-use crate::{bootstrap::Bootstrap, cli::bind, envoy::Envoy};
+use crate::{bootstrap::Bootstrap, envoy::Envoy};
+use portcullis_process::bind;
 
 /// The shipped demo, used when no `--config` is given and `./examples` is absent.
 const EMBEDDED_DEMO: &str = include_str!("../../../examples/demo/demo.yaml");
@@ -50,11 +51,11 @@ pub struct UpArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     ratelimit_addr: SocketAddr,
     #[command(flatten)]
-    headers: portcullis_controller::args::HeaderArgs,
+    headers: portcullis_plane::args::HeaderArgs,
     /// The console's signals: this Envoy's admin stats are sampled unless
     /// --prometheus-url is given; more Envoys with --envoy-admin.
     #[command(flatten)]
-    console: portcullis_controller::console::ConsoleArgs,
+    console: portcullis_plane::console::ConsoleArgs,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -86,9 +87,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     console
         .envoy_admin
         .push(format!("127.0.0.1:{envoy_admin_port}"));
-    let shutdown = crate::cli::ctrl_c();
+    let shutdown = crate::signals::shutdown_signal();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let stop = portcullis_telemetry::Shutdown::new(async {
+    let stop = portcullis_process::Shutdown::new(async {
         let _ = stop_rx.await;
     });
     let stopped = || stop.signal();
@@ -188,7 +189,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         stopped(),
     ));
 
-    let serve_config = portcullis_controller::serve::ServeConfig {
+    let serve_config = portcullis_plane::serve::ServeConfig {
         config_dir: config.clone(),
         state_file: Some(state_file.unwrap_or_else(|| PathBuf::from(".portcullis/state.json"))),
         options: portcullis_translate::Options {
@@ -204,7 +205,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         poll_interval: Duration::from_millis(200),
         console,
     };
-    tasks.spawn(portcullis_controller::serve::run(
+    tasks.spawn(portcullis_plane::serve::run(
         serve_config,
         xds,
         admin,

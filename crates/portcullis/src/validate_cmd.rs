@@ -5,7 +5,7 @@ use portcullis_api::{
     Objects,
     validate::{Rules, validate_objects},
 };
-use portcullis_controller::files;
+use portcullis_plane::files;
 
 pub fn run(paths: &[PathBuf], rules: &Rules) -> ExitCode {
     let (objects, mut errors) = load(paths);

@@ -27,7 +27,7 @@ impl RateLimitService for RateLimitGrpc {
         // A child of Envoy's rate-limit call span (`traceparent` in the metadata).
         let span = tracing::info_span!("ratelimit.should_rate_limit", otel.kind = "server");
         let md = request.metadata();
-        portcullis_telemetry::continue_trace(&span, |k| md.get(k).and_then(|v| v.to_str().ok()));
+        portcullis_process::continue_trace(&span, |k| md.get(k).and_then(|v| v.to_str().ok()));
         let response = self
             .0
             .should_rate_limit(request.get_ref())
@@ -50,6 +50,6 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(RateLimitServiceServer::new(RateLimitGrpc(limiter)))
-        .serve_with_incoming_shutdown(portcullis_telemetry::incoming_nodelay(listener), shutdown)
+        .serve_with_incoming_shutdown(portcullis_process::incoming_nodelay(listener), shutdown)
         .await
 }

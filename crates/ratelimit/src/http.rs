@@ -8,9 +8,7 @@ pub fn router(registry: Registry) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(
-                |State(r): State<Registry>| async move { portcullis_telemetry::render_metrics(&r) },
-            ),
+            get(|State(r): State<Registry>| async move { portcullis_process::render_metrics(&r) }),
         )
         .route("/healthz", get(|| async { "ok" }))
         // envoyproxy/ratelimit's health path, so existing probes keep working.

@@ -44,7 +44,7 @@ impl Listeners {
 
     /// Binds the addresses of `settings`, naming the flag of any that fails.
     pub async fn bind(settings: &Settings) -> anyhow::Result<Self> {
-        let bind = portcullis_telemetry::bind;
+        let bind = portcullis_process::bind;
         Ok(Listeners {
             grpc: bind(settings.grpc_addr, "--grpc-addr (GRPC_HOST/GRPC_PORT)").await?,
             http: bind(settings.http_addr, "--metrics-addr (HOST/PORT)").await?,
@@ -89,7 +89,7 @@ pub async fn run(
     let metrics = Metrics::with_max_keys(&registry, s.stats_max_keys)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let table = Arc::new(LimitTable::default());
-    let stop = portcullis_telemetry::Shutdown::new(shutdown);
+    let stop = portcullis_process::Shutdown::new(shutdown);
 
     match s.source.clone() {
         Source::Xds { addr, node_id } => {

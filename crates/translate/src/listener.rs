@@ -96,7 +96,8 @@ fn connection_manager(options: &Options, stat_prefix: &str) -> HttpConnectionMan
         normalize_path: proto::yes(),
         merge_slashes: true,
         path_with_escaped_slashes_action: PathWithEscapedSlashesAction::UnescapeAndRedirect as i32,
-        // Defaults in Envoy are infinite or very long (seed 001's lesson); these are not.
+        // Envoy's defaults are infinite or very long, which lets slow or idle clients
+        // hold connections and memory forever at an internet edge; these are bounded.
         request_headers_timeout: proto::secs(10),
         stream_idle_timeout: proto::secs(300),
         common_http_protocol_options: Some(HttpProtocolOptions {

@@ -89,7 +89,7 @@ fn host_tls(vhost: &mut VirtualHost, model: &Model, domain: &str) {
         core::v3::{HeaderValue, HeaderValueOption, header_value_option::HeaderAppendAction},
         route::v3::virtual_host::TlsRequirementType,
     };
-    let Some((_, owner)) = portcullis_api::validate::owner(&model.hosts, domain) else {
+    let Some((_, owner)) = portcullis_api::model::owner(&model.hosts, domain) else {
         return;
     };
     let (Some(tls), Some(_)) = (&owner.host.spec.tls, &owner.certificate) else {

@@ -107,6 +107,6 @@ pub async fn serve(
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(AdsService::with_shutdown(cache, stop_rx).into_server())
-        .serve_with_incoming_shutdown(portcullis_telemetry::incoming_nodelay(listener), signal)
+        .serve_with_incoming_shutdown(portcullis_process::incoming_nodelay(listener), signal)
         .await
 }

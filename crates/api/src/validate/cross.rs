@@ -1,5 +1,6 @@
 //! Cross-object rules: duplicate names, references between Routes and Services, and
-//! match conflicts between Routes (the oldest Route keeps a match; seed 001).
+//! match conflicts between Routes. The oldest Route keeps a contested match, so a new
+//! manifest can never take traffic a running service already has (docs/decisions.md).
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,

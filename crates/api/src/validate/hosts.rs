@@ -4,10 +4,8 @@ use std::collections::BTreeMap;
 
 use super::{Issue, Report, Rules, names};
 use crate::{
-    CertificateState, Certificates, Host, ObjectKey, Route,
-    host::ALPN,
-    model::ServedHost,
-    precedence::{age_order, covers},
+    CertificateState, Certificates, Host, ObjectKey, Route, host::ALPN, model::ServedHost,
+    precedence::age_order,
 };
 
 pub(super) fn check(host: &Host, rules: &Rules, report: &mut Report) {
@@ -149,25 +147,6 @@ fn certificate(report: &mut Report, state: &CertificateState) -> Option<crate::C
     state.serving.clone()
 }
 
-/// The Host that owns `hostname`: one with exactly that hostname, else the one whose
-/// wildcard covers it with the longest suffix.
-pub fn owner<'a>(
-    hosts: &'a BTreeMap<ObjectKey, ServedHost>,
-    hostname: &str,
-) -> Option<(&'a ObjectKey, &'a ServedHost)> {
-    hosts
-        .iter()
-        .find(|(_, h)| h.host.spec.hostname == hostname)
-        .or_else(|| {
-            hosts
-                .iter()
-                .filter(|(_, h)| {
-                    h.host.spec.hostname.starts_with('*') && covers(&h.host.spec.hostname, hostname)
-                })
-                .max_by_key(|(_, h)| h.host.spec.hostname.len())
-        })
-}
-
 /// Routes naming a hostname owned by a Host that does not admit their namespace are not
 /// served; with `require_host_ownership`, neither are Routes naming unowned hostnames.
 pub(super) fn admit_routes(
@@ -180,7 +159,7 @@ pub(super) fn admit_routes(
             continue;
         }
         for (i, h) in route.spec.hosts.iter().enumerate() {
-            let message = match owner(hosts, h) {
+            let message = match crate::model::owner(hosts, h) {
                 Some((key, served)) => {
                     if served
                         .host

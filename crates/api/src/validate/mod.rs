@@ -18,7 +18,6 @@ mod service;
 pub use bounds::*;
 pub use budget::DEFAULT_ROUTE_TABLE_BYTES;
 pub use destinations::{Cidr, DestinationRules};
-pub use hosts::owner;
 
 /// Rules that depend on where the control plane runs.
 #[derive(Clone, Debug, PartialEq, Eq)]

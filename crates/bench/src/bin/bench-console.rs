@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use portcullis_bench::{manifests, report::*};
-use portcullis_controller::{
+use portcullis_plane::{
     console::{
         explain, fleet, problems,
         routes::{self, Filter},
@@ -86,13 +86,10 @@ fn main() -> anyhow::Result<()> {
             .collect(),
         ..Default::default()
     };
-    board.carry_over(
-        &Board::default(),
-        &portcullis_controller::console::now_rfc3339(),
-    );
+    board.carry_over(&Board::default(), &portcullis_plane::console::now_rfc3339());
     let model = outcome.model;
     let resources = portcullis_translate::translate(&model, &Default::default());
-    let snapshot = portcullis_controller::publish::to_snapshot(&resources);
+    let snapshot = portcullis_plane::publish::to_snapshot(&resources);
     let nodes = envoys(&snapshot, 100);
     let readout = readout(&model, 2000);
     let now = jiff::Timestamp::now;

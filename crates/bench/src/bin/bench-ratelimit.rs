@@ -71,7 +71,7 @@ fn snapshot(
     };
     let mut res = portcullis_translate::translate(model, &options);
     local_ratelimit::add(&mut res, "bench/local/")?;
-    Ok(portcullis_controller::publish::to_snapshot(&res))
+    Ok(portcullis_plane::publish::to_snapshot(&res))
 }
 
 /// Waits until node `id` has ACKed the current snapshot's version of `type_url`.

@@ -9,7 +9,7 @@ use std::{
 
 use portcullis::{bootstrap::Bootstrap, envoy::Envoy};
 use portcullis_bench::{manifests, report::*};
-use portcullis_controller::publish::to_snapshot;
+use portcullis_plane::publish::to_snapshot;
 use portcullis_translate::{Options, translate};
 use portcullis_xds::{Cache, Snapshot, type_url};
 

@@ -88,9 +88,9 @@ pub async fn serve(
         let service = TowerToHyperService::new(router.clone());
         // One task per connection: a slow TLS handshake must not block the others.
         tokio::spawn(async move {
-            // The same limits as every other HTTP server (portcullis_telemetry::http):
+            // The same limits as every other HTTP server (portcullis_process::http):
             // a handshake or request head that dribbles in is cut off.
-            let timeout = portcullis_telemetry::http::HEADER_READ_TIMEOUT;
+            let timeout = portcullis_process::http::HEADER_READ_TIMEOUT;
             let stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {

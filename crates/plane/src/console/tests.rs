@@ -41,11 +41,10 @@ async fn console(
         board: Arc::new(RwLock::new(board)),
         model: Arc::new(RwLock::new(Arc::new(reloaded.model))),
         ready: Arc::new(AtomicBool::new(true)),
-        console: Console::new(&args).unwrap(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = crate::admin::router(state.clone());
+    let router = crate::admin::router(state.clone(), Console::new(&args).unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
     (addr, state, dir)
 }

@@ -1,7 +1,7 @@
 //! The state file: the last published snapshot plus when each object was first seen,
 //! written atomically after every publish and served at once on start, before the
-//! source is read (seed 001's "local static routing table"). Losing the control plane
-//! and restarting it then changes nothing for Envoy.
+//! source is read, so a restarted control plane hands reconnecting Envoys the routing
+//! table they already have instead of an empty one (docs/decisions.md).
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},

@@ -54,6 +54,30 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Serves the state file's snapshot, if there is a readable one, until the source
+    /// has been read; the same in file and Kubernetes mode. Returns the creation times
+    /// it kept (file mode's notion of age). An unreadable file is logged and ignored:
+    /// the source rebuilds everything from the manifests.
+    pub fn restore(&self) -> Option<crate::state::Created> {
+        let state = self.state.as_ref()?;
+        match state.load() {
+            Ok(Some((snapshot, created))) => {
+                tracing::info!(
+                    version = snapshot.version(),
+                    path = %state.path().display(),
+                    "serving the saved snapshot until the source has been read"
+                );
+                self.cache.set_snapshot(snapshot);
+                Some(created)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, path = %state.path().display(), "ignoring an unreadable state file");
+                None
+            }
+        }
+    }
+
     pub fn new(
         cache: Cache,
         options: Options,

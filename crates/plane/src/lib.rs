@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+mod admin_state;
 pub mod args;
 pub mod certificates;
 pub mod console;

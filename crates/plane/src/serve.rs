@@ -50,30 +50,18 @@ pub async fn run(
     let publisher = Publisher::new(cache.clone(), options, state_file, &registry);
     let ready = Arc::new(AtomicBool::new(false));
     let mut created = Default::default();
-    if let Some(state) = &publisher.state {
-        match state.load() {
-            Ok(Some((snapshot, c))) => {
-                tracing::info!(version = snapshot.version(), path = %state.path().display(), "serving the saved snapshot until the source is read");
-                cache.set_snapshot(snapshot);
-                created = c;
-                ready.store(true, std::sync::atomic::Ordering::Release);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, path = %state.path().display(), "ignoring an unreadable state file")
-            }
-        }
+    if let Some(c) = publisher.restore() {
+        created = c;
+        ready.store(true, std::sync::atomic::Ordering::Release);
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    // The servers stop after the watcher, once `shutdown` has resolved.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = portcullis_process::Shutdown::new(async {
+        let _ = stop_rx.await;
+    });
+    let stopped = || stop.signal();
     tracing::info!(xds = %xds.local_addr()?, admin = %admin.local_addr()?, dir = %config_dir.display(), "control plane starting");
-    let xds_task = tokio::spawn(portcullis_xds::serve(
-        xds,
-        cache.clone(),
-        stopped(stop_rx.clone()),
-    ));
+    let xds_task = tokio::spawn(portcullis_xds::serve(xds, cache.clone(), stopped()));
     let board = Arc::new(RwLock::new(Board::default()));
     let model: Arc<RwLock<Arc<portcullis_api::Model>>> = Arc::default();
     let admin_state = AdminState {
@@ -82,13 +70,13 @@ pub async fn run(
         board: board.clone(),
         model: model.clone(),
         ready: ready.clone(),
-        console: console.clone(),
     };
-    let sampler = tokio::spawn(console.run(stopped(stop_rx.clone())));
+    let sampler = tokio::spawn(console.clone().run(stopped()));
     let admin_task = tokio::spawn({
-        let shutdown = stopped(stop_rx.clone());
+        let shutdown = stopped();
         async move {
-            portcullis_telemetry::http::serve(admin, admin::router(admin_state), shutdown).await
+            portcullis_process::http::serve(admin, admin::router(admin_state, console), shutdown)
+                .await
         }
     });
 
@@ -139,7 +127,7 @@ pub async fn run(
 
     shutdown.await;
     watcher.abort();
-    let _ = stop_tx.send(true);
+    let _ = stop_tx.send(());
     xds_task.await??;
     admin_task.await??;
     let _ = sampler.await;

@@ -1,7 +1,5 @@
 //! The control plane's admin HTTP endpoint: the web console ([`crate::console`]), xDS
 //! state, object status, `explain`, metrics, probes.
-use std::sync::Arc;
-
 use axum::{
     Json, Router,
     extract::{Query, State},
@@ -9,29 +7,15 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
-use parking_lot::RwLock;
-use portcullis_api::{Model, explain};
-use portcullis_xds::Cache;
-use prometheus::Registry;
+use portcullis_api::explain;
 
-use crate::file_source::Board;
+pub use crate::admin_state::AdminState;
 
-#[derive(Clone)]
-pub struct AdminState {
-    pub cache: Cache,
-    pub registry: Registry,
-    pub board: Arc<RwLock<Board>>,
-    /// The model last published (what `explain` answers from).
-    pub model: Arc<RwLock<Arc<Model>>>,
-    /// Set once a snapshot is being served (from the state file or the source).
-    pub ready: Arc<std::sync::atomic::AtomicBool>,
-    /// The web console's own state (signal source, allowed host names).
-    pub console: crate::console::Console,
-}
-
-pub fn router(state: AdminState) -> Router {
+/// The admin endpoint: the console (`console`: its signal source and allowed host names)
+/// and the JSON/metrics/probe endpoints.
+pub fn router(state: AdminState, console: crate::console::Console) -> Router {
     Router::new()
-        .merge(crate::console::router(state.clone()))
+        .merge(crate::console::router(state.clone(), console))
         .route(
             "/debug/xds",
             get(|State(s): State<AdminState>| async move { Json(s.cache.debug()) }),
@@ -43,7 +27,7 @@ pub fn router(state: AdminState) -> Router {
         .route(
             "/metrics",
             get(|State(s): State<AdminState>| async move {
-                portcullis_telemetry::render_metrics(&s.registry)
+                portcullis_process::render_metrics(&s.registry)
             }),
         )
         .route("/debug/explain", get(explain_request))

@@ -18,14 +18,14 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::{Query, Request, State},
+    extract::{FromRef, Query, Request, State},
     http::{HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
 };
 
-use crate::admin::AdminState;
+use crate::admin_state::AdminState;
 
 /// Console flags, shared by `serve`, `up` and `controller`.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -140,8 +140,28 @@ pub fn rfc3339(t: jiff::Timestamp) -> String {
         .to_string()
 }
 
+/// The console router's state: what the admin endpoint serves, and the console's own.
+#[derive(Clone)]
+struct Pages {
+    admin: AdminState,
+    console: Console,
+}
+
+impl FromRef<Pages> for AdminState {
+    fn from_ref(p: &Pages) -> Self {
+        p.admin.clone()
+    }
+}
+
+impl FromRef<Pages> for Console {
+    fn from_ref(p: &Pages) -> Self {
+        p.console.clone()
+    }
+}
+
 /// The console's pages and assets, behind the host check and security headers.
-pub fn router(state: AdminState) -> Router<AdminState> {
+pub fn router<S>(admin: AdminState, console: Console) -> Router<S> {
+    let state = Pages { admin, console };
     Router::new()
         .route("/", get(problems_page))
         .route("/problems", get(problems_page))
@@ -168,10 +188,11 @@ pub fn router(state: AdminState) -> Router<AdminState> {
                 )
             }),
         )
-        .layer(axum::middleware::from_fn_with_state(state, guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
 }
 
-async fn guard(State(s): State<AdminState>, request: Request, next: Next) -> Response {
+async fn guard(State(c): State<Console>, request: Request, next: Next) -> Response {
     let host = request
         .headers()
         .get(header::HOST)
@@ -179,7 +200,7 @@ async fn guard(State(s): State<AdminState>, request: Request, next: Next) -> Res
         .or_else(|| request.uri().authority().map(|a| a.as_str()))
         .unwrap_or_default()
         .to_string();
-    if !s.console.allows_host(&host) {
+    if !c.allows_host(&host) {
         return (
             StatusCode::MISDIRECTED_REQUEST,
             "the console answers only for localhost, IP addresses and --console-host names \
@@ -267,13 +288,13 @@ fn routes_token(version: &str, list: &[problems::Problem]) -> String {
     )
 }
 
-async fn fleet_page(State(s): State<AdminState>) -> Response {
+async fn fleet_page(State(s): State<AdminState>, State(c): State<Console>) -> Response {
     let (list, version) = current_problems(&s);
     let body = fleet::render(
         &s.cache.snapshot(),
         &s.cache.nodes(),
         s.cache.nacks_total(),
-        &s.console.signals.status(),
+        &c.signals.status(),
         list.len(),
         &version,
     );
@@ -282,12 +303,13 @@ async fn fleet_page(State(s): State<AdminState>) -> Response {
 
 async fn signals_page(
     State(s): State<AdminState>,
+    State(c): State<Console>,
     Query(filter): Query<signals::Filter>,
 ) -> Response {
-    let readout = s.console.signals.read().await;
+    let readout = c.signals.read().await;
     let (list, version) = current_problems(&s);
     let model = s.model.read().clone();
-    let token = s.console.signals.token();
+    let token = c.signals.token();
     html(
         StatusCode::OK,
         signals::render(&readout, &model, &filter, list.len(), &version, &token),
@@ -315,13 +337,17 @@ struct TokenQuery {
 
 /// What the script polls: a short fingerprint of what `page` shows, and the problem
 /// count for the navigation bar.
-async fn token(State(s): State<AdminState>, Query(q): Query<TokenQuery>) -> Response {
+async fn token(
+    State(s): State<AdminState>,
+    State(c): State<Console>,
+    Query(q): Query<TokenQuery>,
+) -> Response {
     let (list, version) = current_problems(&s);
     let token = match q.page.as_str() {
         "problems" => problems::token(&list, &version),
         "routes" => routes_token(&version, &list),
         "fleet" => fleet::token(&s.cache.snapshot(), &s.cache.nodes()),
-        "signals" => s.console.signals.token(),
+        "signals" => c.signals.token(),
         _ => {
             return (
                 StatusCode::BAD_REQUEST,
