@@ -79,6 +79,9 @@ pub struct ServeArgs {
     pub config: PathBuf,
     #[arg(long, env = "PORTCULLIS_XDS_ADDR", default_value = "127.0.0.1:18000")]
     pub xds_addr: SocketAddr,
+    /// mTLS of the xDS port (--tls-cert, --tls-key, --client-ca, --insecure).
+    #[command(flatten)]
+    pub tls: portcullis_tls::mtls::MtlsArgs,
     #[arg(long, env = "PORTCULLIS_ADMIN_ADDR", default_value = "127.0.0.1:18001")]
     pub admin_addr: SocketAddr,
     /// Where the last published snapshot is kept, and served from on start.
@@ -102,6 +105,7 @@ impl ServeArgs {
         let Self {
             config,
             xds_addr: _,
+            tls: _,
             admin_addr: _,
             state_file,
             gateway,
@@ -275,6 +279,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (xds_addr, admin_addr, addr_file) =
         (args.xds_addr, args.admin_addr, args.addr_file.clone());
+    let xds_transport = args.tls.transport(xds_addr, "--xds-addr")?;
     let config = args.into_config()?;
     let xds = bind(xds_addr, "--xds-addr").await?;
     let admin = bind(admin_addr, "--admin-addr").await?;
@@ -284,7 +289,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         std::fs::write(&tmp, addrs.to_string())?;
         std::fs::rename(&tmp, path)?;
     }
-    portcullis_controller::serve::run(config, xds, admin, ctrl_c()).await
+    portcullis_controller::serve::run_with(config, xds_transport, xds, admin, ctrl_c()).await
 }
 
 pub async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
