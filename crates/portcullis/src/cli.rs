@@ -138,6 +138,17 @@ struct BootstrapArgs {
     /// Use incremental (Delta) xDS.
     #[arg(long)]
     delta: bool,
+    /// Envoy's client certificate (PEM file, read by Envoy) for mTLS to the control
+    /// plane, authz, ratelimit and accesslog; it names the node (URI SAN
+    /// spiffe://portcullis/node/<node-id>). With --client-key and --server-ca.
+    #[arg(long, requires_all = ["client_key", "server_ca"])]
+    client_cert: Option<PathBuf>,
+    /// Private key (PEM file) of --client-cert.
+    #[arg(long, requires_all = ["client_cert", "server_ca"])]
+    client_key: Option<PathBuf>,
+    /// CA (PEM file) that signed the Portcullis servers' certificates.
+    #[arg(long, requires_all = ["client_cert", "client_key"])]
+    server_ca: Option<PathBuf>,
 }
 
 pub fn main() -> ExitCode {
@@ -169,11 +180,17 @@ pub fn main() -> ExitCode {
             port,
             admin_port,
             delta,
+            client_cert,
+            client_key,
+            server_ca,
         }) => {
             let mut b = Bootstrap::new(xds_addr, node_id);
             b.listen_port = port;
             b.admin_port = admin_port;
             b.delta = delta;
+            if let (Some(cert), Some(key), Some(ca)) = (client_cert, client_key, server_ca) {
+                b.mtls = Some(crate::bootstrap::ClientFiles { cert, key, ca });
+            }
             return match b.to_yaml() {
                 Ok(y) => {
                     print!("{y}");
