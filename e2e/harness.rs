@@ -275,6 +275,11 @@ impl Gateway {
         let mut bootstrap = Bootstrap::new(xds.to_string(), node_id);
         bootstrap.admin_port = 0;
         bootstrap.delta = delta;
+        Self::from_bootstrap(&bootstrap, args).await
+    }
+
+    /// An Envoy on `bootstrap` (admin port 0), once ready with its HTTP listener.
+    pub async fn from_bootstrap(bootstrap: &Bootstrap, args: &[&str]) -> Gateway {
         let envoy = Envoy::start_with_args(&bootstrap.to_yaml().unwrap(), "warning", args)
             .await
             .expect("envoy starts");

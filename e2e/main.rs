@@ -16,6 +16,7 @@ mod ha_status;
 #[cfg(feature = "kafka-e2e")]
 mod kafka;
 mod limits_first;
+mod mtls;
 mod nack;
 mod observability;
 mod ratelimit;

@@ -34,6 +34,9 @@ pub struct Args {
         default_value = "0.0.0.0:18090"
     )]
     pub grpc_addr: SocketAddr,
+    /// mTLS of the gRPC port (--tls-cert, --tls-key, --client-ca, --insecure).
+    #[command(flatten)]
+    pub tls: portcullis_tls::mtls::MtlsArgs,
     /// `/metrics` and `/healthz`.
     #[arg(
         long,
@@ -65,6 +68,7 @@ pub async fn run(
     metrics_http: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let transport = args.tls.transport(grpc.local_addr()?, "--grpc-addr")?;
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
     let sink = Sink::open(&args.sink).await?;
@@ -79,10 +83,11 @@ pub async fn run(
     let (queue, rx) = queue::queue(args.queue, metrics.clone());
     let drain = tokio::spawn(queue::drain(rx, sink, metrics.clone()));
     let stop = portcullis_process::Shutdown::new(shutdown);
-    tracing::info!(grpc = ?grpc.local_addr().ok(), sink = ?args.sink, "access log service serving");
+    tracing::info!(grpc = ?grpc.local_addr().ok(), sink = ?args.sink, ?transport, "access log service serving");
     let (g, h) = tokio::join!(
         service::serve(
             grpc,
+            &transport,
             service::Als::new(queue, scrub, metrics),
             stop.signal()
         ),

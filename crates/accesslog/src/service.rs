@@ -76,11 +76,15 @@ impl AccessLogService for Als {
 
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    transport: &portcullis_tls::mtls::Transport,
     service: Als,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_service(AccessLogServiceServer::new(service))
-        .serve_with_incoming_shutdown(portcullis_process::incoming_nodelay(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            portcullis_tls::mtls::incoming(listener, transport),
+            shutdown,
+        )
         .await
 }

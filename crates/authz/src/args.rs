@@ -15,6 +15,9 @@ pub struct Args {
         default_value = "0.0.0.0:8082"
     )]
     pub grpc_addr: SocketAddr,
+    /// mTLS of the gRPC port (--tls-cert, --tls-key, --client-ca, --insecure).
+    #[command(flatten)]
+    pub tls: portcullis_tls::mtls::MtlsArgs,
     /// HTTP address for /metrics and /healthz.
     #[arg(
         long,

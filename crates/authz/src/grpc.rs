@@ -109,6 +109,7 @@ impl Authorization for AuthzGrpc {
 
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    transport: &portcullis_tls::mtls::Transport,
     service: AuthzGrpc,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
@@ -117,7 +118,10 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(AuthorizationServer::new(service))
-        .serve_with_incoming_shutdown(portcullis_process::incoming_nodelay(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            portcullis_tls::mtls::incoming(listener, transport),
+            shutdown,
+        )
         .await
 }
 

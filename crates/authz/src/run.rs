@@ -97,11 +97,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
+    let transport = args.tls.transport(grpc.local_addr()?, "--grpc-addr")?;
     let service = build(&args, &metrics)?;
     let stop = Shutdown::new(shutdown);
-    tracing::info!(grpc = ?grpc.local_addr().ok(), http = ?metrics_http.local_addr().ok(), "authz service serving");
+    tracing::info!(grpc = ?grpc.local_addr().ok(), http = ?metrics_http.local_addr().ok(), ?transport, "authz service serving");
     let (g, h) = tokio::join!(
-        crate::grpc::serve(grpc, service, stop.signal()),
+        crate::grpc::serve(grpc, &transport, service, stop.signal()),
         portcullis_process::serve_metrics(metrics_http, registry, stop.signal()),
     );
     g.context("gRPC server")?;

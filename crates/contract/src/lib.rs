@@ -252,3 +252,17 @@ mod tests {
         assert!(authz::check_header_name(&"a".repeat(101)).is_err());
     }
 }
+
+/// mTLS between Portcullis components: how a client certificate names the Envoy node it
+/// may subscribe as, and the static secrets an Envoy bootstrap defines for its own
+/// client certificate (the translator's gRPC clusters refer to them by name).
+pub mod mtls {
+    /// A client certificate's URI subject alternative name `NODE_URI_PREFIX<node-id>`
+    /// lets it subscribe to xDS as `<node-id>`; a trailing `*` grants every node id
+    /// that starts with what precedes it (one certificate for a Deployment's pods).
+    pub const NODE_URI_PREFIX: &str = "spiffe://portcullis/node/";
+    /// Bootstrap static secret: Envoy's client certificate and key (file paths).
+    pub const CLIENT_CERT_SECRET: &str = "portcullis-client-cert";
+    /// Bootstrap static secret: the CA that signed the Portcullis servers' certificates.
+    pub const SERVER_CA_SECRET: &str = "portcullis-server-ca";
+}

@@ -7,6 +7,10 @@ pub struct Args {
     /// ADS (xDS over gRPC) address Envoys connect to.
     #[arg(long, env = "PORTCULLIS_XDS_ADDR", default_value = "0.0.0.0:18000")]
     pub xds_addr: SocketAddr,
+    /// mTLS of the xDS port (--tls-cert, --tls-key, --client-ca, --insecure): Envoys
+    /// present a client certificate naming their node.
+    #[command(flatten)]
+    pub tls: portcullis_tls::mtls::MtlsArgs,
     /// Admin HTTP: /healthz, /readyz, /metrics, /debug/xds, /debug/objects.
     #[arg(long, env = "PORTCULLIS_ADMIN_ADDR", default_value = "0.0.0.0:18001")]
     pub admin_addr: SocketAddr,

@@ -36,6 +36,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let Args {
         xds_addr,
+        tls,
         admin_addr,
         webhook_addr,
         namespaces,
@@ -55,6 +56,8 @@ pub async fn run(
         gateway,
         console,
     } = args;
+    // Before anything else: a control plane that would serve xDS in the open stops here.
+    let xds_transport = tls.transport(xds_addr, "--xds-addr")?;
     let console = portcullis_plane::console::Console::new(&console)?;
     let client = Client::try_default()
         .await
@@ -89,7 +92,7 @@ pub async fn run(
     tasks.spawn({
         let (cache, stop) = (cache.clone(), stopped());
         async move {
-            portcullis_xds::serve(xds, cache, stop)
+            portcullis_xds::serve_with(xds, &xds_transport, cache, stop)
                 .await
                 .map_err(anyhow::Error::from)
         }

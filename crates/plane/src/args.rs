@@ -51,6 +51,11 @@ pub struct GatewayArgs {
     /// Percent of requests Envoy starts a trace for.
     #[arg(long, env = "PORTCULLIS_TRACE_SAMPLING", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub trace_sampling: u32,
+    /// Envoy calls authz, ratelimit and accesslog over mTLS, presenting the client
+    /// certificate of its bootstrap (`portcullis bootstrap --client-cert`); turn on
+    /// when those services run with --tls-cert/--tls-key/--client-ca.
+    #[arg(long, env = "PORTCULLIS_COMPONENT_MTLS")]
+    pub component_mtls: bool,
 }
 
 impl GatewayArgs {
@@ -69,6 +74,7 @@ impl GatewayArgs {
             headers,
             otlp_collector,
             trace_sampling,
+            component_mtls,
         } = self;
         let (api_key_header, identity_headers) = headers.resolve()?;
         Ok(Options {
@@ -89,6 +95,7 @@ impl GatewayArgs {
             identity_headers,
             otlp_collector,
             trace_sampling_percent: trace_sampling,
+            component_mtls,
         })
     }
 }

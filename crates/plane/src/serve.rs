@@ -30,9 +30,22 @@ pub struct ServeConfig {
     pub console: crate::console::ConsoleArgs,
 }
 
-/// Runs until `shutdown` resolves.
+/// Runs until `shutdown` resolves, xDS in plaintext.
 pub async fn run(
     config: ServeConfig,
+    xds: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let plaintext = portcullis_tls::mtls::Transport::Plaintext;
+    run_with(config, plaintext, xds, admin, shutdown).await
+}
+
+/// [`run`] with xDS over `xds_transport` (mTLS: each Envoy subscribes only as the node
+/// its client certificate names).
+pub async fn run_with(
+    config: ServeConfig,
+    xds_transport: portcullis_tls::mtls::Transport,
     xds: TcpListener,
     admin: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -60,8 +73,11 @@ pub async fn run(
         let _ = stop_rx.await;
     });
     let stopped = || stop.signal();
-    tracing::info!(xds = %xds.local_addr()?, admin = %admin.local_addr()?, dir = %config_dir.display(), "control plane starting");
-    let xds_task = tokio::spawn(portcullis_xds::serve(xds, cache.clone(), stopped()));
+    tracing::info!(xds = %xds.local_addr()?, xds_transport = ?xds_transport, admin = %admin.local_addr()?, dir = %config_dir.display(), "control plane starting");
+    let xds_task = tokio::spawn({
+        let (cache, stop) = (cache.clone(), stopped());
+        async move { portcullis_xds::serve_with(xds, &xds_transport, cache, stop).await }
+    });
     let board = Arc::new(RwLock::new(Board::default()));
     let model: Arc<RwLock<Arc<portcullis_api::Model>>> = Arc::default();
     let admin_state = AdminState {

@@ -1,6 +1,20 @@
 //! Envoy bootstrap: node identity, admin address, and ADS (SotW or Delta) to the
 //! control plane. Everything else (listeners, routes, clusters) comes over xDS.
+//! With [`Bootstrap::mtls`] Envoy presents a client certificate to the control plane
+//! (and to authz, ratelimit and accesslog, whose clusters name the same static
+//! secrets): the bootstrap holds file paths only, Envoy reads the files.
+use std::path::PathBuf;
+
+use portcullis_contract::mtls::{CLIENT_CERT_SECRET, SERVER_CA_SECRET};
 use serde_json::{Value, json};
+
+/// Envoy's client certificate and the CA of the Portcullis servers, as files.
+#[derive(Clone, Debug)]
+pub struct ClientFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
 
 #[derive(Clone, Debug)]
 pub struct Bootstrap {
@@ -16,6 +30,8 @@ pub struct Bootstrap {
     pub listen_port: u16,
     /// Incremental (Delta) xDS instead of State of the World.
     pub delta: bool,
+    /// mTLS to the control plane and the filter services.
+    pub mtls: Option<ClientFiles>,
 }
 
 impl Bootstrap {
@@ -27,6 +43,7 @@ impl Bootstrap {
             admin_port: 9901,
             listen_port: 10000,
             delta: false,
+            mtls: None,
         }
     }
 
@@ -35,7 +52,7 @@ impl Bootstrap {
             .map_err(|e| anyhow::anyhow!("--xds-addr: {e}"))?;
         let discovery = if is_ip { "STATIC" } else { "STRICT_DNS" };
         let ads = json!({"ads": {}, "resource_api_version": "V3"});
-        Ok(json!({
+        let mut v = json!({
             "node": {
                 "id": self.node_id,
                 "cluster": self.node_cluster,
@@ -77,7 +94,33 @@ impl Bootstrap {
                     "max_active_downstream_connections": 50000
                 }
             }]},
-        }))
+        });
+        if let Some(files) = &self.mtls {
+            let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+            v["static_resources"]["secrets"] = json!([
+                {"name": CLIENT_CERT_SECRET, "tls_certificate": {
+                    "certificate_chain": {"filename": path(&files.cert)},
+                    "private_key": {"filename": path(&files.key)},
+                }},
+                {"name": SERVER_CA_SECRET, "validation_context": {
+                    "trusted_ca": {"filename": path(&files.ca)},
+                }},
+            ]);
+            let mut tls = json!({
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "common_tls_context": {
+                    "tls_certificate_sds_secret_configs": [{"name": CLIENT_CERT_SECRET}],
+                    "validation_context_sds_secret_config": {"name": SERVER_CA_SECRET},
+                    "alpn_protocols": ["h2"],
+                },
+            });
+            if !is_ip {
+                tls["sni"] = json!(host);
+            }
+            v["static_resources"]["clusters"][0]["transport_socket"] =
+                json!({"name": "envoy.transport_sockets.tls", "typed_config": tls});
+        }
+        Ok(v)
     }
 
     pub fn to_yaml(&self) -> anyhow::Result<String> {
@@ -105,5 +148,34 @@ mod tests {
         assert_eq!(v["static_resources"]["clusters"][0]["type"], "STRICT_DNS");
         b.xds_addr = "nope".into();
         assert!(b.to_json().unwrap_err().to_string().contains("host:port"));
+    }
+
+    #[test]
+    fn mtls_names_files_and_never_holds_key_bytes() {
+        let mut b = Bootstrap::new("portcullis.system.svc:18000", "n1");
+        assert!(b.to_json().unwrap()["static_resources"]["secrets"].is_null());
+        b.mtls = Some(ClientFiles {
+            cert: "/tls/envoy.pem".into(),
+            key: "/tls/envoy-key.pem".into(),
+            ca: "/tls/ca.pem".into(),
+        });
+        let v = b.to_json().unwrap();
+        let secrets = &v["static_resources"]["secrets"];
+        assert_eq!(secrets[0]["name"], CLIENT_CERT_SECRET);
+        assert_eq!(
+            secrets[0]["tls_certificate"]["private_key"]["filename"],
+            "/tls/envoy-key.pem"
+        );
+        assert_eq!(
+            secrets[1]["validation_context"]["trusted_ca"]["filename"],
+            "/tls/ca.pem"
+        );
+        let tls = &v["static_resources"]["clusters"][0]["transport_socket"]["typed_config"];
+        assert_eq!(tls["sni"], "portcullis.system.svc");
+        assert_eq!(
+            tls["common_tls_context"]["tls_certificate_sds_secret_configs"][0]["name"],
+            CLIENT_CERT_SECRET
+        );
+        assert!(!v.to_string().contains("inline"));
     }
 }

@@ -79,6 +79,9 @@ pub struct ServeArgs {
     pub config: PathBuf,
     #[arg(long, env = "PORTCULLIS_XDS_ADDR", default_value = "127.0.0.1:18000")]
     pub xds_addr: SocketAddr,
+    /// mTLS of the xDS port (--tls-cert, --tls-key, --client-ca, --insecure).
+    #[command(flatten)]
+    pub tls: portcullis_tls::mtls::MtlsArgs,
     #[arg(long, env = "PORTCULLIS_ADMIN_ADDR", default_value = "127.0.0.1:18001")]
     pub admin_addr: SocketAddr,
     /// Where the last published snapshot is kept, and served from on start.
@@ -102,6 +105,7 @@ impl ServeArgs {
         let Self {
             config,
             xds_addr: _,
+            tls: _,
             admin_addr: _,
             state_file,
             gateway,
@@ -134,6 +138,17 @@ struct BootstrapArgs {
     /// Use incremental (Delta) xDS.
     #[arg(long)]
     delta: bool,
+    /// Envoy's client certificate (PEM file, read by Envoy) for mTLS to the control
+    /// plane, authz, ratelimit and accesslog; it names the node (URI SAN
+    /// spiffe://portcullis/node/<node-id>). With --client-key and --server-ca.
+    #[arg(long, requires_all = ["client_key", "server_ca"])]
+    client_cert: Option<PathBuf>,
+    /// Private key (PEM file) of --client-cert.
+    #[arg(long, requires_all = ["client_cert", "server_ca"])]
+    client_key: Option<PathBuf>,
+    /// CA (PEM file) that signed the Portcullis servers' certificates.
+    #[arg(long, requires_all = ["client_cert", "client_key"])]
+    server_ca: Option<PathBuf>,
 }
 
 pub fn main() -> ExitCode {
@@ -165,11 +180,17 @@ pub fn main() -> ExitCode {
             port,
             admin_port,
             delta,
+            client_cert,
+            client_key,
+            server_ca,
         }) => {
             let mut b = Bootstrap::new(xds_addr, node_id);
             b.listen_port = port;
             b.admin_port = admin_port;
             b.delta = delta;
+            if let (Some(cert), Some(key), Some(ca)) = (client_cert, client_key, server_ca) {
+                b.mtls = Some(crate::bootstrap::ClientFiles { cert, key, ca });
+            }
             return match b.to_yaml() {
                 Ok(y) => {
                     print!("{y}");
@@ -283,6 +304,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (xds_addr, admin_addr, addr_file) =
         (args.xds_addr, args.admin_addr, args.addr_file.clone());
+    let xds_transport = args.tls.transport(xds_addr, "--xds-addr")?;
     let config = args.into_config()?;
     let xds = portcullis_process::bind(xds_addr, "--xds-addr").await?;
     let admin = portcullis_process::bind(admin_addr, "--admin-addr").await?;
@@ -292,7 +314,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         std::fs::write(&tmp, addrs.to_string())?;
         std::fs::rename(&tmp, path)?;
     }
-    portcullis_plane::serve::run(config, xds, admin, crate::signals::shutdown_signal()).await
+    portcullis_plane::serve::run_with(
+        config,
+        xds_transport,
+        xds,
+        admin,
+        crate::signals::shutdown_signal(),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -41,6 +41,11 @@ pub struct UpArgs {
     /// Use Delta xDS between Envoy and the control plane.
     #[arg(long)]
     delta: bool,
+    /// Plaintext between the components (xDS, authz, ratelimit, accesslog), as before
+    /// mTLS. By default a CA made at start signs a certificate for each, kept in a
+    /// private temporary directory removed on exit.
+    #[arg(long)]
+    insecure: bool,
     /// gRPC address of the authz service (ext_authz).
     #[arg(long, default_value = "127.0.0.1:18082")]
     authz_addr: SocketAddr,
@@ -68,6 +73,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         state_file,
         demo,
         delta,
+        insecure,
         authz_addr,
         keys_file,
         ratelimit_addr,
@@ -107,6 +113,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     };
 
+    let tls = if insecure {
+        None
+    } else {
+        Some(LocalTls::generate()?)
+    };
+    let server_tls = tls.as_ref().map(|t| t.server.clone()).unwrap_or_default();
+    let server_flags = server_tls.to_args();
+
     let mut tasks = tokio::task::JoinSet::new();
     for pair in &demo {
         let (name, addr) = pair
@@ -135,11 +149,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             path
         }
     };
-    let authz_args = <portcullis_authz::Args as clap::Parser>::try_parse_from([
-        "authz",
-        "--keys-file",
-        &keys_file.to_string_lossy(),
-    ])?;
+    let authz_args = <portcullis_authz::Args as clap::Parser>::try_parse_from(
+        ["authz", "--keys-file", &keys_file.to_string_lossy()]
+            .into_iter()
+            .map(String::from)
+            .chain(server_flags.iter().cloned()),
+    )?;
     let authz_grpc = bind(authz_addr, "--authz-addr").await?;
     let authz_http = bind("127.0.0.1:0".parse()?, "authz metrics").await?;
     tasks.spawn(portcullis_authz::run(
@@ -157,15 +172,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // plane over ADS (the same server Envoy uses).
     let ratelimit_grpc = bind(ratelimit_addr, "--ratelimit-addr").await?;
     let ratelimit_addr = ratelimit_grpc.local_addr()?;
-    let ratelimit_args = <portcullis_ratelimit::Args as clap::Parser>::try_parse_from([
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut ratelimit_flags: Vec<String> = [
         "ratelimit",
         "--store",
         "memory",
         "--xds-addr",
-        &format!("http://{}", xds.local_addr()?),
+        &format!("{scheme}://{}", xds.local_addr()?),
         "--node-id",
-        "portcullis-up-ratelimit",
-    ])?;
+        RATELIMIT_NODE,
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain(server_flags.iter().cloned())
+    .collect();
+    if let Some(t) = &tls {
+        for (flag, path) in [
+            ("--xds-tls-cert", &t.ratelimit_client.cert),
+            ("--xds-tls-key", &t.ratelimit_client.key),
+            ("--xds-ca", &t.ratelimit_client.ca),
+        ] {
+            ratelimit_flags.push(flag.into());
+            ratelimit_flags.push(path.to_string_lossy().into_owned());
+        }
+    }
+    let ratelimit_args =
+        <portcullis_ratelimit::Args as clap::Parser>::try_parse_from(ratelimit_flags)?;
     let ratelimit_http = bind("127.0.0.1:0".parse()?, "ratelimit metrics").await?;
     tasks.spawn(portcullis_ratelimit::run(
         ratelimit_args,
@@ -177,11 +209,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let accesslog_grpc = bind("127.0.0.1:0".parse()?, "access log").await?;
     let accesslog_addr = accesslog_grpc.local_addr()?;
     let accesslog_http = bind("127.0.0.1:0".parse()?, "access log metrics").await?;
-    let accesslog_args = <portcullis_accesslog::Args as clap::Parser>::try_parse_from([
-        "accesslog",
-        "--sink",
-        "stdout",
-    ])?;
+    let accesslog_args = <portcullis_accesslog::Args as clap::Parser>::try_parse_from(
+        ["accesslog", "--sink", "stdout"]
+            .into_iter()
+            .map(String::from)
+            .chain(server_flags.iter().cloned()),
+    )?;
     tasks.spawn(portcullis_accesslog::run(
         accesslog_args,
         accesslog_grpc,
@@ -200,19 +233,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             ratelimit: Some(ratelimit_addr.to_string()),
             api_key_header,
             identity_headers,
+            component_mtls: tls.is_some(),
             ..Default::default()
         },
         poll_interval: Duration::from_millis(200),
         console,
     };
-    tasks.spawn(portcullis_plane::serve::run(
+    let xds_transport = server_tls.transport(xds.local_addr()?, "--xds-addr")?;
+    tasks.spawn(portcullis_plane::serve::run_with(
         serve_config,
+        xds_transport,
         xds,
         admin,
         stopped(),
     ));
 
-    let mut bootstrap = Bootstrap::new(xds_addr.to_string(), "portcullis-up");
+    let mut bootstrap = Bootstrap::new(xds_addr.to_string(), ENVOY_NODE);
+    bootstrap.mtls = tls.as_ref().map(|t| t.envoy.clone());
     bootstrap.admin_port = envoy_admin_port;
     bootstrap.listen_port = port;
     bootstrap.delta = delta;
@@ -230,6 +267,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  gateway:        http://127.0.0.1:{port}/");
     println!("  control plane:  http://{admin_addr}/debug/objects   http://{admin_addr}/debug/xds");
     println!("  envoy admin:    http://{}/", envoy.admin);
+    match &tls {
+        Some(t) => println!(
+            "  components:     mTLS (xDS, authz, ratelimit, accesslog); CA and certificates in {} (--insecure: plaintext)",
+            t.dir.path().display()
+        ),
+        None => println!("  components:     plaintext on loopback (--insecure)"),
+    }
     println!();
     println!("Try:  curl -s http://127.0.0.1:{port}/echo/hello");
     println!("      curl -s -X POST http://127.0.0.1:{port}/echo/orders");
@@ -252,6 +296,62 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Envoy's node id; its client certificate names it.
+const ENVOY_NODE: &str = "portcullis-up";
+/// The rate-limit service's node id on the ADS stream it reads its limits from.
+const RATELIMIT_NODE: &str = "portcullis-up-ratelimit";
+
+/// The certificates of one `up` run: a CA made now, one serving certificate shared by
+/// the four servers (all on this machine), and a client certificate per xDS node. The
+/// directory is owner-only and removed when `up` ends.
+struct LocalTls {
+    dir: tempfile::TempDir,
+    server: portcullis_tls::mtls::MtlsArgs,
+    envoy: crate::bootstrap::ClientFiles,
+    ratelimit_client: crate::bootstrap::ClientFiles,
+}
+
+impl LocalTls {
+    fn generate() -> anyhow::Result<Self> {
+        use portcullis_tls::mtls::generate::{LocalCa, write_dir};
+        let hosts = ["127.0.0.1", "::1", "localhost"];
+        let ca = LocalCa::new("portcullis up local CA").context("generating the local CA")?;
+        let server = ca.issue("portcullis-up-server", &hosts, &[])?;
+        let envoy = ca.issue(ENVOY_NODE, &[], &[ENVOY_NODE])?;
+        let ratelimit = ca.issue(RATELIMIT_NODE, &[], &[RATELIMIT_NODE])?;
+        let dir = tempfile::Builder::new()
+            .prefix("portcullis-up-tls-")
+            .tempdir()
+            .context("creating the certificate directory")?;
+        let files = write_dir(
+            dir.path(),
+            &ca,
+            &[
+                ("server", &server),
+                ("envoy", &envoy),
+                ("ratelimit", &ratelimit),
+            ],
+        )
+        .context("writing the certificates")?;
+        let client = |f: &portcullis_tls::mtls::generate::Files| crate::bootstrap::ClientFiles {
+            cert: f.cert.clone(),
+            key: f.key.clone(),
+            ca: f.ca.clone(),
+        };
+        Ok(LocalTls {
+            server: portcullis_tls::mtls::MtlsArgs {
+                tls_cert: Some(files[0].cert.clone()),
+                tls_key: Some(files[0].key.clone()),
+                client_ca: Some(files[0].ca.clone()),
+                insecure: false,
+            },
+            envoy: client(&files[1]),
+            ratelimit_client: client(&files[2]),
+            dir,
+        })
+    }
 }
 
 /// Envoy answers `/ready` with 200 once its initial xDS fetch is done.

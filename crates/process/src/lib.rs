@@ -160,20 +160,6 @@ pub async fn serve_metrics(
     http::serve(listener, metrics_router(registry), shutdown).await
 }
 
-/// Accepted connections of `listener` with `TCP_NODELAY` set. gRPC servers fed their
-/// own listener (`serve_with_incoming`) skip tonic's socket options; without this a
-/// response split over two writes waits on the peer's delayed ACK (~40 ms).
-pub fn incoming_nodelay(
-    listener: tokio::net::TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
-        let s = s?;
-        s.set_nodelay(true)?;
-        Ok(s)
-    })
-}
-
 /// One shutdown signal shared by the several servers of a process: every
 /// [`Shutdown::signal`] resolves once the future given to [`Shutdown::new`] has.
 #[derive(Clone)]

@@ -33,6 +33,9 @@ pub struct Args {
     /// gRPC address (RateLimitService and health) [default: 0.0.0.0:8081; GRPC_HOST, GRPC_PORT]
     #[arg(long, env = "PORTCULLIS_RATELIMIT_GRPC_ADDR")]
     pub grpc_addr: Option<SocketAddr>,
+    /// mTLS of the gRPC port (--tls-cert, --tls-key, --client-ca, --insecure).
+    #[command(flatten)]
+    pub tls: portcullis_tls::mtls::MtlsArgs,
     /// HTTP address for /metrics, /healthz and /healthcheck [default: 0.0.0.0:9091; HOST, PORT]
     #[arg(long, env = "PORTCULLIS_RATELIMIT_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -98,6 +101,16 @@ pub struct Args {
         default_value = "portcullis-ratelimit"
     )]
     pub node_id: String,
+    /// Client certificate (PEM) for an https:// --xds-addr; it must name --node-id
+    /// (URI SAN spiffe://portcullis/node/<node-id>).
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_XDS_TLS_CERT")]
+    pub xds_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --xds-tls-cert.
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_XDS_TLS_KEY")]
+    pub xds_tls_key: Option<PathBuf>,
+    /// CA (PEM) that signed the control plane's certificate, for an https:// --xds-addr.
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_XDS_CA")]
+    pub xds_ca: Option<PathBuf>,
     /// Standalone: one envoyproxy/ratelimit or Limitador YAML file (reloaded when it changes).
     #[arg(
         long,

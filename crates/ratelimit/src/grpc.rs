@@ -37,9 +37,25 @@ impl RateLimitService for RateLimitGrpc {
     }
 }
 
-/// Serve the rate-limit and health services until `shutdown` resolves.
+/// Serve the rate-limit and health services (plaintext) until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    limiter: Arc<Limiter>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    serve_with(
+        listener,
+        &portcullis_tls::mtls::Transport::Plaintext,
+        limiter,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] over `transport`.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    transport: &portcullis_tls::mtls::Transport,
     limiter: Arc<Limiter>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
@@ -50,6 +66,9 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(RateLimitServiceServer::new(RateLimitGrpc(limiter)))
-        .serve_with_incoming_shutdown(portcullis_process::incoming_nodelay(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            portcullis_tls::mtls::incoming(listener, transport),
+            shutdown,
+        )
         .await
 }

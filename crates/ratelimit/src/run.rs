@@ -80,6 +80,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let s = Settings::resolve(&args)?;
+    let transport = args
+        .tls
+        .transport(listeners.grpc.local_addr()?, "--grpc-addr")?;
     if s.keys_public {
         tracing::warn!(
             "no counter key secret: counter keys in Redis are hashed with a public key; set PORTCULLIS_RATELIMIT_COUNTER_KEY_SECRET (the same on every replica)"
@@ -93,7 +96,8 @@ pub async fn run(
 
     match s.source.clone() {
         Source::Xds { addr, node_id } => {
-            let cfg = XdsClientConfig::new(addr, node_id, s.load.defaults);
+            let mut cfg = XdsClientConfig::new(addr, node_id, s.load.defaults);
+            cfg.tls = crate::xds_client::client_tls(&args, &cfg.addr)?;
             tokio::spawn(run_xds_client(
                 cfg,
                 table.clone(),
@@ -157,7 +161,7 @@ pub async fn run(
         http,
         prometheus,
     } = listeners;
-    tracing::info!(grpc = ?grpc.local_addr().ok(), http = ?http.local_addr().ok(), "rate-limit service serving");
+    tracing::info!(grpc = ?grpc.local_addr().ok(), http = ?http.local_addr().ok(), ?transport, "rate-limit service serving");
     let prometheus = async {
         match prometheus {
             Some(l) => crate::http::serve(l, registry.clone(), stop.signal()).await,
@@ -165,7 +169,7 @@ pub async fn run(
         }
     };
     let (g, h, p) = tokio::join!(
-        crate::grpc::serve(grpc, limiter, stop.signal()),
+        crate::grpc::serve_with(grpc, &transport, limiter, stop.signal()),
         crate::http::serve(http, registry.clone(), stop.signal()),
         prometheus,
     );

@@ -36,6 +36,36 @@ pub struct XdsClientConfig {
     /// First reconnect delay; doubles up to `max_backoff` (with jitter).
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// Client certificate and CA for an `https://` address.
+    pub tls: Option<portcullis_tls::mtls::ClientTls>,
+}
+
+/// The xDS client's TLS from `--xds-tls-cert`, `--xds-tls-key` and `--xds-ca`: all three
+/// for an `https://` address, none for `http://`.
+pub fn client_tls(
+    args: &crate::Args,
+    addr: &str,
+) -> anyhow::Result<Option<portcullis_tls::mtls::ClientTls>> {
+    let files = (&args.xds_tls_cert, &args.xds_tls_key, &args.xds_ca);
+    let https = addr.starts_with("https://");
+    match files {
+        (Some(cert), Some(key), Some(ca)) if https => portcullis_tls::mtls::ClientTls::load(
+            cert,
+            key,
+            ca,
+            ["--xds-tls-cert", "--xds-tls-key", "--xds-ca"],
+        )
+        .map(Some)
+        .map_err(anyhow::Error::msg),
+        (None, None, None) if !https => Ok(None),
+        _ if https => anyhow::bail!(
+            "--xds-addr {addr} is https://: give --xds-tls-cert, --xds-tls-key and --xds-ca \
+             (the control plane requires a client certificate naming --node-id)"
+        ),
+        _ => anyhow::bail!(
+            "--xds-tls-cert/--xds-tls-key/--xds-ca need an https:// --xds-addr (got {addr})"
+        ),
+    }
 }
 
 impl XdsClientConfig {
@@ -46,6 +76,7 @@ impl XdsClientConfig {
             defaults,
             base_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -82,11 +113,13 @@ async fn session(
     metrics: &Metrics,
     backoff: &mut Backoff,
 ) -> anyhow::Result<()> {
-    let channel = tonic::transport::Endpoint::from_shared(cfg.addr.clone())?
+    let endpoint = tonic::transport::Endpoint::from_shared(cfg.addr.clone())?
         .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .connect()
-        .await?;
+        .tcp_nodelay(true);
+    let channel = match &cfg.tls {
+        Some(tls) => portcullis_tls::mtls::channel(endpoint, tls).await?,
+        None => endpoint.connect().await?,
+    };
     let mut client =
         AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE);
     let (tx, rx) = mpsc::channel(4);

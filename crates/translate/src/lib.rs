@@ -10,6 +10,7 @@
 mod access_log;
 mod cluster;
 mod cluster_policy;
+pub mod component_tls;
 use portcullis_api::defaults;
 pub mod filters;
 mod listener;
@@ -67,6 +68,9 @@ pub struct Options {
     pub access_log: Option<String>,
     /// `host:port` of `portcullis accesslog` (Envoy's gRPC access log service).
     pub access_log_service: Option<String>,
+    /// Envoy calls authz, ratelimit and accesslog over mTLS, with the client certificate
+    /// of its bootstrap (see [`component_tls`]).
+    pub component_mtls: bool,
     /// Request headers Envoy includes in gRPC access log entries (scrubbed there).
     pub access_log_headers: Vec<String>,
     /// `host:port` of an OTLP/gRPC collector; without it Envoy does not trace.
@@ -89,6 +93,7 @@ impl Default for Options {
             ratelimit: None,
             access_log: None,
             access_log_service: None,
+            component_mtls: false,
             access_log_headers: Vec::new(),
             otlp_collector: None,
             trace_sampling_percent: 1,
@@ -137,7 +142,12 @@ pub fn translate(model: &Model, options: &Options) -> Resources {
         (access_log::ALS_CLUSTER, &options.access_log_service),
     ] {
         if let Some(addr) = addr {
-            clusters.push(cluster::grpc_cluster(name, addr));
+            let mut cluster = cluster::grpc_cluster(name, addr);
+            // The collector is not a Portcullis component: it has no certificate of ours.
+            if options.component_mtls && name != trace::OTEL_CLUSTER {
+                cluster.transport_socket = Some(component_tls::upstream(addr));
+            }
+            clusters.push(cluster);
         }
     }
     let route_config = route::route_configuration(model, options, &mut failed);

@@ -24,7 +24,7 @@ mod subscription;
 
 pub use cache::Cache;
 pub use nodes::{NackStatus, NodeStatus, Protocol, TypeStatus};
-pub use server::{AdsService, MAX_MESSAGE_SIZE, serve, service};
+pub use server::{AdsService, MAX_MESSAGE_SIZE, serve, serve_with, service};
 pub use session::{DeltaSession, SotwSession};
 pub use snapshot::{Resource, Snapshot, SnapshotError};
 

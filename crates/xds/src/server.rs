@@ -9,6 +9,7 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
+use portcullis_tls::mtls::Transport;
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -16,7 +17,15 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::cache::Cache;
 use crate::delta::DeltaStream;
 use crate::sotw::SotwStream;
-use crate::stream;
+use crate::stream::{self, StreamPeer};
+
+fn stream_peer<T>(request: &Request<T>) -> StreamPeer {
+    let peer = portcullis_tls::mtls::Peer::of(request);
+    StreamPeer {
+        addr: peer.addr,
+        grants: peer.leaf().map(portcullis_tls::mtls::node_grants),
+    }
+}
 
 /// Large RDS responses (10k routes) exceed tonic's 4 MiB default.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
@@ -62,7 +71,7 @@ impl AggregatedDiscoveryService for AdsService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let peer = request.remote_addr();
+        let peer = stream_peer(&request);
         Ok(Response::new(stream::spawn::<SotwStream>(
             self.cache.clone(),
             request.into_inner(),
@@ -75,7 +84,7 @@ impl AggregatedDiscoveryService for AdsService {
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let peer = request.remote_addr();
+        let peer = stream_peer(&request);
         Ok(Response::new(stream::spawn::<DeltaStream>(
             self.cache.clone(),
             request.into_inner(),
@@ -90,10 +99,21 @@ pub fn service(cache: Cache) -> AggregatedDiscoveryServiceServer<AdsService> {
     AdsService::new(cache).into_server()
 }
 
-/// Serve ADS on an already-bound listener until `shutdown` resolves. Open
+/// Serve ADS (plaintext) on an already-bound listener until `shutdown` resolves. Open
 /// streams are ended on shutdown so it completes promptly.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    cache: Cache,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    serve_with(listener, &Transport::Plaintext, cache, shutdown).await
+}
+
+/// [`serve`] over `transport`. Over mTLS a stream may only subscribe as a node its
+/// client certificate names (see [`portcullis_tls::mtls::node_grants`]).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    transport: &Transport,
     cache: Cache,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
@@ -107,6 +127,6 @@ pub async fn serve(
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(AdsService::with_shutdown(cache, stop_rx).into_server())
-        .serve_with_incoming_shutdown(portcullis_process::incoming_nodelay(listener), signal)
+        .serve_with_incoming_shutdown(portcullis_tls::mtls::incoming(listener, transport), signal)
         .await
 }

@@ -14,7 +14,7 @@ use crate::cache::{Cache, StreamHandle};
 use crate::delta::DeltaStream;
 use crate::snapshot::Snapshot;
 use crate::sotw::SotwStream;
-use crate::stream::{Input, Logic, step};
+use crate::stream::{Input, Logic, StreamPeer, step};
 
 macro_rules! session {
     ($(#[$doc:meta])* $name:ident, $logic:ty, $req:ty, $resp:ty) => {
@@ -38,13 +38,13 @@ macro_rules! session {
             /// request is past one of the stream's bounds, and the server closes the
             /// stream with that status (open a new session to go on).
             pub fn request(&mut self, req: $req) -> Result<Vec<$resp>, Status> {
-                step(&mut self.logic, &mut self.handle, Input::Request(req), None)
+                step(&mut self.logic, &mut self.handle, Input::Request(req), &StreamPeer::default())
             }
 
             /// The cache moved to `snapshot` (what [`Cache::set_snapshot`] wakes a
             /// stream with); the responses to push, in order.
             pub fn snapshot(&mut self, snapshot: Arc<Snapshot>) -> Vec<$resp> {
-                step(&mut self.logic, &mut self.handle, Input::Snapshot(snapshot), None)
+                step(&mut self.logic, &mut self.handle, Input::Snapshot(snapshot), &StreamPeer::default())
                     .expect("snapshots are not checked against request bounds")
             }
         }

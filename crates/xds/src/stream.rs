@@ -20,6 +20,47 @@ use crate::snapshot::Snapshot;
 use crate::sotw::SotwStream;
 use crate::subscription::Output;
 
+/// Who opened a stream: the address, and over mTLS the node ids the client certificate
+/// grants (`None`: plaintext, no binding).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StreamPeer {
+    pub addr: Option<SocketAddr>,
+    pub grants: Option<Vec<portcullis_tls::mtls::NodeGrant>>,
+}
+
+impl StreamPeer {
+    /// Refuses a request whose node the certificate does not name. The node id is the
+    /// request's, or the stream's for requests that leave it out (Envoy sends it on
+    /// the first one only).
+    fn denied(&self, asked: Option<&Node>, stream_node: &str) -> Option<Status> {
+        let grants = self.grants.as_ref()?;
+        let id = asked
+            .map(|n| n.id.as_str())
+            .filter(|id| !id.is_empty())
+            .unwrap_or(stream_node);
+        if grants.iter().any(|g| g.allows(id)) {
+            return None;
+        }
+        let named: Vec<String> = grants
+            .iter()
+            .map(|g| match g {
+                portcullis_tls::mtls::NodeGrant::Exact(id) => id.clone(),
+                portcullis_tls::mtls::NodeGrant::Prefix(p) => format!("{p}*"),
+            })
+            .collect();
+        Some(Status::permission_denied(format!(
+            "the client certificate names node {}, not {id:?}; a client subscribes only as the \
+             node its certificate names (URI SAN {}<node-id>)",
+            if named.is_empty() {
+                "none".to_string()
+            } else {
+                named.join(", ")
+            },
+            portcullis_contract::mtls::NODE_URI_PREFIX,
+        )))
+    }
+}
+
 /// Responses buffered per stream before the stream task waits on the client.
 const OUTBOUND_BUFFER: usize = 16;
 
@@ -83,7 +124,7 @@ impl Logic for DeltaStream {
 pub(crate) fn spawn<L: Logic>(
     cache: Cache,
     inbound: Streaming<L::Request>,
-    peer: Option<SocketAddr>,
+    peer: StreamPeer,
     shutdown: watch::Receiver<bool>,
 ) -> ReceiverStream<Result<L::Response, Status>>
 where
@@ -109,7 +150,7 @@ pub(crate) fn step<L: Logic>(
     logic: &mut L,
     handle: &mut StreamHandle,
     input: Input<L::Request>,
-    peer: Option<SocketAddr>,
+    peer: &StreamPeer,
 ) -> Result<Vec<L::Response>, Status> {
     let out = match input {
         Input::Snapshot(snapshot) => logic.on_snapshot(snapshot),
@@ -119,14 +160,17 @@ pub(crate) fn step<L: Logic>(
                 n.id.len() <= crate::limits::MAX_NODE_ID_LEN
                     && (handle.node_id.is_empty() || n.id.is_empty() || n.id == handle.node_id)
             });
-            let verdict = if node_ok {
-                logic.check(&req)
-            } else {
+            let verdict = if !node_ok {
                 Err(Status::invalid_argument(
                     "node id too long, or changed on an open stream; open a new stream per node",
                 ))
+            } else if let Some(status) = peer.denied(L::node(&req), &handle.node_id) {
+                Err(status)
+            } else {
+                logic.check(&req)
             };
             if let Err(status) = verdict {
+                let peer = peer.addr;
                 tracing::warn!(stream = handle.stream_id, node = %handle.node_id, ?peer, %status, "ADS request refused; closing the stream");
                 return Err(status);
             }
@@ -136,7 +180,7 @@ pub(crate) fn step<L: Logic>(
                         stream = handle.stream_id,
                         node = node.id,
                         cluster = node.cluster,
-                        ?peer,
+                        peer = ?peer.addr,
                         protocol = L::PROTOCOL.as_str(),
                         "Envoy connected"
                     );
@@ -161,20 +205,21 @@ async fn run<L: Logic>(
     cache: Cache,
     mut inbound: Streaming<L::Request>,
     tx: mpsc::Sender<Result<L::Response, Status>>,
-    peer: Option<SocketAddr>,
+    peer: StreamPeer,
     mut shutdown: watch::Receiver<bool>,
 ) where
     L::Request: prost::Message + Default,
 {
     // Dropping the handle (however this function ends) removes the stream
     // from the status table.
-    let mut handle = cache.open_stream(L::PROTOCOL, peer);
+    let mut handle = cache.open_stream(L::PROTOCOL, peer.addr);
     let mut snapshots = cache.subscribe();
     let mut logic = L::new(snapshots.borrow_and_update().clone());
     let protocol = L::PROTOCOL.as_str();
     tracing::debug!(
         stream = handle.stream_id,
-        ?peer,
+        peer = ?peer.addr,
+        mtls = peer.grants.is_some(),
         protocol,
         "ADS stream opened"
     );
@@ -198,7 +243,7 @@ async fn run<L: Logic>(
                 Some(Ok(req)) => Input::Request(req),
             },
         };
-        let responses = match step(&mut logic, &mut handle, input, peer) {
+        let responses = match step(&mut logic, &mut handle, input, &peer) {
             Ok(responses) => responses,
             Err(status) => {
                 let _ = tx.send(Err(status)).await;
@@ -217,3 +262,7 @@ async fn run<L: Logic>(
     }
     tracing::info!(stream = handle.stream_id, node = %handle.node_id, protocol, "ADS stream closed");
 }
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;
