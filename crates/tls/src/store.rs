@@ -1,13 +1,22 @@
-//! The last good certificate per Host, and what is wrong with the current one.
+//! The last good certificate per Host (and TLS material per Service), and what is
+//! wrong with the current one.
 use std::collections::BTreeMap;
 
-use portcullis_api::{Certificate, CertificateState, ObjectKey};
+use portcullis_api::{Certificate, CertificateState, ObjectKey, TrustBundle};
 
-use crate::check::{EXPIRY_WARNING_DAYS, check};
+use crate::check::{EXPIRY_WARNING_DAYS, check, check_ca, check_client};
+
+/// What a Service's files hold now (each `Err` when it could not be read).
+pub struct ServiceSource {
+    pub ca: Result<String, String>,
+    /// `(chain, key)`, when the Service sets a client certificate.
+    pub client: Option<Result<(String, String), String>>,
+}
 
 #[derive(Default)]
 pub struct Store {
     good: BTreeMap<ObjectKey, Certificate>,
+    good_ca: BTreeMap<ObjectKey, TrustBundle>,
 }
 
 impl Store {
@@ -40,24 +49,70 @@ impl Store {
                         .any(|n| crate::check::name_covers(n, hostname))
             })
             .cloned();
-        let expiring = serving.as_ref().and_then(|c| {
-            let days = (c.not_after - now) / 86_400;
-            (days < EXPIRY_WARNING_DAYS).then(|| {
-                format!(
-                    "the certificate (sha256 {}) expires in {days} day(s); renew it",
-                    &c.fingerprint[..16]
-                )
-            })
-        });
         CertificateState {
+            expiring: expiring(serving.as_ref(), now),
             serving,
             problem,
-            expiring,
+            trusted_ca: None,
         }
     }
 
-    /// Forgets Hosts that no longer exist.
+    /// As [`Store::update`] for a Service's upstream TLS: its trusted CAs and optional
+    /// client certificate, each falling back to its last good version on its own.
+    pub fn update_service(
+        &mut self,
+        service: &ObjectKey,
+        source: ServiceSource,
+        now: i64,
+    ) -> CertificateState {
+        let mut problems = Vec::new();
+        match source.ca.and_then(|pem| check_ca(&pem, now)) {
+            Ok(b) => {
+                self.good_ca.insert(service.clone(), b);
+            }
+            Err(e) => problems.push(format!("caFile: {e}")),
+        }
+        let serving = match source.client {
+            None => {
+                self.good.remove(service);
+                None
+            }
+            Some(client) => {
+                match client.and_then(|(chain, key)| check_client(&chain, &key, now)) {
+                    Ok(c) => {
+                        self.good.insert(service.clone(), c);
+                    }
+                    Err(e) => problems.push(format!("clientCertificate: {e}")),
+                }
+                self.good
+                    .get(service)
+                    .filter(|c| c.not_after > now)
+                    .cloned()
+            }
+        };
+        CertificateState {
+            expiring: expiring(serving.as_ref(), now),
+            serving,
+            trusted_ca: self.good_ca.get(service).cloned(),
+            problem: (!problems.is_empty()).then(|| problems.join("; ")),
+        }
+    }
+
+    /// Forgets Hosts and Services that no longer exist.
     pub fn retain(&mut self, keep: impl Fn(&ObjectKey) -> bool) {
         self.good.retain(|k, _| keep(k));
+        self.good_ca.retain(|k, _| keep(k));
     }
+}
+
+/// A warning when `cert` expires within [`EXPIRY_WARNING_DAYS`].
+fn expiring(cert: Option<&Certificate>, now: i64) -> Option<String> {
+    let c = cert?;
+    let days = (c.not_after - now) / 86_400;
+    (days < EXPIRY_WARNING_DAYS).then(|| {
+        format!(
+            "the certificate (sha256 {}) expires in {days} day(s); renew it",
+            &c.fingerprint[..16]
+        )
+    })
 }
