@@ -6,6 +6,7 @@ pub mod admin;
 pub mod args;
 pub mod certificates;
 pub mod console;
+pub mod expiry;
 pub mod file_source;
 pub mod files;
 pub mod publish;

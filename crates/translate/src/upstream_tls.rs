@@ -9,7 +9,8 @@ use envoy_types::pb::envoy::{
         CertificateValidationContext, CommonTlsContext, SdsSecretConfig, Secret,
         SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext,
         common_tls_context::{CombinedCertificateValidationContext, ValidationContextType},
-        secret, subject_alt_name_matcher::SanType,
+        secret,
+        subject_alt_name_matcher::SanType,
     },
     r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern},
 };
@@ -28,7 +29,11 @@ pub fn client_secret_name(service: &ObjectKey) -> String {
 }
 
 /// The cluster's transport socket, when the Service has TLS material in the model.
-pub fn transport_socket(model: &Model, key: &ObjectKey, service: &Service) -> Option<TransportSocket> {
+pub fn transport_socket(
+    model: &Model,
+    key: &ObjectKey,
+    service: &Service,
+) -> Option<TransportSocket> {
     let material = model.upstream_tls.get(key)?;
     service.spec.tls.as_ref()?;
     let sds = |name: String| SdsSecretConfig {

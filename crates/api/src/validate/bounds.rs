@@ -206,7 +206,9 @@ pub(super) fn check_service(svc: &Service, report: &mut Report) {
             ),
             (
                 "spec.tls.clientCertificate.keyFile",
-                tls.client_certificate.as_ref().and_then(|c| c.key_file.as_ref()),
+                tls.client_certificate
+                    .as_ref()
+                    .and_then(|c| c.key_file.as_ref()),
             ),
         ] {
             if let Some(p) = path {

@@ -19,7 +19,8 @@ pub(super) fn check(svc: &Service, rules: &super::Rules, report: &mut Report) {
     if tls.ca_secret_name.is_some() {
         report.error(
             "spec.tls.caSecretName",
-            "Secrets need the Kubernetes controller; in file mode set caFile to a PEM bundle".into(),
+            "Secrets need the Kubernetes controller; in file mode set caFile to a PEM bundle"
+                .into(),
         );
     }
     match tls.ca_file.as_deref() {
@@ -128,12 +129,21 @@ fn material(report: &mut Report, state: &CertificateState, client: bool) -> Opti
     };
     let mut missing = Vec::new();
     if state.trusted_ca.is_none() {
-        missing.push(issue("spec.tls.caFile", format!("{}; the Service is not served until its trusted CAs load", why())));
+        missing.push(issue(
+            "spec.tls.caFile",
+            format!(
+                "{}; the Service is not served until its trusted CAs load",
+                why()
+            ),
+        ));
     }
     if client && state.serving.is_none() {
         missing.push(issue(
             "spec.tls.clientCertificate",
-            format!("{}; the Service is not served until its client certificate loads", why()),
+            format!(
+                "{}; the Service is not served until its client certificate loads",
+                why()
+            ),
         ));
     }
     if !missing.is_empty() {
