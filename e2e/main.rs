@@ -31,5 +31,6 @@ mod tls_client;
 mod traces;
 mod traffic;
 mod up;
+mod upstream_tls;
 mod validate_cli;
 mod validated_served;
