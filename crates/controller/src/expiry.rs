@@ -39,7 +39,7 @@ impl Expiry {
             services: gauge(
                 SERVICE_METRIC,
                 "Seconds until the client certificate a Service presents to its backends expires.",
-                &["service"],
+                &["portcullis_service"],
             ),
             state: Arc::default(),
         }
