@@ -116,3 +116,84 @@ fn expiring(cert: Option<&Certificate>, now: i64) -> Option<String> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca_and_client() -> (String, String, String) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["gateway".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        (ca.pem(), leaf.pem(), key.serialize_pem())
+    }
+
+    fn now() -> i64 {
+        // rcgen's default validity starts in 1975 and ends in 4096.
+        2_000_000_000
+    }
+
+    #[test]
+    fn a_service_keeps_its_last_good_ca_and_client_certificate() {
+        let (ca, cert, key) = ca_and_client();
+        let svc = ObjectKey::service("t", "s");
+        let mut store = Store::default();
+        let good = store.update_service(
+            &svc,
+            ServiceSource {
+                ca: Ok(ca.clone()),
+                client: Some(Ok((cert.clone(), key.clone()))),
+            },
+            now(),
+        );
+        assert!(good.problem.is_none(), "{:?}", good.problem);
+        assert_eq!(good.trusted_ca.as_ref().unwrap().count, 1);
+        assert!(good.serving.is_some());
+        // A half-written CA and a wrong key: both refused, the good ones kept.
+        let (_, _, other_key) = ca_and_client();
+        let bad = store.update_service(
+            &svc,
+            ServiceSource {
+                ca: Ok("-----BEGIN CERTIFICATE-----\nAAAA".into()),
+                client: Some(Ok((cert, other_key))),
+            },
+            now(),
+        );
+        let problem = bad.problem.unwrap();
+        assert!(problem.contains("caFile:"), "{problem}");
+        assert!(
+            problem.contains("clientCertificate: the private key does not match"),
+            "{problem}"
+        );
+        assert!(!problem.contains("PRIVATE"), "{problem}");
+        assert_eq!(bad.trusted_ca, good.trusted_ca);
+        assert_eq!(bad.serving, good.serving);
+    }
+
+    #[test]
+    fn a_ca_bundle_must_hold_parsable_unexpired_certificates_in_bounds() {
+        let (ca, _, key) = ca_and_client();
+        assert!(check_ca("", now()).unwrap_err().contains("no certificate"));
+        assert!(
+            check_ca(&key, now())
+                .unwrap_err()
+                .contains("no certificate")
+        );
+        assert!(
+            check_ca(&ca, 200_000_000_000)
+                .unwrap_err()
+                .contains("expired")
+        );
+        let huge = ca.repeat(crate::MAX_CA_CERTIFICATES + 1);
+        assert!(check_ca(&huge, now()).unwrap_err().contains("allowed"));
+        let two = ca.repeat(2);
+        assert_eq!(check_ca(&two, now()).unwrap().count, 2);
+    }
+}

@@ -128,3 +128,84 @@ pub fn secrets(model: &Model) -> Vec<Secret> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_api::{
+        Certificate, CertificateState, Certificates, Objects, TrustBundle,
+        certificate::PrivateKey,
+        validate::{Rules, validate_objects},
+    };
+
+    fn model() -> Model {
+        let objects = Objects::parse(
+            "apiVersion: portcullis.dev/v1alpha1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec: {destinations: [{name: d, address: '10.0.0.7:443'}], protocol: http2, tls: {sni: api.internal, caFile: ca.pem, subjectAltNames: [api.internal, 'spiffe://td/ns/a/sa/s'], clientCertificate: {certificateFile: c, keyFile: k}}}\n",
+        )
+        .unwrap();
+        let mut certs = Certificates::new();
+        certs.insert(
+            ObjectKey::service("a", "s"),
+            CertificateState {
+                trusted_ca: Some(TrustBundle {
+                    pem: "CA-PEM".into(),
+                    count: 1,
+                    fingerprint: String::new(),
+                }),
+                serving: Some(Certificate {
+                    chain_pem: "CHAIN".into(),
+                    key: PrivateKey("KEY".into()),
+                    not_after: i64::MAX,
+                    fingerprint: String::new(),
+                    names: vec![],
+                }),
+                ..Default::default()
+            },
+        );
+        let o = validate_objects(&objects, &certs, &Rules::file_mode());
+        assert!(o.problems().next().is_none(), "{:?}", o.reports);
+        o.model
+    }
+
+    #[test]
+    fn the_cluster_verifies_the_backend_and_presents_the_client_certificate_over_sds() {
+        let m = model();
+        let key = ObjectKey::service("a", "s");
+        let socket = transport_socket(&m, &key, &m.services[&key]).unwrap();
+        let Some(transport_socket::ConfigType::TypedConfig(any)) = socket.config_type else {
+            panic!("typed config")
+        };
+        let ctx: UpstreamTlsContext = prost::Message::decode(any.value.as_slice()).unwrap();
+        assert_eq!(ctx.sni, "api.internal");
+        let common = ctx.common_tls_context.unwrap();
+        assert_eq!(common.alpn_protocols, ["h2"]);
+        assert_eq!(
+            common.tls_certificate_sds_secret_configs[0].name,
+            "service/a/s/client"
+        );
+        assert!(common.tls_certificates.is_empty(), "never inline");
+        let Some(ValidationContextType::CombinedValidationContext(v)) =
+            common.validation_context_type
+        else {
+            panic!("combined validation context")
+        };
+        assert_eq!(
+            v.validation_context_sds_secret_config.unwrap().name,
+            "service/a/s/ca"
+        );
+        let sans = v
+            .default_validation_context
+            .unwrap()
+            .match_typed_subject_alt_names;
+        let got: Vec<(i32, bool)> = sans
+            .iter()
+            .map(|s| (s.san_type, s.matcher.as_ref().unwrap().ignore_case))
+            .collect();
+        assert_eq!(
+            got,
+            [(SanType::Dns as i32, true), (SanType::Uri as i32, false)]
+        );
+        let names: Vec<String> = secrets(&m).into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["service/a/s/ca", "service/a/s/client"]);
+    }
+}

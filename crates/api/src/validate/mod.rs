@@ -189,3 +189,5 @@ mod policy_tests;
 mod precedence_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upstream_tls_tests;
