@@ -4,7 +4,8 @@
 //! backend, or whose subject alt names do not match it, gets 503 from Envoy (TLS was
 //! attempted and failed verification, nothing went out in plaintext); TLS to an IP
 //! without subjectAltNames is refused by validation; the client key appears in no
-//! debug output, metric or Envoy admin page.
+//! debug output, metric or Envoy admin page; the expiry metric counts down to the
+//! client certificate's notAfter.
 use std::{
     net::SocketAddr,
     sync::{
@@ -256,6 +257,24 @@ async fn backend_requiring_client_certificates_accepts_the_gateway_and_verifies_
         seen.clients.lock().len(),
         answered,
         "a refused upstream still got a request"
+    );
+
+    // The expiry metric counts down to the client certificate's real notAfter (30 days).
+    let metrics = fetch(&format!("http://{}/metrics", plane.admin))
+        .await
+        .unwrap()
+        .1;
+    let series = "portcullis_upstream_certificate_expiry_seconds{portcullis_service=\"e2e/good\"} ";
+    let left: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series))
+        .unwrap_or_else(|| panic!("no {series}in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        (left - 30.0 * 86_400.0).abs() < 300.0,
+        "{left}s left, want 30 days"
     );
 
     // The client key is nowhere the control plane or Envoy shows.
