@@ -32,5 +32,6 @@ mod tls_client;
 mod traces;
 mod traffic;
 mod up;
+mod upstream_tls;
 mod validate_cli;
 mod validated_served;

@@ -51,6 +51,22 @@ impl Ca {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// A leaf with common name `cn` and DNS names `names`: (chain PEM, key PEM).
+    pub fn named_leaf(&self, cn: &str, names: &[&str], days: i64) -> (String, String) {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(days);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     pub fn write_leaf(
         &self,
         dir: &Path,

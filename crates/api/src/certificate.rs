@@ -1,6 +1,6 @@
 //! Certificates as validation sees them: already loaded and checked by the control
 //! plane (crates/tls parses PEM; this crate stays free of crypto), keyed by the Host
-//! that names them. The private key is carried for translation into an SDS Secret and
+//! that names them, or by the Service whose upstream TLS uses them. The private key is carried for translation into an SDS Secret and
 //! never shown: `Debug` and `Serialize` of anything holding it leave it out.
 use std::{collections::BTreeMap, fmt};
 
@@ -31,12 +31,26 @@ pub struct Certificate {
     pub names: Vec<String>,
 }
 
-/// What the control plane knows about one Host's certificate.
+/// A checked bundle of trusted CA certificates (PEM), for verifying a backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustBundle {
+    pub pem: String,
+    /// Certificates in the bundle.
+    pub count: usize,
+    /// SHA-256 of the first certificate (DER), hex: names the bundle in status.
+    pub fingerprint: String,
+}
+
+/// What the control plane knows about one Host's certificate, or one Service's
+/// upstream TLS material.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CertificateState {
     /// The certificate to serve: the current one, or the last good one when the
-    /// current one is bad.
+    /// current one is bad. For a Service: the client certificate it presents.
     pub serving: Option<Certificate>,
+    /// For a Service: the CAs trusted to sign its backends' certificates (the current
+    /// bundle, or the last good one).
+    pub trusted_ca: Option<TrustBundle>,
     /// Why the current certificate is not the one served (unparsable, key mismatch,
     /// expired, not covering the hostname, source missing).
     pub problem: Option<String>,
@@ -44,5 +58,5 @@ pub struct CertificateState {
     pub expiring: Option<String>,
 }
 
-/// Certificate states by Host.
+/// Certificate states by Host and by Service (keys differ by kind).
 pub type Certificates = BTreeMap<ObjectKey, CertificateState>;

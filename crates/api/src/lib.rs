@@ -24,13 +24,15 @@ pub mod status;
 pub mod table;
 pub mod validate;
 
-pub use certificate::{Certificate, CertificateState, Certificates};
+pub use certificate::{Certificate, CertificateState, Certificates, TrustBundle};
 pub use duration::Duration;
 pub use host::{Host, HostSpec, HostTls};
 pub use manifest::{Document, Objects, ParseError, parse_documents};
 pub use model::{Model, ObjectKey, RouteEntry};
 pub use route::{Backend, HeaderMatch, PathMatch, Route, RouteMatch, RouteSpec, RouteTracing};
-pub use service::{Destination, Protocol, Service, ServiceRef, ServiceSpec};
+pub use service::{
+    ClientCertificate, Destination, Protocol, Service, ServiceRef, ServiceSpec, ServiceTls,
+};
 pub use status::{Condition, ObjectStatus};
 
 /// API group of every Portcullis resource.

@@ -88,6 +88,14 @@ pub struct ServedHost {
     pub certificate: Option<Certificate>,
 }
 
+/// The TLS material of a Service with `spec.tls`, checked by the control plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamTls {
+    pub trusted_ca: crate::TrustBundle,
+    /// Present when the Service sets `tls.clientCertificate`.
+    pub client: Option<Certificate>,
+}
+
 /// What gets served.
 #[derive(Clone, Debug, Default)]
 pub struct Model {
@@ -97,6 +105,8 @@ pub struct Model {
     pub routes: Vec<RouteEntry>,
     /// Accepted Hosts, one per hostname.
     pub hosts: BTreeMap<ObjectKey, ServedHost>,
+    /// TLS material of accepted Services that set `spec.tls`.
+    pub upstream_tls: BTreeMap<ObjectKey, UpstreamTls>,
 }
 
 impl Model {

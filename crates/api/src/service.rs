@@ -66,6 +66,53 @@ pub struct ServiceSpec {
     /// Passive health checks (default on: 5 consecutive 5xx eject for 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlier_detection: Option<OutlierDetection>,
+    /// TLS to the destinations, verified against `caFile`, optionally with a client
+    /// certificate (mTLS). Default: plaintext. Health checks follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServiceTls>,
+}
+
+/// TLS from the gateway to a Service's destinations. The backend's certificate is
+/// always verified: against the trusted CAs, and its subject alternative names against
+/// `subjectAltNames` (default: the SNI name).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceTls {
+    /// Server name sent in the TLS handshake (default: the destinations' host name
+    /// when the addresses are names; none for IP addresses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// PEM bundle of the CAs trusted to sign the backend's certificate (file mode),
+    /// relative to the manifest directory or absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// A Secret holding `ca.crt` (Kubernetes mode; not read yet, see docs/tls.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_name: Option<String>,
+    /// Exact DNS names or URIs (`spiffe://…`), one of which the backend's certificate
+    /// must carry (default: the SNI name). Required for IP-address destinations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<String>,
+    /// The certificate the gateway presents to backends that require client
+    /// certificates (mTLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// The gateway's client certificate for one Service.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientCertificate {
+    /// PEM certificate chain file (file mode), relative to the manifest directory or
+    /// absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_file: Option<String>,
+    /// PEM private key file (file mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+    /// A `kubernetes.io/tls` Secret (Kubernetes mode; not read yet, see docs/tls.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
 }
 
 /// One place a Service's traffic can go.
@@ -115,6 +162,31 @@ pub enum Protocol {
 }
 
 impl ServiceSpec {
+    /// The SNI name sent to the destinations: `tls.sni`, else the host name shared by
+    /// every `address` destination (none when they are IPs or name different hosts).
+    pub fn sni(&self) -> Option<String> {
+        let tls = self.tls.as_ref()?;
+        if let Some(s) = &tls.sni {
+            return Some(s.clone());
+        }
+        let mut names = self
+            .destinations
+            .iter()
+            .map(|d| d.address.as_deref().and_then(host_name_of));
+        let first = names.next()??;
+        names.all(|n| n.as_deref() == Some(&first)).then_some(first)
+    }
+
+    /// The names the backend's certificate must carry one of: `tls.subjectAltNames`,
+    /// else the SNI name.
+    pub fn subject_alt_names(&self) -> Vec<String> {
+        match &self.tls {
+            Some(t) if !t.subject_alt_names.is_empty() => t.subject_alt_names.clone(),
+            Some(_) => self.sni().into_iter().collect(),
+            None => Vec::new(),
+        }
+    }
+
     pub fn timeout(&self) -> Duration {
         self.timeout.unwrap_or(DEFAULT_TIMEOUT)
     }
@@ -122,4 +194,13 @@ impl ServiceSpec {
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)
     }
+}
+
+/// The host name of a `host:port` address; none for IP addresses (bracketed IPv6 too)
+/// and for text without a port. Validation checks addresses fully; this is only the
+/// default SNI.
+fn host_name_of(address: &str) -> Option<String> {
+    let (host, _) = address.rsplit_once(':')?;
+    let is_ip = host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok();
+    (!is_ip && !host.is_empty()).then(|| host.to_string())
 }

@@ -1,5 +1,6 @@
-//! File mode's certificates: each Host's `tls.certificateFile`/`keyFile`, read and
-//! checked on every reload, the last good one kept (portcullis-tls). The files are part
+//! File mode's certificates: each Host's `tls.certificateFile`/`keyFile` and each
+//! Service's `tls.caFile`/`clientCertificate`, read and checked on every reload, the
+//! last good one kept (portcullis-tls). The files are part
 //! of what the directory watcher fingerprints, so replacing one (a renewal, a
 //! `mv` of a new pair) reaches Envoy over SDS without a restart.
 use std::path::{Path, PathBuf};
@@ -28,6 +29,10 @@ impl FileCertificates {
         let mut out = Certificates::new();
         let mut files = Vec::new();
         for doc in docs {
+            if let Document::Service(svc) = doc {
+                self.load_service(base, svc, now, &mut out, &mut files);
+                continue;
+            }
             let Document::Host(host) = doc else { continue };
             let Some(tls) = &host.spec.tls else { continue };
             let (Some(cert), Some(key)) = (&tls.certificate_file, &tls.key_file) else {
@@ -46,6 +51,39 @@ impl FileCertificates {
         self.store.retain(|k| out.contains_key(k));
         self.files = files;
         out
+    }
+
+    /// A Service's trusted CAs and client certificate, when it sets `tls`.
+    fn load_service(
+        &mut self,
+        base: &Path,
+        svc: &portcullis_api::Service,
+        now: i64,
+        out: &mut Certificates,
+        files: &mut Vec<PathBuf>,
+    ) {
+        let Some(tls) = &svc.spec.tls else { return };
+        let Some(ca) = &tls.ca_file else { return };
+        let ca = base.join(ca);
+        files.push(ca.clone());
+        let client = tls.client_certificate.as_ref().and_then(|c| {
+            let (cert, key) = (
+                base.join(c.certificate_file.as_ref()?),
+                base.join(c.key_file.as_ref()?),
+            );
+            files.extend([cert.clone(), key.clone()]);
+            Some(read(&cert).and_then(|c| read(&key).map(|k| (c, k))))
+        });
+        let source = portcullis_tls::ServiceSource {
+            ca: read(&ca),
+            client,
+        };
+        let key = ObjectKey::new("Service", &svc.metadata);
+        let state = self.store.update_service(&key, source, now);
+        if let Some(p) = &state.problem {
+            tracing::warn!(service = %key, problem = p, "upstream TLS material refused");
+        }
+        out.insert(key, state);
     }
 }
 

@@ -7,6 +7,7 @@ mod admin_state;
 pub mod args;
 pub mod certificates;
 pub mod console;
+pub mod expiry;
 pub mod file_source;
 pub mod files;
 pub mod publish;

@@ -16,6 +16,7 @@ use crate::state::StateFile;
 pub struct PublishMetrics {
     build_seconds: Histogram,
     publishes: IntCounter,
+    expiry: crate::expiry::Expiry,
 }
 
 impl PublishMetrics {
@@ -39,9 +40,12 @@ impl PublishMetrics {
         // registry; the metrics still work unregistered.
         let _ = registry.register(Box::new(build_seconds.clone()));
         let _ = registry.register(Box::new(publishes.clone()));
+        let expiry = crate::expiry::Expiry::new();
+        let _ = registry.register(Box::new(expiry.clone()));
         Self {
             build_seconds,
             publishes,
+            expiry,
         }
     }
 }
@@ -111,6 +115,7 @@ impl Publisher {
             .build_seconds
             .observe(started.elapsed().as_secs_f64());
         self.metrics.publishes.inc();
+        self.metrics.expiry.update(model);
         Published {
             version,
             failed: resources.failed,

@@ -1,7 +1,7 @@
 //! One certificate and key, checked.
 use std::sync::Arc;
 
-use portcullis_api::{Certificate, certificate::PrivateKey};
+use portcullis_api::{Certificate, TrustBundle, certificate::PrivateKey};
 use rustls::{crypto::ring::sign::any_supported_type, sign::CertifiedKey};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use x509_parser::{extensions::GeneralName, prelude::FromDer};
@@ -15,6 +15,59 @@ pub fn check(
     chain_pem: &str,
     key_pem: &str,
     hostname: &str,
+    now: i64,
+) -> Result<Certificate, String> {
+    check_pair(chain_pem, key_pem, Some(hostname), now)
+}
+
+/// Checks a client certificate: as [`check`], without a hostname to cover.
+pub fn check_client(chain_pem: &str, key_pem: &str, now: i64) -> Result<Certificate, String> {
+    check_pair(chain_pem, key_pem, None, now)
+}
+
+/// Most certificates a trusted-CA bundle may hold.
+pub const MAX_CA_CERTIFICATES: usize = 256;
+
+/// Checks a bundle of trusted CA certificates: PEM, at least one, each parses.
+/// Expired CAs are refused: Envoy would reject every backend they signed anyway.
+pub fn check_ca(pem: &str, now: i64) -> Result<TrustBundle, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("the CA bundle is not PEM ({e})"))?;
+    if certs.is_empty() {
+        return Err(
+            "no certificate in the CA bundle (expected -----BEGIN CERTIFICATE-----)".into(),
+        );
+    }
+    if certs.len() > MAX_CA_CERTIFICATES {
+        return Err(format!(
+            "{} certificates in the CA bundle, over the {MAX_CA_CERTIFICATES} allowed; trust only the CAs that sign this backend",
+            certs.len()
+        ));
+    }
+    for (i, der) in certs.iter().enumerate() {
+        let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(der)
+            .map_err(|e| format!("CA certificate {} does not parse ({e})", i + 1))?;
+        if now > parsed.validity().not_after.timestamp() {
+            return Err(format!(
+                "CA certificate {} ({}) expired at {}",
+                i + 1,
+                parsed.subject(),
+                parsed.validity().not_after
+            ));
+        }
+    }
+    Ok(TrustBundle {
+        pem: pem.to_string(),
+        count: certs.len(),
+        fingerprint: hex(ring::digest::digest(&ring::digest::SHA256, &certs[0]).as_ref()),
+    })
+}
+
+fn check_pair(
+    chain_pem: &str,
+    key_pem: &str,
+    hostname: Option<&str>,
     now: i64,
 ) -> Result<Certificate, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
@@ -55,7 +108,9 @@ pub fn check(
         ));
     }
     let names = dns_names(&parsed);
-    if !names.iter().any(|n| name_covers(n, hostname)) {
+    if let Some(hostname) = hostname
+        && !names.iter().any(|n| name_covers(n, hostname))
+    {
         return Err(format!(
             "the certificate does not cover {hostname} (it names {}); issue one with {hostname} in its subject alternative names",
             if names.is_empty() {

@@ -10,5 +10,5 @@ mod check;
 pub mod mtls;
 mod store;
 
-pub use check::{EXPIRY_WARNING_DAYS, check};
-pub use store::Store;
+pub use check::{EXPIRY_WARNING_DAYS, MAX_CA_CERTIFICATES, check, check_ca, check_client};
+pub use store::{ServiceSource, Store};

@@ -20,6 +20,7 @@ mod route;
 mod route_policy;
 pub mod tls;
 mod trace;
+pub mod upstream_tls;
 
 use envoy_types::pb::envoy::config::{
     cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment, listener::v3::Listener,
@@ -112,7 +113,8 @@ pub struct Resources {
     /// rate-limit service: they only describe the limits, and a service subscribes to
     /// them on its own (type URL [`RATE_LIMIT_CONFIG_TYPE_URL`]).
     pub rate_limit_configs: Vec<RateLimitConfig>,
-    /// SDS: one TLS certificate per Host that has one.
+    /// SDS: one TLS certificate per Host that has one; per Service with TLS, its
+    /// trusted CAs and client certificate.
     pub secrets: Vec<envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret>,
     /// Objects whose translation panicked (a bug), with the panic message; they are
     /// left out, along with the Routes that send to a failed Service. The control plane
@@ -127,7 +129,11 @@ pub fn translate(model: &Model, options: &Options) -> Resources {
     let mut load_assignments = Vec::new();
     let mut failed = Vec::new();
     for (key, service) in &model.services {
-        match isolate(|| cluster::service_cluster(key, service)) {
+        match isolate(|| {
+            let (mut cluster, assignment) = cluster::service_cluster(key, service);
+            cluster.transport_socket = upstream_tls::transport_socket(model, key, service);
+            (cluster, assignment)
+        }) {
             Ok((cluster, assignment)) => {
                 clusters.push(cluster);
                 load_assignments.extend(assignment);
@@ -158,7 +164,11 @@ pub fn translate(model: &Model, options: &Options) -> Resources {
     listeners.extend(tls::https_listener(model, options));
     Resources {
         listeners,
-        secrets: tls::secrets(model),
+        secrets: {
+            let mut s = tls::secrets(model);
+            s.extend(upstream_tls::secrets(model));
+            s
+        },
         route_configs: vec![route_config],
         clusters,
         load_assignments,

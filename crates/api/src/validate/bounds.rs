@@ -24,6 +24,9 @@ pub const MAX_DIMENSIONS: usize = 8;
 pub const MAX_SCOPES: usize = 32;
 pub const MAX_SCOPE_LEN: usize = 128;
 pub const MAX_STATUS_CODES: usize = 32;
+/// Names a backend certificate may carry to be trusted (`Service.spec.tls`).
+pub const MAX_SUBJECT_ALT_NAMES: usize = 16;
+pub const MAX_SUBJECT_ALT_NAME_LEN: usize = 256;
 /// Requests per window: a u32 with room for the service's arithmetic.
 pub const MAX_REQUESTS: u32 = 1_000_000_000;
 
@@ -176,6 +179,42 @@ pub(super) fn check_service(svc: &Service, report: &mut Report) {
     );
     for (i, d) in spec.destinations.iter().enumerate() {
         weight(report, &format!("spec.destinations[{i}].weight"), d.weight);
+    }
+    if let Some(tls) = &spec.tls {
+        too_many(
+            report,
+            "spec.tls.subjectAltNames",
+            tls.subject_alt_names.len(),
+            MAX_SUBJECT_ALT_NAMES,
+            "issue the backends one certificate name they all carry",
+        );
+        for (i, san) in tls.subject_alt_names.iter().enumerate() {
+            too_long(
+                report,
+                &format!("spec.tls.subjectAltNames[{i}]"),
+                san,
+                MAX_SUBJECT_ALT_NAME_LEN,
+            );
+        }
+        for (field, path) in [
+            ("spec.tls.caFile", tls.ca_file.as_ref()),
+            (
+                "spec.tls.clientCertificate.certificateFile",
+                tls.client_certificate
+                    .as_ref()
+                    .and_then(|c| c.certificate_file.as_ref()),
+            ),
+            (
+                "spec.tls.clientCertificate.keyFile",
+                tls.client_certificate
+                    .as_ref()
+                    .and_then(|c| c.key_file.as_ref()),
+            ),
+        ] {
+            if let Some(p) = path {
+                too_long(report, field, p, MAX_PATH_LEN);
+            }
+        }
     }
 }
 

@@ -45,7 +45,7 @@ pub(super) fn resolve(
 ) -> Model {
     let accepted: BTreeMap<ObjectKey, Arc<Service>> = services
         .iter()
-        .filter(|(r, _)| r.errors.is_empty())
+        .filter(|(r, _)| r.errors.is_empty() && r.unresolved.is_empty())
         .map(|(r, s)| (r.key.clone(), Arc::new((*s).clone())))
         .collect();
     let known: BTreeSet<&ObjectKey> = services.iter().map(|(r, _)| &r.key).collect();
@@ -115,6 +115,7 @@ pub(super) fn resolve(
         services: accepted,
         routes: entries,
         hosts,
+        upstream_tls: BTreeMap::new(),
     };
     let mut shadows = crate::shadow::shadows(&model);
     for (report, route) in routes.iter_mut() {

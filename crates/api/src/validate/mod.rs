@@ -14,6 +14,7 @@ pub mod regex;
 mod report;
 mod route;
 mod service;
+mod upstream_tls;
 
 pub use bounds::*;
 pub use budget::DEFAULT_ROUTE_TABLE_BYTES;
@@ -127,7 +128,7 @@ fn check_one<T>(
 }
 
 /// Validates every object against `rules` and against each other; `certificates` are
-/// the Hosts' certificates as the control plane loaded them.
+/// the Hosts' certificates and Services' TLS material as the control plane loaded them.
 pub fn validate_objects(objects: &Objects, certificates: &Certificates, rules: &Rules) -> Outcome {
     let mut service_reports: Vec<(Report, &Service)> = objects
         .services
@@ -159,14 +160,16 @@ pub fn validate_objects(objects: &Objects, certificates: &Certificates, rules: &
     cross::duplicates(&mut service_reports);
     cross::duplicates(&mut route_reports);
     cross::duplicates(&mut host_reports);
+    let upstream_tls = upstream_tls::resolve(&mut service_reports, certificates);
     let served_hosts = hosts::resolve(&mut host_reports, certificates);
     hosts::admit_routes(&mut route_reports, &served_hosts, rules);
-    let model = cross::resolve(
+    let mut model = cross::resolve(
         &service_reports,
         &mut route_reports,
         served_hosts,
         rules.route_table_bytes,
     );
+    model.upstream_tls = upstream_tls;
     let mut reports: Vec<Report> = service_reports
         .into_iter()
         .map(|(r, _)| r)
@@ -185,3 +188,5 @@ mod policy_tests;
 mod precedence_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upstream_tls_tests;

@@ -75,6 +75,7 @@ pub(super) fn check(svc: &Service, rules: &super::Rules, report: &mut Report) {
     }
     super::policy::check_service(svc, report);
     super::bounds::check_service(svc, report);
+    super::upstream_tls::check(svc, rules, report);
     if let Some(t) = spec.connect_timeout {
         if t.0.is_zero() {
             report.error(
