@@ -14,21 +14,17 @@ use libfuzzer_sys::fuzz_target;
 use portcullis_api::explain::{self, Outcome, Request};
 use portcullis_api::isolate::INTERNAL_FIELD;
 use portcullis_api::validate::{Rules, validate_with};
-use portcullis_api::{Document, Model, Route, Service, parse_documents};
+use portcullis_api::{Document, Model, Objects, parse_documents};
 use portcullis_translate::{Options, translate};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let mut routes: Vec<Route> = Vec::new();
-    let mut services: Vec<Service> = Vec::new();
-    for doc in parse_documents(text).into_iter().flatten() {
-        match doc {
-            Document::Route(r) => routes.push(*r),
-            Document::Service(s) => services.push(*s),
-        }
-    }
+    let docs: Vec<Document> = parse_documents(text).into_iter().flatten().collect();
+    let Objects {
+        routes, services, ..
+    } = Objects::from_documents(&docs);
     for rules in [Rules::file_mode(), Rules::default()] {
         let outcome = validate_with(&routes, &services, &rules);
         for report in &outcome.reports {

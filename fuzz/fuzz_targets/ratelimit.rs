@@ -20,7 +20,8 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use libfuzzer_sys::fuzz_target;
 use portcullis_contract::ratelimit::{DIMENSIONS, DOMAIN, HEADER_PREFIX, LIMIT_KEY};
 use portcullis_ratelimit::{
-    Defaults, EnvoyConfig, LimitTable, Limiter, Limits, ManualClock, apply_rate_limit_configs, pb,
+    ConfigFile, Defaults, FileLimits, LimitTable, Limiter, Limits, LoadOptions, ManualClock,
+    apply_rate_limit_configs, pb,
 };
 
 /// 2026-01-01T00:00:00Z: a realistic wall clock to start from.
@@ -39,10 +40,14 @@ fn run(data: &[u8]) -> Result<()> {
         let Ok(text) = std::str::from_utf8(&rest[..end]) else {
             return Ok(());
         };
-        let Ok(config) = EnvoyConfig::parse(text, Defaults::default()) else {
+        let file = ConfigFile {
+            name: "fuzz.yaml".into(),
+            text: text.into(),
+        };
+        let Ok(limits) = FileLimits::load(&[file], LoadOptions::default()) else {
             return Ok(());
         };
-        table.swap(Limits::Envoy(config), "fuzz");
+        table.swap(Limits::Files(limits), "fuzz");
         let words: Vec<String> = text
             .split(|c: char| c.is_whitespace() || c == ':' || c == '"' || c == '\'')
             .filter(|w| !w.is_empty())

@@ -113,3 +113,24 @@ mod tests {
         assert!(id.missing_scopes(&[]).is_empty());
     }
 }
+
+/// A token's `exp` (seconds since the epoch) as a time; none when it is past what the
+/// clock can represent (`exp: 18446744073709551615`), which then counts as no expiry of
+/// its own — the cache TTL still bounds how long the identity is kept. Adding it
+/// unchecked panicked on such a token (found by the credentials fuzz target).
+pub fn expiry_at(exp_secs: u64) -> Option<std::time::SystemTime> {
+    std::time::SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(exp_secs))
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    #[test]
+    fn an_unrepresentable_exp_is_no_expiry_not_a_panic() {
+        assert_eq!(super::expiry_at(u64::MAX), None);
+        let t = super::expiry_at(2_000_000_000).unwrap();
+        assert_eq!(
+            t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+            2_000_000_000
+        );
+    }
+}

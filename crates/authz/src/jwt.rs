@@ -3,7 +3,7 @@
 //! checks. Symmetric (`HS*`) keys are refused: a JWKS is public.
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use jsonwebtoken::Validation;
 use serde_json::Value;
@@ -132,7 +132,7 @@ impl JwtValidator {
             expires_at: claims
                 .get("exp")
                 .and_then(Value::as_u64)
-                .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
+                .and_then(crate::identity::expiry_at),
             claims: crate::limits::bounded_claims(&claims),
             scopes,
             user,

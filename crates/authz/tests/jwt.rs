@@ -99,6 +99,16 @@ async fn tokens_are_checked_for_signature_issuer_audience_and_expiry() {
     assert_eq!(id.scopes, vec!["orders:read", "orders:write"]);
     assert!(id.expires_at.is_some());
 
+    // An exp past what the clock can represent (u64::MAX, as a fuzzer found): valid
+    // and with no expiry of its own, not a panic in the service.
+    let far = serde_json::json!({"iss": "https://issuer.test/", "aud": "api", "sub": "x", "exp": u64::MAX});
+    let id = v
+        .validate(&k1.token(far))
+        .await
+        .unwrap()
+        .expect("valid token");
+    assert_eq!(id.expires_at, None);
+
     let base = serde_json::json!({"iss": "https://issuer.test/", "aud": "api", "sub": "x", "exp": now() + 300});
     let with = |k: &str, val: serde_json::Value| {
         let mut c = base.clone();

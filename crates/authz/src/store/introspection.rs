@@ -4,7 +4,7 @@
 //! `timeout`.
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -195,9 +195,7 @@ impl IntrospectionStore {
                 .collect(),
             key_id: Digest::of(token.as_bytes()).short_id(),
             claims,
-            expires_at: a
-                .exp
-                .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
+            expires_at: a.exp.and_then(crate::identity::expiry_at),
         })
     }
 }
