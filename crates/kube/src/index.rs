@@ -11,10 +11,13 @@ use std::{
     sync::Arc,
 };
 
-use k8s_openapi::api::{core::v1::Service as KubeService, discovery::v1::EndpointSlice};
+use k8s_openapi::api::{
+    core::v1::{Secret, Service as KubeService},
+    discovery::v1::EndpointSlice,
+};
 use kube::{ResourceExt, core::DeserializeGuard};
 use parking_lot::RwLock;
-use portcullis_api::{Document, ObjectKey, ObjectStatus, Route, Service};
+use portcullis_api::{Document, Host, ObjectKey, ObjectStatus, Route, Service};
 use portcullis_plane::reconcile::Objects;
 use tokio::sync::watch;
 
@@ -25,6 +28,7 @@ pub type NsName = (String, String);
 pub struct Index {
     pub routes: BTreeMap<ObjectKey, Route>,
     pub services: BTreeMap<ObjectKey, Service>,
+    pub hosts: BTreeMap<ObjectKey, Host>,
     /// Objects whose current version does not deserialize, with serde's message.
     pub invalid: BTreeMap<ObjectKey, String>,
     /// `.status` as last seen on the API server, to write only what changed.
@@ -34,8 +38,13 @@ pub struct Index {
     /// The deployment's validation rules (allowed destination ranges), shared by
     /// reconcile and the webhook so both refuse the same objects.
     pub rules: portcullis_api::validate::Rules,
-    /// Hosts' certificates, from their Secrets.
+    /// The Secrets Hosts and Services reference, and only those (crate::secrets).
+    pub secrets: BTreeMap<NsName, crate::secrets::SecretData>,
+    /// Hosts' certificates and Services' upstream TLS material, from their Secrets,
+    /// as of the last `refresh_certificates`.
     pub certificates: portcullis_api::Certificates,
+    /// The last good certificate of each Host and Service.
+    pub(crate) store: portcullis_tls::Store,
 }
 
 /// The index plus its change counter; shared by watchers, reconcile and webhook.
@@ -79,13 +88,35 @@ impl SharedIndex {
     }
 
     pub fn apply<K: Indexed>(&self, obj: K) {
-        let changed = obj.apply(&mut self.index.write());
+        let mut index = self.index.write();
+        let changed = obj.apply(&mut index);
+        index.prune_secrets();
+        drop(index);
         self.notify(changed);
     }
 
     pub fn delete<K: Indexed>(&self, obj: K) {
-        let changed = obj.delete(&mut self.index.write());
+        let mut index = self.index.write();
+        let changed = obj.delete(&mut index);
+        index.prune_secrets();
+        drop(index);
         self.notify(changed);
+    }
+
+    /// A Secret read with a GET because a Host or Service started naming it after the
+    /// watcher had passed it: kept only if still referenced and not already newer
+    /// from the watch.
+    pub fn fetched_secret(&self, secret: &Secret) {
+        let mut index = self.index.write();
+        let key = ns_name(secret);
+        let changed = !index.secrets.contains_key(&key) && index.put_secret(secret);
+        drop(index);
+        self.notify(changed);
+    }
+
+    /// Checks the referenced Secrets' material as of `now` (see crate::secrets).
+    pub fn refresh_certificates(&self, now: i64) {
+        self.index.write().refresh_certificates(now);
     }
 
     /// A relist finished: `objs` is everything of this kind now.
@@ -99,6 +130,7 @@ impl SharedIndex {
         for obj in objs {
             changed |= obj.apply(&mut index);
         }
+        index.prune_secrets();
         drop(index);
         self.notify(changed);
     }
@@ -120,6 +152,9 @@ impl Index {
         }
         for (k, s) in &self.services {
             objects.insert(k.clone(), Document::Service(Box::new(s.clone())));
+        }
+        for (k, h) in &self.hosts {
+            objects.insert(k.clone(), Document::Host(Box::new(h.clone())));
         }
         (objects, self.invalid.keys().cloned().collect())
     }
@@ -178,6 +213,22 @@ impl Portcullis for Service {
     }
     fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Self> {
         &index.services
+    }
+    fn take_status(&mut self) -> Option<ObjectStatus> {
+        self.status.take()
+    }
+}
+
+impl Portcullis for Host {
+    const KIND: &'static str = "Host";
+    fn same(&self, other: &Self) -> bool {
+        self.metadata == other.metadata && self.spec == other.spec
+    }
+    fn map(index: &mut Index) -> &mut BTreeMap<ObjectKey, Self> {
+        &mut index.hosts
+    }
+    fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Self> {
+        &index.hosts
     }
     fn take_status(&mut self) -> Option<ObjectStatus> {
         self.status.take()
@@ -285,6 +336,34 @@ macro_rules! core_indexed {
 }
 
 core_indexed!(KubeService, kube_services);
+
+/// Secrets: kept only while a Host or Service references them (crate::secrets).
+impl Indexed for Secret {
+    fn apply(self, index: &mut Index) -> bool {
+        index.put_secret(&self)
+    }
+    fn delete(self, index: &mut Index) -> bool {
+        index.secrets.remove(&ns_name(&self)).is_some()
+    }
+    fn keys(index: &Index) -> BTreeSet<String> {
+        index
+            .secrets
+            .keys()
+            .map(|(n, m)| format!("{n}/{m}"))
+            .collect()
+    }
+    fn key_of(&self) -> String {
+        let (n, m) = ns_name(self);
+        format!("{n}/{m}")
+    }
+    fn remove_key(index: &mut Index, key: &str) -> bool {
+        let (n, m) = key.split_once('/').unwrap_or(("", key));
+        index
+            .secrets
+            .remove(&(n.to_owned(), m.to_owned()))
+            .is_some()
+    }
+}
 core_indexed!(EndpointSlice, slices);
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod lease;
 pub mod metrics;
 pub mod programmed;
 pub mod run;
+pub mod secrets;
 pub mod status;
 pub mod watch;
 pub mod webhook;
