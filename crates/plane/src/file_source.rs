@@ -145,6 +145,9 @@ impl Board {
 
 pub struct FileSource {
     dir: PathBuf,
+    /// Served on top of the directory's objects, unless it defines the same object
+    /// (`portcullis up`'s Host for its demo hostname, with certificates it made).
+    pub extra: Vec<Document>,
     last_served: Objects,
     /// Hosts' certificates from their PEM files.
     pub certificates: crate::certificates::FileCertificates,
@@ -162,6 +165,7 @@ impl FileSource {
     pub fn new(dir: PathBuf, created: Created) -> Self {
         Self {
             dir,
+            extra: Vec::new(),
             last_served: Objects::new(),
             certificates: Default::default(),
             created,
@@ -209,6 +213,11 @@ impl FileSource {
                 continue;
             }
             current.insert(key, doc);
+        }
+        for doc in self.extra.clone() {
+            let mut doc = doc;
+            self.stamp(&mut doc, now);
+            current.entry(doc.key()).or_insert(doc);
         }
         if !broken.is_empty() {
             failed.extend(
