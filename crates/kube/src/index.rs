@@ -61,6 +61,8 @@ pub trait Indexed: Sized {
     fn keys(index: &Index) -> BTreeSet<String>;
     fn key_of(&self) -> String;
     fn remove_key(index: &mut Index, key: &str) -> bool;
+    /// Drops what is never read, as each object arrives (before a relist buffers it).
+    fn trim(&mut self) {}
 }
 
 impl SharedIndex {
@@ -339,6 +341,17 @@ core_indexed!(KubeService, kube_services);
 
 /// Secrets: kept only while a Host or Service references them (crate::secrets).
 impl Indexed for Secret {
+    /// Only the keys a certificate is read from, and no annotations (kubectl's
+    /// last-applied-configuration holds the whole Secret): a relist buffers every
+    /// Secret of the namespace until it ends, Helm releases and tokens included.
+    fn trim(&mut self) {
+        self.metadata.annotations = None;
+        self.metadata.managed_fields = None;
+        self.string_data = None;
+        if let Some(data) = &mut self.data {
+            data.retain(|k, _| crate::secrets::READ_KEYS.contains(&k.as_str()));
+        }
+    }
     fn apply(self, index: &mut Index) -> bool {
         index.put_secret(&self)
     }

@@ -27,6 +27,8 @@ pub const TLS_TYPE: &str = "kubernetes.io/tls";
 pub const TLS_CRT: &str = "tls.crt";
 pub const TLS_KEY: &str = "tls.key";
 pub const CA_CRT: &str = "ca.crt";
+/// Every Secret key the controller reads; the watcher drops the others on arrival.
+pub const READ_KEYS: [&str; 3] = [TLS_CRT, TLS_KEY, CA_CRT];
 
 /// The part of a referenced Secret the controller reads. `Debug` leaves the key out.
 #[derive(Clone, PartialEq, Eq, Default)]

@@ -315,3 +315,87 @@ async fn a_secret_named_after_the_watch_listed_it_is_read_once() {
     assert!(index.read().certificates[&key].serving.is_some());
     task.abort();
 }
+
+#[tokio::test]
+async fn a_secret_of_the_wrong_type_or_without_a_key_is_refused_naming_it() {
+    let index = cluster_index();
+    let pair = issue("api.example.com");
+    index.apply(DeserializeGuard(Ok(mk_host(
+        "team",
+        "api",
+        "api.example.com",
+        "api-tls",
+    ))));
+    let key = ObjectKey::new("Host", &meta("team", "api", 0));
+    let mut opaque = tls_secret("team", "api-tls", &pair);
+    opaque.type_ = Some("Opaque".into());
+    let mut no_key = tls_secret("team", "api-tls", &pair);
+    no_key.data.as_mut().unwrap().remove("tls.key");
+    let mut not_utf8 = tls_secret("team", "api-tls", &pair);
+    not_utf8
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("tls.crt".into(), ByteString(vec![0xff; 4096]));
+    for (secret, problem) in [
+        (opaque, "is of type Opaque"),
+        (no_key, "has no tls.key"),
+        (not_utf8, "Secret team/api-tls:"),
+    ] {
+        index.apply(secret);
+        let mut c = controller(&index);
+        c.reconcile();
+        assert!(sds(&c, &key).is_none(), "never served: {problem}");
+        let conditions = conditions_of(&c, &key).await;
+        let resolved = conditions
+            .iter()
+            .find(|c| c.type_ == "ResolvedRefs")
+            .unwrap();
+        assert_eq!(resolved.status, "False");
+        assert!(resolved.message.contains(problem), "{}", resolved.message);
+    }
+}
+
+#[test]
+fn the_watcher_drops_every_key_it_never_reads_and_the_annotations() {
+    use crate::index::Indexed;
+    let pair = issue("api.example.com");
+    let mut secret = tls_secret("team", "release", &pair);
+    secret.metadata.annotations = Some(BTreeMap::from([(
+        "kubectl.kubernetes.io/last-applied-configuration".into(),
+        pair.1.clone(),
+    )]));
+    secret
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("release".into(), ByteString(vec![b'x'; 1 << 20]));
+    secret.trim();
+    assert!(secret.metadata.annotations.is_none());
+    let keys: Vec<&String> = secret.data.as_ref().unwrap().keys().collect();
+    assert_eq!(keys, ["tls.crt", "tls.key"]);
+}
+
+#[tokio::test]
+async fn host_status_is_patched_through_the_hosts_status_subresource() {
+    let (client, mut server) = mock_client();
+    let update = crate::status::StatusUpdate {
+        key: ObjectKey::new("Host", &meta("team", "api", 0)),
+        status: Default::default(),
+    };
+    let api = tokio::spawn(async move {
+        expect(
+            &mut server,
+            "PATCH",
+            "/apis/portcullis.dev/v1alpha1/namespaces/team/hosts/api/status?",
+            200,
+            serde_json::json!({"apiVersion": "portcullis.dev/v1alpha1", "kind": "Host", "metadata": {"name": "api", "namespace": "team"}}),
+        )
+        .await;
+    });
+    assert_eq!(
+        crate::status::write(&client, &update).await.unwrap(),
+        crate::status::Written::Patched
+    );
+    api.await.unwrap();
+}

@@ -181,7 +181,10 @@ where
     tokio::spawn(async move {
         let kind = K::kind(&Default::default()).into_owned();
         let mut relist: Vec<K> = Vec::new();
-        let mut events = watcher(api, config).default_backoff().boxed();
+        let mut events = watcher(api, config)
+            .default_backoff()
+            .map_ok(|e| e.modify(K::trim))
+            .boxed();
         loop {
             match events.try_next().await {
                 Ok(Some(event)) => match event {
