@@ -21,8 +21,9 @@ use portcullis_api::{Document, Host, ObjectKey, ObjectStatus, Route, Service};
 use portcullis_plane::reconcile::Objects;
 use tokio::sync::watch;
 
-/// `(namespace, name)` of a core object.
-pub type NsName = (String, String);
+use crate::secrets;
+
+pub use crate::secrets::NsName;
 
 #[derive(Default)]
 pub struct Index {
@@ -39,7 +40,7 @@ pub struct Index {
     /// reconcile and the webhook so both refuse the same objects.
     pub rules: portcullis_api::validate::Rules,
     /// The Secrets Hosts and Services reference, and only those (crate::secrets).
-    pub secrets: BTreeMap<NsName, crate::secrets::SecretData>,
+    pub secrets: BTreeMap<NsName, secrets::SecretData>,
     /// Hosts' certificates and Services' upstream TLS material, from their Secrets,
     /// as of the last `refresh_certificates`.
     pub certificates: portcullis_api::Certificates,
@@ -141,6 +142,39 @@ impl SharedIndex {
         if changed {
             self.changed.send_modify(|n| *n = n.wrapping_add(1));
         }
+    }
+}
+
+/// Secrets: only those a Host or Service names are kept (crate::secrets).
+impl Index {
+    pub fn referenced_secrets(&self) -> BTreeSet<NsName> {
+        secrets::referenced(self.hosts.values(), self.services.values())
+    }
+
+    /// Keeps `secret` when referenced, else forgets it. Returns whether it changed.
+    pub fn put_secret(&mut self, secret: &Secret) -> bool {
+        let referenced = self.referenced_secrets();
+        secrets::put(&mut self.secrets, secret, &referenced)
+    }
+
+    /// Drops the data of Secrets nothing references any more.
+    pub fn prune_secrets(&mut self) {
+        if !self.secrets.is_empty() {
+            let keep = self.referenced_secrets();
+            self.secrets.retain(|k, _| keep.contains(k));
+        }
+    }
+
+    /// Checks every Host's and Service's Secret material as of `now` (unix seconds)
+    /// into `certificates`, keeping the last good one of each.
+    pub fn refresh_certificates(&mut self, now: i64) {
+        self.certificates = secrets::check(
+            &mut self.store,
+            self.hosts.values(),
+            self.services.values(),
+            &self.secrets,
+            now,
+        );
     }
 }
 

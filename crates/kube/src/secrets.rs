@@ -19,9 +19,7 @@ use std::{
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use portcullis_api::{Certificates, Host, ObjectKey, Service, certificate::PrivateKey};
-use portcullis_tls::ServiceSource;
-
-use crate::index::{Index, NsName};
+use portcullis_tls::{ServiceSource, Store};
 
 pub const TLS_TYPE: &str = "kubernetes.io/tls";
 pub const TLS_CRT: &str = "tls.crt";
@@ -102,87 +100,90 @@ fn service_refs(svc: &Service) -> (Option<NsName>, Option<NsName>) {
     (ca, client)
 }
 
-impl Index {
-    /// Every Secret a Host or Service names.
-    pub fn referenced_secrets(&self) -> BTreeSet<NsName> {
-        let hosts = self.hosts.values().filter_map(host_refs);
-        let services = self.services.values().flat_map(|s| {
-            let (a, b) = service_refs(s);
-            a.into_iter().chain(b)
+/// `(namespace, name)` of a core object.
+pub type NsName = (String, String);
+
+/// Every Secret the Hosts and Services name.
+pub fn referenced<'a>(
+    hosts: impl IntoIterator<Item = &'a Host>,
+    services: impl IntoIterator<Item = &'a Service>,
+) -> BTreeSet<NsName> {
+    let hosts = hosts.into_iter().filter_map(host_refs);
+    let services = services.into_iter().flat_map(|s| {
+        let (a, b) = service_refs(s);
+        a.into_iter().chain(b)
+    });
+    hosts.chain(services).collect()
+}
+
+/// Keeps `secret` in `secrets` when `referenced`, else forgets it. Returns whether
+/// it changed.
+pub fn put(
+    secrets: &mut BTreeMap<NsName, SecretData>,
+    secret: &Secret,
+    referenced: &BTreeSet<NsName>,
+) -> bool {
+    let key = (secret.namespace().unwrap_or_default(), secret.name_any());
+    if !referenced.contains(&key) {
+        return secrets.remove(&key).is_some();
+    }
+    let data = SecretData::from_secret(secret);
+    secrets.insert(key, data.clone()) != Some(data)
+}
+
+/// Checks every Host's and Service's Secret material as of `now` (unix seconds),
+/// keeping the last good one of each in `store`.
+pub fn check<'a>(
+    store: &mut Store,
+    hosts: impl IntoIterator<Item = &'a Host>,
+    services: impl IntoIterator<Item = &'a Service>,
+    secrets: &BTreeMap<NsName, SecretData>,
+    now: i64,
+) -> Certificates {
+    let mut out = Certificates::new();
+    for host in hosts {
+        let Some(r) = host_refs(host) else { continue };
+        let key = ObjectKey::new("Host", &host.metadata);
+        let source = lookup(secrets, &r)
+            .and_then(|s| s.pair().map_err(|e| format!("Secret {}/{} {e}", r.0, r.1)));
+        let mut state = store.update(&key, &host.spec.hostname, source, now);
+        state.problem = state.problem.map(|p| name_secret(p, &r));
+        if let Some(p) = &state.problem {
+            tracing::warn!(host = %key, problem = p, "certificate refused");
+        }
+        out.insert(key, state);
+    }
+    for svc in services {
+        let (Some(ca), client) = service_refs(svc) else {
+            continue;
+        };
+        let key = ObjectKey::new("Service", &svc.metadata);
+        let ca_pem = lookup(secrets, &ca).and_then(|s| {
+            s.ca.clone()
+                .ok_or_else(|| format!("Secret {}/{} has no {CA_CRT}", ca.0, ca.1))
         });
-        hosts.chain(services).collect()
-    }
-
-    /// Keeps `secret` when referenced, else forgets it. Returns whether it changed.
-    pub fn put_secret(&mut self, secret: &Secret) -> bool {
-        let key = (secret.namespace().unwrap_or_default(), secret.name_any());
-        if !self.referenced_secrets().contains(&key) {
-            return self.secrets.remove(&key).is_some();
+        let client_pair = client.as_ref().map(|c| {
+            lookup(secrets, c)
+                .and_then(|s| s.pair().map_err(|e| format!("Secret {}/{} {e}", c.0, c.1)))
+        });
+        let source = ServiceSource {
+            ca: ca_pem,
+            client: client_pair,
+        };
+        let mut state = store.update_service(&key, source, now);
+        state.problem = state.problem.map(|p| {
+            p.replace(
+                "caFile:",
+                &format!("caSecretName (Secret {}/{}):", ca.0, ca.1),
+            )
+        });
+        if let Some(p) = &state.problem {
+            tracing::warn!(service = %key, problem = p, "upstream TLS material refused");
         }
-        let data = SecretData::from_secret(secret);
-        self.secrets.insert(key, data.clone()) != Some(data)
+        out.insert(key, state);
     }
-
-    /// Drops the data of Secrets nothing references any more.
-    pub fn prune_secrets(&mut self) {
-        if self.secrets.is_empty() {
-            return;
-        }
-        let keep = self.referenced_secrets();
-        self.secrets.retain(|k, _| keep.contains(k));
-    }
-
-    /// Checks every Host's and Service's Secret material as of `now` (unix seconds)
-    /// into `certificates`, keeping the last good one of each.
-    pub fn refresh_certificates(&mut self, now: i64) {
-        let mut out = Certificates::new();
-        for host in self.hosts.values() {
-            let Some(r) = host_refs(host) else { continue };
-            let key = ObjectKey::new("Host", &host.metadata);
-            let source = lookup(&self.secrets, &r)
-                .and_then(|s| s.pair().map_err(|e| format!("Secret {}/{} {e}", r.0, r.1)));
-            let mut state = self.store.update(&key, &host.spec.hostname, source, now);
-            state.problem = state.problem.map(|p| name_secret(p, &r));
-            if let Some(p) = &state.problem {
-                tracing::warn!(host = %key, problem = p, "certificate refused");
-            }
-            out.insert(key, state);
-        }
-        for svc in self.services.values() {
-            let (Some(ca), client) = service_refs(svc) else {
-                continue;
-            };
-            let key = ObjectKey::new("Service", &svc.metadata);
-            let ca_pem = lookup(&self.secrets, &ca).and_then(|s| {
-                s.ca.clone()
-                    .ok_or_else(|| format!("Secret {}/{} has no {CA_CRT}", ca.0, ca.1))
-            });
-            let client_pair = client.as_ref().map(|c| {
-                lookup(&self.secrets, c)
-                    .and_then(|s| s.pair().map_err(|e| format!("Secret {}/{} {e}", c.0, c.1)))
-            });
-            let mut state = self.store.update_service(
-                &key,
-                ServiceSource {
-                    ca: ca_pem,
-                    client: client_pair,
-                },
-                now,
-            );
-            state.problem = state.problem.map(|p| {
-                p.replace(
-                    "caFile:",
-                    &format!("caSecretName (Secret {}/{}):", ca.0, ca.1),
-                )
-            });
-            if let Some(p) = &state.problem {
-                tracing::warn!(service = %key, problem = p, "upstream TLS material refused");
-            }
-            out.insert(key, state);
-        }
-        self.store.retain(|k| out.contains_key(k));
-        self.certificates = out;
-    }
+    store.retain(|k| out.contains_key(k));
+    out
 }
 
 fn lookup<'a>(
