@@ -128,17 +128,32 @@ fn object(yaml: &str) -> Value {
     v
 }
 
-/// The controller's reconcile loop, as `portcullis controller` runs it (without the
-/// status writer): reconcile on every index change, 100 ms debounced.
-async fn reconcile_loop(mut controller: Controller) {
+/// The controller's loop, as `portcullis controller` runs it as lease holder: reconcile
+/// on every index change (100 ms debounced), and a status round after each reconcile
+/// and each Envoy ACK. The status writer is left out: the conditions are read from the
+/// controller's board, which the status round fills as it offers them.
+async fn reconcile_loop(mut controller: Controller, cache: portcullis_xds::Cache) {
     let mut changed = controller.index.changed_rx();
+    let mut acks = cache.status_rx();
+    let metrics = portcullis_kube::metrics::KubeMetrics::new(&prometheus::Registry::new()).unwrap();
+    let (queue, _writer) = portcullis_kube::status::queue(1024, metrics);
+    let mut due = true;
     loop {
-        controller.reconcile();
-        if changed.changed().await.is_err() {
-            return;
+        if due {
+            controller.reconcile();
+            due = false;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        changed.borrow_and_update();
+        let envoys = portcullis_kube::fleet::summarize(&cache.nodes());
+        controller.status_round(&envoys, &queue).await;
+        queue.clear();
+        tokio::select! {
+            Ok(()) = changed.changed() => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                changed.borrow_and_update();
+                due = true;
+            }
+            Ok(()) = acks.changed() => { acks.borrow_and_update(); }
+        }
     }
 }
 
@@ -187,7 +202,7 @@ async fn a_replaced_secret_is_served_within_2s_under_load_and_a_bad_one_keeps_th
     let publisher = Publisher::new(cache.clone(), options, None, &registry);
     let controller = Controller::new(index.clone(), publisher);
     let board = controller.board.clone();
-    tokio::spawn(reconcile_loop(controller));
+    tokio::spawn(reconcile_loop(controller, cache.clone()));
     let xds = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let xds_addr = xds.local_addr().unwrap();
     tokio::spawn(portcullis_xds::serve(xds, cache, std::future::pending()));
@@ -219,6 +234,29 @@ async fn a_replaced_secret_is_served_within_2s_under_load_and_a_bad_one_keeps_th
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(secrets.receiver_count() > 0, "the Secret watch is open");
+    // The Host's Programmed: its listener and certificate ACKed by this Envoy.
+    let condition = |type_: &str| {
+        board
+            .read()
+            .objects
+            .iter()
+            .find(|o| o.object == "Host e2e/api")
+            .and_then(|o| o.conditions.iter().find(|c| c.type_ == type_))
+            .cloned()
+    };
+    let deadline = Instant::now() + STARTUP;
+    while !condition("Programmed").is_some_and(|c| c.is_true()) {
+        assert!(
+            Instant::now() < deadline,
+            "Host not Programmed: {:?}",
+            condition("Programmed")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        condition("Programmed").unwrap().message,
+        "ACKed by 1 Envoy(s)"
+    );
 
     // Load: a new connection (a handshake) per request, until told to stop.
     let stop = Arc::new(AtomicBool::new(false));
@@ -285,14 +323,7 @@ async fn a_replaced_secret_is_served_within_2s_under_load_and_a_bad_one_keeps_th
     secrets.send(format!("{event}\n")).unwrap();
     let deadline = Instant::now() + STARTUP;
     let message = loop {
-        let found = board
-            .read()
-            .objects
-            .iter()
-            .find(|o| o.object == "Host e2e/api")
-            .and_then(|o| o.conditions.iter().find(|c| c.type_ == "Accepted"))
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
+        let found = condition("Accepted").map(|c| c.message).unwrap_or_default();
         if found.contains("refused") {
             break found;
         }
