@@ -46,6 +46,9 @@ pub struct Index {
     pub certificates: portcullis_api::Certificates,
     /// The last good certificate of each Host and Service.
     pub(crate) store: portcullis_tls::Store,
+    /// [`Index::referenced_secrets`] as of the last Host or Service change: a relist
+    /// of many Secrets asks it once per Secret.
+    referenced: BTreeSet<NsName>,
 }
 
 /// The index plus its change counter; shared by watchers, reconcile and webhook.
@@ -153,16 +156,15 @@ impl Index {
 
     /// Keeps `secret` when referenced, else forgets it. Returns whether it changed.
     pub fn put_secret(&mut self, secret: &Secret) -> bool {
-        let referenced = self.referenced_secrets();
-        secrets::put(&mut self.secrets, secret, &referenced)
+        secrets::put(&mut self.secrets, secret, &self.referenced)
     }
 
-    /// Drops the data of Secrets nothing references any more.
+    /// After any change: recomputes what is referenced and drops the data of Secrets
+    /// nothing references any more.
     pub fn prune_secrets(&mut self) {
-        if !self.secrets.is_empty() {
-            let keep = self.referenced_secrets();
-            self.secrets.retain(|k, _| keep.contains(k));
-        }
+        self.referenced = self.referenced_secrets();
+        let keep = &self.referenced;
+        self.secrets.retain(|k, _| keep.contains(k));
     }
 
     /// Checks every Host's and Service's Secret material as of `now` (unix seconds)
