@@ -1,4 +1,4 @@
-//! The in-memory index the watchers fill: Portcullis Routes and Services, the objects
+//! The in-memory index the watchers fill: Portcullis Routes, Services and Hosts, the objects
 //! that failed to deserialize, and the core Services and EndpointSlices `serviceRef`s
 //! resolve through. Synchronous (behind a `parking_lot::RwLock`), so its logic is
 //! tested with plain calls; every change that can alter what is served bumps a
@@ -198,7 +198,7 @@ impl Index {
     }
 }
 
-fn ns_name<K: kube::Resource>(o: &K) -> NsName {
+pub(crate) fn ns_name<K: kube::Resource>(o: &K) -> NsName {
     (o.namespace().unwrap_or_default(), o.name_any())
 }
 
@@ -339,81 +339,6 @@ impl<K: Portcullis> Indexed for DeserializeGuard<K> {
         a || b
     }
 }
-
-/// Core Services and EndpointSlices: stored by (namespace, name); every change counts
-/// (reconcile is cheap, and unchanged endpoints publish an identical snapshot).
-macro_rules! core_indexed {
-    ($ty:ty, $field:ident) => {
-        impl Indexed for $ty {
-            fn apply(mut self, index: &mut Index) -> bool {
-                self.metadata.resource_version = None;
-                self.metadata.managed_fields = None;
-                let key = ns_name(&self);
-                index.$field.insert(key, self.clone()).as_ref() != Some(&self)
-            }
-            fn delete(self, index: &mut Index) -> bool {
-                index.$field.remove(&ns_name(&self)).is_some()
-            }
-            fn keys(index: &Index) -> BTreeSet<String> {
-                index
-                    .$field
-                    .keys()
-                    .map(|(n, m)| format!("{n}/{m}"))
-                    .collect()
-            }
-            fn key_of(&self) -> String {
-                let (n, m) = ns_name(self);
-                format!("{n}/{m}")
-            }
-            fn remove_key(index: &mut Index, key: &str) -> bool {
-                let (n, m) = key.split_once('/').unwrap_or(("", key));
-                index.$field.remove(&(n.to_owned(), m.to_owned())).is_some()
-            }
-        }
-    };
-}
-
-core_indexed!(KubeService, kube_services);
-
-/// Secrets: kept only while a Host or Service references them (crate::secrets).
-impl Indexed for Secret {
-    /// Only the keys a certificate is read from, and no annotations (kubectl's
-    /// last-applied-configuration holds the whole Secret): a relist buffers every
-    /// Secret of the namespace until it ends, Helm releases and tokens included.
-    fn trim(&mut self) {
-        self.metadata.annotations = None;
-        self.metadata.managed_fields = None;
-        self.string_data = None;
-        if let Some(data) = &mut self.data {
-            data.retain(|k, _| crate::secrets::READ_KEYS.contains(&k.as_str()));
-        }
-    }
-    fn apply(self, index: &mut Index) -> bool {
-        index.put_secret(&self)
-    }
-    fn delete(self, index: &mut Index) -> bool {
-        index.secrets.remove(&ns_name(&self)).is_some()
-    }
-    fn keys(index: &Index) -> BTreeSet<String> {
-        index
-            .secrets
-            .keys()
-            .map(|(n, m)| format!("{n}/{m}"))
-            .collect()
-    }
-    fn key_of(&self) -> String {
-        let (n, m) = ns_name(self);
-        format!("{n}/{m}")
-    }
-    fn remove_key(index: &mut Index, key: &str) -> bool {
-        let (n, m) = key.split_once('/').unwrap_or(("", key));
-        index
-            .secrets
-            .remove(&(n.to_owned(), m.to_owned()))
-            .is_some()
-    }
-}
-core_indexed!(EndpointSlice, slices);
 
 #[cfg(test)]
 #[path = "index_tests.rs"]

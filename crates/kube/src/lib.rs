@@ -12,6 +12,7 @@
 
 pub mod args;
 pub mod controller;
+mod core_indexed;
 pub mod endpoints;
 #[cfg(test)]
 mod fixtures;
