@@ -1,6 +1,6 @@
-//! The in-memory index the watchers fill: Portcullis Routes, Services and Hosts, the objects
-//! that failed to deserialize, and the core Services and EndpointSlices `serviceRef`s
-//! resolve through. Synchronous (behind a `parking_lot::RwLock`), so its logic is
+//! The in-memory index the watchers fill: Portcullis Routes, Services and Hosts, the
+//! objects that failed to deserialize, the core Services and EndpointSlices
+//! `serviceRef`s resolve through, and the Secrets Hosts and Services name. Synchronous (behind a `parking_lot::RwLock`), so its logic is
 //! tested with plain calls; every change that can alter what is served bumps a
 //! `watch` counter the reconcile loop waits on.
 //!
