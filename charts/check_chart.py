@@ -78,15 +78,18 @@ def check(case, values):
     rendered = helm.Chart.load(CHART).render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
     if not rendered.get("portcullis/templates/NOTES.txt", "").strip():
         fail(case, "NOTES.txt renders empty")
-    objs = {}
+    objs, seen = {}, set()
     for path, doc in documents(rendered):
         kind, meta = doc.get("kind"), doc.get("metadata") or {}
         name = meta.get("name")
         if not kind or not name or not doc.get("apiVersion"):
             fail(case, f"{path}: object without apiVersion/kind/name")
             continue
-        if (kind, name) in objs:
+        # Roles per watched namespace share a name: a duplicate is one per namespace.
+        where = (kind, meta.get("namespace"), name)
+        if where in seen:
             fail(case, f"{path}: duplicate {kind} {name}")
+        seen.add(where)
         objs[(kind, name)] = doc
         labels = meta.get("labels") or {}
         if labels.get("app.kubernetes.io/instance") != RELEASE or labels.get("app.kubernetes.io/name") != "portcullis":

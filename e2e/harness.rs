@@ -114,6 +114,7 @@ impl Plane {
             options,
             poll_interval: Duration::from_millis(100),
             console: Default::default(),
+            extra: Vec::new(),
         };
         let task = tokio::spawn(portcullis_plane::serve::run(
             config,

@@ -29,6 +29,7 @@ mod restart;
 mod routing;
 mod tls;
 mod tls_client;
+mod tls_kube;
 mod traces;
 mod traffic;
 mod up;

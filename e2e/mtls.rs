@@ -171,6 +171,7 @@ async fn servers(pki: &Pki, dir: &std::path::Path, manifests: &str) -> Servers {
         },
         poll_interval: Duration::from_millis(100),
         console: Default::default(),
+        extra: Vec::new(),
     };
     tokio::spawn(portcullis_plane::serve::run_with(
         serve,

@@ -1,5 +1,6 @@
 //! `portcullis up` (the README's run command) as a process: the demo manifests, the
-//! demo backends, authz on the demo keys and a stock Envoy, on free ports.
+//! demo backends, authz on the demo keys and a stock Envoy, on free ports; HTTPS for
+//! api.localhost with a certificate from the CA `up` makes (its path in the banner).
 use tokio::io::AsyncBufReadExt;
 
 use crate::harness::*;
@@ -14,7 +15,7 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_serves_the_demo_with_authentication() {
-    let [port, xds, admin, envoy_admin, authz, echo, canary] = [(); 7].map(|_| free_port());
+    let [port, https, xds, admin, envoy_admin, authz, echo, canary] = [(); 8].map(|_| free_port());
     let dir = tempfile::tempdir().unwrap();
     let demo = include_str!("../examples/demo/demo.yaml")
         .replace("127.0.0.1:18080", &format!("127.0.0.1:{echo}"))
@@ -25,6 +26,7 @@ async fn up_serves_the_demo_with_authentication() {
         .arg("up")
         .args(["--config", dir.path().to_str().unwrap()])
         .args(["--port", &port.to_string()])
+        .args(["--https-port", &https.to_string()])
         .args(["--xds-addr", &format!("127.0.0.1:{xds}")])
         .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
         .args(["--envoy-admin-port", &envoy_admin.to_string()])
@@ -51,7 +53,39 @@ async fn up_serves_the_demo_with_authentication() {
     tokio::time::timeout(STARTUP, ready)
         .await
         .expect("up within the start-up bound");
+    // The banner names the CA that signed the HTTPS certificate.
+    let mut ca_path = None;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some((_, path)) = line.split_once("signed by the local CA ") {
+            ca_path = Some(path.trim().to_string());
+            break;
+        }
+    }
+    let ca_pem = std::fs::read_to_string(ca_path.expect("the CA path in the banner")).unwrap();
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    // HTTPS for the demo hostname, verified against that CA (as curl --cacert does).
+    let trusted = crate::tls_client::client(Some(&ca_pem));
+    let seen = crate::tls_client::get(&trusted, https, "api.localhost", "api.localhost", "/v1/x")
+        .await
+        .unwrap();
+    assert_eq!(seen.status, 200, "{}", seen.head);
+    // Plain HTTP for that hostname: the Host redirects to HTTPS.
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let plain = no_follow
+        .get(format!("http://127.0.0.1:{port}/v1/x"))
+        .header("host", "api.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status().as_u16(), 301);
+    assert_eq!(
+        plain.headers()["location"].to_str().unwrap(),
+        "https://api.localhost/v1/x"
+    );
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
     assert_eq!(fetch(&url("/echo/hello")).await.unwrap().0, 200);
     let client = reqwest::Client::new();

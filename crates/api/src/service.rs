@@ -86,7 +86,7 @@ pub struct ServiceTls {
     /// relative to the manifest directory or absolute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
-    /// A Secret holding `ca.crt` (Kubernetes mode; not read yet, see docs/tls.md).
+    /// A Secret in the Service's namespace holding `ca.crt` (Kubernetes mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_name: Option<String>,
     /// Exact DNS names or URIs (`spiffe://…`), one of which the backend's certificate
@@ -110,7 +110,7 @@ pub struct ClientCertificate {
     /// PEM private key file (file mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<String>,
-    /// A `kubernetes.io/tls` Secret (Kubernetes mode; not read yet, see docs/tls.md).
+    /// A `kubernetes.io/tls` Secret in the Service's namespace (Kubernetes mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
 }

@@ -53,6 +53,7 @@ pub async fn start(
         options,
         poll_interval: Duration::from_millis(200),
         console: Default::default(),
+        extra: Vec::new(),
     };
     tokio::spawn(portcullis_plane::serve::run(
         config,

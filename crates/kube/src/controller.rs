@@ -58,6 +58,9 @@ impl Controller {
 
     /// Reconciles what the index holds now and publishes it; returns the version.
     pub fn reconcile(&mut self) -> String {
+        // Certificates are checked against the clock (expiry) on every reconcile.
+        self.index
+            .refresh_certificates(jiff::Timestamp::now().as_second());
         let (objects, failed, invalid, resolved, rules, certificates) = {
             let index = self.index.read();
             let (objects, failed) = index.objects();
@@ -86,6 +89,7 @@ impl Controller {
         self.programmed
             .record(&result.outcome.model, &self.publisher.cache.snapshot());
         self.ref_problems = ref_problems(&result.served, &resolved);
+        tls_problems(&result.served, &certificates, &mut self.ref_problems);
         for issue in result.outcome.problems() {
             tracing::debug!("{issue}");
         }
@@ -138,6 +142,7 @@ impl Controller {
                 // Objects that vanished since the reconcile have nothing to write to.
                 let exists = match report.key.kind {
                     "Route" => index.routes.contains_key(&report.key),
+                    "Host" => index.hosts.contains_key(&report.key),
                     _ => index.services.contains_key(&report.key),
                 };
                 if !exists {
@@ -198,6 +203,23 @@ fn ref_problems(served: &Objects, resolved: &ServiceEndpoints) -> BTreeMap<Objec
         }
     }
     out
+}
+
+/// Served Hosts and Services whose current Secret is refused while the last good
+/// material keeps serving: ResolvedRefs=False says so (the served object stays).
+fn tls_problems(
+    served: &Objects,
+    certificates: &portcullis_api::Certificates,
+    out: &mut BTreeMap<ObjectKey, Vec<String>>,
+) {
+    for key in served.keys() {
+        let Some(problem) = certificates.get(key).and_then(|c| c.problem.as_ref()) else {
+            continue;
+        };
+        out.entry(key.clone()).or_default().push(format!(
+            "spec.tls: {key}: {problem}; the previous certificate keeps serving"
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! The in-memory index the watchers fill: Portcullis Routes and Services, the objects
-//! that failed to deserialize, and the core Services and EndpointSlices `serviceRef`s
-//! resolve through. Synchronous (behind a `parking_lot::RwLock`), so its logic is
+//! The in-memory index the watchers fill: Portcullis Routes, Services and Hosts, the
+//! objects that failed to deserialize, the core Services and EndpointSlices
+//! `serviceRef`s resolve through, and the Secrets Hosts and Services name. Synchronous (behind a `parking_lot::RwLock`), so its logic is
 //! tested with plain calls; every change that can alter what is served bumps a
 //! `watch` counter the reconcile loop waits on.
 //!
@@ -11,20 +11,25 @@ use std::{
     sync::Arc,
 };
 
-use k8s_openapi::api::{core::v1::Service as KubeService, discovery::v1::EndpointSlice};
+use k8s_openapi::api::{
+    core::v1::{Secret, Service as KubeService},
+    discovery::v1::EndpointSlice,
+};
 use kube::{ResourceExt, core::DeserializeGuard};
 use parking_lot::RwLock;
-use portcullis_api::{Document, ObjectKey, ObjectStatus, Route, Service};
+use portcullis_api::{Document, Host, ObjectKey, ObjectStatus, Route, Service};
 use portcullis_plane::reconcile::Objects;
 use tokio::sync::watch;
 
-/// `(namespace, name)` of a core object.
-pub type NsName = (String, String);
+use crate::secrets;
+
+pub use crate::secrets::NsName;
 
 #[derive(Default)]
 pub struct Index {
     pub routes: BTreeMap<ObjectKey, Route>,
     pub services: BTreeMap<ObjectKey, Service>,
+    pub hosts: BTreeMap<ObjectKey, Host>,
     /// Objects whose current version does not deserialize, with serde's message.
     pub invalid: BTreeMap<ObjectKey, String>,
     /// `.status` as last seen on the API server, to write only what changed.
@@ -34,8 +39,16 @@ pub struct Index {
     /// The deployment's validation rules (allowed destination ranges), shared by
     /// reconcile and the webhook so both refuse the same objects.
     pub rules: portcullis_api::validate::Rules,
-    /// Hosts' certificates, from their Secrets.
+    /// The Secrets Hosts and Services reference, and only those (crate::secrets).
+    pub secrets: BTreeMap<NsName, secrets::SecretData>,
+    /// Hosts' certificates and Services' upstream TLS material, from their Secrets,
+    /// as of the last `refresh_certificates`.
     pub certificates: portcullis_api::Certificates,
+    /// The last good certificate of each Host and Service.
+    pub(crate) store: portcullis_tls::Store,
+    /// [`Index::referenced_secrets`] as of the last Host or Service change: a relist
+    /// of many Secrets asks it once per Secret.
+    referenced: BTreeSet<NsName>,
 }
 
 /// The index plus its change counter; shared by watchers, reconcile and webhook.
@@ -52,6 +65,8 @@ pub trait Indexed: Sized {
     fn keys(index: &Index) -> BTreeSet<String>;
     fn key_of(&self) -> String;
     fn remove_key(index: &mut Index, key: &str) -> bool;
+    /// Drops what is never read, as each object arrives (before a relist buffers it).
+    fn trim(&mut self) {}
 }
 
 impl SharedIndex {
@@ -79,13 +94,35 @@ impl SharedIndex {
     }
 
     pub fn apply<K: Indexed>(&self, obj: K) {
-        let changed = obj.apply(&mut self.index.write());
+        let mut index = self.index.write();
+        let changed = obj.apply(&mut index);
+        index.prune_secrets();
+        drop(index);
         self.notify(changed);
     }
 
     pub fn delete<K: Indexed>(&self, obj: K) {
-        let changed = obj.delete(&mut self.index.write());
+        let mut index = self.index.write();
+        let changed = obj.delete(&mut index);
+        index.prune_secrets();
+        drop(index);
         self.notify(changed);
+    }
+
+    /// A Secret read with a GET because a Host or Service started naming it after the
+    /// watcher had passed it: kept only if still referenced and not already newer
+    /// from the watch.
+    pub fn fetched_secret(&self, secret: &Secret) {
+        let mut index = self.index.write();
+        let key = ns_name(secret);
+        let changed = !index.secrets.contains_key(&key) && index.put_secret(secret);
+        drop(index);
+        self.notify(changed);
+    }
+
+    /// Checks the referenced Secrets' material as of `now` (see crate::secrets).
+    pub fn refresh_certificates(&self, now: i64) {
+        self.index.write().refresh_certificates(now);
     }
 
     /// A relist finished: `objs` is everything of this kind now.
@@ -99,6 +136,7 @@ impl SharedIndex {
         for obj in objs {
             changed |= obj.apply(&mut index);
         }
+        index.prune_secrets();
         drop(index);
         self.notify(changed);
     }
@@ -107,6 +145,38 @@ impl SharedIndex {
         if changed {
             self.changed.send_modify(|n| *n = n.wrapping_add(1));
         }
+    }
+}
+
+/// Secrets: only those a Host or Service names are kept (crate::secrets).
+impl Index {
+    pub fn referenced_secrets(&self) -> BTreeSet<NsName> {
+        secrets::referenced(self.hosts.values(), self.services.values())
+    }
+
+    /// Keeps `secret` when referenced, else forgets it. Returns whether it changed.
+    pub fn put_secret(&mut self, secret: &Secret) -> bool {
+        secrets::put(&mut self.secrets, secret, &self.referenced)
+    }
+
+    /// After any change: recomputes what is referenced and drops the data of Secrets
+    /// nothing references any more.
+    pub fn prune_secrets(&mut self) {
+        self.referenced = self.referenced_secrets();
+        let keep = &self.referenced;
+        self.secrets.retain(|k, _| keep.contains(k));
+    }
+
+    /// Checks every Host's and Service's Secret material as of `now` (unix seconds)
+    /// into `certificates`, keeping the last good one of each.
+    pub fn refresh_certificates(&mut self, now: i64) {
+        self.certificates = secrets::check(
+            &mut self.store,
+            self.hosts.values(),
+            self.services.values(),
+            &self.secrets,
+            now,
+        );
     }
 }
 
@@ -121,11 +191,14 @@ impl Index {
         for (k, s) in &self.services {
             objects.insert(k.clone(), Document::Service(Box::new(s.clone())));
         }
+        for (k, h) in &self.hosts {
+            objects.insert(k.clone(), Document::Host(Box::new(h.clone())));
+        }
         (objects, self.invalid.keys().cloned().collect())
     }
 }
 
-fn ns_name<K: kube::Resource>(o: &K) -> NsName {
+pub(crate) fn ns_name<K: kube::Resource>(o: &K) -> NsName {
     (o.namespace().unwrap_or_default(), o.name_any())
 }
 
@@ -178,6 +251,22 @@ impl Portcullis for Service {
     }
     fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Self> {
         &index.services
+    }
+    fn take_status(&mut self) -> Option<ObjectStatus> {
+        self.status.take()
+    }
+}
+
+impl Portcullis for Host {
+    const KIND: &'static str = "Host";
+    fn same(&self, other: &Self) -> bool {
+        self.metadata == other.metadata && self.spec == other.spec
+    }
+    fn map(index: &mut Index) -> &mut BTreeMap<ObjectKey, Self> {
+        &mut index.hosts
+    }
+    fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Self> {
+        &index.hosts
     }
     fn take_status(&mut self) -> Option<ObjectStatus> {
         self.status.take()
@@ -250,42 +339,6 @@ impl<K: Portcullis> Indexed for DeserializeGuard<K> {
         a || b
     }
 }
-
-/// Core Services and EndpointSlices: stored by (namespace, name); every change counts
-/// (reconcile is cheap, and unchanged endpoints publish an identical snapshot).
-macro_rules! core_indexed {
-    ($ty:ty, $field:ident) => {
-        impl Indexed for $ty {
-            fn apply(mut self, index: &mut Index) -> bool {
-                self.metadata.resource_version = None;
-                self.metadata.managed_fields = None;
-                let key = ns_name(&self);
-                index.$field.insert(key, self.clone()).as_ref() != Some(&self)
-            }
-            fn delete(self, index: &mut Index) -> bool {
-                index.$field.remove(&ns_name(&self)).is_some()
-            }
-            fn keys(index: &Index) -> BTreeSet<String> {
-                index
-                    .$field
-                    .keys()
-                    .map(|(n, m)| format!("{n}/{m}"))
-                    .collect()
-            }
-            fn key_of(&self) -> String {
-                let (n, m) = ns_name(self);
-                format!("{n}/{m}")
-            }
-            fn remove_key(index: &mut Index, key: &str) -> bool {
-                let (n, m) = key.split_once('/').unwrap_or(("", key));
-                index.$field.remove(&(n.to_owned(), m.to_owned())).is_some()
-            }
-        }
-    };
-}
-
-core_indexed!(KubeService, kube_services);
-core_indexed!(EndpointSlice, slices);
 
 #[cfg(test)]
 #[path = "index_tests.rs"]

@@ -12,6 +12,7 @@
 
 pub mod args;
 pub mod controller;
+mod core_indexed;
 pub mod endpoints;
 #[cfg(test)]
 mod fixtures;
@@ -22,6 +23,7 @@ pub mod lease;
 pub mod metrics;
 pub mod programmed;
 pub mod run;
+pub mod secrets;
 pub mod status;
 pub mod watch;
 pub mod webhook;

@@ -69,10 +69,33 @@ impl Programmed {
                 .insert(entry.key.clone(), g);
             types_of.insert(entry.key.clone(), vec![type_url::ROUTE_CONFIGURATION]);
         }
+        // A Host shapes the route configuration (ownership, redirects); with a
+        // certificate it is also a filter chain of the HTTPS listener and an SDS secret.
+        for (key, served) in &model.hosts {
+            let g = served.host.metadata.generation.unwrap_or(0);
+            generation.insert(key.clone(), g);
+            let mut types = vec![type_url::ROUTE_CONFIGURATION];
+            if served.certificate.is_some()
+                && snapshot
+                    .get(
+                        type_url::SECRET,
+                        &portcullis_translate::tls::secret_name(key),
+                    )
+                    .is_some()
+            {
+                types.extend([type_url::LISTENER, type_url::SECRET]);
+            }
+            for t in &types {
+                carried.entry(t).or_default().insert(key.clone(), g);
+            }
+            types_of.insert(key.clone(), types);
+        }
         for t in [
             type_url::CLUSTER,
             type_url::CLUSTER_LOAD_ASSIGNMENT,
             type_url::ROUTE_CONFIGURATION,
+            type_url::LISTENER,
+            type_url::SECRET,
         ] {
             let Some(version) = snapshot.type_version(t) else {
                 continue;

@@ -42,6 +42,7 @@ fn node(id: &str, acked: &Snapshot, nacked: Option<(&Snapshot, &str)>) -> NodeSt
         type_url::CLUSTER_LOAD_ASSIGNMENT,
         type_url::ROUTE_CONFIGURATION,
         type_url::LISTENER,
+        type_url::SECRET,
     ] {
         types.insert(
             t.to_string(),
@@ -177,4 +178,51 @@ fn counts_envoys_of_every_replica_and_names_a_rejecting_group() {
         c.message,
         "Envoy b-1 and 2 more rejected the configuration: unknown field"
     );
+}
+
+#[test]
+fn a_host_is_programmed_once_envoy_runs_its_listener_and_certificate() {
+    let key_pair = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["api.example.com".to_string()])
+        .unwrap()
+        .self_signed(&key_pair)
+        .unwrap();
+    let checked = portcullis_tls::check(
+        &cert.pem(),
+        &key_pair.serialize_pem(),
+        "api.example.com",
+        2_000_000_000,
+    )
+    .unwrap();
+    let yaml = "---\napiVersion: portcullis.dev/v1alpha1\nkind: Host\nmetadata: {name: api, namespace: team}\nspec: {hostname: api.example.com, tls: {certificateFile: c, keyFile: k}}\n";
+    let objects = portcullis_api::Objects::parse(yaml).unwrap();
+    let host = ObjectKey::new("Host", &objects.hosts[0].metadata);
+    let certificates = portcullis_api::Certificates::from([(
+        host.clone(),
+        portcullis_api::CertificateState {
+            serving: Some(checked),
+            ..Default::default()
+        },
+    )]);
+    let outcome = portcullis_api::validate::validate_objects(
+        &objects,
+        &certificates,
+        &portcullis_api::validate::Rules::file_mode(),
+    );
+    let options = Options {
+        https_port: Some(0),
+        ..Default::default()
+    };
+    let snapshot = to_snapshot(&translate(&outcome.model, &options));
+    assert!(snapshot.type_version(type_url::SECRET).is_some());
+    let mut p = Programmed::default();
+    p.record(&outcome.model, &snapshot);
+    let all = node("edge-1", &snapshot, None);
+    let c = cond(&p, &host, std::slice::from_ref(&all)).unwrap();
+    assert!(c.is_true(), "{c:?}");
+    // An Envoy that has not ACKed the certificate's secret yet: pending.
+    let mut no_secret = all.clone();
+    no_secret.types.remove(type_url::SECRET);
+    let c = cond(&p, &host, &[no_secret]).unwrap();
+    assert_eq!(c.reason, "Pending", "{c:?}");
 }

@@ -213,6 +213,12 @@ pub async fn run(
         _ = &mut shutdown => {}
     }
     let mut reconcile_due = true;
+    // Certificates are re-checked against the clock (CertificateExpiring, expiry of
+    // the served one) even when nothing changes.
+    let mut hourly = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    );
     loop {
         if reconcile_due {
             controller.reconcile();
@@ -233,6 +239,7 @@ pub async fn run(
                 reconcile_due = true;
             }
             Ok(()) = acks.changed() => { acks.borrow_and_update(); }
+            _ = hourly.tick() => reconcile_due = true,
             Ok(()) = peers.changed() => {}
             Ok(()) = leader.changed() => {}
         }

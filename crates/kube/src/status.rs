@@ -1,4 +1,4 @@
-//! Status conditions: what each Route and Service should say, compared with what the
+//! Status conditions: what each Route, Service and Host should say, compared with what the
 //! API server has, and the one writer that patches the difference.
 //!
 //! Only the lease holder computes and enqueues; updates go through a bounded queue to
@@ -12,7 +12,7 @@ use kube::{
 };
 use parking_lot::Mutex;
 use portcullis_api::{
-    Condition, ObjectKey, ObjectStatus, Route, Service,
+    Condition, Host, ObjectKey, ObjectStatus, Route, Service,
     status::types::{PROGRAMMED, RESOLVED_REFS},
     validate::Report,
 };
@@ -48,12 +48,14 @@ pub fn desired(
         && let Some(c) = conditions.iter_mut().find(|c| c.type_ == RESOLVED_REFS)
         && c.is_true()
     {
-        *c = Condition::new(
-            RESOLVED_REFS,
-            false,
-            "EndpointsNotFound",
-            ref_problems.join("; "),
-        );
+        // Secrets refused while the last good certificate serves, or serviceRefs
+        // without endpoints.
+        let reason = if ref_problems.iter().any(|p| p.starts_with("spec.tls")) {
+            "InvalidCertificate"
+        } else {
+            "EndpointsNotFound"
+        };
+        *c = Condition::new(RESOLVED_REFS, false, reason, ref_problems.join("; "));
     }
     conditions.push(programmed.unwrap_or_else(|| {
         Condition::new(
@@ -213,7 +215,11 @@ impl StatusWriter {
     }
 
     fn count(&self, kind: &str, result: &str) {
-        let kind = if kind == "Route" { "Route" } else { "Service" };
+        let kind = match kind {
+            "Route" => "Route",
+            "Host" => "Host",
+            _ => "Service",
+        };
         self.metrics
             .status_writes
             .with_label_values(&[kind, result])
@@ -234,6 +240,7 @@ pub enum Written {
 pub async fn write(client: &Client, update: &StatusUpdate) -> Result<Written, kube::Error> {
     let resource = match update.key.kind {
         "Route" => ApiResource::erase::<Route>(&()),
+        "Host" => ApiResource::erase::<Host>(&()),
         _ => ApiResource::erase::<Service>(&()),
     };
     let api: Api<DynamicObject> =

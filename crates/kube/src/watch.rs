@@ -2,22 +2,25 @@
 //! an object that does not deserialize becomes an "invalid" entry (logged, its last
 //! served version kept) instead of an error that would stall the whole watch. Watch
 //! errors are retried with backoff forever; the index keeps what it had meanwhile.
-use std::{fmt::Debug, sync::Arc};
+use std::{collections::BTreeSet, fmt::Debug, sync::Arc};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::{core::v1::Service as KubeService, discovery::v1::EndpointSlice};
+use k8s_openapi::api::{
+    core::v1::{Secret, Service as KubeService},
+    discovery::v1::EndpointSlice,
+};
 use kube::{
     Api, Client, Resource,
     core::DeserializeGuard,
     runtime::{WatchStreamExt, watcher},
 };
-use portcullis_api::{Route, Service};
+use portcullis_api::{Host, Route, Service};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch as tokio_watch;
 
 use crate::{
     endpoints::SERVICE_NAME_LABEL,
-    index::{Indexed, SharedIndex},
+    index::{Indexed, NsName, SharedIndex},
 };
 
 /// What to watch.
@@ -25,7 +28,7 @@ use crate::{
 pub struct Scope {
     /// Empty: all namespaces.
     pub namespaces: Vec<String>,
-    /// Applies to Routes and Services only.
+    /// Applies to Routes, Services and Hosts only.
     pub label_selector: String,
 }
 
@@ -42,13 +45,19 @@ pub fn spawn_all(
     };
     let slices = watcher::Config::default().labels(SERVICE_NAME_LABEL);
     let mut synced = Vec::new();
+    let mut referrers = Vec::new();
     for ns in namespaces(scope) {
+        referrers.push(spawn::<DeserializeGuard<Host>>(
+            api(client, ns.as_deref()),
+            selected.clone(),
+            index.clone(),
+        ));
         synced.push(spawn::<DeserializeGuard<Route>>(
             api(client, ns.as_deref()),
             selected.clone(),
             index.clone(),
         ));
-        synced.push(spawn::<DeserializeGuard<Service>>(
+        referrers.push(spawn::<DeserializeGuard<Service>>(
             api(client, ns.as_deref()),
             selected.clone(),
             index.clone(),
@@ -64,6 +73,29 @@ pub fn spawn_all(
             index.clone(),
         ));
     }
+    // Secrets are listed once Hosts and Services are, so the list keeps every Secret
+    // they name; one named later is fetched by `fetch_secrets`.
+    let (secrets_tx, secrets_rx) = tokio_watch::channel(false);
+    synced.push(secrets_rx);
+    let (client2, scope2, index2) = (client.clone(), scope.clone(), index.clone());
+    tokio::spawn(async move {
+        for mut s in referrers {
+            let _ = s.wait_for(|done| *done).await;
+        }
+        let mut secrets = Vec::new();
+        for ns in namespaces(&scope2) {
+            secrets.push(spawn::<Secret>(
+                api(&client2, ns.as_deref()),
+                watcher::Config::default(),
+                index2.clone(),
+            ));
+        }
+        for mut s in secrets {
+            let _ = s.wait_for(|done| *done).await;
+        }
+        let _ = secrets_tx.send(true);
+        fetch_secrets(client2, index2).await;
+    });
     let (tx, rx) = tokio_watch::channel(false);
     tokio::spawn(async move {
         for mut s in synced {
@@ -72,6 +104,42 @@ pub fn spawn_all(
         let _ = tx.send(true);
     });
     rx
+}
+
+/// A Host or Service that starts naming an existing Secret after the watcher listed
+/// it: the watch dropped that Secret's data (nothing referenced it), so read it once.
+/// Later changes to it arrive through the watch.
+pub async fn fetch_secrets(client: Client, index: Arc<SharedIndex>) {
+    let mut changed = index.changed_rx();
+    let mut asked: BTreeSet<NsName> = BTreeSet::new();
+    loop {
+        let (wanted, present) = {
+            let read = index.read();
+            (
+                read.referenced_secrets(),
+                read.secrets.keys().cloned().collect::<BTreeSet<_>>(),
+            )
+        };
+        asked.retain(|k| wanted.contains(k));
+        for (ns, name) in wanted.difference(&present) {
+            if !asked.insert((ns.clone(), name.clone())) {
+                continue;
+            }
+            let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+            match api.get_opt(name).await {
+                Ok(Some(secret)) => index.fetched_secret(&secret),
+                // Created later: the watch brings it.
+                Ok(None) => {}
+                Err(e) => {
+                    asked.remove(&(ns.clone(), name.clone()));
+                    tracing::warn!(secret = %format!("{ns}/{name}"), error = %e, "cannot read Secret; retrying on the next change");
+                }
+            }
+        }
+        if changed.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 fn namespaces(scope: &Scope) -> Vec<Option<String>> {
@@ -113,7 +181,10 @@ where
     tokio::spawn(async move {
         let kind = K::kind(&Default::default()).into_owned();
         let mut relist: Vec<K> = Vec::new();
-        let mut events = watcher(api, config).default_backoff().boxed();
+        let mut events = watcher(api, config)
+            .default_backoff()
+            .map_ok(|e| e.modify(K::trim))
+            .boxed();
         loop {
             match events.try_next().await {
                 Ok(Some(event)) => match event {

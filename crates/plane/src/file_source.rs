@@ -145,6 +145,9 @@ impl Board {
 
 pub struct FileSource {
     dir: PathBuf,
+    /// Served on top of the directory's objects, unless it defines the same object
+    /// (`portcullis up`'s Host for its demo hostname, with certificates it made).
+    pub extra: Vec<Document>,
     last_served: Objects,
     /// Hosts' certificates from their PEM files.
     pub certificates: crate::certificates::FileCertificates,
@@ -162,6 +165,7 @@ impl FileSource {
     pub fn new(dir: PathBuf, created: Created) -> Self {
         Self {
             dir,
+            extra: Vec::new(),
             last_served: Objects::new(),
             certificates: Default::default(),
             created,
@@ -209,6 +213,18 @@ impl FileSource {
                 continue;
             }
             current.insert(key, doc);
+        }
+        for mut doc in self.extra.clone() {
+            // The directory's own Host for the same hostname takes the extra one's place.
+            if let Document::Host(extra) = &doc
+                && current.values().any(
+                    |d| matches!(d, Document::Host(h) if h.spec.hostname == extra.spec.hostname),
+                )
+            {
+                continue;
+            }
+            self.stamp(&mut doc, now);
+            current.entry(doc.key()).or_insert(doc);
         }
         if !broken.is_empty() {
             failed.extend(
@@ -301,5 +317,49 @@ impl FileSource {
         let seen = self.created.entry(key).or_insert_with(|| now.to_string());
         let ts = seen.parse::<Timestamp>().unwrap_or(now);
         meta.creation_timestamp = Some(Time(ts));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(ns: &str, name: &str, hostname: &str) -> String {
+        format!(
+            "---\napiVersion: portcullis.dev/v1alpha1\nkind: Host\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{hostname: {hostname}}}\n"
+        )
+    }
+
+    fn hosts(source: &mut FileSource) -> Vec<String> {
+        source
+            .reload()
+            .model
+            .hosts
+            .keys()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn extra_objects_are_served_unless_the_directory_has_the_hostname_or_the_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = portcullis_api::parse_documents(&host("zz-up", "api", "api.localhost"))
+            .remove(0)
+            .unwrap();
+        let mut source = FileSource::new(dir.path().to_path_buf(), Created::default());
+        source.extra = vec![extra];
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            host("shop", "web", "web.localhost"),
+        )
+        .unwrap();
+        assert_eq!(hosts(&mut source), ["Host shop/web", "Host zz-up/api"]);
+        // The directory's Host for the same name replaces it (whatever its key).
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            host("team", "mine", "api.localhost"),
+        )
+        .unwrap();
+        assert_eq!(hosts(&mut source), ["Host shop/web", "Host team/mine"]);
     }
 }

@@ -28,6 +28,8 @@ pub struct ServeConfig {
     pub poll_interval: Duration,
     /// The web console: where its signals come from.
     pub console: crate::console::ConsoleArgs,
+    /// Objects served on top of the directory's (see [`FileSource::extra`]).
+    pub extra: Vec<portcullis_api::Document>,
 }
 
 /// Runs until `shutdown` resolves, xDS in plaintext.
@@ -56,6 +58,7 @@ pub async fn run_with(
         options,
         poll_interval,
         console,
+        extra,
     } = config;
     let console = crate::console::Console::new(&console)?;
     let registry = Registry::new();
@@ -97,6 +100,7 @@ pub async fn run_with(
     });
 
     let mut source = FileSource::new(config_dir.clone(), created);
+    source.extra = extra;
     // Certificate files named by Hosts, for the watcher (they may live anywhere).
     let cert_files: Arc<parking_lot::Mutex<Vec<PathBuf>>> = Arc::default();
     let mut reload = {

@@ -119,6 +119,7 @@ impl ServeArgs {
             options: gateway.into_options()?,
             poll_interval: Duration::from_millis(poll_ms),
             console,
+            extra: Vec::new(),
         })
     }
 }

@@ -21,6 +21,10 @@ pub struct UpArgs {
     /// Port of Envoy's HTTP listener.
     #[arg(long, env = "PORTCULLIS_PORT", default_value_t = 10000)]
     port: u16,
+    /// Port of Envoy's HTTPS listener (127.0.0.1), serving the demo hostname
+    /// (api.localhost) with a certificate from the local CA (0: a free port).
+    #[arg(long, env = "PORTCULLIS_HTTPS_PORT", default_value_t = 10443)]
+    https_port: u16,
     #[arg(long, env = "PORTCULLIS_XDS_ADDR", default_value = "127.0.0.1:18000")]
     xds_addr: SocketAddr,
     #[arg(long, env = "PORTCULLIS_ADMIN_ADDR", default_value = "127.0.0.1:18001")]
@@ -67,6 +71,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let UpArgs {
         config,
         port,
+        https_port,
         xds_addr,
         admin_addr,
         envoy_admin_port,
@@ -93,6 +98,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     console
         .envoy_admin
         .push(format!("127.0.0.1:{envoy_admin_port}"));
+    // Printed in the banner, so chosen before Envoy binds it.
+    let https_port = match https_port {
+        0 => std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port(),
+        p => p,
+    };
     let shutdown = crate::signals::shutdown_signal();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let stop = portcullis_process::Shutdown::new(async {
@@ -113,12 +125,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     };
 
-    let tls = if insecure {
-        None
-    } else {
-        Some(LocalTls::generate()?)
-    };
-    let server_tls = tls.as_ref().map(|t| t.server.clone()).unwrap_or_default();
+    // The local CA signs the HTTPS certificate always, and the components'
+    // certificates unless --insecure.
+    let local = LocalTls::generate()?;
+    let tls = (!insecure).then_some(&local);
+    let server_tls = tls.map(|t| t.server.clone()).unwrap_or_default();
     let server_flags = server_tls.to_args();
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -234,10 +245,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             api_key_header,
             identity_headers,
             component_mtls: tls.is_some(),
+            https_port: Some(https_port),
             ..Default::default()
         },
         poll_interval: Duration::from_millis(200),
         console,
+        extra: vec![local.https_host()?],
     };
     let xds_transport = server_tls.transport(xds.local_addr()?, "--xds-addr")?;
     tasks.spawn(portcullis_plane::serve::run_with(
@@ -249,7 +262,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     ));
 
     let mut bootstrap = Bootstrap::new(xds_addr.to_string(), ENVOY_NODE);
-    bootstrap.mtls = tls.as_ref().map(|t| t.envoy.clone());
+    bootstrap.mtls = tls.map(|t| t.envoy.clone());
     bootstrap.admin_port = envoy_admin_port;
     bootstrap.listen_port = port;
     bootstrap.delta = delta;
@@ -265,9 +278,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "  console:        http://{admin_addr}/   (problems, routing table, fleet, signals, explain)"
     );
     println!("  gateway:        http://127.0.0.1:{port}/");
+    println!(
+        "  https:          https://{HTTPS_HOSTNAME}:{https_port}/ (127.0.0.1); certificate signed by the local CA {}",
+        local.ca.display()
+    );
     println!("  control plane:  http://{admin_addr}/debug/objects   http://{admin_addr}/debug/xds");
     println!("  envoy admin:    http://{}/", envoy.admin);
-    match &tls {
+    match tls {
         Some(t) => println!(
             "  components:     mTLS (xDS, authz, ratelimit, accesslog); CA and certificates in {} (--insecure: plaintext)",
             t.dir.path().display()
@@ -280,7 +297,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!(
         "      curl -s -H '{key_header}: demo-key-alice' http://127.0.0.1:{port}/echo/orders   (401 without the key)"
     );
-    println!("      curl -s -H 'Host: api.localhost' http://127.0.0.1:{port}/v1/anything");
+    println!(
+        "      curl -s --cacert {} --resolve {HTTPS_HOSTNAME}:{https_port}:127.0.0.1 https://{HTTPS_HOSTNAME}:{https_port}/v1/anything",
+        local.ca.display()
+    );
+    println!(
+        "      curl -si -H 'Host: {HTTPS_HOSTNAME}' http://127.0.0.1:{port}/v1/anything   (301 to HTTPS)"
+    );
     println!("Ctrl-C stops everything.");
 
     tokio::select! {
@@ -298,6 +321,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo hostname `up` serves over HTTPS (the demo's host-specific Route).
+const HTTPS_HOSTNAME: &str = "api.localhost";
+
 /// Envoy's node id; its client certificate names it.
 const ENVOY_NODE: &str = "portcullis-up";
 /// The rate-limit service's node id on the ADS stream it reads its limits from.
@@ -308,6 +334,10 @@ const RATELIMIT_NODE: &str = "portcullis-up-ratelimit";
 /// directory is owner-only and removed when `up` ends.
 struct LocalTls {
     dir: tempfile::TempDir,
+    /// The CA certificate (PEM): what clients trust for the HTTPS listener.
+    ca: PathBuf,
+    /// The certificate and key of [`HTTPS_HOSTNAME`].
+    https: (PathBuf, PathBuf),
     server: portcullis_tls::mtls::MtlsArgs,
     envoy: crate::bootstrap::ClientFiles,
     ratelimit_client: crate::bootstrap::ClientFiles,
@@ -321,6 +351,7 @@ impl LocalTls {
         let server = ca.issue("portcullis-up-server", &hosts, &[])?;
         let envoy = ca.issue(ENVOY_NODE, &[], &[ENVOY_NODE])?;
         let ratelimit = ca.issue(RATELIMIT_NODE, &[], &[RATELIMIT_NODE])?;
+        let https = ca.issue(HTTPS_HOSTNAME, &[HTTPS_HOSTNAME], &[])?;
         let dir = tempfile::Builder::new()
             .prefix("portcullis-up-tls-")
             .tempdir()
@@ -332,6 +363,7 @@ impl LocalTls {
                 ("server", &server),
                 ("envoy", &envoy),
                 ("ratelimit", &ratelimit),
+                ("https", &https),
             ],
         )
         .context("writing the certificates")?;
@@ -349,8 +381,35 @@ impl LocalTls {
             },
             envoy: client(&files[1]),
             ratelimit_client: client(&files[2]),
+            ca: files[3].ca.clone(),
+            https: (files[3].cert.clone(), files[3].key.clone()),
             dir,
         })
+    }
+
+    /// The Host that serves [`HTTPS_HOSTNAME`] with the local certificate. It admits
+    /// Routes of every namespace (any manifest directory's Routes for the name), and
+    /// redirects plain HTTP for the name to HTTPS, as a Host with TLS does by default.
+    fn https_host(&self) -> anyhow::Result<portcullis_api::Document> {
+        let yaml = serde_json::json!({
+            "apiVersion": "portcullis.dev/v1alpha1",
+            "kind": "Host",
+            "metadata": {"name": "api-localhost", "namespace": "portcullis-up"},
+            "spec": {
+                "hostname": HTTPS_HOSTNAME,
+                "tls": {
+                    "certificateFile": self.https.0,
+                    "keyFile": self.https.1,
+                },
+                "allowedRoutes": {"namespaces": ["*"]},
+            },
+        })
+        .to_string();
+        portcullis_api::parse_documents(&yaml)
+            .into_iter()
+            .next()
+            .context("the HTTPS Host")?
+            .map_err(|e| anyhow::anyhow!("the HTTPS Host: {}", e.message))
     }
 }
 

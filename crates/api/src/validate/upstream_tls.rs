@@ -10,29 +10,9 @@ pub(super) fn check(svc: &Service, rules: &super::Rules, report: &mut Report) {
     let spec = &svc.spec;
     let Some(tls) = &spec.tls else { return };
     if rules.certificates_from_secrets {
-        report.error(
-            "spec.tls",
-            "upstream TLS reads its CA and client certificate from files, which only file mode (portcullis serve/up) does; reading them from Secrets is not supported yet (docs/tls.md): remove spec.tls or run this Service in file mode".into(),
-        );
-        return;
-    }
-    if tls.ca_secret_name.is_some() {
-        report.error(
-            "spec.tls.caSecretName",
-            "Secrets need the Kubernetes controller; in file mode set caFile to a PEM bundle"
-                .into(),
-        );
-    }
-    match tls.ca_file.as_deref() {
-        None if tls.ca_secret_name.is_none() => report.error(
-            "spec.tls.caFile",
-            "no trusted CA: the backend's certificate is always verified; set caFile to the PEM bundle of the CAs that sign it".into(),
-        ),
-        Some("") => report.error(
-            "spec.tls.caFile",
-            "empty path; name the PEM bundle of trusted CAs".into(),
-        ),
-        _ => {}
+        secrets(tls, report);
+    } else {
+        files(tls, report);
     }
     if let Some(sni) = &tls.sni {
         if sni.parse::<std::net::IpAddr>().is_ok() || sni.starts_with("*.") {
@@ -68,6 +48,75 @@ pub(super) fn check(svc: &Service, rules: &super::Rules, report: &mut Report) {
                 "the destinations name different hosts, so there is no one name to verify; set sni and subjectAltNames".into(),
             );
         }
+    }
+}
+
+/// Kubernetes mode: the CA bundle and client certificate come from Secrets in the
+/// Service's namespace (`ca.crt`; `tls.crt`/`tls.key`), never from files.
+fn secrets(tls: &crate::ServiceTls, report: &mut Report) {
+    if tls.ca_file.is_some() {
+        report.error(
+            "spec.tls.caFile",
+            "in Kubernetes mode the trusted CAs come from a Secret: set caSecretName to a Secret in this namespace holding ca.crt".into(),
+        );
+    }
+    match tls.ca_secret_name.as_deref() {
+        None => report.error(
+            "spec.tls.caSecretName",
+            "no trusted CA: the backend's certificate is always verified; set caSecretName to a Secret in this namespace whose ca.crt holds the CAs that sign it".into(),
+        ),
+        Some(n) => {
+            if let Err(e) = names::check_name(n) {
+                report.error("spec.tls.caSecretName", format!("{e} (a Secret in this Service's namespace)"));
+            }
+        }
+    }
+    let Some(c) = &tls.client_certificate else {
+        return;
+    };
+    let field = "spec.tls.clientCertificate";
+    if c.certificate_file.is_some() || c.key_file.is_some() {
+        report.error(
+            field,
+            "in Kubernetes mode the client certificate comes from a kubernetes.io/tls Secret: set secretName (and not certificateFile/keyFile)".into(),
+        );
+    }
+    match c.secret_name.as_deref() {
+        None => report.error(
+            &format!("{field}.secretName"),
+            "empty; name a kubernetes.io/tls Secret in this namespace, or remove clientCertificate"
+                .into(),
+        ),
+        Some(n) => {
+            if let Err(e) = names::check_name(n) {
+                report.error(
+                    &format!("{field}.secretName"),
+                    format!("{e} (a Secret in this Service's namespace)"),
+                );
+            }
+        }
+    }
+}
+
+/// File mode: PEM files, relative to the manifest directory or absolute.
+fn files(tls: &crate::ServiceTls, report: &mut Report) {
+    if tls.ca_secret_name.is_some() {
+        report.error(
+            "spec.tls.caSecretName",
+            "Secrets need the Kubernetes controller; in file mode set caFile to a PEM bundle"
+                .into(),
+        );
+    }
+    match tls.ca_file.as_deref() {
+        None if tls.ca_secret_name.is_none() => report.error(
+            "spec.tls.caFile",
+            "no trusted CA: the backend's certificate is always verified; set caFile to the PEM bundle of the CAs that sign it".into(),
+        ),
+        Some("") => report.error(
+            "spec.tls.caFile",
+            "empty path; name the PEM bundle of trusted CAs".into(),
+        ),
+        _ => {}
     }
     if let Some(c) = &tls.client_certificate {
         let field = "spec.tls.clientCertificate";
@@ -108,14 +157,25 @@ pub(super) fn resolve(
             continue;
         }
         let state = certificates.get(&report.key).cloned().unwrap_or_default();
-        if let Some(material) = material(report, &state, tls.client_certificate.is_some()) {
+        let ca_field = if tls.ca_secret_name.is_some() {
+            "spec.tls.caSecretName"
+        } else {
+            "spec.tls.caFile"
+        };
+        if let Some(material) = material(report, &state, tls.client_certificate.is_some(), ca_field)
+        {
             out.insert(report.key.clone(), material);
         }
     }
     out
 }
 
-fn material(report: &mut Report, state: &CertificateState, client: bool) -> Option<UpstreamTls> {
+fn material(
+    report: &mut Report,
+    state: &CertificateState,
+    client: bool,
+    ca_field: &str,
+) -> Option<UpstreamTls> {
     let issue = |field: &str, message: String| Issue {
         object: report.key.clone(),
         field: field.into(),
@@ -130,7 +190,7 @@ fn material(report: &mut Report, state: &CertificateState, client: bool) -> Opti
     let mut missing = Vec::new();
     if state.trusted_ca.is_none() {
         missing.push(issue(
-            "spec.tls.caFile",
+            ca_field,
             format!(
                 "{}; the Service is not served until its trusted CAs load",
                 why()

@@ -121,16 +121,40 @@ fn careless_and_hostile_tls_settings_are_refused_naming_field_and_fix() {
             .any(|m| m.starts_with("spec.tls.sni") && m.contains("different hosts")),
         "{e:?}"
     );
-    // Kubernetes mode: not wired yet, said plainly.
+    // Kubernetes mode: Secrets in the Service's namespace, never files or `ns/name`.
     let e = errors(
         service("s", name, "{caSecretName: ca}"),
         &Rules::cluster(vec![]),
     );
+    assert!(e.is_empty(), "{e:?}");
+    let e = errors(
+        service("s", name, "{caFile: ca.pem}"),
+        &Rules::cluster(vec![]),
+    );
     assert!(
         e.iter()
-            .any(|m| m.starts_with("spec.tls:") && m.contains("not supported yet")),
+            .any(|m| m.starts_with("spec.tls.caFile") && m.contains("set caSecretName")),
         "{e:?}"
     );
+    assert!(
+        e.iter().any(|m| m.starts_with("spec.tls.caSecretName")),
+        "{e:?}"
+    );
+    let e = errors(
+        service(
+            "s",
+            name,
+            "{caSecretName: other/ca, clientCertificate: {certificateFile: c.pem, keyFile: k.pem}}",
+        ),
+        &Rules::cluster(vec![]),
+    );
+    for field in [
+        "spec.tls.caSecretName",
+        "spec.tls.clientCertificate:",
+        "spec.tls.clientCertificate.secretName",
+    ] {
+        assert!(e.iter().any(|m| m.starts_with(field)), "{field}: {e:?}");
+    }
 }
 
 #[test]

@@ -293,3 +293,36 @@ async fn reviews_are_counted_by_verdict_with_labels_a_caller_cannot_invent() {
         .sum();
     assert_eq!(series, 5);
 }
+
+#[test]
+fn a_host_naming_another_namespaces_secret_or_files_is_denied() {
+    let index = live_index();
+    let host = |tls: Value| {
+        json!({
+            "apiVersion": "portcullis.dev/v1alpha1", "kind": "Host",
+            "metadata": {"name": "api", "namespace": "team", "generation": 1},
+            "spec": {"hostname": "api.example.com", "tls": tls},
+        })
+    };
+    for (tls, field) in [
+        (
+            json!({"secretName": "other/api-tls"}),
+            "spec.tls.secretName",
+        ),
+        (
+            json!({"certificateFile": "/etc/ssl/a.crt", "keyFile": "/etc/ssl/a.key"}),
+            "spec.tls",
+        ),
+    ] {
+        let r = decide_json(&index.read(), review_of("CREATE", host(tls)));
+        assert_eq!(r["allowed"], false, "{r}");
+        let message = r["status"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{message}");
+    }
+    // Its own namespace's Secret, not there yet: allowed (cert-manager creates it later).
+    let r = decide_json(
+        &index.read(),
+        review_of("CREATE", host(json!({"secretName": "api-tls"}))),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+}
