@@ -263,7 +263,8 @@ async fn console_in_a_browser_on_up() {
 
     // Explain in the page names the Route Envoy used for the same request.
     let cases = [
-        ("GET", "api.localhost".to_string(), "/v1/things", None),
+        // (api.localhost is HTTPS-only under `up`: plain HTTP there is redirected.)
+        ("GET", "evil.localhost".to_string(), "/echo/things", None),
         ("GET", format!("127.0.0.1:{}", up.port), "/echo/hello", None),
         (
             "POST",
@@ -367,9 +368,9 @@ async fn console_in_a_browser_on_up() {
     // Fleet: the Envoy and the rate-limit service, in sync.
     b.goto(&format!("{console}fleet")).await;
     b.wait_for(
-        "document.querySelectorAll('tr[data-node=\"portcullis-up\"] .badge.ok').length === 4",
+        "document.querySelectorAll('tr[data-node=\"portcullis-up\"] .badge.ok').length === 5",
         STARTUP,
-        "the Envoy in sync on its four types",
+        "the Envoy in sync on its five types (listeners, routes, clusters, endpoints, secrets)",
     )
     .await;
     b.wait_for(
