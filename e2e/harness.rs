@@ -115,6 +115,7 @@ impl Plane {
             poll_interval: Duration::from_millis(100),
             console: Default::default(),
             extra: Vec::new(),
+            require_host_ownership: false,
         };
         let task = tokio::spawn(portcullis_plane::serve::run(
             config,

@@ -172,6 +172,7 @@ async fn servers(pki: &Pki, dir: &std::path::Path, manifests: &str) -> Servers {
         poll_interval: Duration::from_millis(100),
         console: Default::default(),
         extra: Vec::new(),
+        require_host_ownership: false,
     };
     tokio::spawn(portcullis_plane::serve::run_with(
         serve,

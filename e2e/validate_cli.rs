@@ -126,3 +126,18 @@ fn auth_bypassed_by_a_host_catch_all() {
         "Route default/admin: spec.match.paths[0].prefix: prefix /admin never matches on api.example.com: Route default/site, which names the host more specifically, takes these requests first but does not enforce the authentication this Route requires",
     );
 }
+
+#[test]
+fn require_host_ownership_refuses_a_hostname_no_host_owns() {
+    let out = Command::new(portcullis_bin())
+        .args(["validate", "--require-host-ownership"])
+        .arg(examples().join("demo"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Route demo/api-host: spec.hosts[0]: no Host owns api.localhost, and this gateway requires one (--require-host-ownership)"),
+        "{stderr}"
+    );
+}

@@ -54,6 +54,7 @@ pub async fn start(
         poll_interval: Duration::from_millis(200),
         console: Default::default(),
         extra: Vec::new(),
+        require_host_ownership: false,
     };
     tokio::spawn(portcullis_plane::serve::run(
         config,

@@ -84,6 +84,10 @@ pub struct Args {
         num_args = 0..
     )]
     pub allow_destination_cidrs: Vec<portcullis_api::validate::Cidr>,
+    /// Serve a Route's hostname only when a Host owns it (docs/api.md, "Hosts"); Routes
+    /// naming an unowned hostname get Accepted=False, NotAllowedByHost.
+    #[arg(long, env = "PORTCULLIS_REQUIRE_HOST_OWNERSHIP")]
+    pub require_host_ownership: bool,
     /// Capacity of the status-write queue.
     #[arg(long, env = "PORTCULLIS_STATUS_QUEUE", default_value_t = 256)]
     pub status_queue: usize,

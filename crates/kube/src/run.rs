@@ -53,6 +53,7 @@ pub async fn run(
         status_queue,
         state_file,
         allow_destination_cidrs,
+        require_host_ownership,
         gateway,
         console,
     } = args;
@@ -67,7 +68,9 @@ pub async fn run(
     let cache = Cache::new(&registry);
     let options = gateway.into_options()?;
     let publisher = Publisher::new(cache.clone(), options, state_file, &registry);
-    let index = SharedIndex::with_rules(Rules::cluster(allow_destination_cidrs));
+    let mut rules = Rules::cluster(allow_destination_cidrs);
+    rules.require_host_ownership = require_host_ownership;
+    let index = SharedIndex::with_rules(rules);
     let mut controller = Controller::new(index.clone(), publisher);
     // Creation times come from the API server here; only the snapshot is reused.
     if controller.publisher.restore().is_some() {

@@ -148,6 +148,8 @@ pub struct FileSource {
     /// Served on top of the directory's objects, unless it defines the same object
     /// (`portcullis up`'s Host for its demo hostname, with certificates it made).
     pub extra: Vec<Document>,
+    /// File mode's validation rules (`require_host_ownership` set by the flag).
+    pub rules: portcullis_api::validate::Rules,
     last_served: Objects,
     /// Hosts' certificates from their PEM files.
     pub certificates: crate::certificates::FileCertificates,
@@ -166,6 +168,7 @@ impl FileSource {
         Self {
             dir,
             extra: Vec::new(),
+            rules: portcullis_api::validate::Rules::file_mode(),
             last_served: Objects::new(),
             certificates: Default::default(),
             created,
@@ -266,7 +269,7 @@ impl FileSource {
             &failed,
             &self.last_served,
             &certificates,
-            &portcullis_api::validate::Rules::file_mode(),
+            &self.rules,
         );
         for e in &loaded.errors {
             tracing::warn!("{e}");

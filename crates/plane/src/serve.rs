@@ -30,6 +30,8 @@ pub struct ServeConfig {
     pub console: crate::console::ConsoleArgs,
     /// Objects served on top of the directory's (see [`FileSource::extra`]).
     pub extra: Vec<portcullis_api::Document>,
+    /// `--require-host-ownership`: a Route's hostname is served only when a Host owns it.
+    pub require_host_ownership: bool,
 }
 
 /// Runs until `shutdown` resolves, xDS in plaintext.
@@ -59,6 +61,7 @@ pub async fn run_with(
         poll_interval,
         console,
         extra,
+        require_host_ownership,
     } = config;
     let console = crate::console::Console::new(&console)?;
     let registry = Registry::new();
@@ -101,6 +104,7 @@ pub async fn run_with(
 
     let mut source = FileSource::new(config_dir.clone(), created);
     source.extra = extra;
+    source.rules.require_host_ownership = require_host_ownership;
     // Certificate files named by Hosts, for the watcher (they may live anywhere).
     let cert_files: Arc<parking_lot::Mutex<Vec<PathBuf>>> = Arc::default();
     let mut reload = {

@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Control plane with a directory of manifests as the source (watched).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Kubernetes mode: watch Route/Service CRDs and EndpointSlices, serve xDS, write
     /// status, serve the admission webhook.
     Controller(Box<portcullis_kube::Args>),
@@ -54,6 +54,10 @@ enum Command {
         /// webhook) instead of file mode's.
         #[arg(long)]
         cluster: bool,
+        /// Refuse Routes naming a hostname no Host owns, as a control plane run with
+        /// --require-host-ownership does.
+        #[arg(long)]
+        require_host_ownership: bool,
     },
     /// Print the CustomResourceDefinitions.
     Crds,
@@ -91,6 +95,10 @@ pub struct ServeArgs {
     pub gateway: portcullis_plane::args::GatewayArgs,
     #[command(flatten)]
     pub console: portcullis_plane::console::ConsoleArgs,
+    /// Serve a Route's hostname only when a Host owns it (docs/api.md, "Hosts"): a team
+    /// can then no longer claim a hostname nobody registered.
+    #[arg(long, env = "PORTCULLIS_REQUIRE_HOST_OWNERSHIP")]
+    pub require_host_ownership: bool,
     /// How often the config directory is checked for changes, in milliseconds.
     #[arg(long, env = "PORTCULLIS_POLL_MS", default_value_t = 200)]
     pub poll_ms: u64,
@@ -110,6 +118,7 @@ impl ServeArgs {
             state_file,
             gateway,
             console,
+            require_host_ownership,
             poll_ms,
             addr_file: _,
         } = self;
@@ -120,6 +129,7 @@ impl ServeArgs {
             poll_interval: Duration::from_millis(poll_ms),
             console,
             extra: Vec::new(),
+            require_host_ownership,
         })
     }
 }
@@ -163,12 +173,17 @@ pub fn main() -> ExitCode {
         command,
     } = cli;
     match command {
-        Command::Validate { paths, cluster } => {
-            let rules = if cluster {
+        Command::Validate {
+            paths,
+            cluster,
+            require_host_ownership,
+        } => {
+            let mut rules = if cluster {
                 portcullis_api::validate::Rules::cluster(Vec::new())
             } else {
                 portcullis_api::validate::Rules::file_mode()
             };
+            rules.require_host_ownership = require_host_ownership;
             return crate::validate_cmd::run(&paths, &rules);
         }
         Command::Crds => {
@@ -275,7 +290,7 @@ pub fn main() -> ExitCode {
 
 async fn run_command(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Up(args) => crate::up::run(args).await,
         Command::Controller(args) => {
             portcullis_kube::run(*args, crate::signals::shutdown_signal()).await

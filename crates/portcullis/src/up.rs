@@ -251,6 +251,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         poll_interval: Duration::from_millis(200),
         console,
         extra: vec![local.https_host()?],
+        require_host_ownership: false,
     };
     let xds_transport = server_tls.transport(xds.local_addr()?, "--xds-addr")?;
     tasks.spawn(portcullis_plane::serve::run_with(
