@@ -41,7 +41,7 @@ enum Command {
     /// records to stdout, a file or Kafka.
     Accesslog(Box<portcullis_accesslog::Args>),
     /// Everything on this machine: control plane, demo backends and Envoy.
-    Up(crate::up::UpArgs),
+    Up(Box<crate::up::UpArgs>),
     /// Which Route serves a request, and why: the precedence steps, the Routes that
     /// matched but lost, and the policy the request gets.
     Explain(crate::explain_cmd::ExplainArgs),
@@ -291,7 +291,7 @@ pub fn main() -> ExitCode {
 async fn run_command(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(*args).await,
-        Command::Up(args) => crate::up::run(args).await,
+        Command::Up(args) => crate::up::run(*args).await,
         Command::Controller(args) => {
             portcullis_kube::run(*args, crate::signals::shutdown_signal()).await
         }
