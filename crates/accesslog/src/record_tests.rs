@@ -160,3 +160,14 @@ fn an_empty_entry_gives_an_empty_record_not_a_panic() {
     let json = serde_json::to_value(&r).unwrap();
     assert!(json.get("rate_limit").is_none());
 }
+
+#[test]
+fn times_rfc3339_cannot_write_are_empty_not_a_panic() {
+    use envoy_types::pb::google::protobuf::Timestamp;
+    let t = |seconds, nanos| super::timestamp(Timestamp { seconds, nanos });
+    assert_eq!(t(i64::MAX, 0), "");
+    assert_eq!(t(253_402_300_800, 0), "");
+    assert_eq!(t(253_402_300_799, i32::MAX), "9999-12-31T23:59:59.999Z");
+    assert_eq!(t(-5, -1), "1970-01-01T00:00:00.000Z");
+    assert_eq!(t(1_700_000_000, 123_000_000), "2023-11-14T22:13:20.123Z");
+}
