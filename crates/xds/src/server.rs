@@ -3,16 +3,12 @@
 use std::future::Future;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
 use portcullis_tls::mtls::Transport;
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::{Request, Response, Status, Streaming};
+use tonic_prost::ProstCodec;
 
 use crate::cache::Cache;
 use crate::delta::DeltaStream;
@@ -54,48 +50,104 @@ impl AdsService {
         AdsService { cache, shutdown }
     }
 
-    /// Wrap in the generated tonic server with message limits set.
-    pub fn into_server(self) -> AggregatedDiscoveryServiceServer<AdsService> {
-        AggregatedDiscoveryServiceServer::new(self)
-            .max_decoding_message_size(crate::limits::MAX_REQUEST_SIZE)
-            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    /// The gRPC service, with message limits set.
+    pub fn into_server(self) -> AdsServer {
+        AdsServer { ads: self }
     }
 }
 
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+const SOTW_PATH: &str = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+/// The ADS gRPC service. Written out rather than generated: the generated server encodes
+/// `DiscoveryResponse`, which owns a copy of every resource; this one writes
+/// `wire::SotwResponse`/`wire::DeltaResponse`, which share the snapshot's encodings.
+#[derive(Clone)]
+pub struct AdsServer {
+    ads: AdsService,
+}
+
+impl tonic::server::NamedService for AdsServer {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+/// One ADS method: the stream logic `L` over the service's cache.
+struct Method<L>(AdsService, std::marker::PhantomData<L>);
+
+impl<L> tonic::server::StreamingService<L::Request> for Method<L>
+where
+    L: stream::Logic,
+    L::Request: prost::Message + Default,
+    Streaming<L::Request>: Send,
+{
+    type Response = L::Response;
+    type ResponseStream = ReceiverStream<Result<L::Response, Status>>;
+    type Future = std::future::Ready<Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<Streaming<L::Request>>) -> Self::Future {
         let peer = stream_peer(&request);
-        Ok(Response::new(stream::spawn::<SotwStream>(
-            self.cache.clone(),
+        std::future::ready(Ok(Response::new(stream::spawn::<L>(
+            self.0.cache.clone(),
             request.into_inner(),
             peer,
-            self.shutdown.clone(),
-        )))
+            self.0.shutdown.clone(),
+        ))))
+    }
+}
+
+async fn call_method<L, B>(ads: AdsService, req: http::Request<B>) -> http::Response<tonic::body::Body>
+where
+    L: stream::Logic,
+    L::Request: prost::Message + Default,
+    L::Response: prost::Message,
+    Streaming<L::Request>: Send,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    let codec = ProstCodec::<L::Response, L::Request>::default();
+    let mut grpc = tonic::server::Grpc::new(codec).apply_max_message_size_config(
+        Some(crate::limits::MAX_REQUEST_SIZE),
+        Some(MAX_MESSAGE_SIZE),
+    );
+    grpc.streaming(Method::<L>(ads, std::marker::PhantomData), req)
+        .await
+}
+
+impl<B> Service<http::Request<B>> for AdsServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let peer = stream_peer(&request);
-        Ok(Response::new(stream::spawn::<DeltaStream>(
-            self.cache.clone(),
-            request.into_inner(),
-            peer,
-            self.shutdown.clone(),
-        )))
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let ads = self.ads.clone();
+        match req.uri().path() {
+            SOTW_PATH => Box::pin(async move { Ok(call_method::<SotwStream, B>(ads, req).await) }),
+            DELTA_PATH => Box::pin(async move { Ok(call_method::<DeltaStream, B>(ads, req).await) }),
+            _ => Box::pin(async move {
+                let mut response = http::Response::new(tonic::body::Body::default());
+                let headers = response.headers_mut();
+                headers.insert(Status::GRPC_STATUS, (tonic::Code::Unimplemented as i32).into());
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    tonic::metadata::GRPC_CONTENT_TYPE,
+                );
+                Ok(response)
+            }),
+        }
     }
 }
 
 /// The ADS gRPC service over `cache`, ready for `Server::add_service`.
-pub fn service(cache: Cache) -> AggregatedDiscoveryServiceServer<AdsService> {
+pub fn service(cache: Cache) -> AdsServer {
     AdsService::new(cache).into_server()
 }
 

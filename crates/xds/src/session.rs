@@ -39,6 +39,7 @@ macro_rules! session {
             /// stream with that status (open a new session to go on).
             pub fn request(&mut self, req: $req) -> Result<Vec<$resp>, Status> {
                 step(&mut self.logic, &mut self.handle, Input::Request(req), &StreamPeer::default())
+                    .map(|out| out.iter().map(|r| r.to_proto()).collect())
             }
 
             /// The cache moved to `snapshot` (what [`Cache::set_snapshot`] wakes a
@@ -46,6 +47,9 @@ macro_rules! session {
             pub fn snapshot(&mut self, snapshot: Arc<Snapshot>) -> Vec<$resp> {
                 step(&mut self.logic, &mut self.handle, Input::Snapshot(snapshot), &StreamPeer::default())
                     .expect("snapshots are not checked against request bounds")
+                    .iter()
+                    .map(|r| r.to_proto())
+                    .collect()
             }
         }
     };
