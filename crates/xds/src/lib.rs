@@ -7,6 +7,7 @@
 //! cluster/endpoint/listener/route types.
 #![forbid(unsafe_code)]
 
+mod body;
 mod cache;
 mod debug;
 mod delta;

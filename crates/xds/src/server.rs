@@ -5,15 +5,17 @@ use std::time::Duration;
 
 use portcullis_tls::mtls::Transport;
 use tokio::sync::watch;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Status, Streaming};
+use tonic::codec::Codec;
 use tonic_prost::ProstCodec;
 
+use crate::body::FramedBody;
 use crate::cache::Cache;
 use crate::delta::DeltaStream;
 use crate::sotw::SotwStream;
 use crate::stream::{self, StreamPeer};
+use crate::wire::Framed;
 
 fn stream_peer<T>(request: &Request<T>) -> StreamPeer {
     let peer = portcullis_tls::mtls::Peer::of(request);
@@ -72,35 +74,65 @@ impl tonic::server::NamedService for AdsServer {
     const NAME: &'static str = SERVICE_NAME;
 }
 
-/// One ADS method: the stream logic `L` over the service's cache.
-struct Method<L>(AdsService, std::marker::PhantomData<L>);
-
-impl<L> tonic::server::StreamingService<L::Request> for Method<L>
-where
-    L: stream::Logic,
-    L::Request: prost::Message + Default,
-    Streaming<L::Request>: Send,
-{
-    type Response = L::Response;
-    type ResponseStream = ReceiverStream<Result<L::Response, Status>>;
-    type Future = std::future::Ready<Result<Response<Self::ResponseStream>, Status>>;
-
-    fn call(&mut self, request: Request<Streaming<L::Request>>) -> Self::Future {
-        let peer = stream_peer(&request);
-        std::future::ready(Ok(Response::new(stream::spawn::<L>(
-            self.0.cache.clone(),
-            request.into_inner(),
-            peer,
-            self.0.shutdown.clone(),
-        ))))
-    }
-}
-
+/// One ADS stream: decode the requests with tonic, run the stream task, and write its
+/// responses as a [`FramedBody`] (the snapshot's bytes, not a per-stream encoding).
 async fn call_method<L, B>(ads: AdsService, req: http::Request<B>) -> http::Response<tonic::body::Body>
 where
     L: stream::Logic,
     L::Request: prost::Message + Default,
-    L::Response: prost::Message,
+    L::Response: Framed,
+    Streaming<L::Request>: Send,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    // Like the generated server with no compression enabled: a compressed request is
+    // refused, naming the encodings accepted.
+    if let Some(enc) = req.headers().get("grpc-encoding")
+        && enc.as_bytes() != b"identity"
+    {
+        return Status::unimplemented(format!(
+            "Content is compressed with `{}` which isn't supported; send it uncompressed",
+            String::from_utf8_lossy(enc.as_bytes())
+        ))
+        .into_http();
+    }
+    if ads.cache.copies_per_stream() {
+        return baseline::<L, B>(ads, req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let decoder = ProstCodec::<L::Response, L::Request>::default().decoder();
+    let inbound = Streaming::new_request(
+        decoder,
+        body,
+        None,
+        Some(crate::limits::MAX_REQUEST_SIZE),
+    );
+    let request = Request::from_http(http::Request::from_parts(parts, inbound));
+    let peer = stream_peer(&request);
+    let rx = stream::spawn::<L>(
+        ads.cache.clone(),
+        request.into_inner(),
+        peer,
+        ads.shutdown.clone(),
+    )
+    .into_inner();
+    let mut response =
+        http::Response::new(tonic::body::Body::new(FramedBody::new(rx, MAX_MESSAGE_SIZE)));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        tonic::metadata::GRPC_CONTENT_TYPE,
+    );
+    response
+}
+
+/// The benchmark's baseline ([`Cache::set_copy_per_stream`]): tonic's encoder, as the
+/// generated server wrote responses before (each stream's encode buffer keeps the
+/// capacity of the largest response it has written).
+async fn baseline<L, B>(ads: AdsService, req: http::Request<B>) -> http::Response<tonic::body::Body>
+where
+    L: stream::Logic,
+    L::Request: prost::Message + Default,
+    L::Response: Framed,
     Streaming<L::Request>: Send,
     B: Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
@@ -112,6 +144,29 @@ where
     );
     grpc.streaming(Method::<L>(ads, std::marker::PhantomData), req)
         .await
+}
+
+struct Method<L>(AdsService, std::marker::PhantomData<L>);
+
+impl<L> tonic::server::StreamingService<L::Request> for Method<L>
+where
+    L: stream::Logic,
+    L::Request: prost::Message + Default,
+    Streaming<L::Request>: Send,
+{
+    type Response = L::Response;
+    type ResponseStream = tokio_stream::wrappers::ReceiverStream<Result<L::Response, Status>>;
+    type Future = std::future::Ready<Result<tonic::Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<Streaming<L::Request>>) -> Self::Future {
+        let peer = stream_peer(&request);
+        std::future::ready(Ok(tonic::Response::new(stream::spawn::<L>(
+            self.0.cache.clone(),
+            request.into_inner(),
+            peer,
+            self.0.shutdown.clone(),
+        ))))
+    }
 }
 
 impl<B> Service<http::Request<B>> for AdsServer

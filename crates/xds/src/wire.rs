@@ -7,7 +7,9 @@
 //! only the gRPC write buffer copies them, one response at a time per stream.
 
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse};
-use prost::bytes::{Buf, BufMut, Bytes};
+use std::collections::VecDeque;
+
+use prost::bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::{DecodeError, Message};
 
@@ -50,13 +52,111 @@ pub(crate) struct DeltaResponse {
     pub(crate) nonce: String,
 }
 
+/// Where an encoding goes: small fields into `buf`, the shared resource encodings via
+/// `shared` (copied into a plain buffer, or passed on as chunks by [`Chunks`]).
+pub(crate) trait Sink {
+    type B: BufMut;
+    fn buf(&mut self) -> &mut Self::B;
+    fn shared(&mut self, bytes: &Bytes);
+}
+
+struct Copying<'a, B>(&'a mut B);
+
+impl<B: BufMut> Sink for Copying<'_, B> {
+    type B = B;
+    fn buf(&mut self) -> &mut B {
+        self.0
+    }
+    fn shared(&mut self, bytes: &Bytes) {
+        self.0.put_slice(bytes);
+    }
+}
+
+/// Resources at least this large are written as their own chunk, straight from the
+/// snapshot; smaller ones are copied into the chunk being filled.
+const SHARE_MIN: usize = 1024;
+/// Small pieces are gathered into chunks of about this size.
+const CHUNK: usize = 16 * 1024;
+
+/// Responses as gRPC message frames (the 5-byte gRPC header, then the protobuf bytes)
+/// in chunks: large resources are the snapshot's own bytes, small pieces are gathered
+/// into chunks of about [`CHUNK`] bytes, filled only as the connection takes them.
+#[derive(Default)]
+pub(crate) struct Chunks {
+    out: VecDeque<Bytes>,
+    small: BytesMut,
+}
+
+impl Chunks {
+    /// Begin a message of `len` bytes.
+    pub(crate) fn start(&mut self, len: usize) {
+        self.small.reserve(CHUNK.min(len + 5));
+        self.small.put_u8(0); // not compressed
+        self.small.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+    }
+
+    /// Hand out what has been gathered so far.
+    pub(crate) fn flush(&mut self) {
+        if !self.small.is_empty() {
+            // A fresh buffer each time: a split-off one would keep the old allocation.
+            let full = std::mem::take(&mut self.small);
+            self.out.push_back(full.freeze());
+        }
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Bytes> {
+        self.out.pop_front()
+    }
+}
+
+impl Sink for Chunks {
+    type B = BytesMut;
+    fn buf(&mut self) -> &mut BytesMut {
+        &mut self.small
+    }
+    fn shared(&mut self, bytes: &Bytes) {
+        if bytes.len() >= SHARE_MIN {
+            self.flush();
+            self.out.push_back(bytes.clone());
+        } else {
+            self.small.put_slice(bytes);
+            if self.small.len() >= CHUNK {
+                self.flush();
+            }
+        }
+    }
+}
+
+/// A response the server writes piece by piece: a head, one piece per resource, a tail.
+pub(crate) trait Framed: Message + Sized + Unpin {
+    fn pieces(&self) -> usize;
+    fn piece<S: Sink>(&self, i: usize, s: &mut S);
+
+    /// The whole gRPC message as chunks (tests; the server goes piece by piece).
+    #[cfg(test)]
+    fn chunks(&self) -> Vec<Bytes> {
+        let mut c = Chunks::default();
+        c.start(self.encoded_len());
+        for i in 0..self.pieces() {
+            self.piece(i, &mut c);
+        }
+        c.flush();
+        c.out.into()
+    }
+}
+
 fn bytes_len(tag: u32, len: usize) -> usize {
     encoding::key_len(tag) + encoding::encoded_len_varint(len as u64) + len
 }
 
-fn put_bytes(tag: u32, bytes: &[u8], buf: &mut impl BufMut) {
+/// Key and length of a length-delimited field; its bytes follow.
+fn put_head(tag: u32, len: usize, buf: &mut impl BufMut) {
     encoding::encode_key(tag, WireType::LengthDelimited, buf);
-    encoding::encode_varint(bytes.len() as u64, buf);
+    encoding::encode_varint(len as u64, buf);
+}
+
+fn put_bytes(tag: u32, bytes: &[u8], buf: &mut impl BufMut) {
+    put_head(tag, bytes.len(), buf);
     buf.put_slice(bytes);
 }
 
@@ -115,14 +215,30 @@ fn skip(wire_type: WireType, tag: u32, buf: &mut impl Buf, ctx: DecodeContext) -
     encoding::skip_field(wire_type, tag, buf, ctx)
 }
 
+impl Framed for SotwResponse {
+    fn pieces(&self) -> usize {
+        self.resources.len() + 2
+    }
+
+    fn piece<S: Sink>(&self, i: usize, s: &mut S) {
+        if i == 0 {
+            put_str(tag::VERSION_INFO, &self.version_info, s.buf());
+        } else if let Some(r) = self.resources.get(i - 1) {
+            put_head(tag::RESOURCES, r.len(), s.buf());
+            s.shared(r);
+        } else {
+            put_str(tag::TYPE_URL, &self.type_url, s.buf());
+            put_str(tag::NONCE, &self.nonce, s.buf());
+        }
+    }
+}
+
 impl Message for SotwResponse {
     fn encode_raw(&self, buf: &mut impl BufMut) {
-        put_str(tag::VERSION_INFO, &self.version_info, buf);
-        for r in &self.resources {
-            put_bytes(tag::RESOURCES, r, buf);
+        let mut sink = Copying(buf);
+        for i in 0..self.pieces() {
+            self.piece(i, &mut sink);
         }
-        put_str(tag::TYPE_URL, &self.type_url, buf);
-        put_str(tag::NONCE, &self.nonce, buf);
     }
 
     fn merge_field(
@@ -151,20 +267,35 @@ impl Message for SotwResponse {
     }
 }
 
+impl Framed for DeltaResponse {
+    fn pieces(&self) -> usize {
+        self.resources.len() + 2
+    }
+
+    fn piece<S: Sink>(&self, i: usize, s: &mut S) {
+        if i == 0 {
+            put_str(tag::VERSION_INFO, &self.system_version_info, s.buf());
+        } else if let Some(r) = self.resources.get(i - 1) {
+            put_head(tag::RESOURCES, r.inner_len(), s.buf());
+            put_str(tag::RESOURCE_VERSION, &r.version, s.buf());
+            put_head(tag::RESOURCE_BODY, r.body.len(), s.buf());
+            s.shared(&r.body);
+            put_str(tag::RESOURCE_NAME, &r.name, s.buf());
+        } else {
+            put_str(tag::TYPE_URL, &self.type_url, s.buf());
+            put_str(tag::NONCE, &self.nonce, s.buf());
+            for n in &self.removed_resources {
+                put_bytes(tag::REMOVED_RESOURCES, n.as_bytes(), s.buf());
+            }
+        }
+    }
+}
+
 impl Message for DeltaResponse {
     fn encode_raw(&self, buf: &mut impl BufMut) {
-        put_str(tag::VERSION_INFO, &self.system_version_info, buf);
-        for r in &self.resources {
-            encoding::encode_key(tag::RESOURCES, WireType::LengthDelimited, buf);
-            encoding::encode_varint(r.inner_len() as u64, buf);
-            put_str(tag::RESOURCE_VERSION, &r.version, buf);
-            put_bytes(tag::RESOURCE_BODY, &r.body, buf);
-            put_str(tag::RESOURCE_NAME, &r.name, buf);
-        }
-        put_str(tag::TYPE_URL, &self.type_url, buf);
-        put_str(tag::NONCE, &self.nonce, buf);
-        for n in &self.removed_resources {
-            put_bytes(tag::REMOVED_RESOURCES, n.as_bytes(), buf);
+        let mut sink = Copying(buf);
+        for i in 0..self.pieces() {
+            self.piece(i, &mut sink);
         }
     }
 
@@ -264,6 +395,37 @@ mod tests {
         assert_eq!(ours.encode_to_vec(), theirs.encode_to_vec());
         assert_eq!(ours.encoded_len(), theirs.encoded_len());
         assert_eq!(ours.to_proto(), theirs);
+    }
+
+    #[test]
+    fn chunks_are_the_grpc_frame_and_share_large_resources() {
+        let big: Bytes = any("t/a", &[7; 5000]).encode_to_vec().into();
+        let small: Bytes = any("t/a", b"s").encode_to_vec().into();
+        let r = SotwResponse {
+            version_info: "v".into(),
+            resources: vec![small.clone(), big.clone(), small],
+            type_url: "t/a".into(),
+            nonce: "1".into(),
+        };
+        let chunks = r.chunks();
+        assert!(chunks.iter().any(|c| c.as_ptr() == big.as_ptr()), "big resource copied");
+        let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let body = r.encode_to_vec();
+        assert_eq!(joined[0], 0);
+        assert_eq!(u32::from_be_bytes(joined[1..5].try_into().unwrap()) as usize, body.len());
+        assert_eq!(&joined[5..], &body[..]);
+
+        let d = DeltaResponse {
+            resources: vec![DeltaResource {
+                name: "n".into(),
+                version: "1".into(),
+                body: big.clone(),
+            }],
+            removed_resources: vec!["gone".into()],
+            ..Default::default()
+        };
+        let joined: Vec<u8> = d.chunks().iter().flat_map(|c| c.iter().copied()).collect();
+        assert_eq!(&joined[5..], &d.encode_to_vec()[..]);
     }
 
     #[test]
