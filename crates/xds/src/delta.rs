@@ -58,10 +58,7 @@ impl DeltaStream {
         )
     }
 
-    pub(crate) fn on_request(
-        &mut self,
-        req: DeltaDiscoveryRequest,
-    ) -> Output<DeltaResponse> {
+    pub(crate) fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Output<DeltaResponse> {
         let mut out = Output::default();
         let t = req.type_url.as_str();
         if t.is_empty() {
@@ -128,10 +125,7 @@ impl DeltaStream {
 
     /// A new snapshot: send what changed per subscribed type, in dependency
     /// order, with cluster/endpoint removals in separate, later responses.
-    pub(crate) fn on_snapshot(
-        &mut self,
-        snapshot: Arc<Snapshot>,
-    ) -> Output<DeltaResponse> {
+    pub(crate) fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DeltaResponse> {
         self.snapshot = snapshot.clone();
         let mut out = Output::default();
         let mut finals = Vec::new();

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use portcullis_tls::mtls::Transport;
 use tokio::sync::watch;
+use tonic::codec::Codec;
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::{Request, Status, Streaming};
-use tonic::codec::Codec;
 use tonic_prost::ProstCodec;
 
 use crate::body::FramedBody;
@@ -59,8 +59,10 @@ impl AdsService {
 }
 
 const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
-const SOTW_PATH: &str = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
-const DELTA_PATH: &str = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
 /// The ADS gRPC service. Written out rather than generated: the generated server encodes
 /// `DiscoveryResponse`, which owns a copy of every resource; this one writes
@@ -76,7 +78,10 @@ impl tonic::server::NamedService for AdsServer {
 
 /// One ADS stream: decode the requests with tonic, run the stream task, and write its
 /// responses as a [`FramedBody`] (the snapshot's bytes, not a per-stream encoding).
-async fn call_method<L, B>(ads: AdsService, req: http::Request<B>) -> http::Response<tonic::body::Body>
+async fn call_method<L, B>(
+    ads: AdsService,
+    req: http::Request<B>,
+) -> http::Response<tonic::body::Body>
 where
     L: stream::Logic,
     L::Request: prost::Message + Default,
@@ -101,12 +106,8 @@ where
     }
     let (parts, body) = req.into_parts();
     let decoder = ProstCodec::<L::Response, L::Request>::default().decoder();
-    let inbound = Streaming::new_request(
-        decoder,
-        body,
-        None,
-        Some(crate::limits::MAX_REQUEST_SIZE),
-    );
+    let inbound =
+        Streaming::new_request(decoder, body, None, Some(crate::limits::MAX_REQUEST_SIZE));
     let request = Request::from_http(http::Request::from_parts(parts, inbound));
     let peer = stream_peer(&request);
     let rx = stream::spawn::<L>(
@@ -116,8 +117,10 @@ where
         ads.shutdown.clone(),
     )
     .into_inner();
-    let mut response =
-        http::Response::new(tonic::body::Body::new(FramedBody::new(rx, MAX_MESSAGE_SIZE)));
+    let mut response = http::Response::new(tonic::body::Body::new(FramedBody::new(
+        rx,
+        MAX_MESSAGE_SIZE,
+    )));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         tonic::metadata::GRPC_CONTENT_TYPE,
@@ -186,11 +189,16 @@ where
         let ads = self.ads.clone();
         match req.uri().path() {
             SOTW_PATH => Box::pin(async move { Ok(call_method::<SotwStream, B>(ads, req).await) }),
-            DELTA_PATH => Box::pin(async move { Ok(call_method::<DeltaStream, B>(ads, req).await) }),
+            DELTA_PATH => {
+                Box::pin(async move { Ok(call_method::<DeltaStream, B>(ads, req).await) })
+            }
             _ => Box::pin(async move {
                 let mut response = http::Response::new(tonic::body::Body::default());
                 let headers = response.headers_mut();
-                headers.insert(Status::GRPC_STATUS, (tonic::Code::Unimplemented as i32).into());
+                headers.insert(
+                    Status::GRPC_STATUS,
+                    (tonic::Code::Unimplemented as i32).into(),
+                );
                 headers.insert(
                     http::header::CONTENT_TYPE,
                     tonic::metadata::GRPC_CONTENT_TYPE,

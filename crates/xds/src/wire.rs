@@ -162,7 +162,11 @@ fn put_bytes(tag: u32, bytes: &[u8], buf: &mut impl BufMut) {
 
 /// proto3: empty strings are not written.
 fn str_len(tag: u32, s: &str) -> usize {
-    if s.is_empty() { 0 } else { bytes_len(tag, s.len()) }
+    if s.is_empty() {
+        0
+    } else {
+        bytes_len(tag, s.len())
+    }
 }
 
 fn put_str(tag: u32, s: &str, buf: &mut impl BufMut) {
@@ -211,7 +215,12 @@ impl DeltaResource {
 }
 
 /// Responses are only ever encoded here; a decoder would skip every field.
-fn skip(wire_type: WireType, tag: u32, buf: &mut impl Buf, ctx: DecodeContext) -> Result<(), DecodeError> {
+fn skip(
+    wire_type: WireType,
+    tag: u32,
+    buf: &mut impl Buf,
+    ctx: DecodeContext,
+) -> Result<(), DecodeError> {
     encoding::skip_field(wire_type, tag, buf, ctx)
 }
 
@@ -408,11 +417,17 @@ mod tests {
             nonce: "1".into(),
         };
         let chunks = r.chunks();
-        assert!(chunks.iter().any(|c| c.as_ptr() == big.as_ptr()), "big resource copied");
+        assert!(
+            chunks.iter().any(|c| c.as_ptr() == big.as_ptr()),
+            "big resource copied"
+        );
         let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
         let body = r.encode_to_vec();
         assert_eq!(joined[0], 0);
-        assert_eq!(u32::from_be_bytes(joined[1..5].try_into().unwrap()) as usize, body.len());
+        assert_eq!(
+            u32::from_be_bytes(joined[1..5].try_into().unwrap()) as usize,
+            body.len()
+        );
         assert_eq!(&joined[5..], &body[..]);
 
         let d = DeltaResponse {
