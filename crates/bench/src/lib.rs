@@ -2,6 +2,7 @@
 //! figures and a ratio against a baseline measured in the same run.
 #![forbid(unsafe_code)]
 
+pub mod ads_clients;
 pub mod gateway;
 pub mod local_ratelimit;
 pub mod manifests;

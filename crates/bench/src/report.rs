@@ -58,10 +58,31 @@ pub fn machine() -> String {
 
 /// Peak resident memory of this process, in MiB (VmHWM).
 pub fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+/// Resident memory of this process now, in MiB (VmRSS).
+pub fn rss_mib() -> f64 {
+    status_mib("VmRSS:")
+}
+
+/// A target verdict for a figure where lower is better: "ok" within the target, "MISS"
+/// up to 2× over it, "FAIL" beyond (the regression guard: the bench then exits non-zero).
+pub fn verdict_max(value: f64, target: f64) -> &'static str {
+    if value <= target {
+        "ok"
+    } else if value <= 2.0 * target {
+        "MISS"
+    } else {
+        "FAIL"
+    }
+}
+
+fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| {
+            s.lines().find(|l| l.starts_with(field)).map(|l| {
                 l.split_whitespace()
                     .nth(1)
                     .unwrap_or("0")

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use parking_lot::Mutex;
@@ -29,6 +29,8 @@ pub(crate) struct Inner {
     /// type URL → (its version in the current snapshot, when that version arrived),
     /// for push latency.
     installed: Mutex<BTreeMap<String, (String, Instant)>>,
+    /// Benchmark baseline: each response gets its own copy of its resources.
+    copy_per_stream: AtomicBool,
 }
 
 impl Cache {
@@ -43,6 +45,7 @@ impl Cache {
                 next_stream_id: AtomicU64::new(1),
                 nacks_total: AtomicU64::new(0),
                 installed: Mutex::default(),
+                copy_per_stream: AtomicBool::new(false),
             }),
         }
     }
@@ -106,6 +109,18 @@ impl Cache {
     /// Changes whenever any node ACKs or NACKs.
     pub fn status_rx(&self) -> watch::Receiver<u64> {
         self.inner.status.subscribe()
+    }
+
+    /// Benchmark switch: give every response its own copy of the resources it carries,
+    /// as every stream did before responses shared the snapshot's encodings. Only
+    /// `bench-xds` turns it on, to measure that baseline in the same run.
+    #[doc(hidden)]
+    pub fn set_copy_per_stream(&self, on: bool) {
+        self.inner.copy_per_stream.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn copies_per_stream(&self) -> bool {
+        self.inner.copy_per_stream.load(Ordering::Relaxed)
     }
 
     /// Total NACKs received since start.

@@ -3,14 +3,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as PbResource,
-};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use crate::nodes::Event;
 use crate::order::{defers_removals, push_order};
 use crate::snapshot::{Entry, Snapshot};
 use crate::subscription::{Output, Subscription};
+use crate::wire::{DeltaResource, DeltaResponse};
 
 /// Unacknowledged responses remembered per type, to map an ACK's nonce
 /// back to a version. Envoy acknowledges promptly; older ones are dropped.
@@ -59,10 +58,7 @@ impl DeltaStream {
         )
     }
 
-    pub(crate) fn on_request(
-        &mut self,
-        req: DeltaDiscoveryRequest,
-    ) -> Output<DeltaDiscoveryResponse> {
+    pub(crate) fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Output<DeltaResponse> {
         let mut out = Output::default();
         let t = req.type_url.as_str();
         if t.is_empty() {
@@ -129,10 +125,7 @@ impl DeltaStream {
 
     /// A new snapshot: send what changed per subscribed type, in dependency
     /// order, with cluster/endpoint removals in separate, later responses.
-    pub(crate) fn on_snapshot(
-        &mut self,
-        snapshot: Arc<Snapshot>,
-    ) -> Output<DeltaDiscoveryResponse> {
+    pub(crate) fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DeltaResponse> {
         self.snapshot = snapshot.clone();
         let mut out = Output::default();
         let mut finals = Vec::new();
@@ -199,18 +192,17 @@ fn send(
     snapshot: &Snapshot,
     d: Diff<'_>,
     st: &mut TypeState,
-    out: &mut Output<DeltaDiscoveryResponse>,
+    out: &mut Output<DeltaResponse>,
 ) {
     *next_nonce += 1;
     let version = snapshot.effective_type_version(t);
-    let resources: Vec<PbResource> = d
+    let resources: Vec<DeltaResource> = d
         .changed
         .iter()
-        .map(|e| PbResource {
+        .map(|e| DeltaResource {
             name: e.resource.name.clone(),
             version: e.version.clone(),
-            resource: Some(e.resource.body.clone()),
-            ..Default::default()
+            body: e.encoded.clone(),
         })
         .collect();
     for e in &d.changed {
@@ -219,13 +211,12 @@ fn send(
     for n in &d.removed {
         st.has.remove(n);
     }
-    let resp = DeltaDiscoveryResponse {
+    let resp = DeltaResponse {
         system_version_info: version.clone(),
         resources,
         type_url: t.to_owned(),
         removed_resources: d.removed,
         nonce: next_nonce.to_string(),
-        ..Default::default()
     };
     st.pending.push_back((resp.nonce.clone(), version.clone()));
     if st.pending.len() > MAX_PENDING {

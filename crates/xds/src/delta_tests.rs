@@ -6,7 +6,29 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::google::rpc::Status;
 
-use super::DeltaStream;
+use crate::subscription::Output;
+
+/// The stream logic with its responses decoded into the generated type, as Envoy reads them.
+struct DeltaStream(super::DeltaStream);
+
+impl DeltaStream {
+    fn new(snapshot: Arc<Snapshot>) -> Self {
+        DeltaStream(super::DeltaStream::new(snapshot))
+    }
+    fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Output<DeltaDiscoveryResponse> {
+        decoded(self.0.on_request(req))
+    }
+    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DeltaDiscoveryResponse> {
+        decoded(self.0.on_snapshot(snapshot))
+    }
+}
+
+fn decoded(out: Output<crate::wire::DeltaResponse>) -> Output<DeltaDiscoveryResponse> {
+    Output {
+        responses: out.responses.iter().map(|r| r.to_proto()).collect(),
+        events: out.events,
+    }
+}
 use crate::nodes::Event;
 use crate::snapshot::{Resource, Snapshot};
 use crate::type_url::{CLUSTER, LISTENER};

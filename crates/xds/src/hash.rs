@@ -25,6 +25,10 @@ impl Fnv64 {
         self.write(bytes);
     }
 
+    pub(crate) fn value(&self) -> u64 {
+        self.0
+    }
+
     pub(crate) fn hex(&self) -> String {
         format!("{:016x}", self.0)
     }

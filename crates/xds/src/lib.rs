@@ -7,6 +7,7 @@
 //! cluster/endpoint/listener/route types.
 #![forbid(unsafe_code)]
 
+mod body;
 mod cache;
 mod debug;
 mod delta;
@@ -21,10 +22,11 @@ mod snapshot;
 mod sotw;
 mod stream;
 mod subscription;
+mod wire;
 
 pub use cache::Cache;
 pub use nodes::{NackStatus, NodeStatus, Protocol, TypeStatus};
-pub use server::{AdsService, MAX_MESSAGE_SIZE, serve, serve_with, service};
+pub use server::{AdsServer, AdsService, MAX_MESSAGE_SIZE, serve, serve_with, service};
 pub use session::{DeltaSession, SotwSession};
 pub use snapshot::{Resource, Snapshot, SnapshotError};
 

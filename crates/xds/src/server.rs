@@ -3,21 +3,19 @@
 use std::future::Future;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
 use portcullis_tls::mtls::Transport;
 use tokio::sync::watch;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::codec::Codec;
+use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
+use tonic::{Request, Status, Streaming};
+use tonic_prost::ProstCodec;
 
+use crate::body::FramedBody;
 use crate::cache::Cache;
 use crate::delta::DeltaStream;
 use crate::sotw::SotwStream;
 use crate::stream::{self, StreamPeer};
+use crate::wire::Framed;
 
 fn stream_peer<T>(request: &Request<T>) -> StreamPeer {
     let peer = portcullis_tls::mtls::Peer::of(request);
@@ -54,48 +52,165 @@ impl AdsService {
         AdsService { cache, shutdown }
     }
 
-    /// Wrap in the generated tonic server with message limits set.
-    pub fn into_server(self) -> AggregatedDiscoveryServiceServer<AdsService> {
-        AggregatedDiscoveryServiceServer::new(self)
-            .max_decoding_message_size(crate::limits::MAX_REQUEST_SIZE)
-            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    /// The gRPC service, with message limits set.
+    pub fn into_server(self) -> AdsServer {
+        AdsServer { ads: self }
     }
 }
 
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+/// The ADS gRPC service. Written out rather than generated: the generated server encodes
+/// `DiscoveryResponse`, which owns a copy of every resource; this one writes
+/// `wire::SotwResponse`/`wire::DeltaResponse`, which share the snapshot's encodings.
+#[derive(Clone)]
+pub struct AdsServer {
+    ads: AdsService,
+}
+
+impl tonic::server::NamedService for AdsServer {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+/// One ADS stream: decode the requests with tonic, run the stream task, and write its
+/// responses as a [`FramedBody`] (the snapshot's bytes, not a per-stream encoding).
+async fn call_method<L, B>(
+    ads: AdsService,
+    req: http::Request<B>,
+) -> http::Response<tonic::body::Body>
+where
+    L: stream::Logic,
+    L::Request: prost::Message + Default,
+    L::Response: Framed,
+    Streaming<L::Request>: Send,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    // Like the generated server with no compression enabled: a compressed request is
+    // refused, naming the encodings accepted.
+    if let Some(enc) = req.headers().get("grpc-encoding")
+        && enc.as_bytes() != b"identity"
+    {
+        return Status::unimplemented(format!(
+            "Content is compressed with `{}` which isn't supported; send it uncompressed",
+            String::from_utf8_lossy(enc.as_bytes())
+        ))
+        .into_http();
+    }
+    if ads.cache.copies_per_stream() {
+        return baseline::<L, B>(ads, req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let decoder = ProstCodec::<L::Response, L::Request>::default().decoder();
+    let inbound =
+        Streaming::new_request(decoder, body, None, Some(crate::limits::MAX_REQUEST_SIZE));
+    let request = Request::from_http(http::Request::from_parts(parts, inbound));
+    let peer = stream_peer(&request);
+    let rx = stream::spawn::<L>(
+        ads.cache.clone(),
+        request.into_inner(),
+        peer,
+        ads.shutdown.clone(),
+    )
+    .into_inner();
+    let mut response = http::Response::new(tonic::body::Body::new(FramedBody::new(
+        rx,
+        MAX_MESSAGE_SIZE,
+    )));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        tonic::metadata::GRPC_CONTENT_TYPE,
+    );
+    response
+}
+
+/// The benchmark's baseline ([`Cache::set_copy_per_stream`]): tonic's encoder, as the
+/// generated server wrote responses before (each stream's encode buffer keeps the
+/// capacity of the largest response it has written).
+async fn baseline<L, B>(ads: AdsService, req: http::Request<B>) -> http::Response<tonic::body::Body>
+where
+    L: stream::Logic,
+    L::Request: prost::Message + Default,
+    L::Response: Framed,
+    Streaming<L::Request>: Send,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    let codec = ProstCodec::<L::Response, L::Request>::default();
+    let mut grpc = tonic::server::Grpc::new(codec).apply_max_message_size_config(
+        Some(crate::limits::MAX_REQUEST_SIZE),
+        Some(MAX_MESSAGE_SIZE),
+    );
+    grpc.streaming(Method::<L>(ads, std::marker::PhantomData), req)
+        .await
+}
+
+struct Method<L>(AdsService, std::marker::PhantomData<L>);
+
+impl<L> tonic::server::StreamingService<L::Request> for Method<L>
+where
+    L: stream::Logic,
+    L::Request: prost::Message + Default,
+    Streaming<L::Request>: Send,
+{
+    type Response = L::Response;
+    type ResponseStream = tokio_stream::wrappers::ReceiverStream<Result<L::Response, Status>>;
+    type Future = std::future::Ready<Result<tonic::Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<Streaming<L::Request>>) -> Self::Future {
         let peer = stream_peer(&request);
-        Ok(Response::new(stream::spawn::<SotwStream>(
-            self.cache.clone(),
+        std::future::ready(Ok(tonic::Response::new(stream::spawn::<L>(
+            self.0.cache.clone(),
             request.into_inner(),
             peer,
-            self.shutdown.clone(),
-        )))
+            self.0.shutdown.clone(),
+        ))))
+    }
+}
+
+impl<B> Service<http::Request<B>> for AdsServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let peer = stream_peer(&request);
-        Ok(Response::new(stream::spawn::<DeltaStream>(
-            self.cache.clone(),
-            request.into_inner(),
-            peer,
-            self.shutdown.clone(),
-        )))
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let ads = self.ads.clone();
+        match req.uri().path() {
+            SOTW_PATH => Box::pin(async move { Ok(call_method::<SotwStream, B>(ads, req).await) }),
+            DELTA_PATH => {
+                Box::pin(async move { Ok(call_method::<DeltaStream, B>(ads, req).await) })
+            }
+            _ => Box::pin(async move {
+                let mut response = http::Response::new(tonic::body::Body::default());
+                let headers = response.headers_mut();
+                headers.insert(
+                    Status::GRPC_STATUS,
+                    (tonic::Code::Unimplemented as i32).into(),
+                );
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    tonic::metadata::GRPC_CONTENT_TYPE,
+                );
+                Ok(response)
+            }),
+        }
     }
 }
 
 /// The ADS gRPC service over `cache`, ready for `Server::add_service`.
-pub fn service(cache: Cache) -> AggregatedDiscoveryServiceServer<AdsService> {
+pub fn service(cache: Cache) -> AdsServer {
     AdsService::new(cache).into_server()
 }
 

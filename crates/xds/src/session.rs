@@ -1,7 +1,8 @@
 //! One ADS stream without a transport: the protocol logic and status-table bookkeeping
 //! the gRPC stream task runs for each request and snapshot ([`crate::stream::step`]),
 //! driven by direct calls. The fuzz target (`fuzz/fuzz_targets/xds.rs`) feeds it request
-//! sequences no Envoy would send; gRPC adds only framing around the same steps.
+//! sequences no Envoy would send; gRPC adds only framing around the same steps. Responses
+//! come back as the generated types, decoded from the bytes the server would write.
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
@@ -39,6 +40,7 @@ macro_rules! session {
             /// stream with that status (open a new session to go on).
             pub fn request(&mut self, req: $req) -> Result<Vec<$resp>, Status> {
                 step(&mut self.logic, &mut self.handle, Input::Request(req), &StreamPeer::default())
+                    .map(|out| out.iter().map(|r| r.to_proto()).collect())
             }
 
             /// The cache moved to `snapshot` (what [`Cache::set_snapshot`] wakes a
@@ -46,6 +48,9 @@ macro_rules! session {
             pub fn snapshot(&mut self, snapshot: Arc<Snapshot>) -> Vec<$resp> {
                 step(&mut self.logic, &mut self.handle, Input::Snapshot(snapshot), &StreamPeer::default())
                     .expect("snapshots are not checked against request bounds")
+                    .iter()
+                    .map(|r| r.to_proto())
+                    .collect()
             }
         }
     };

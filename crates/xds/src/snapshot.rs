@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
+use prost::bytes::Bytes;
 
 use crate::hash::Fnv64;
 
@@ -51,6 +52,9 @@ pub enum SnapshotError {
 pub(crate) struct Entry {
     pub(crate) resource: Resource,
     pub(crate) version: String,
+    /// `resource.body` encoded, once: every response that carries this resource, on
+    /// every stream, shares these bytes.
+    pub(crate) encoded: Bytes,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -100,11 +104,19 @@ impl Snapshot {
         let mut types: BTreeMap<String, TypeSet> = BTreeMap::new();
         for resource in resources {
             let version = resource_version(&resource.body);
+            let encoded = Bytes::from(resource.body.encode_to_vec());
             types
                 .entry(resource.body.type_url.clone())
                 .or_default()
                 .entries
-                .insert(resource.name.clone(), Entry { resource, version });
+                .insert(
+                    resource.name.clone(),
+                    Entry {
+                        resource,
+                        version,
+                        encoded,
+                    },
+                );
         }
         let mut snapshot_hash = Fnv64::new();
         let mut len = 0;

@@ -1,14 +1,15 @@
 //! State-of-the-World ADS: per-stream decision logic, free of I/O.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use crate::nodes::Event;
 use crate::order::{defers_removals, push_order};
 use crate::snapshot::{Entry, Snapshot};
 use crate::subscription::{Output, Subscription};
+use crate::wire::SotwResponse;
 
 /// Suffix of the interim version that still carries removed resources; it
 /// only has to differ from the final version.
@@ -25,9 +26,10 @@ struct TypeState {
     nonce: Option<String>,
     /// `version_info` of the latest response (what an ACK/NACK refers to).
     sent_version: Option<String>,
-    /// Names in the latest full response, to detect removals.
-    sent_names: BTreeSet<String>,
-    /// Snapshot `sent_names` came from, to resend removed bodies.
+    /// Subscription and snapshot of the latest full response: what it selected there
+    /// is what the client holds, to detect removals and resend their bodies. Kept as
+    /// these two references rather than a list of names so a stream costs O(1) here.
+    sent_sub: Subscription,
     sent_from: Arc<Snapshot>,
 }
 
@@ -53,7 +55,7 @@ impl SotwStream {
         (self.types.len(), !self.types.contains_key(type_url))
     }
 
-    pub(crate) fn on_request(&mut self, req: DiscoveryRequest) -> Output<DiscoveryResponse> {
+    pub(crate) fn on_request(&mut self, req: DiscoveryRequest) -> Output<SotwResponse> {
         let mut out = Output::default();
         let t = req.type_url.as_str();
         if t.is_empty() {
@@ -68,7 +70,7 @@ impl SotwStream {
             let sub = Subscription::first(&req.resource_names);
             let client_version = Some(req.version_info.clone()).filter(|v| !v.is_empty());
             let mut st = TypeState {
-                sent_names: BTreeSet::new(),
+                sent_sub: Subscription::default(),
                 sent_from: snapshot.clone(),
                 sub,
                 client_version,
@@ -78,7 +80,7 @@ impl SotwStream {
             if st.client_version.as_deref() == Some(current.as_str()) {
                 // Reconnect with identical content: the client already runs
                 // this; remember what it has so later removals are ordered.
-                st.sent_names = names(&st.sub.select(&snapshot, t));
+                st.sent_sub = st.sub.clone();
                 out.events.push(Event::Ack {
                     type_url: t.to_owned(),
                     version: current,
@@ -123,7 +125,7 @@ impl SotwStream {
 
     /// A new snapshot: push every subscribed type whose version changed,
     /// in dependency order, deferring cluster/endpoint removals.
-    pub(crate) fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DiscoveryResponse> {
+    pub(crate) fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<SotwResponse> {
         self.snapshot = snapshot.clone();
         let mut out = Output::default();
         let mut finals = Vec::new();
@@ -137,10 +139,13 @@ impl SotwStream {
             }
             if defers_removals(&t) {
                 let removed: Vec<&Entry> = st
-                    .sent_names
-                    .iter()
-                    .filter(|n| st.sub.covers(n) && snapshot.entry(&t, n).is_none())
-                    .filter_map(|n| st.sent_from.entry(&t, n))
+                    .sent_sub
+                    .select(&st.sent_from, &t)
+                    .into_iter()
+                    .filter(|e| {
+                        let n = &e.resource.name;
+                        st.sub.covers(n) && snapshot.entry(&t, n).is_none()
+                    })
                     .collect();
                 if !removed.is_empty() {
                     // Interim response: new content plus the removed
@@ -169,17 +174,13 @@ impl SotwStream {
     }
 }
 
-fn names(entries: &[&Entry]) -> BTreeSet<String> {
-    entries.iter().map(|e| e.resource.name.clone()).collect()
-}
-
 /// Send everything the subscription selects at the current type version.
 fn send_current(
     next_nonce: &mut u64,
     t: &str,
     snapshot: &Arc<Snapshot>,
     st: &mut TypeState,
-    out: &mut Output<DiscoveryResponse>,
+    out: &mut Output<SotwResponse>,
 ) {
     let version = snapshot.effective_type_version(t);
     let entries = st.sub.select(snapshot, t);
@@ -187,24 +188,23 @@ fn send_current(
     st.nonce = Some(resp.nonce.clone());
     st.sent_version = Some(version.clone());
     st.client_version = Some(version);
-    st.sent_names = names(&entries);
+    st.sent_sub = st.sub.clone();
     st.sent_from = snapshot.clone();
     out.events.push(sent_event(&resp));
     out.responses.push(resp);
 }
 
-fn response(next_nonce: &mut u64, t: &str, version: &str, entries: &[&Entry]) -> DiscoveryResponse {
+fn response(next_nonce: &mut u64, t: &str, version: &str, entries: &[&Entry]) -> SotwResponse {
     *next_nonce += 1;
-    DiscoveryResponse {
+    SotwResponse {
         version_info: version.to_owned(),
-        resources: entries.iter().map(|e| e.resource.body.clone()).collect(),
+        resources: entries.iter().map(|e| e.encoded.clone()).collect(),
         type_url: t.to_owned(),
         nonce: next_nonce.to_string(),
-        ..Default::default()
     }
 }
 
-fn sent_event(resp: &DiscoveryResponse) -> Event {
+fn sent_event(resp: &SotwResponse) -> Event {
     Event::Sent {
         type_url: resp.type_url.clone(),
         version: resp.version_info.clone(),

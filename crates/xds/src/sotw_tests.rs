@@ -4,7 +4,29 @@ use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, Discovery
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::google::rpc::Status;
 
-use super::SotwStream;
+use crate::subscription::Output;
+
+/// The stream logic with its responses decoded into the generated type, as Envoy reads them.
+struct SotwStream(super::SotwStream);
+
+impl SotwStream {
+    fn new(snapshot: Arc<Snapshot>) -> Self {
+        SotwStream(super::SotwStream::new(snapshot))
+    }
+    fn on_request(&mut self, req: DiscoveryRequest) -> Output<DiscoveryResponse> {
+        decoded(self.0.on_request(req))
+    }
+    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DiscoveryResponse> {
+        decoded(self.0.on_snapshot(snapshot))
+    }
+}
+
+fn decoded(out: Output<crate::wire::SotwResponse>) -> Output<DiscoveryResponse> {
+    Output {
+        responses: out.responses.iter().map(|r| r.to_proto()).collect(),
+        events: out.events,
+    }
+}
 use crate::nodes::Event;
 use crate::snapshot::{Resource, Snapshot};
 use crate::type_url::{CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION};

@@ -5,9 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -19,6 +17,7 @@ use crate::nodes::Protocol;
 use crate::snapshot::Snapshot;
 use crate::sotw::SotwStream;
 use crate::subscription::Output;
+use crate::wire::{DeltaResponse, SotwResponse};
 
 /// Who opened a stream: the address, and over mTLS the node ids the client certificate
 /// grants (`None`: plaintext, no binding).
@@ -74,11 +73,13 @@ pub(crate) trait Logic: Send + 'static {
     fn check(&self, req: &Self::Request) -> Result<(), Status>;
     fn on_request(&mut self, req: Self::Request) -> Output<Self::Response>;
     fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<Self::Response>;
+    /// Give a response its own copy of the resources (the benchmark's baseline).
+    fn unshare(resp: &mut Self::Response);
 }
 
 impl Logic for SotwStream {
     type Request = DiscoveryRequest;
-    type Response = DiscoveryResponse;
+    type Response = SotwResponse;
     const PROTOCOL: Protocol = Protocol::Sotw;
     fn new(snapshot: Arc<Snapshot>) -> Self {
         SotwStream::new(snapshot)
@@ -90,17 +91,20 @@ impl Logic for SotwStream {
         let (known, is_new) = self.type_count(&req.type_url);
         crate::limits::check_sotw(req, known, is_new)
     }
-    fn on_request(&mut self, req: DiscoveryRequest) -> Output<DiscoveryResponse> {
+    fn on_request(&mut self, req: DiscoveryRequest) -> Output<SotwResponse> {
         SotwStream::on_request(self, req)
     }
-    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DiscoveryResponse> {
+    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<SotwResponse> {
         SotwStream::on_snapshot(self, snapshot)
+    }
+    fn unshare(resp: &mut SotwResponse) {
+        resp.unshare();
     }
 }
 
 impl Logic for DeltaStream {
     type Request = DeltaDiscoveryRequest;
-    type Response = DeltaDiscoveryResponse;
+    type Response = DeltaResponse;
     const PROTOCOL: Protocol = Protocol::Delta;
     fn new(snapshot: Arc<Snapshot>) -> Self {
         DeltaStream::new(snapshot)
@@ -112,11 +116,14 @@ impl Logic for DeltaStream {
         let (known, is_new, subscribed) = self.type_count(&req.type_url);
         crate::limits::check_delta(req, known, is_new, subscribed)
     }
-    fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Output<DeltaDiscoveryResponse> {
+    fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Output<DeltaResponse> {
         DeltaStream::on_request(self, req)
     }
-    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DeltaDiscoveryResponse> {
+    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DeltaResponse> {
         DeltaStream::on_snapshot(self, snapshot)
+    }
+    fn unshare(resp: &mut DeltaResponse) {
+        resp.unshare();
     }
 }
 
@@ -250,7 +257,10 @@ async fn run<L: Logic>(
                 break;
             }
         };
-        for resp in responses {
+        for mut resp in responses {
+            if cache.copies_per_stream() {
+                L::unshare(&mut resp);
+            }
             tokio::select! {
                 biased;
                 () = shutdown_signalled(&mut shutdown) => return,

@@ -1,7 +1,11 @@
 //! Which resources of one type a stream asked for.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock, Weak};
 
+use parking_lot::Mutex;
+
+use crate::hash::Fnv64;
 use crate::nodes::Event;
 use crate::snapshot::{Entry, Snapshot};
 
@@ -12,7 +16,9 @@ const WILDCARD: &str = "*";
 pub(crate) struct Subscription {
     /// All resources of the type (plus `names`, which then change nothing).
     pub(crate) wildcard: bool,
-    pub(crate) names: BTreeSet<String>,
+    /// Interned: streams that ask for the same names (every Envoy of a fleet asks for
+    /// the same clusters) share one set, so a stream costs a pointer, not the names.
+    pub(crate) names: Arc<BTreeSet<String>>,
 }
 
 impl Subscription {
@@ -40,18 +46,19 @@ impl Subscription {
     /// changed.
     pub(crate) fn update(&mut self, subscribe: &[String], unsubscribe: &[String]) -> bool {
         let before = self.clone();
+        let names = Arc::make_mut(&mut self.names);
         for n in subscribe {
             if n == WILDCARD {
                 self.wildcard = true;
             } else {
-                self.names.insert(n.clone());
+                names.insert(n.clone());
             }
         }
         for n in unsubscribe {
             if n == WILDCARD {
                 self.wildcard = false;
             } else {
-                self.names.remove(n);
+                names.remove(n);
             }
         }
         *self != before
@@ -74,8 +81,36 @@ impl Subscription {
     }
 }
 
-fn explicit(names: &[String]) -> BTreeSet<String> {
-    names.iter().filter(|n| *n != WILDCARD).cloned().collect()
+fn explicit(names: &[String]) -> Arc<BTreeSet<String>> {
+    intern(names.iter().filter(|n| *n != WILDCARD).cloned().collect())
+}
+
+/// Live name sets by content hash. Entries are weak: a set is freed with its last stream.
+static INTERNED: LazyLock<Mutex<HashMap<u64, Weak<BTreeSet<String>>>>> =
+    LazyLock::new(Mutex::default);
+
+fn intern(set: BTreeSet<String>) -> Arc<BTreeSet<String>> {
+    if set.is_empty() {
+        return Arc::new(set);
+    }
+    let mut h = Fnv64::new();
+    for n in &set {
+        h.write_field(n.as_bytes());
+    }
+    let key = h.value();
+    let mut table = INTERNED.lock();
+    if let Some(live) = table.get(&key).and_then(Weak::upgrade)
+        && *live == set
+    {
+        return live;
+    }
+    // Drop dead entries now and then, so the table tracks the live sets.
+    if table.len() >= 64 && table.len().is_power_of_two() {
+        table.retain(|_, w| w.strong_count() > 0);
+    }
+    let set = Arc::new(set);
+    table.insert(key, Arc::downgrade(&set));
+    set
 }
 
 /// Result of feeding one input (request or snapshot) to a stream's logic.
@@ -119,11 +154,25 @@ mod tests {
     fn delta_update() {
         let mut s = Subscription::first(&v(&["a"]));
         assert!(s.update(&v(&["b"]), &v(&["a"])));
-        assert_eq!(s.names, BTreeSet::from(["b".to_string()]));
+        assert_eq!(*s.names, BTreeSet::from(["b".to_string()]));
         assert!(!s.update(&v(&["b"]), &[]));
         assert!(s.update(&v(&["*"]), &[]));
         assert!(s.wildcard);
         assert!(s.update(&[], &v(&["*"])));
         assert!(!s.wildcard);
+    }
+
+    #[test]
+    fn equal_name_lists_share_one_set() {
+        let a = Subscription::first(&v(&["x", "y"]));
+        let b = Subscription::first(&v(&["y", "x", "*"]));
+        assert!(Arc::ptr_eq(&a.names, &b.names));
+        let c = Subscription::first(&v(&["x"]));
+        assert!(!Arc::ptr_eq(&a.names, &c.names));
+        // A delta update gives the stream its own set; the shared one is untouched.
+        let mut d = a.clone();
+        assert!(d.update(&v(&["z"]), &[]));
+        assert_eq!(a.names.len(), 2);
+        assert_eq!(d.names.len(), 3);
     }
 }

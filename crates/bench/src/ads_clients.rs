@@ -1,0 +1,192 @@
+//! Lightweight ADS clients for the control-plane memory benchmarks. Each opens its own
+//! connection and SotW stream like an Envoy, subscribes CDS, EDS (every cluster by name),
+//! LDS and RDS, ACKs each response, and then holds the stream open until told to stop,
+//! so the server carries every stream at once. Responses are read without decoding the
+//! resources (only version, type and nonce), so thousands of clients fit in one process.
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::{config::core::v3::Node, service::discovery::v3::DiscoveryRequest};
+use portcullis_xds::type_url;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::http;
+use tonic_prost::ProstCodec;
+
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+
+/// The fields of a `DiscoveryResponse` an ACK needs; the resources are skipped.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Light {
+    #[prost(string, tag = "1")]
+    version_info: String,
+    #[prost(string, tag = "4")]
+    type_url: String,
+    #[prost(string, tag = "5")]
+    nonce: String,
+}
+
+/// Clients holding their streams; dropping this (or [`Clients::stop`]) closes them.
+pub struct Clients {
+    stop: watch::Sender<bool>,
+    ready: mpsc::Receiver<anyhow::Result<u32>>,
+    tasks: Vec<JoinHandle<()>>,
+    pending: usize,
+}
+
+impl Clients {
+    pub fn new() -> Clients {
+        let (stop, _) = watch::channel(false);
+        let (_, ready) = mpsc::channel(1);
+        Clients {
+            stop,
+            ready,
+            tasks: Vec::new(),
+            pending: 0,
+        }
+    }
+
+    /// Start clients `ids` against `addr`; they connect all at once.
+    pub fn start(&mut self, addr: &str, ids: std::ops::Range<usize>, clusters: Arc<Vec<String>>) {
+        let (tx, rx) = mpsc::channel(ids.len().max(1));
+        self.pending = ids.len();
+        self.ready = rx;
+        for i in ids {
+            let (addr, clusters, tx) = (addr.to_owned(), clusters.clone(), tx.clone());
+            let stop = self.stop.subscribe();
+            self.tasks.push(tokio::spawn(async move {
+                hold(&addr, i, clusters, tx, stop).await;
+            }));
+        }
+    }
+
+    /// Wait until every client of the last [`Clients::start`] has ACKed all four types;
+    /// returns how many reconnects (with backoff) that took.
+    pub async fn all_acked(&mut self) -> anyhow::Result<u32> {
+        let mut retried = 0;
+        for _ in 0..self.pending {
+            match self.ready.recv().await {
+                Some(r) => retried += r?,
+                None => anyhow::bail!("a client task ended"),
+            }
+        }
+        Ok(retried)
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Clients::new()
+    }
+}
+
+/// Like an Envoy, a client whose connection fails retries with backoff and jitter.
+async fn hold(
+    addr: &str,
+    i: usize,
+    clusters: Arc<Vec<String>>,
+    ready: mpsc::Sender<anyhow::Result<u32>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut retries = 0;
+    loop {
+        match subscribe(addr, i, &clusters).await {
+            Ok(stream) => {
+                let _ = ready.send(Ok(retries)).await;
+                // Holding `stream` keeps both directions of the RPC open.
+                let _ = stop.wait_for(|s| *s).await;
+                drop(stream);
+                return;
+            }
+            Err(e) if retries < 8 => {
+                retries += 1;
+                let backoff = 50u64 << retries.min(6);
+                let jitter = (i as u64 * 7919 + u64::from(retries) * 104_729) % backoff;
+                tokio::time::sleep(Duration::from_millis(jitter)).await;
+                if retries == 8 {
+                    let _ = ready.send(Err(e)).await;
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e)).await;
+                return;
+            }
+        }
+    }
+}
+
+type Open = (mpsc::Sender<DiscoveryRequest>, tonic::Streaming<Light>);
+
+/// Subscribe the four types and ACK the first response of each.
+async fn subscribe(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<Open> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(30))
+        .connect()
+        .await?;
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_decoding_message_size(portcullis_xds::MAX_MESSAGE_SIZE);
+    grpc.ready().await?;
+    let node = Some(Node {
+        id: format!("storm-{i}"),
+        cluster: "bench".into(),
+        ..Default::default()
+    });
+    let names = |t: &str| -> Vec<String> {
+        match t {
+            type_url::CLUSTER_LOAD_ASSIGNMENT => clusters.to_vec(),
+            type_url::ROUTE_CONFIGURATION => vec!["portcullis".into()],
+            _ => Vec::new(),
+        }
+    };
+    let types = [
+        type_url::CLUSTER,
+        type_url::CLUSTER_LOAD_ASSIGNMENT,
+        type_url::LISTENER,
+        type_url::ROUTE_CONFIGURATION,
+    ];
+    let (tx, rx) = mpsc::channel(8);
+    for (k, t) in types.iter().enumerate() {
+        tx.send(DiscoveryRequest {
+            node: if k == 0 { node.clone() } else { None },
+            type_url: (*t).into(),
+            resource_names: names(t),
+            ..Default::default()
+        })
+        .await?;
+    }
+    let path = http::uri::PathAndQuery::from_static(SOTW_PATH);
+    let mut stream = grpc
+        .streaming(
+            tonic::Request::new(ReceiverStream::new(rx)),
+            path,
+            ProstCodec::<DiscoveryRequest, Light>::default(),
+        )
+        .await?
+        .into_inner();
+    let mut acked = std::collections::BTreeSet::new();
+    while acked.len() < types.len() {
+        let Some(resp) = stream.message().await? else {
+            anyhow::bail!("stream closed")
+        };
+        tx.send(DiscoveryRequest {
+            type_url: resp.type_url.clone(),
+            version_info: resp.version_info,
+            response_nonce: resp.nonce,
+            resource_names: names(&resp.type_url),
+            ..Default::default()
+        })
+        .await?;
+        acked.insert(resp.type_url);
+    }
+    Ok((tx, stream))
+}
