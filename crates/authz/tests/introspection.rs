@@ -182,7 +182,10 @@ async fn a_slow_region_is_hedged_to_the_next() {
     }
     took.sort();
     let p99 = took[98];
-    assert!(p99 < Duration::from_millis(400), "p99 {p99:?}; all {took:?}");
+    assert!(
+        p99 < Duration::from_millis(400),
+        "p99 {p99:?}; all {took:?}"
+    );
     assert!(
         took[0] >= Duration::from_millis(20),
         "the hedge waited its delay"
