@@ -195,6 +195,21 @@ pub struct Retry {
     pub non_idempotent: Option<bool>,
 }
 
+impl Retry {
+    /// The backoff's base and maximum with the defaults applied (base 25 ms, max ten
+    /// times the base): what Envoy is given and what `explain` shows.
+    pub fn backoff_bounds(&self) -> (std::time::Duration, std::time::Duration) {
+        let b = self.backoff.as_ref();
+        let base = b
+            .and_then(|b| b.base)
+            .map_or(crate::defaults::RETRY_BACKOFF_BASE, |d| d.0);
+        let max = b
+            .and_then(|b| b.max)
+            .map_or(base.saturating_mul(10), |d| d.0);
+        (base, max)
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Backoff {

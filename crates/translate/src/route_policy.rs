@@ -151,16 +151,7 @@ fn retry_policy(
     prefer_other_priority: bool,
     per_try: bool,
 ) -> RetryPolicy {
-    let base = retry
-        .backoff
-        .as_ref()
-        .and_then(|b| b.base)
-        .map_or(d::RETRY_BACKOFF_BASE, |b| b.0);
-    let max = retry
-        .backoff
-        .as_ref()
-        .and_then(|b| b.max)
-        .map_or(base.saturating_mul(10), |m| m.0);
+    let (base, max) = retry.backoff_bounds();
     RetryPolicy {
         retry_on: on.join(","),
         num_retries: proto::u32v(retry.attempts.unwrap_or(d::RETRY_ATTEMPTS)),

@@ -53,6 +53,26 @@ pub struct Auth {
     pub forward_credential: bool,
 }
 
+impl Auth {
+    /// "required, scopes a b, shadow (never refuses)": how the text output and the
+    /// console name a Route's authentication.
+    pub fn summary(&self) -> String {
+        let mut s = String::from(if self.required {
+            "required"
+        } else {
+            "optional"
+        });
+        if !self.scopes.is_empty() {
+            s.push_str(", scopes ");
+            s.push_str(&self.scopes.join(" "));
+        }
+        if self.shadow {
+            s.push_str(", shadow (never refuses)");
+        }
+        s
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limit {
     pub name: String,
@@ -118,16 +138,7 @@ pub fn served(model: &Model, e: &RouteEntry) -> Served {
         })
         .collect();
     let retry = spec.retry.clone().unwrap_or_default();
-    let base = retry
-        .backoff
-        .as_ref()
-        .and_then(|b| b.base)
-        .map_or(d::RETRY_BACKOFF_BASE, |b| b.0);
-    let max = retry
-        .backoff
-        .as_ref()
-        .and_then(|b| b.max)
-        .map_or(base.saturating_mul(10), |m| m.0);
+    let (base, max) = retry.backoff_bounds();
     Served {
         route: format!("{}/{}", e.key.namespace, e.key.name),
         path_index: e.path_index,

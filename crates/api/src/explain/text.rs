@@ -72,18 +72,8 @@ impl fmt::Display for Explanation {
             None => writeln!(f, "  auth: none (public)")?,
             Some(a) => writeln!(
                 f,
-                "  auth: {}{}{}{}",
-                if a.required { "required" } else { "optional" },
-                if a.scopes.is_empty() {
-                    String::new()
-                } else {
-                    format!(", scopes {}", a.scopes.join(" "))
-                },
-                if a.shadow {
-                    ", shadow (never refuses)"
-                } else {
-                    ""
-                },
+                "  auth: {}{}",
+                a.summary(),
                 if a.forward_credential {
                     ", credential forwarded"
                 } else {

@@ -239,20 +239,7 @@ fn result(out: &mut String, e: &Explanation, req: &explain::Request) {
     }
     let auth = match &served.auth {
         None => "none (public)".to_string(),
-        Some(a) => format!(
-            "{}{}{}",
-            if a.required { "required" } else { "optional" },
-            if a.scopes.is_empty() {
-                String::new()
-            } else {
-                format!(", scopes {}", a.scopes.join(" "))
-            },
-            if a.shadow {
-                ", shadow (never refuses)"
-            } else {
-                ""
-            }
-        ),
+        Some(a) => a.summary(),
     };
     row(out, "auth", &auth);
     for l in &served.rate_limits {
