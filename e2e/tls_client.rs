@@ -201,3 +201,29 @@ pub fn der(pem: &str) -> Vec<u8> {
         .unwrap()
         .to_vec()
 }
+
+/// After a rotation at `rotated`: polls `api.example.com` on `port` until it presents
+/// `new` (any other certificate than `old` fails the test) and returns how long that
+/// took; gives up after 10 s.
+pub async fn wait_for_leaf(
+    connector: &TlsConnector,
+    port: u16,
+    old: &[u8],
+    new: &[u8],
+    rotated: std::time::Instant,
+) -> Duration {
+    loop {
+        let seen = get(connector, port, "api.example.com", "api.example.com", "/")
+            .await
+            .unwrap();
+        if seen.leaf == new {
+            return rotated.elapsed();
+        }
+        assert_eq!(seen.leaf, old, "neither the old nor the new certificate");
+        assert!(
+            rotated.elapsed() < Duration::from_secs(10),
+            "the new certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
