@@ -17,6 +17,7 @@ mod ha_status;
 mod kafka;
 mod limits_first;
 mod mtls;
+mod mtls_issued;
 mod nack;
 mod observability;
 mod ratelimit;

@@ -25,11 +25,14 @@ use tokio::{
 use crate::harness::*;
 
 /// A CA, the servers' certificate, clients for node-a, and a client from another CA.
-struct Pki {
-    _dir: tempfile::TempDir,
-    server: Files,
-    node_a: Files,
-    stranger: Files,
+pub(crate) struct Pki {
+    pub(crate) _dir: tempfile::TempDir,
+    /// authz, ratelimit and accesslog serve this one.
+    pub(crate) server: Files,
+    /// The control plane's xDS port serves this one.
+    pub(crate) xds: Files,
+    pub(crate) node_a: Files,
+    pub(crate) stranger: Files,
 }
 
 fn pki() -> Pki {
@@ -49,9 +52,11 @@ fn pki() -> Pki {
         .unwrap()
         .remove(0);
     let node_a = files.remove(1);
+    let server = files.remove(0);
     Pki {
         _dir: dir,
-        server: files.remove(0),
+        xds: server.clone(),
+        server,
         node_a,
         stranger,
     }
@@ -68,7 +73,7 @@ impl Pki {
         .to_args()
     }
 
-    fn client(&self, f: &Files) -> ClientTls {
+    pub(crate) fn client(&self, f: &Files) -> ClientTls {
         // The stranger trusts our servers; only its own certificate is foreign.
         ClientTls::load(&f.cert, &f.key, &self.server.ca, ["cert", "key", "ca"]).unwrap()
     }
@@ -79,16 +84,16 @@ async fn local() -> TcpListener {
 }
 
 /// The four gRPC servers, all with mTLS: (xDS, admin, authz, ratelimit, accesslog).
-struct Servers {
-    xds: SocketAddr,
-    admin: SocketAddr,
-    authz: SocketAddr,
-    ratelimit: SocketAddr,
-    accesslog: SocketAddr,
-    log_file: PathBuf,
+pub(crate) struct Servers {
+    pub(crate) xds: SocketAddr,
+    pub(crate) admin: SocketAddr,
+    pub(crate) authz: SocketAddr,
+    pub(crate) ratelimit: SocketAddr,
+    pub(crate) accesslog: SocketAddr,
+    pub(crate) log_file: PathBuf,
 }
 
-async fn servers(pki: &Pki, dir: &std::path::Path, manifests: &str) -> Servers {
+pub(crate) async fn servers(pki: &Pki, dir: &std::path::Path, manifests: &str) -> Servers {
     let tls = pki.server_args();
     let with_tls = |base: &[&str]| -> Vec<String> {
         base.iter()
@@ -150,9 +155,9 @@ async fn servers(pki: &Pki, dir: &std::path::Path, manifests: &str) -> Servers {
     let (xds, admin) = (local().await, local().await);
     let (xds_addr, admin_addr) = (xds.local_addr().unwrap(), admin.local_addr().unwrap());
     let transport = MtlsArgs {
-        tls_cert: Some(pki.server.cert.clone()),
-        tls_key: Some(pki.server.key.clone()),
-        client_ca: Some(pki.server.ca.clone()),
+        tls_cert: Some(pki.xds.cert.clone()),
+        tls_key: Some(pki.xds.key.clone()),
+        client_ca: Some(pki.xds.ca.clone()),
         insecure: false,
     }
     .transport(xds_addr, "--xds-addr")
@@ -192,7 +197,7 @@ async fn servers(pki: &Pki, dir: &std::path::Path, manifests: &str) -> Servers {
     }
 }
 
-fn bootstrap(xds: SocketAddr, node: &str, files: &Files) -> Bootstrap {
+pub(crate) fn bootstrap(xds: SocketAddr, node: &str, files: &Files) -> Bootstrap {
     let mut b = Bootstrap::new(xds.to_string(), node);
     b.admin_port = 0;
     b.mtls = Some(ClientFiles {
@@ -203,7 +208,7 @@ fn bootstrap(xds: SocketAddr, node: &str, files: &Files) -> Bootstrap {
     b
 }
 
-fn manifests(echo: SocketAddr) -> String {
+pub(crate) fn manifests(echo: SocketAddr) -> String {
     let mut m = service_yaml("echo", echo);
     m.push_str(&route_yaml(
         "public",
@@ -259,7 +264,7 @@ async fn envoy_gets_config_and_calls_authz_and_accesslog_over_mtls() {
 
 /// Connects over TLS, sends the HTTP/2 preface and reads: `Ok(bytes)` when the server
 /// answered (its SETTINGS), `Err` with the TLS error when it refused the client.
-async fn talk(addr: SocketAddr, client: &ClientTls) -> Result<usize, String> {
+pub(crate) async fn talk(addr: SocketAddr, client: &ClientTls) -> Result<usize, String> {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let attempt = async {
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
@@ -334,7 +339,7 @@ fn ads_request(node: &str) -> DiscoveryRequest {
 }
 
 /// The first message of an ADS stream opened with `client` asking as `node`.
-async fn subscribe(
+pub(crate) async fn subscribe(
     xds: SocketAddr,
     client: &ClientTls,
     node: &str,

@@ -11,6 +11,19 @@ pub struct Args {
     /// present a client certificate naming their node.
     #[command(flatten)]
     pub tls: portcullis_tls::mtls::MtlsArgs,
+    /// Issue the components' mTLS certificates (no cert-manager): a JSON plan of the CA
+    /// Secret, this server's xDS names and one Secret per component (docs/tls.md,
+    /// "Kubernetes without cert-manager"). Excludes --tls-cert/--tls-key/--client-ca:
+    /// the xDS port then serves a certificate from this CA.
+    #[arg(long, env = "PORTCULLIS_COMPONENT_CERTS")]
+    pub component_certs: Option<String>,
+    /// Private directory (emptyDir) for the xDS certificate --component-certs issues.
+    #[arg(
+        long,
+        env = "PORTCULLIS_COMPONENT_CERT_DIR",
+        default_value = "/tmp/portcullis-mtls"
+    )]
+    pub component_cert_dir: PathBuf,
     /// Admin HTTP: /healthz, /readyz, /metrics, /debug/xds, /debug/objects.
     #[arg(long, env = "PORTCULLIS_ADMIN_ADDR", default_value = "0.0.0.0:18001")]
     pub admin_addr: SocketAddr,

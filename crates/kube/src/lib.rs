@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod component_certs;
 pub mod controller;
 mod core_indexed;
 pub mod endpoints;

@@ -15,7 +15,7 @@ use prometheus::Registry;
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
-    Args,
+    Args, component_certs,
     controller::Controller,
     fleet::summarize,
     fleet_sync::{self, FleetConfig},
@@ -36,7 +36,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let Args {
         xds_addr,
-        tls,
+        mut tls,
+        component_certs,
+        component_cert_dir,
         admin_addr,
         webhook_addr,
         namespaces,
@@ -57,12 +59,38 @@ pub async fn run(
         gateway,
         console,
     } = args;
-    // Before anything else: a control plane that would serve xDS in the open stops here.
-    let xds_transport = tls.transport(xds_addr, "--xds-addr")?;
+    let plan = component_certs
+        .as_deref()
+        .map(component_certs::Plan::parse)
+        .transpose()?;
+    if plan.is_some()
+        && (tls.tls_cert.is_some()
+            || tls.tls_key.is_some()
+            || tls.client_ca.is_some()
+            || tls.insecure)
+    {
+        anyhow::bail!(
+            "--component-certs issues the xDS certificate itself; drop --tls-cert, --tls-key, --client-ca and --insecure"
+        );
+    }
+    // Without an issuing plan, a control plane that would serve xDS in the open stops
+    // here, before it talks to the API server.
+    if plan.is_none() {
+        tls.transport(xds_addr, "--xds-addr")?;
+    }
     let console = portcullis_plane::console::Console::new(&console)?;
     let client = Client::try_default()
         .await
         .context("no Kubernetes API access (in-cluster service account or kubeconfig)")?;
+    if let Some(plan) = &plan {
+        let files = component_certs::round(&client, &pod_namespace, plan, &component_cert_dir)
+            .await
+            .context("issuing the component certificates (--component-certs)")?;
+        tls.tls_cert = Some(files.cert);
+        tls.tls_key = Some(files.key);
+        tls.client_ca = Some(files.ca);
+    }
+    let xds_transport = tls.transport(xds_addr, "--xds-addr")?;
     let registry = Registry::new();
     let metrics = KubeMetrics::new(&registry)?;
     let cache = Cache::new(&registry);
@@ -158,6 +186,14 @@ pub async fn run(
             Ok(())
         }
     });
+
+    if let Some(plan) = plan {
+        let (client, namespace, stop) = (client.clone(), pod_namespace.clone(), stopped());
+        tasks.spawn(async move {
+            component_certs::keep(client, namespace, plan, component_cert_dir, stop).await;
+            Ok(())
+        });
+    }
 
     let fleet = FleetConfig {
         namespace: pod_namespace.clone(),

@@ -127,6 +127,18 @@ pub fn put(
     if !referenced.contains(&key) {
         return secrets.remove(&key).is_some();
     }
+    // The components' own mTLS material (component_certs.rs) is never a Host's or a
+    // Service's certificate, whoever names it: it would let a tenant's Host serve, or a
+    // Service present, the identity Portcullis' components trust.
+    let component = secret.labels().get(crate::component_certs::MANAGED_LABEL);
+    if component.is_some_and(|v| v == "true") {
+        tracing::warn!(
+            namespace = key.0,
+            secret = key.1,
+            "a Host or Service names a Portcullis component certificate Secret; refused"
+        );
+        return secrets.remove(&key).is_some();
+    }
     let data = SecretData::from_secret(secret);
     secrets.insert(key, data.clone()) != Some(data)
 }

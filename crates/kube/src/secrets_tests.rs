@@ -237,6 +237,30 @@ fn only_referenced_secrets_are_kept_and_forgotten_with_their_host() {
     assert!(index.read().secrets.is_empty(), "dropped with its Host");
 }
 
+#[test]
+fn a_component_certificate_secret_is_never_a_hosts_even_when_named() {
+    // A tenant who can make a Host in the controller's namespace names the Secret the
+    // controller issued for its own components: it must not be served.
+    let index = cluster_index();
+    let pair = issue("api.example.com");
+    index.apply(DeserializeGuard(Ok(mk_host(
+        "system",
+        "api",
+        "api.example.com",
+        "p-authz-tls",
+    ))));
+    let mut secret = tls_secret("system", "p-authz-tls", &pair);
+    secret.metadata.labels = Some(BTreeMap::from([(
+        crate::component_certs::MANAGED_LABEL.into(),
+        "true".into(),
+    )]));
+    index.apply(secret);
+    assert!(index.read().secrets.is_empty());
+    // The same Secret without the label is an ordinary one, kept.
+    index.apply(tls_secret("system", "p-authz-tls", &pair));
+    assert_eq!(index.read().secrets.len(), 1);
+}
+
 #[tokio::test]
 async fn a_service_reads_its_ca_and_client_certificate_from_secrets() {
     let index = cluster_index();
