@@ -212,9 +212,7 @@ def check_wiring(case, values, objs):
         port = service_addr(case, objs, "authz", cenv.get("PORTCULLIS_AUTHZ_ADDR"))
         if env.get("PORTCULLIS_AUTHZ_GRPC_ADDR") != f"0.0.0.0:{port}":
             fail(case, f"authz listens on {env.get('PORTCULLIS_AUTHZ_GRPC_ADDR')}, the controller calls port {port}")
-        probe = (c.get("readinessProbe") or {}).get("grpc") or {}
-        if probe != {"port": port, "service": "envoy.service.auth.v3.Authorization"}:
-            fail(case, f"authz readiness probe {probe} is not grpc.health.v1 of envoy.service.auth.v3.Authorization on {port}")
+        check_probe(case, "authz", c, port, "envoy.service.auth.v3.Authorization")
     header = values.get("apiKeyHeader", "x-api-key")
     if cenv.get("PORTCULLIS_API_KEY_HEADER") != header:
         fail(case, f"controller's API key header {cenv.get('PORTCULLIS_API_KEY_HEADER')}, values say {header}")
@@ -272,13 +270,23 @@ def check_wiring(case, values, objs):
         port = service_addr(case, objs, "ratelimit", cenv.get("PORTCULLIS_RATELIMIT_ADDR"))
         if env.get("PORTCULLIS_RATELIMIT_GRPC_ADDR") != f"0.0.0.0:{port}":
             fail(case, f"ratelimit listens on {env.get('PORTCULLIS_RATELIMIT_GRPC_ADDR')}, the controller calls port {port}")
-        probe = (c.get("readinessProbe") or {}).get("grpc") or {}
-        if probe != {"port": port, "service": "envoy.service.ratelimit.v3.RateLimitService"}:
-            fail(case, f"ratelimit readiness probe {probe} is not grpc.health.v1 of RateLimitService on {port}")
-        # tonic needs the scheme.
-        xds = service_addr(case, objs, "xds", env.get("PORTCULLIS_RATELIMIT_XDS_ADDR"), scheme="http://")
+        check_probe(case, "ratelimit", c, port, "envoy.service.ratelimit.v3.RateLimitService")
+        # tonic needs the scheme: https when the components speak mTLS.
+        scheme = "http://" if "PORTCULLIS_INSECURE" in env else "https://"
+        xds = service_addr(case, objs, "xds", env.get("PORTCULLIS_RATELIMIT_XDS_ADDR"), scheme=scheme)
         if xds is not None and xds != values.get("controller", {}).get("xdsPort", 18000):
             fail(case, f"ratelimit subscribes on port {xds}, not the xDS port")
+
+
+def check_probe(case, component, c, port, service):
+    """Plaintext: grpc.health.v1 of the real service. mTLS: the kubelet's gRPC probe
+    cannot speak TLS, so the gRPC port accepting is readiness."""
+    probe = c.get("readinessProbe") or {}
+    if "PORTCULLIS_INSECURE" in env_of(c):
+        if probe.get("grpc") != {"port": port, "service": service}:
+            fail(case, f"{component} readiness probe {probe} is not grpc.health.v1 of {service} on {port}")
+    elif probe.get("tcpSocket") != {"port": "grpc"}:
+        fail(case, f"{component} readiness probe {probe} is not a TCP check of the grpc port (mTLS)")
 
 
 def check_images(case, values, workloads):
@@ -313,8 +321,22 @@ def check_bootstrap(case, values, objs):
     if not os.access(envoy, os.X_OK):
         fail(case, f"no Envoy at {envoy} to validate the bootstrap: run `make tools` or set ENVOY_BIN")
         return
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
-        json.dump(bootstrap, f)
+    with tempfile.TemporaryDirectory() as d, tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        # The mounted mTLS Secret's files: a throwaway certificate where they would be.
+        text = json.dumps(bootstrap)
+        if "/etc/portcullis/mtls/" in text or len(cm["data"]) > 1:
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                            "-nodes", "-subj", "/CN=check", "-days", "1", "-keyout", f"{d}/tls.key",
+                            "-out", f"{d}/tls.crt"], check=True, capture_output=True)
+            subprocess.run(["cp", f"{d}/tls.crt", f"{d}/ca.crt"], check=True)
+            text = text.replace("/etc/portcullis/mtls/", d + "/")
+            # The path-based SDS files next to the bootstrap, pointing at the same files.
+            for key, sds in cm["data"].items():
+                if key != "envoy.json":
+                    with open(os.path.join(d, key), "w") as out:
+                        out.write(sds.replace("/etc/portcullis/mtls", d))
+            text = text.replace("/etc/envoy/", d + "/")
+        f.write(text)
         f.flush()
         r = subprocess.run([envoy, "--mode", "validate", "-c", f.name, "--service-node", "check", "--log-level", "error"],
                            capture_output=True, text=True, timeout=120)

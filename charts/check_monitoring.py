@@ -169,7 +169,9 @@ def envoy_stats(envoy, tmp):
     health-checked, outlier-detected cluster `demo/echo` behind a listener, sends /ok and
     /fail through it and returns /stats/prometheus as served by the chart's metrics port."""
     admin_port, metrics_port = free_port(), free_port()
-    cm = [o for o in render({"envoy": {"adminPort": admin_port, "metricsPort": metrics_port}})
+    # Plaintext xDS: the metrics are the same, and no component certificate exists here.
+    cm = [o for o in render({"componentTLS": {"mode": "insecure"},
+                             "envoy": {"adminPort": admin_port, "metricsPort": metrics_port}})
           if o.get("kind") == "ConfigMap" and "envoy.json" in (o.get("data") or {})]
     bootstrap = json.loads(cm[0]["data"]["envoy.json"])
     # No control plane here: give up on the initial CDS/LDS fetch after 1s, not 15s + 15s.

@@ -33,6 +33,9 @@ pub(crate) struct Pki {
     pub(crate) xds: Files,
     pub(crate) node_a: Files,
     pub(crate) stranger: Files,
+    /// Envoy's path-based SDS directory (`--component-mtls-sds-dir`); `None`: static
+    /// bootstrap secrets.
+    pub(crate) sds_dir: Option<PathBuf>,
 }
 
 fn pki() -> Pki {
@@ -59,6 +62,7 @@ fn pki() -> Pki {
         server,
         node_a,
         stranger,
+        sds_dir: None,
     }
 }
 
@@ -172,6 +176,7 @@ pub(crate) async fn servers(pki: &Pki, dir: &std::path::Path, manifests: &str) -
             ratelimit: Some(ratelimit.to_string()),
             access_log_service: Some(accesslog.to_string()),
             component_mtls: true,
+            component_mtls_sds_dir: pki.sds_dir.as_ref().map(|d| d.display().to_string()),
             ..Default::default()
         },
         poll_interval: Duration::from_millis(100),

@@ -155,6 +155,7 @@ async fn certificates_the_controller_issues_carry_envoy_to_xds_and_authz() {
         xds,
         node_a: mount(&store, "p-envoy-tls", &dir.path().join("envoy")),
         stranger,
+        sds_dir: None,
     };
     let s = servers(&pki, dir.path(), &manifests(echo("echo").await)).await;
     let gw = Gateway::from_bootstrap(&bootstrap(s.xds, "edge-7f9c", &pki.node_a), &[]).await;
@@ -183,5 +184,109 @@ async fn certificates_the_controller_issues_carry_envoy_to_xds_and_authz() {
     assert!(
         err.contains("UnknownCA") || err.contains("BadCertificate"),
         "{err}"
+    );
+}
+
+/// Writes `issued` (and the CA) the way the kubelet updates a Secret volume: a new
+/// timestamped directory, then one rename of the `..data` symlink.
+fn volume_swap(
+    dir: &Path,
+    version: &str,
+    issued: &portcullis_tls::mtls::generate::Issued,
+    ca: &str,
+) {
+    use std::os::unix::fs::symlink;
+    let data = dir.join(version);
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("tls.crt"), &issued.cert_pem).unwrap();
+    std::fs::write(data.join("tls.key"), &issued.key_pem).unwrap();
+    std::fs::write(data.join("ca.crt"), ca).unwrap();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    symlink(version, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    for f in ["tls.crt", "tls.key", "ca.crt"] {
+        if !dir.join(f).exists() {
+            symlink(format!("..data/{f}"), dir.join(f)).unwrap();
+        }
+    }
+}
+
+/// The DNS names of the client certificates Envoy holds now (admin `/certs`).
+async fn envoy_cert_names(gw: &Gateway) -> String {
+    let (_, body) = fetch(&gw.envoy.admin_url("/certs")).await.unwrap();
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_envoy_certificate_applies_without_restarting_envoy() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = LocalCa::new("e2e CA").unwrap();
+    let server = ca.issue("server", &["127.0.0.1"], &[]).unwrap();
+    let server = write_dir(&dir.path().join("server"), &ca, &[("server", &server)])
+        .unwrap()
+        .remove(0);
+    // Envoy's Secret volume, first version; the renewal adds a name to tell them apart.
+    let volume = dir.path().join("envoy-volume");
+    let first = ca.issue("edge", &["first.invalid"], &["edge-*"]).unwrap();
+    volume_swap(&volume, "..v1", &first, &ca.ca_pem());
+    let other = LocalCa::new("another CA").unwrap();
+    let stranger = other.issue("s", &["127.0.0.1"], &["edge-1"]).unwrap();
+    let stranger = write_dir(&dir.path().join("other"), &other, &[("s", &stranger)])
+        .unwrap()
+        .remove(0);
+    let envoy_files = Files {
+        cert: volume.join("tls.crt"),
+        key: volume.join("tls.key"),
+        ca: volume.join("ca.crt"),
+    };
+    let sds_dir = dir.path().join("sds");
+    std::fs::create_dir_all(&sds_dir).unwrap();
+    let pki = Pki {
+        _dir: tempfile::tempdir().unwrap(),
+        xds: server.clone(),
+        server,
+        node_a: envoy_files.clone(),
+        stranger,
+        sds_dir: Some(sds_dir.clone()),
+    };
+    let s = servers(&pki, dir.path(), &manifests(echo("echo").await)).await;
+    let mut b = bootstrap(s.xds, "edge-1", &envoy_files);
+    b.sds_dir = Some(sds_dir);
+    for (path, content) in b.sds_files() {
+        std::fs::write(path, content.to_string()).unwrap();
+    }
+    let gw = Gateway::from_bootstrap(&b, &[]).await;
+    let alice = [("x-api-key", "demo-key-alice")];
+    assert_eq!(
+        gw.request("GET", "example.com", "/private", &alice)
+            .await
+            .status,
+        200
+    );
+    let before = envoy_cert_names(&gw).await;
+    assert!(before.contains("first.invalid"), "{before}");
+
+    let renewed = ca.issue("edge", &["renewed.invalid"], &["edge-*"]).unwrap();
+    volume_swap(&volume, "..v2", &renewed, &ca.ca_pem());
+    // Envoy watches the volume directory: the renewed certificate replaces the first.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let after = loop {
+        let names = envoy_cert_names(&gw).await;
+        if names.contains("renewed.invalid") {
+            break names;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not picked up in 10 s: {names}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(!after.contains("first.invalid"), "{after}");
+    assert_eq!(
+        gw.request("GET", "example.com", "/private", &alice)
+            .await
+            .status,
+        200
     );
 }

@@ -128,3 +128,85 @@ spec:
 {{- define "portcullis.minReplicas" -}}
 {{- if and .autoscaling .autoscaling.enabled }}{{ .autoscaling.minReplicas }}{{ else }}{{ .replicas }}{{ end }}
 {{- end -}}
+
+{{- /* How the components authenticate each other (componentTLS.mode, `auto` resolved):
+     certManager, controller or insecure. Takes the root context. */}}
+{{- define "portcullis.componentTLS" -}}
+{{- $m := .Values.componentTLS.mode -}}
+{{- if eq $m "auto" -}}
+{{- ternary "certManager" "controller" (.Capabilities.APIVersions.Has "cert-manager.io/v1") -}}
+{{- else -}}
+{{- $m -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* The components that get a certificate, with its names: a list of dicts
+     {component, dns, nodes}. dns: the names its clients dial; nodes: the xDS node ids
+     (pod names) it may subscribe as. Takes the root context. */}}
+{{- define "portcullis.componentCerts" -}}
+{{- $r := . -}}
+{{- $host := dict -}}
+{{- range $x := list "xds" "authz" "ratelimit" "accesslog" -}}
+{{- $_ := set $host $x (include "portcullis.host" (dict "root" $r "component" $x)) -}}
+{{- end -}}
+{{- $out := list (dict "component" "xds" "dns" (list (get $host "xds")) "nodes" list) -}}
+{{- if .Values.authz.enabled -}}
+{{- $out = append $out (dict "component" "authz" "dns" (list (get $host "authz")) "nodes" list) -}}
+{{- end -}}
+{{- if .Values.ratelimit.enabled -}}
+{{- $out = append $out (dict "component" "ratelimit" "dns" (list (get $host "ratelimit")) "nodes" (list (printf "%s-*" (include "portcullis.name" (dict "root" $r "component" "ratelimit"))))) -}}
+{{- end -}}
+{{- if eq .Values.accessLog.mode "grpc" -}}
+{{- $out = append $out (dict "component" "accesslog" "dns" (list (get $host "accesslog")) "nodes" list) -}}
+{{- end -}}
+{{- if .Values.envoy.enabled -}}
+{{- $out = append $out (dict "component" "envoy" "dns" list "nodes" (list (printf "%s-*" (include "portcullis.name" (dict "root" $r "component" "envoy"))))) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{- /* A component's mTLS Secret (mounted at /etc/portcullis/mtls). */}}
+{{- define "portcullis.tlsSecret" -}}
+{{ include "portcullis.name" . }}-tls
+{{- end -}}
+
+{{- /* The server flags of a gRPC component: its mounted certificate, or plaintext. */}}
+{{- define "portcullis.mtlsEnv" -}}
+{{- if ne (include "portcullis.componentTLS" .root) "insecure" }}
+- {name: PORTCULLIS_TLS_CERT, value: /etc/portcullis/mtls/tls.crt}
+- {name: PORTCULLIS_TLS_KEY, value: /etc/portcullis/mtls/tls.key}
+- {name: PORTCULLIS_CLIENT_CA, value: /etc/portcullis/mtls/ca.crt}
+{{- else }}
+# componentTLS.mode=insecure: plaintext gRPC; the NetworkPolicy limits who reaches it.
+- {name: PORTCULLIS_INSECURE, value: "true"}
+{{- end }}
+{{- end -}}
+
+{{- /* The volume and mount of a component's mTLS Secret (none when insecure). Mounted
+     as a directory, so a renewed Secret reaches the files (the servers re-read them). */}}
+{{- define "portcullis.mtlsMount" -}}
+{{- if ne (include "portcullis.componentTLS" .root) "insecure" }}
+- {name: mtls, mountPath: /etc/portcullis/mtls, readOnly: true}
+{{- end }}
+{{- end -}}
+{{- define "portcullis.mtlsVolume" -}}
+{{- if ne (include "portcullis.componentTLS" .root) "insecure" }}
+- name: mtls
+  secret: {secretName: {{ include "portcullis.tlsSecret" . }}, defaultMode: 0440}
+{{- end }}
+{{- end -}}
+
+{{- /* The controller's --component-certs plan (componentTLS.mode=controller): the CA
+     Secret, its own xDS names, and the Secrets it issues (component_certs.rs). */}}
+{{- define "portcullis.componentCertPlan" -}}
+{{- $r := . -}}
+{{- $plan := dict "caSecret" (include "portcullis.name" (dict "root" . "component" "mtls-ca")) "secrets" list -}}
+{{- range $cert := include "portcullis.componentCerts" . | fromJsonArray -}}
+{{- if eq $cert.component "xds" -}}
+{{- $_ := set $plan "xdsDns" $cert.dns -}}
+{{- else -}}
+{{- $_ := set $plan "secrets" (append $plan.secrets (dict "name" (include "portcullis.tlsSecret" (dict "root" $r "component" $cert.component)) "dns" $cert.dns "nodes" $cert.nodes)) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $plan -}}
+{{- end -}}

@@ -265,4 +265,12 @@ pub mod mtls {
     pub const CLIENT_CERT_SECRET: &str = "portcullis-client-cert";
     /// Bootstrap static secret: the CA that signed the Portcullis servers' certificates.
     pub const SERVER_CA_SECRET: &str = "portcullis-server-ca";
+
+    /// With path-based SDS (`--component-mtls-sds-dir DIR`, the chart), Envoy reads each
+    /// of the two secrets above from this file instead of its bootstrap: the file names
+    /// the certificate files and the directory to watch, so a renewed certificate
+    /// applies without restarting Envoy.
+    pub fn sds_file(dir: &str, secret: &str) -> String {
+        format!("{}/{secret}.json", dir.trim_end_matches('/'))
+    }
 }

@@ -1,7 +1,8 @@
 //! The Helm chart: its CRDs are the generated ones, it lints and renders cleanly
 //! (charts/check_chart.py, through helm-python-sdk and the Makefile's Envoy), its
 //! operational pieces hold (charts/check_chart_ops.py: schema, PDBs, drain, tracing,
-//! NetworkPolicies, RBAC), its README is generated from values.yaml, and its alerts and
+//! NetworkPolicies, RBAC), its component mTLS holds in every mode
+//! (charts/check_chart_tls.py), its README is generated from values.yaml, and its alerts and
 //! dashboard check out (charts/check_monitoring.py, with promtool).
 use std::{path::PathBuf, process::Command};
 
@@ -96,4 +97,16 @@ fn chart_operations() {
 #[test]
 fn chart_readme_is_generated_from_values() {
     python("charts/gen_readme.py", &["--check"]).unwrap_or_else(|r| panic!("{r}"));
+}
+
+/// mTLS between the components in every componentTLS mode: each server's certificate
+/// files come from its own Secret, the controller's issuing plan covers exactly the
+/// Secrets the pods mount (names their clients dial, node prefixes), its Role may touch
+/// only those, cert-manager mode has a Certificate per Secret, insecure is plaintext.
+/// See charts/check_chart_tls.py.
+#[test]
+fn chart_component_mtls() {
+    let report = python("charts/check_chart_tls.py", &[])
+        .unwrap_or_else(|r| panic!("chart component mTLS check failed:\n{r}"));
+    assert!(report.contains("5 modes, 0 failures"), "{report}");
 }

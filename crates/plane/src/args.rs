@@ -56,6 +56,16 @@ pub struct GatewayArgs {
     /// when those services run with --tls-cert/--tls-key/--client-ca.
     #[arg(long, env = "PORTCULLIS_COMPONENT_MTLS")]
     pub component_mtls: bool,
+    /// With --component-mtls: Envoy's certificate and CA come from path-based SDS files
+    /// DIR/portcullis-client-cert.json and DIR/portcullis-server-ca.json (the chart puts
+    /// them in Envoy's bootstrap ConfigMap), so a renewed Secret applies without
+    /// restarting Envoy. Empty: the bootstrap's static secrets.
+    #[arg(
+        long,
+        env = "PORTCULLIS_COMPONENT_MTLS_SDS_DIR",
+        requires = "component_mtls"
+    )]
+    pub component_mtls_sds_dir: Option<String>,
 }
 
 impl GatewayArgs {
@@ -75,6 +85,7 @@ impl GatewayArgs {
             otlp_collector,
             trace_sampling,
             component_mtls,
+            component_mtls_sds_dir,
         } = self;
         let (api_key_header, identity_headers) = headers.resolve()?;
         Ok(Options {
@@ -96,6 +107,7 @@ impl GatewayArgs {
             otlp_collector,
             trace_sampling_percent: trace_sampling,
             component_mtls,
+            component_mtls_sds_dir,
         })
     }
 }

@@ -5,7 +5,7 @@
 //! secrets): the bootstrap holds file paths only, Envoy reads the files.
 use std::path::PathBuf;
 
-use portcullis_contract::mtls::{CLIENT_CERT_SECRET, SERVER_CA_SECRET};
+use portcullis_contract::mtls::{CLIENT_CERT_SECRET, SERVER_CA_SECRET, sds_file};
 use serde_json::{Value, json};
 
 /// Envoy's client certificate and the CA of the Portcullis servers, as files.
@@ -32,6 +32,11 @@ pub struct Bootstrap {
     pub delta: bool,
     /// mTLS to the control plane and the filter services.
     pub mtls: Option<ClientFiles>,
+    /// With `mtls`: the two secrets are path-based SDS files in this directory
+    /// ([`Bootstrap::sds_files`]; the control plane's `--component-mtls-sds-dir`), which
+    /// Envoy re-reads when the certificate files are replaced; `None`: static secrets,
+    /// read once at start.
+    pub sds_dir: Option<PathBuf>,
 }
 
 impl Bootstrap {
@@ -44,6 +49,7 @@ impl Bootstrap {
             listen_port: 10000,
             delta: false,
             mtls: None,
+            sds_dir: None,
         }
     }
 
@@ -96,21 +102,21 @@ impl Bootstrap {
             }]},
         });
         if let Some(files) = &self.mtls {
-            let path = |p: &PathBuf| p.to_string_lossy().into_owned();
-            v["static_resources"]["secrets"] = json!([
-                {"name": CLIENT_CERT_SECRET, "tls_certificate": {
-                    "certificate_chain": {"filename": path(&files.cert)},
-                    "private_key": {"filename": path(&files.key)},
-                }},
-                {"name": SERVER_CA_SECRET, "validation_context": {
-                    "trusted_ca": {"filename": path(&files.ca)},
-                }},
-            ]);
+            let refer = |name: &str| match &self.sds_dir {
+                None => json!({"name": name}),
+                Some(dir) => json!({"name": name, "sds_config": {
+                    "path_config_source": {"path": sds_file(&dir.to_string_lossy(), name)},
+                    "resource_api_version": "V3",
+                }}),
+            };
+            if self.sds_dir.is_none() {
+                v["static_resources"]["secrets"] = json!(secrets(files));
+            }
             let mut tls = json!({
                 "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
                 "common_tls_context": {
-                    "tls_certificate_sds_secret_configs": [{"name": CLIENT_CERT_SECRET}],
-                    "validation_context_sds_secret_config": {"name": SERVER_CA_SECRET},
+                    "tls_certificate_sds_secret_configs": [refer(CLIENT_CERT_SECRET)],
+                    "validation_context_sds_secret_config": refer(SERVER_CA_SECRET),
                     "alpn_protocols": ["h2"],
                 },
             });
@@ -123,9 +129,49 @@ impl Bootstrap {
         Ok(v)
     }
 
+    /// The path-based SDS files of [`Bootstrap::sds_dir`] (path, content): one secret
+    /// each, watching the directories of the certificate files (a Kubernetes Secret
+    /// volume swaps them all at once).
+    pub fn sds_files(&self) -> Vec<(PathBuf, Value)> {
+        let (Some(files), Some(dir)) = (&self.mtls, &self.sds_dir) else {
+            return Vec::new();
+        };
+        secrets(files)
+            .into_iter()
+            .map(|mut secret| {
+                secret["@type"] =
+                    json!("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret");
+                let name = secret["name"].as_str().unwrap_or_default().to_string();
+                let path = PathBuf::from(sds_file(&dir.to_string_lossy(), &name));
+                (path, json!({"resources": [secret]}))
+            })
+            .collect()
+    }
+
     pub fn to_yaml(&self) -> anyhow::Result<String> {
         Ok(serde_yaml::to_string(&self.to_json()?)?)
     }
+}
+
+/// The two secrets naming `files`, each watching its files' directory.
+fn secrets(files: &ClientFiles) -> [Value; 2] {
+    let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+    let dir = |p: &PathBuf| {
+        p.parent()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_else(|| ".".into())
+    };
+    [
+        json!({"name": CLIENT_CERT_SECRET, "tls_certificate": {
+            "certificate_chain": {"filename": path(&files.cert)},
+            "private_key": {"filename": path(&files.key)},
+            "watched_directory": {"path": dir(&files.cert)},
+        }}),
+        json!({"name": SERVER_CA_SECRET, "validation_context": {
+            "trusted_ca": {"filename": path(&files.ca)},
+            "watched_directory": {"path": dir(&files.ca)},
+        }}),
+    ]
 }
 
 #[cfg(test)]

@@ -72,6 +72,10 @@ pub struct Options {
     /// Envoy calls authz, ratelimit and accesslog over mTLS, with the client certificate
     /// of its bootstrap (see [`component_tls`]).
     pub component_mtls: bool,
+    /// With `component_mtls`: Envoy reads its client certificate and the servers' CA
+    /// from path-based SDS files in this directory (renewals apply without a restart)
+    /// instead of its bootstrap's static secrets.
+    pub component_mtls_sds_dir: Option<String>,
     /// Request headers Envoy includes in gRPC access log entries (scrubbed there).
     pub access_log_headers: Vec<String>,
     /// `host:port` of an OTLP/gRPC collector; without it Envoy does not trace.
@@ -95,6 +99,7 @@ impl Default for Options {
             access_log: None,
             access_log_service: None,
             component_mtls: false,
+            component_mtls_sds_dir: None,
             access_log_headers: Vec::new(),
             otlp_collector: None,
             trace_sampling_percent: 1,
@@ -151,7 +156,10 @@ pub fn translate(model: &Model, options: &Options) -> Resources {
             let mut cluster = cluster::grpc_cluster(name, addr);
             // The collector is not a Portcullis component: it has no certificate of ours.
             if options.component_mtls && name != trace::OTEL_CLUSTER {
-                cluster.transport_socket = Some(component_tls::upstream(addr));
+                cluster.transport_socket = Some(component_tls::upstream(
+                    addr,
+                    options.component_mtls_sds_dir.as_deref(),
+                ));
             }
             clusters.push(cluster);
         }
