@@ -291,3 +291,93 @@ async fn a_rotated_certificate_is_served_within_2s_with_no_failed_request_and_a_
     assert!(!state_decoded.contains("PRIVATE KEY"));
     e.plane.stop().await;
 }
+
+/// Routing is split by Host (translate `host_routes`): the certificate a client
+/// verified decides which Routes it reaches, and an edit to one Host's Route reaches
+/// Envoy as that Host's RouteConfiguration alone (SotW sends only what changed) while
+/// the other Host keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_to_one_host_is_sent_alone_and_sni_decides_the_routes() {
+    let e = edge("tls-split").await;
+    let trusted = client(Some(&e.ca.pem));
+    // A client holding shop's certificate cannot reach api's Routes by its Host header.
+    let fronted = get(
+        &trusted,
+        e.https,
+        "shop.example.com",
+        "api.example.com",
+        "/x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(fronted.status, 404, "{}", fronted.head);
+
+    let (_, dump) = fetch(
+        &e.gw
+            .envoy
+            .admin_url("/config_dump?resource=dynamic_route_configs"),
+    )
+    .await
+    .unwrap();
+    for name in ["\"portcullis\"", "\"https/e2e/api\"", "\"https/e2e/shop\""] {
+        assert!(dump.contains(name), "{name} not in Envoy's route configs");
+    }
+    let sent_before = e.gw.stat("cluster_manager.cds.update_success").await;
+    // Envoy counts each RouteConfiguration a response hands its subscription.
+    let rds = |name: &'static str| {
+        let gw = &e.gw;
+        async move {
+            gw.stat(&format!("http.https.rds.https/e2e/{name}.update_attempt"))
+                .await
+        }
+    };
+    let (api_before, shop_before) = (rds("api").await, rds("shop").await);
+    assert!(
+        api_before > 0 && shop_before > 0,
+        "no RDS stats: {api_before} {shop_before}"
+    );
+
+    let before = e.plane.xds_debug().await["snapshot"]["version"].clone();
+    let manifests = std::fs::read_to_string(e.dir.path().join("all.yaml")).unwrap();
+    let edited = manifests.replacen(
+        "{hosts: [api.example.com], match: {paths: [{prefix: /}]}",
+        "{hosts: [api.example.com], match: {paths: [{prefix: /v2}]}",
+        1,
+    );
+    assert_ne!(edited, manifests);
+    write_atomic(&e.dir.path().join("all.yaml"), &edited);
+    let deadline = Instant::now() + STARTUP;
+    let version = loop {
+        let v = e.plane.xds_debug().await["snapshot"]["version"].clone();
+        if v != before {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the edit was not published");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    e.plane.wait_synced(version.as_str(), STARTUP).await;
+
+    let status = |sni: &'static str, path: &'static str| {
+        let trusted = &trusted;
+        async move { get(trusted, e.https, sni, sni, path).await.unwrap().status }
+    };
+    assert_eq!(status("api.example.com", "/v2/x").await, 200);
+    assert_eq!(status("api.example.com", "/x").await, 404);
+    // The other Host, left out of the push, still serves.
+    assert_eq!(status("shop.example.com", "/x").await, 200);
+    assert!(
+        rds("api").await > api_before,
+        "api's configuration was not sent"
+    );
+    assert_eq!(
+        rds("shop").await,
+        shop_before,
+        "shop's configuration was sent again"
+    );
+    // A Route edit is no cluster change.
+    assert_eq!(
+        e.gw.stat("cluster_manager.cds.update_success").await,
+        sent_before
+    );
+    e.plane.stop().await;
+}

@@ -13,6 +13,7 @@ mod cluster_policy;
 pub mod component_tls;
 use portcullis_api::defaults;
 pub mod filters;
+pub mod host_routes;
 mod listener;
 mod proto;
 mod rate_limit_config;
@@ -177,7 +178,7 @@ pub fn translate(model: &Model, options: &Options) -> Resources {
             s.extend(upstream_tls::secrets(model));
             s
         },
-        route_configs: vec![route_config],
+        route_configs: host_routes::split(route_config, model, options),
         clusters,
         load_assignments,
         rate_limit_configs,

@@ -33,20 +33,20 @@ pub fn http_listener(options: &Options) -> Listener {
         // Bounds memory per connection; Envoy's default is 1 MiB.
         per_connection_buffer_limit_bytes: proto::u32v(32 * 1024),
         filter_chains: vec![FilterChain {
-            filters: vec![hcm_filter(options, "http")],
+            filters: vec![hcm_filter(options, "http", ROUTE_CONFIG_NAME)],
             ..Default::default()
         }],
         ..Default::default()
     }
 }
 
-/// The HTTP connection manager as a network filter; `stat_prefix` tells the plain and
-/// the TLS listener apart in stats.
-pub(crate) fn hcm_filter(options: &Options, stat_prefix: &str) -> Filter {
+/// The HTTP connection manager as a network filter, routing with the RouteConfiguration
+/// `route_config`; `stat_prefix` tells the plain and the TLS listener apart in stats.
+pub(crate) fn hcm_filter(options: &Options, stat_prefix: &str, route_config: &str) -> Filter {
     Filter {
         name: "envoy.filters.network.http_connection_manager".into(),
         config_type: Some(filter::ConfigType::TypedConfig(proto::any(
-            &connection_manager(options, stat_prefix),
+            &connection_manager(options, stat_prefix, route_config),
         ))),
     }
 }
@@ -62,13 +62,17 @@ pub(crate) fn socket_address(address: &str, port: u16) -> Option<Address> {
     })
 }
 
-fn connection_manager(options: &Options, stat_prefix: &str) -> HttpConnectionManager {
+fn connection_manager(
+    options: &Options,
+    stat_prefix: &str,
+    route_config: &str,
+) -> HttpConnectionManager {
     HttpConnectionManager {
         codec_type: CodecType::Auto as i32,
         stat_prefix: stat_prefix.into(),
         route_specifier: Some(RouteSpecifier::Rds(Rds {
             config_source: proto::ads(),
-            route_config_name: ROUTE_CONFIG_NAME.into(),
+            route_config_name: route_config.into(),
         })),
         http_filters: crate::filters::http_filters(options),
         // Envoy is the edge: the peer address is the client, and the client IP is what

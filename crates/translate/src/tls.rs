@@ -27,7 +27,7 @@ pub fn secret_name(host: &ObjectKey) -> String {
 
 /// Hosts with a certificate to serve, oldest first (the first is the default for
 /// clients without SNI unless `options.default_host` names another).
-fn with_certificates(model: &Model) -> Vec<(&ObjectKey, &ServedHost)> {
+pub(crate) fn with_certificates(model: &Model) -> Vec<(&ObjectKey, &ServedHost)> {
     let mut hosts: Vec<(&ObjectKey, &ServedHost)> = model
         .hosts
         .iter()
@@ -51,6 +51,8 @@ pub fn https_listener(model: &Model, options: &Options) -> Option<Listener> {
             options.default_host.as_deref() == Some(&format!("{}/{}", k.namespace, k.name))
         })
         .or(hosts.first())?;
+    // Each chain routes with its Host's own RouteConfiguration (host_routes.rs); clients
+    // without SNI get the default Host's.
     let chain = |key: &ObjectKey, host: &ServedHost, sni: Option<&str>| FilterChain {
         name: secret_name(key),
         filter_chain_match: sni.map(|s| FilterChainMatch {
@@ -58,7 +60,11 @@ pub fn https_listener(model: &Model, options: &Options) -> Option<Listener> {
             ..Default::default()
         }),
         transport_socket: Some(downstream(key, host)),
-        filters: vec![listener::hcm_filter(options, "https")],
+        filters: vec![listener::hcm_filter(
+            options,
+            "https",
+            &crate::host_routes::https_route_config_name(key),
+        )],
         ..Default::default()
     };
     Some(Listener {

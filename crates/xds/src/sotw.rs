@@ -163,7 +163,11 @@ impl SotwStream {
                     continue;
                 }
             }
-            send_current(&mut self.next_nonce, &t, &snapshot, st, &mut out);
+            if sends_changes_only(&t) && st.sent_sub == st.sub {
+                send_changes(&mut self.next_nonce, &t, &snapshot, st, &mut out);
+            } else {
+                send_current(&mut self.next_nonce, &t, &snapshot, st, &mut out);
+            }
         }
         for t in finals {
             if let Some(st) = self.types.get_mut(&t) {
@@ -172,6 +176,47 @@ impl SotwStream {
         }
         out
     }
+}
+
+/// Types whose SotW responses may carry only the resources that changed: the xDS
+/// protocol requires the whole set for Listener and Cluster only, and Envoy keeps the
+/// RouteConfigurations and Secrets a response leaves out. Sending only the changed one
+/// is what makes a one-Route edit cheap when routing is split by Host
+/// (portcullis-translate `host_routes`): Envoy neither receives nor re-parses the rest.
+fn sends_changes_only(t: &str) -> bool {
+    t == crate::type_url::ROUTE_CONFIGURATION || t == crate::type_url::SECRET
+}
+
+/// The changed and new resources the subscription selects, at the current type
+/// version; everything (as [`send_current`]) when none of them changed, so every type
+/// version is still sent and acknowledged.
+fn send_changes(
+    next_nonce: &mut u64,
+    t: &str,
+    snapshot: &Arc<Snapshot>,
+    st: &mut TypeState,
+    out: &mut Output<SotwResponse>,
+) {
+    let changed: Vec<&Entry> = st
+        .sub
+        .select(snapshot, t)
+        .into_iter()
+        .filter(|e| {
+            let name = &e.resource.name;
+            st.sent_from.resource_version(t, name) != snapshot.resource_version(t, name)
+        })
+        .collect();
+    if changed.is_empty() {
+        return send_current(next_nonce, t, snapshot, st, out);
+    }
+    let version = snapshot.effective_type_version(t);
+    let resp = response(next_nonce, t, &version, &changed);
+    st.nonce = Some(resp.nonce.clone());
+    st.sent_version = Some(version.clone());
+    st.client_version = Some(version);
+    st.sent_from = snapshot.clone();
+    out.events.push(sent_event(&resp));
+    out.responses.push(resp);
 }
 
 /// Send everything the subscription selects at the current type version.

@@ -246,3 +246,69 @@ fn no_dance_without_removal() {
         ]
     );
 }
+
+#[test]
+fn route_configurations_are_resent_only_when_they_changed() {
+    let s1 = snap(&[
+        res(ROUTE_CONFIGURATION, "a", "a1"),
+        res(ROUTE_CONFIGURATION, "b", "b1"),
+        res(ROUTE_CONFIGURATION, "c", "c1"),
+        res(LISTENER, "l", "l1"),
+    ]);
+    let mut st = SotwStream::new(s1.clone());
+    let first = st
+        .on_request(req(ROUTE_CONFIGURATION, &["a", "b"], "", ""))
+        .responses;
+    assert_eq!(
+        summary(&first),
+        [(ROUTE_CONFIGURATION, false, vec!["a1".into(), "b1".into()])]
+    );
+    st.on_request(ack(&first[0], &["a", "b"]));
+    let listeners = st.on_request(req(LISTENER, &[], "", "")).responses;
+    st.on_request(ack(&listeners[0], &[]));
+
+    // One of the two changes: only it is sent, at the new type version.
+    let s2 = snap(&[
+        res(ROUTE_CONFIGURATION, "a", "a2"),
+        res(ROUTE_CONFIGURATION, "b", "b1"),
+        res(ROUTE_CONFIGURATION, "c", "c1"),
+        res(LISTENER, "l", "l1"),
+    ]);
+    let out = st.on_snapshot(s2.clone()).responses;
+    assert_eq!(
+        summary(&out),
+        [(ROUTE_CONFIGURATION, false, vec!["a2".into()])]
+    );
+    assert_eq!(
+        out[0].version_info,
+        s2.type_version(ROUTE_CONFIGURATION).unwrap()
+    );
+
+    // Only an unsubscribed one changes: the type version moves, so everything selected
+    // is sent (it stays acknowledgeable) rather than an empty response.
+    let s3 = snap(&[
+        res(ROUTE_CONFIGURATION, "a", "a2"),
+        res(ROUTE_CONFIGURATION, "b", "b1"),
+        res(ROUTE_CONFIGURATION, "c", "c2"),
+        res(LISTENER, "l", "l1"),
+    ]);
+    let out = st.on_snapshot(s3).responses;
+    assert_eq!(
+        summary(&out),
+        [(ROUTE_CONFIGURATION, false, vec!["a2".into(), "b1".into()])]
+    );
+
+    // Listeners are always the whole set.
+    let s4 = snap(&[
+        res(ROUTE_CONFIGURATION, "a", "a2"),
+        res(ROUTE_CONFIGURATION, "b", "b1"),
+        res(ROUTE_CONFIGURATION, "c", "c2"),
+        res(LISTENER, "l", "l2"),
+        res(LISTENER, "m", "m1"),
+    ]);
+    let out = st.on_snapshot(s4).responses;
+    assert_eq!(
+        summary(&out),
+        [(LISTENER, false, vec!["l2".into(), "m1".into()])]
+    );
+}
