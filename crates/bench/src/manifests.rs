@@ -50,7 +50,7 @@ pub fn route(i: usize, services: usize, revision: usize) -> Route {
     let mut r = Route::new(
         &format!("route-{i}"),
         RouteSpec {
-            hosts: vec![format!("api{}.example.com", i % 50)],
+            hosts: vec![format!("api{}.example.com", i % HOSTS)],
             match_: RouteMatch {
                 methods: if i.is_multiple_of(2) {
                     vec!["GET".into()]
@@ -77,5 +77,66 @@ pub fn route(i: usize, services: usize, revision: usize) -> Route {
 pub fn model(routes: &[Route], services: &[Service]) -> Model {
     let outcome = validate(routes, services);
     assert_eq!(outcome.problems().count(), 0, "generated objects are valid");
+    outcome.model
+}
+
+/// How many hostnames the Routes spread over (`api<i>.example.com`).
+pub const HOSTS: usize = 50;
+
+/// One TLS Host per hostname, admitting every namespace, and the certificate they all
+/// serve (`*.example.com`, from a throwaway CA).
+pub fn tls_hosts() -> (Vec<portcullis_api::Host>, portcullis_api::Certificate) {
+    use portcullis_api::{Host, HostSpec, HostTls, host::AllowedRoutes};
+    let hosts = (0..HOSTS)
+        .map(|i| {
+            let mut h = Host::new(
+                &format!("api{i}"),
+                HostSpec {
+                    hostname: format!("api{i}.example.com"),
+                    tls: Some(HostTls {
+                        certificate_file: Some("bench.crt".into()),
+                        key_file: Some("bench.key".into()),
+                        ..Default::default()
+                    }),
+                    allowed_routes: Some(AllowedRoutes {
+                        namespaces: vec!["*".into()],
+                    }),
+                },
+            );
+            h.metadata.namespace = Some("edge".into());
+            h.metadata.creation_timestamp = Some(Time(
+                Timestamp::from_second(1_600_000_000 + i as i64).unwrap(),
+            ));
+            h
+        })
+        .collect();
+    let ca = portcullis_tls::mtls::generate::LocalCa::new("bench CA").expect("a CA");
+    let leaf = ca.issue("bench", &["*.example.com"], &[]).expect("a leaf");
+    let now = Timestamp::now().as_second();
+    let cert = portcullis_tls::check(&leaf.cert_pem, &leaf.key_pem, "api0.example.com", now)
+        .expect("the bench certificate checks");
+    (hosts, cert)
+}
+
+/// As [`model`], with `hosts` serving `cert`.
+pub fn model_with_hosts(
+    routes: &[Route],
+    services: &[Service],
+    hosts: &[portcullis_api::Host],
+    cert: &portcullis_api::Certificate,
+) -> Model {
+    let objects = portcullis_api::Objects {
+        routes: routes.to_vec(),
+        services: services.to_vec(),
+        hosts: hosts.to_vec(),
+    };
+    let mut outcome = portcullis_api::validate::validate_objects(
+        &objects,
+        &portcullis_api::Certificates::new(),
+        &portcullis_api::validate::Rules::file_mode(),
+    );
+    for served in outcome.model.hosts.values_mut() {
+        served.certificate = Some(cert.clone());
+    }
     outcome.model
 }
