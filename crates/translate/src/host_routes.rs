@@ -12,12 +12,9 @@
 use envoy_types::pb::envoy::config::route::v3::{
     RouteConfiguration, VirtualHost, virtual_host::TlsRequirementType,
 };
-use portcullis_api::{Model, ObjectKey, precedence::covers, table::ANY_HOST};
+use portcullis_api::{Model, precedence::covers, table::ANY_HOST};
 
-/// The RouteConfiguration of the HTTPS filter chain of `host`.
-pub fn https_route_config_name(host: &ObjectKey) -> String {
-    format!("https/{}/{}", host.namespace, host.name)
-}
+use crate::tls::https_route_config_name;
 
 /// Whether a client that selected the chain for `hostname` (by SNI) can be routed to
 /// the virtual host for `domain`.

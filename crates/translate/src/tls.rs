@@ -25,6 +25,11 @@ pub fn secret_name(host: &ObjectKey) -> String {
     format!("host/{}/{}", host.namespace, host.name)
 }
 
+/// The RouteConfiguration of the HTTPS filter chain of `host` (host_routes.rs).
+pub fn https_route_config_name(host: &ObjectKey) -> String {
+    format!("https/{}/{}", host.namespace, host.name)
+}
+
 /// Hosts with a certificate to serve, oldest first (the first is the default for
 /// clients without SNI unless `options.default_host` names another).
 pub(crate) fn with_certificates(model: &Model) -> Vec<(&ObjectKey, &ServedHost)> {
@@ -63,7 +68,7 @@ pub fn https_listener(model: &Model, options: &Options) -> Option<Listener> {
         filters: vec![listener::hcm_filter(
             options,
             "https",
-            &crate::host_routes::https_route_config_name(key),
+            &https_route_config_name(key),
         )],
         ..Default::default()
     };
