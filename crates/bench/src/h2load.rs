@@ -163,6 +163,75 @@ pub fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {
     out
 }
 
+/// Passes message bytes through unchanged, so a call sends exactly the bytes h2load
+/// will send and returns the answer's bytes.
+struct Raw;
+
+impl tonic::codec::Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl tonic::codec::Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        let mut v = vec![0; src.remaining()];
+        src.copy_to_slice(&mut v);
+        Ok(Some(v))
+    }
+}
+
+/// Calls `path` with the message inside `frame` (as [`grpc_frame`] made it) through
+/// tonic: the gRPC status h2load cannot see, and the answer's bytes.
+pub async fn grpc_call(
+    channel: tonic::transport::Channel,
+    path: &'static str,
+    frame: &[u8],
+) -> Result<Vec<u8>, tonic::Status> {
+    let len = frame
+        .get(1..5)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    if frame.first() != Some(&0) || len != Some(frame.len() - 5) {
+        return Err(tonic::Status::invalid_argument(
+            "not one uncompressed gRPC frame",
+        ));
+    }
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    let message = tonic::Request::new(frame[5..].to_vec());
+    Ok(grpc.unary(message, path, Raw).await?.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
