@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use crate::gateway::quantile;
 
 /// One h2load run.
+#[derive(Clone)]
 pub struct Spec {
     /// Request URL; with `connect_to` its host is only the SNI and `:authority`.
     pub url: String,
@@ -18,8 +19,10 @@ pub struct Spec {
     pub clients: usize,
     /// Streams in flight per connection (HTTP/2); 1 for HTTP/1.1.
     pub streams: usize,
-    /// Requests per second per client (open loop); `None`: closed loop.
-    pub rps_per_client: Option<u32>,
+    /// Open loop: each client sends one request every this often, on its own timer
+    /// (a timing script; h2load's `--rps` ticks at most every 10 ms and sends what is
+    /// due in one burst). `None`: closed loop for `duration` after `warm_up`.
+    pub every: Option<Duration>,
     /// Request body (the method becomes POST).
     pub data: Option<PathBuf>,
     pub headers: Vec<String>,
@@ -35,6 +38,9 @@ pub struct Run {
     /// Requests that failed, errored, timed out or got a non-2xx answer.
     pub bad: u64,
     pub per_sec: f64,
+    /// Logged requests over the time from the first one's start to the last one's
+    /// (the rate actually offered, when open loop).
+    pub sent_per_sec: f64,
     pub p50: Duration,
     pub p99: Duration,
     /// h2load's "TLS Protocol" and "Application protocol" lines, when it printed them.
@@ -51,20 +57,49 @@ pub fn version() -> anyhow::Result<String> {
 }
 
 pub fn run(spec: &Spec, scratch: &Path) -> anyhow::Result<Run> {
+    if let Some(every) = spec.every {
+        // The warm-up is a run of its own: a timing script has no warm-up phase.
+        let warm = Spec {
+            duration: spec.warm_up,
+            warm_up: Duration::ZERO,
+            ..spec.clone()
+        };
+        if !warm.duration.is_zero() {
+            run_once(&warm, scratch, Some(every))?;
+        }
+        return run_once(spec, scratch, Some(every));
+    }
+    run_once(spec, scratch, None)
+}
+
+fn run_once(spec: &Spec, scratch: &Path, every: Option<Duration>) -> anyhow::Result<Run> {
     let log = scratch.join("h2load.log");
     let _ = std::fs::remove_file(&log);
     let mut cmd = Command::new("h2load");
-    cmd.arg(&spec.url)
-        .args(["-t", "1", "-c", &spec.clients.to_string()])
+    cmd.args(["-t", "1", "-c", &spec.clients.to_string()])
         .args(["-m", &spec.streams.to_string()])
-        .arg(format!("--duration={}", spec.duration.as_secs()))
-        .arg(format!("--warm-up-time={}", spec.warm_up.as_secs()))
         .arg(format!("--log-file={}", log.display()));
+    match every {
+        Some(every) => {
+            let n = (spec.duration.as_secs_f64() / every.as_secs_f64()) as usize;
+            let script: String = (0..n)
+                .map(|i| {
+                    let at = every.as_secs_f64() * 1e3 * i as f64;
+                    format!("{at:.3}\t{}\n", spec.url)
+                })
+                .collect();
+            let path = scratch.join("h2load.script");
+            std::fs::write(&path, script)?;
+            cmd.arg(format!("--timing-script-file={}", path.display()));
+        }
+        None => {
+            cmd.arg(&spec.url)
+                .arg(format!("--duration={}", spec.duration.as_secs()))
+                .arg(format!("--warm-up-time={}", spec.warm_up.as_secs()));
+        }
+    }
     if let Some(c) = &spec.connect_to {
         cmd.arg(format!("--connect-to={c}"));
-    }
-    if let Some(r) = spec.rps_per_client {
-        cmd.arg(format!("--rps={r}"));
     }
     if let Some(d) = &spec.data {
         cmd.arg("-d").arg(d);
@@ -116,17 +151,24 @@ fn parse(text: &str, log: &str) -> anyhow::Result<Run> {
         count("errored"),
         count("timeout"),
     );
-    let mut took: Vec<Duration> = log
+    let rows: Vec<(u64, Duration)> = log
         .lines()
         .filter_map(|l| {
             let mut c = l.split('\t');
-            let (_, status, us) = (c.next()?, c.next()?, c.next()?);
+            let (start, status, us) = (c.next()?, c.next()?, c.next()?);
             if !status.starts_with('2') {
                 return None;
             }
-            Some(Duration::from_micros(us.trim().parse().ok()?))
+            Some((
+                start.trim().parse().ok()?,
+                Duration::from_micros(us.trim().parse().ok()?),
+            ))
         })
         .collect();
+    let first = rows.iter().map(|r| r.0).min().unwrap_or(0);
+    let last = rows.iter().map(|r| r.0).max().unwrap_or(0);
+    let sent_per_sec = rows.len() as f64 / ((last - first) as f64 / 1e6).max(1e-6);
+    let mut took: Vec<Duration> = rows.into_iter().map(|r| r.1).collect();
     took.sort();
     let protocol = text
         .lines()
@@ -146,6 +188,7 @@ fn parse(text: &str, log: &str) -> anyhow::Result<Run> {
         ok: twoxx.min(succeeded),
         bad: failed + errored + timeout + succeeded.saturating_sub(twoxx),
         per_sec,
+        sent_per_sec,
         p50: quantile(&took, 0.5),
         p99: quantile(&took, 0.99),
         protocol,
@@ -245,6 +288,8 @@ mod tests {
         assert!((r.per_sec - 4999.70).abs() < 0.01);
         assert_eq!(r.p50, Duration::from_micros(200));
         assert_eq!(r.p99, Duration::from_micros(300));
+        // Three 2xx answers started over 3 µs.
+        assert!((r.sent_per_sec - 1e6).abs() < 1.0);
         assert_eq!(r.protocol, "TLS Protocol: TLSv1.3");
     }
 

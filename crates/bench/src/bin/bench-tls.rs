@@ -180,7 +180,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             connect_to: Some(format!("127.0.0.1:{port}")),
             clients: KEEP_ALIVE,
             streams: 1,
-            rps_per_client: None,
+            every: None,
             data: None,
             headers: Vec::new(),
             h1,
