@@ -120,3 +120,12 @@ fn status_mib(field: &str) -> f64 {
         .unwrap_or(0.0)
         / 1024.0
 }
+
+/// The 1-minute load average (/proc/loadavg): on a shared machine, how many runnable
+/// tasks competed with the benchmark.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}

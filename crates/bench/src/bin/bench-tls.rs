@@ -116,6 +116,7 @@ async fn session_tickets(envoy: &portcullis::envoy::Envoy) -> anyhow::Result<Str
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let d = Duration::from_secs(if args.quick { 2 } else { 10 });
+    let load_at_start = load_average();
     let h2load_version = h2load::version()?;
     let dir = tempfile::tempdir()?;
     let pki = new_conns::pki(HOST)?;
@@ -323,8 +324,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .arg("--version")
         .output()?;
     let body = format!(
-        "## TLS at the edge (`make bench-tls`)\n\nCommand: `make bench-tls` (= `cargo run --release -p portcullis-bench --bin bench-tls -- --out docs/benchmarks.md`).\nMachine: {}. Envoy: {}. {h2load_version}.\nOne Route behind a `Host` with a certificate from PEM files (ECDSA P-256 leaf signed by a local CA, made by rcgen at start); `tls.redirect: false`, so the same Route answers on Envoy's HTTP and HTTPS listeners. Negotiated: {}. Session resumption: {tickets}.\n\n{}\nVerdicts: ok = within the target, MISS = up to 2× off it, FAIL = more than 2× off it (the run then exits non-zero: the regression guard). Notes: keep-alive figures are h2load (one thread, closed loop, one request in flight per connection, {}-second runs after a 1 s warm-up) against both listeners, so only TLS differs. New connections are a Rust client (tokio + rustls, verifying the chain against the CA as a real client does): each of {NEW_CONNS} loops connects, sends one `GET` with `connection: close` and reads the answer to the close; the same loop with no TLS is the baseline. Full handshakes use a client with resumption disabled; the resumption run keeps rustls's default session store, filled in a 1 s warm-up. Envoy CPU per request or connection is its process's CPU time (all threads, /proc) over the run, warm-up included, divided by the requests its HTTP connection managers counted. Envoy runs one worker thread and shares the 2 cores with the client, the echo backend and the control plane.\n",
+        "## TLS at the edge (`make bench-tls`)\n\nCommand: `make bench-tls` (= `cargo run --release -p portcullis-bench --bin bench-tls -- --out docs/benchmarks.md`).\nMachine: {}; load average {load_at_start} at the start, {} at the end (the machine is shared with other builds). Envoy: {}. {h2load_version}.\nOne Route behind a `Host` with a certificate from PEM files (ECDSA P-256 leaf signed by a local CA, made by rcgen at start); `tls.redirect: false`, so the same Route answers on Envoy's HTTP and HTTPS listeners. Negotiated: {}. Session resumption: {tickets}.\n\n{}\nVerdicts: ok = within the target, MISS = up to 2× off it, FAIL = more than 2× off it (the run then exits non-zero: the regression guard). Notes: keep-alive figures are h2load (one thread, closed loop, one request in flight per connection, {}-second runs after a 1 s warm-up) against both listeners, so only TLS differs. New connections are a Rust client (tokio + rustls, verifying the chain against the CA as a real client does): each of {NEW_CONNS} loops connects, sends one `GET` with `connection: close` and reads the answer to the close; the same loop with no TLS is the baseline. Full handshakes use a client with resumption disabled; the resumption run keeps rustls's default session store, filled in a 1 s warm-up. Envoy CPU per request or connection is its process's CPU time (all threads, /proc) over the run, warm-up included, divided by the requests its HTTP connection managers counted. Envoy runs one worker thread and shares the 2 cores with the client, the echo backend and the control plane.\n",
         machine(),
+        load_average(),
         String::from_utf8_lossy(&envoy_version.stdout)
             .split_whitespace()
             .nth(2)
