@@ -10,13 +10,14 @@ PYTHON       ?= python3
 CARGO        ?= cargo
 export ENVOY_BIN
 
-.PHONY: fuzz proptest help tools prometheus redis postgres chromium run test test-kafka test-unit test-e2e bench bench-xds bench-authz bench-ratelimit bench-console crds fmt lint check clean
+.PHONY: fuzz proptest help tools prometheus redis postgres chromium run test test-kafka test-unit test-e2e bench bench-xds bench-authz bench-ratelimit bench-console bench-tls h2load crds fmt lint check clean
 
 help:
 	@echo "make run        build and start the whole stack (control plane, demo backends, Envoy)"
 	@echo "make test       install tools if missing, run every test (unit, golden, e2e with real Envoy)"
 	@echo "make test-kafka the Kafka access-log sink against a tansu broker (builds tansu once: ~20-30 min)"
 	@echo "make bench      run the benchmarks and write docs/benchmarks.md"
+	@echo "make bench-tls  HTTPS through Envoy against plain HTTP: keep-alive, new and resumed connections"
 	@echo "make crds       regenerate crds/*.yaml from the Rust types"
 	@echo "make fuzz       every cargo-fuzz target for FUZZ_SECONDS (default 600) each (nightly Rust)"
 	@echo "make fmt | lint formatting, clippy -D warnings"
@@ -151,16 +152,30 @@ fuzz: $(FUZZ_BIN)
 # Every benchmark runs even when one fails its regression guard (a figure more than 2x
 # over its target exits non-zero); `make bench` then fails at the end.
 bench:
-	$(MAKE) -k bench-xds bench-authz bench-ratelimit bench-console
+	$(MAKE) -k bench-xds bench-authz bench-ratelimit bench-console bench-tls
 
 bench-xds: tools
 	ulimit -n 16384 2>/dev/null; $(CARGO) run --release -p portcullis-bench --bin bench-xds -- --out docs/benchmarks.md
 
-bench-authz: tools
+# h2load (nghttp2's load generator), the neutral client of bench-authz and bench-tls,
+# from Debian's nghttp2-client; root installs it, others get a hint.
+h2load:
+	@command -v h2load >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing h2load (Debian nghttp2-client)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nghttp2-client >/dev/null; \
+		else \
+			echo "h2load is missing: sudo apt-get install nghttp2-client"; exit 1; \
+		fi; }
+
+bench-authz: tools h2load
 	$(CARGO) run --release -p portcullis-bench --bin bench-authz -- --out docs/benchmarks.md
 
 bench-ratelimit: tools
 	$(CARGO) run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md
+
+bench-tls: tools h2load
+	$(CARGO) run --release -p portcullis-bench --bin bench-tls -- --out docs/benchmarks.md
 
 bench-console:
 	$(CARGO) run --release -p portcullis-bench --bin bench-console -- --out docs/benchmarks.md

@@ -87,14 +87,10 @@ pub async fn envoy_on(xds: SocketAddr, deadline: Instant) -> anyhow::Result<(Env
     b.admin_port = 0;
     let envoy = Envoy::start(&b.to_yaml()?, "error").await?;
     let port = loop {
-        if let Some((200, body)) = get(&envoy.admin_url("/listeners?format=json")).await
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
-            && let Some(p) =
-                v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"].as_u64()
-            && p > 0
+        if let Some(p) = listener_port(&envoy, portcullis_translate::LISTENER_NAME).await
             && matches!(get(&envoy.admin_url("/ready")).await, Some((200, _)))
         {
-            break p as u16;
+            break p;
         }
         if Instant::now() > deadline {
             bail!("envoy never got a listener");
@@ -102,6 +98,22 @@ pub async fn envoy_on(xds: SocketAddr, deadline: Instant) -> anyhow::Result<(Env
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     Ok((envoy, port))
+}
+
+/// The port Envoy's listener `name` bound, once it has one (the HTTP listener is
+/// `http`, the HTTPS one `https`).
+pub async fn listener_port(envoy: &Envoy, name: &str) -> Option<u16> {
+    let (200, body) = get(&envoy.admin_url("/listeners?format=json")).await? else {
+        return None;
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["listener_statuses"]
+        .as_array()?
+        .iter()
+        .find(|l| l["name"] == name)?["local_address"]["socket_address"]["port_value"]
+        .as_u64()
+        .filter(|p| *p > 0)
+        .map(|p| p as u16)
 }
 
 pub struct Load {
@@ -194,4 +206,55 @@ pub fn quantile(sorted: &[Duration], p: f64) -> Duration {
         return Duration::ZERO;
     }
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// Envoy's CPU time so far (all threads, from /proc) and the downstream requests it has
+/// answered (admin excluded): the difference of two readings is its cost per request.
+pub async fn envoy_work(envoy: &Envoy) -> anyhow::Result<(Duration, u64)> {
+    let pid = envoy.id().context("envoy has exited")?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name: state is the first, utime the 12th, stime the 13th.
+    let after = &stat[stat.rfind(')').context("/proc stat")? + 1..];
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|s| s.parse().unwrap_or(0))
+        .collect();
+    let cpu = Duration::from_secs_f64(f.iter().sum::<u64>() as f64 / clock_ticks() as f64);
+    let (200, body) =
+        get(&envoy.admin_url("/stats?format=json&filter=^http\\..*\\.downstream_rq_total$"))
+            .await
+            .context("envoy stats")?
+    else {
+        bail!("envoy stats did not answer 200");
+    };
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    let requests = v["stats"]
+        .as_array()
+        .context("stats")?
+        .iter()
+        .filter(|s| {
+            s["name"]
+                .as_str()
+                .is_some_and(|n| !n.starts_with("http.admin."))
+        })
+        .filter_map(|s| s["value"].as_u64())
+        .sum();
+    Ok((cpu, requests))
+}
+
+/// Clock ticks per second of /proc's CPU times.
+fn clock_ticks() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// Envoy CPU per request between two [`envoy_work`] readings.
+pub fn cpu_per_request(before: (Duration, u64), after: (Duration, u64)) -> Duration {
+    (after.0.saturating_sub(before.0)) / (after.1.saturating_sub(before.1)).max(1) as u32
 }

@@ -4,8 +4,10 @@
 
 pub mod ads_clients;
 pub mod gateway;
+pub mod h2load;
 pub mod local_ratelimit;
 pub mod manifests;
+pub mod new_conns;
 pub mod redis;
 pub mod report;
 pub mod rpc_load;

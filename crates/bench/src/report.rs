@@ -78,6 +78,33 @@ pub fn verdict_max(value: f64, target: f64) -> &'static str {
     }
 }
 
+/// A target verdict for a figure where higher is better (a rate, a ratio to a
+/// baseline): "ok" at or above the target, "MISS" down to half of it, "FAIL" below.
+pub fn verdict_min(value: f64, target: f64) -> &'static str {
+    if value >= target {
+        "ok"
+    } else if value >= target / 2.0 {
+        "MISS"
+    } else {
+        "FAIL"
+    }
+}
+
+/// Fails the run when a row is more than 2× off its target (the regression guard).
+pub fn guard(rows: &[Row]) -> anyhow::Result<()> {
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.verdict == "FAIL")
+        .map(|r| r.metric.as_str())
+        .collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "regression guard: more than 2× off target: {}",
+        failed.join("; ")
+    );
+    Ok(())
+}
+
 fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -92,4 +119,13 @@ fn status_mib(field: &str) -> f64 {
         })
         .unwrap_or(0.0)
         / 1024.0
+}
+
+/// The 1-minute load average (/proc/loadavg): on a shared machine, how many runnable
+/// tasks competed with the benchmark.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
