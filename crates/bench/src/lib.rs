@@ -4,6 +4,7 @@
 
 pub mod ads_clients;
 pub mod gateway;
+pub mod limitador;
 pub mod local_ratelimit;
 pub mod manifests;
 pub mod redis;
