@@ -85,7 +85,7 @@ pub fn spec() -> LimitSpec<'static> {
         condition_key: portcullis_ratelimit::LIMIT_KEY,
         condition_value: LIMIT_NAME,
         variable: "header:x-client",
-        max_value: 4_000_000_000,
+        max_value: 1_000_000_000,
         seconds: 1,
     }
 }
