@@ -578,7 +578,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
 /// `limitador-server --version`, or why there is none.
 fn lim_version(bin: Option<&std::path::Path>) -> String {
     bin.and_then(|b| Command::new(b).arg("--version").output().ok())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        // "Limitador Server v2.4.0-dev (<sha>) …": the sha is whatever git repository
+        // the build ran in (not Limitador's when built from an archive), so drop it.
+        .map(|o| {
+            let v = String::from_utf8_lossy(&o.stdout);
+            v.split(" (").next().unwrap_or("").trim().to_string()
+        })
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "(not built here)".into())
 }
