@@ -10,7 +10,7 @@ PYTHON       ?= python3
 CARGO        ?= cargo
 export ENVOY_BIN
 
-.PHONY: fuzz proptest help tools prometheus redis postgres chromium run test test-kafka test-unit test-e2e bench bench-xds bench-authz bench-ratelimit bench-console bench-tls h2load crds fmt lint check clean
+.PHONY: fuzz proptest help tools prometheus redis postgres chromium run test test-kafka test-unit test-e2e bench bench-xds bench-authz bench-ratelimit bench-console bench-tls h2load limitador crds fmt lint check clean
 
 help:
 	@echo "make run        build and start the whole stack (control plane, demo backends, Envoy)"
@@ -171,11 +171,27 @@ h2load:
 bench-authz: tools h2load
 	$(CARGO) run --release -p portcullis-bench --bin bench-authz -- --out docs/benchmarks.md
 
+# Without limitador-server (a failed `make limitador`), its rows read "not measured".
 bench-ratelimit: tools
+	-@$(MAKE) --no-print-directory limitador
 	$(CARGO) run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md
 
 bench-tls: tools h2load
 	$(CARGO) run --release -p portcullis-bench --bin bench-tls -- --out docs/benchmarks.md
+
+# Kuadrant's Limitador, the reference bench-ratelimit compares the rate-limit service
+# with; built from source into $(TOOLS)/limitador for the benchmark only (never part of
+# the workspace or `make test`). Needs protobuf-compiler, clang and libclang-dev; about
+# 15-30 min on 2 cores. bench-ratelimit finds $(LIMITADOR_BIN) (or $$LIMITADOR_BIN).
+LIMITADOR_SRC ?= https://github.com/Kuadrant/limitador.git
+LIMITADOR_REF ?= main
+LIMITADOR_BIN := $(TOOLS)/limitador/target/release/limitador-server
+limitador:
+	@test -x $(LIMITADOR_BIN) || { \
+		rm -rf $(TOOLS)/limitador/src && \
+		git clone --quiet --depth 1 --branch $(LIMITADOR_REF) $(LIMITADOR_SRC) $(TOOLS)/limitador/src && \
+		cd $(TOOLS)/limitador/src && \
+		CARGO_TARGET_DIR=$(TOOLS)/limitador/target nice -n 10 $(CARGO) build --release -p limitador-server; }
 
 bench-console:
 	$(CARGO) run --release -p portcullis-bench --bin bench-console -- --out docs/benchmarks.md

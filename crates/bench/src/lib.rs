@@ -5,6 +5,7 @@
 pub mod ads_clients;
 pub mod gateway;
 pub mod h2load;
+pub mod limitador;
 pub mod local_ratelimit;
 pub mod manifests;
 pub mod new_conns;

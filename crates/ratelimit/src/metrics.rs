@@ -23,7 +23,7 @@ pub struct Metrics {
     pub decisions: IntCounterVec,
     /// One observation per store call, by `store`.
     pub store_latency: HistogramVec,
-    /// Store calls that failed, by `kind` (`timeout`, `redis`, `not_connected`, ...).
+    /// Store calls that failed, by `kind` (`timeout`, `redis`, `not_connected`, `overloaded`, ...).
     pub store_errors: IntCounterVec,
     /// Decisions answered by the local over-limit cache, by `limit`.
     pub local_cache_hits: IntCounterVec,

@@ -50,6 +50,20 @@ pub fn drop_replaced(hits: &mut Vec<Hit>) {
     }
 }
 
+/// `n` in decimal, written into `buf` (no allocation).
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
 pub fn plan(
     req: &RateLimitRequest,
     hits: Vec<Hit>,
@@ -76,9 +90,19 @@ pub fn plan(
             } else {
                 0
             };
-            for w in &hit.limit.windows {
+            let last = hit.limit.windows.len().saturating_sub(1);
+            let mut base = Some(base);
+            for (j, w) in hit.limit.windows.iter().enumerate() {
+                // The last window takes the base itself: one String per window.
+                let mut key = if j == last {
+                    base.take().unwrap_or_default()
+                } else {
+                    base.clone().unwrap_or_default()
+                };
+                key.push(':');
+                key.push_str(itoa(w.per_ms, &mut [0u8; 20]));
                 p.checks.push(Check {
-                    key: format!("{base}:{}", w.per_ms),
+                    key,
                     window: *w,
                     hits: n,
                     enforce: !hit.limit.shadow,
@@ -93,4 +117,14 @@ pub fn plan(
         });
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn window_suffix_is_the_decimal_per_ms() {
+        for n in [0, 7, 10, 1000, 3_600_000, u64::MAX] {
+            assert_eq!(super::itoa(n, &mut [0u8; 20]), n.to_string());
+        }
+    }
 }

@@ -315,3 +315,73 @@ async fn redis_killed_mid_load_answers_in_time_and_recovers() {
     assert!(p99 <= TIMEOUT + Duration::from_millis(150), "p99 {p99:?}");
     assert!(max <= TIMEOUT + Duration::from_millis(500), "max {max:?}");
 }
+
+/// A flood of concurrent calls beyond the pipeline queue's bound (2048): the calls
+/// past it are answered at once by their limit's failure policy (allow admits, deny
+/// refuses), the queued ones are decided by Redis, and afterwards the service decides
+/// and counts as before. One runtime thread, so the whole flood is queued before the
+/// batch writer first runs: the overflow is certain, not a race.
+#[tokio::test(flavor = "current_thread")]
+async fn a_flood_beyond_the_queue_gets_the_failure_policy_at_once_and_service_resumes() {
+    const FLOOD: usize = 10_000;
+    let redis = Redis::start();
+    let store = connected(RedisTarget::Single(redis.url())).await;
+    let open = mk_config("ns/r/open", &["user"], &[(1_000_000, 3600)]);
+    let mut closed = mk_config("ns/r/closed", &["user"], &[(1_000_000, 3600)]);
+    closed.on_store_failure = FailurePolicy::Deny as i32;
+    let small = mk_config("ns/r/small", &["user"], &[(3, 3600)]);
+    let metrics = Metrics::unregistered();
+    let limiter = Arc::new(
+        Limiter::builder(mk_table(&[open, closed, small]))
+            .store(store)
+            // Generous: the queued calls must be decided, not timed out, on a busy box.
+            .store_timeout(Duration::from_secs(5))
+            .metrics(metrics.clone())
+            .build(),
+    );
+    let started = Instant::now();
+    let calls: Vec<_> = (0..FLOOD)
+        .map(|i| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                let deny = i % 2 == 1;
+                let name = if deny { "ns/r/closed" } else { "ns/r/open" };
+                let req = mk_request(vec![mk_descriptor(name, &[("user", "flood")])]);
+                (deny, is_ok(&limiter.should_rate_limit(&req).await))
+            })
+        })
+        .collect();
+    let mut refused_by_policy = 0;
+    for c in calls {
+        let (deny, ok) = c.await.unwrap();
+        assert!(deny || ok, "the allow policy admits, decided or not");
+        refused_by_policy += usize::from(deny && !ok);
+    }
+    let took = started.elapsed();
+    let overloaded = metrics
+        .store_errors
+        .with_label_values(&["overloaded"])
+        .get() as usize;
+    assert!(
+        overloaded >= FLOOD - 2048 - 256 * 4,
+        "{overloaded} of {FLOOD} refused by the bounded queue"
+    );
+    assert!(overloaded < FLOOD, "the queued calls were decided by Redis");
+    assert!(
+        refused_by_policy <= overloaded,
+        "only store failures refuse ({refused_by_policy} refused): the limits are far above the flood"
+    );
+    assert!(
+        refused_by_policy > 0,
+        "deny-policy calls past the bound are refused"
+    );
+    assert!(took < Duration::from_secs(30), "flood answered in {took:?}");
+
+    // Still deciding and counting: a fresh user gets 3 of 4 under a limit of 3.
+    let small_req = || mk_request(vec![mk_descriptor("ns/r/small", &[("user", "after")])]);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(is_ok(&limiter.should_rate_limit(&small_req()).await));
+    }
+    assert_eq!(seen, [true, true, true, false]);
+}

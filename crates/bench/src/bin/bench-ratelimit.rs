@@ -6,6 +6,8 @@
 //! 2. ShouldRateLimit over gRPC, closed loop: decisions per second, against health.
 //! 3. Through Envoy: a Route limited by the service, against the same Route limited by
 //!    Envoy's in-process `local_ratelimit` filter (the ceiling), same load generator.
+//! 4. Against Kuadrant's Limitador (`make limitador`), same client, same descriptors,
+//!    same Redis: closed-loop decisions per second, in alternating rounds.
 //!
 //! Limits are far above the load, so every request is decided, counted and admitted.
 use std::io::{BufRead, Write};
@@ -21,10 +23,13 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::{
 use envoy_types::pb::envoy::service::ratelimit::v3::{
     RateLimitRequest, rate_limit_response::Code, rate_limit_service_client::RateLimitServiceClient,
 };
-use portcullis_bench::{gateway, local_ratelimit, redis::Redis, report::*, rpc_load};
+use portcullis_bench::{gateway, limitador, local_ratelimit, redis::Redis, report::*, rpc_load};
 use portcullis_xds::{Cache, type_url};
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+#[path = "bench_ratelimit/versus.rs"]
+mod versus;
 
 const RATE: u32 = 20_000;
 const LIMIT_NAME: &str = "bench/limited/per-client";
@@ -43,7 +48,7 @@ fn manifests(echo: SocketAddr) -> String {
         route("local", ""),
         route(
             "limited",
-            ", rateLimits: [{name: per-client, by: ['header:x-client'], limits: [{requests: 4000000000, per: 1s}]}]"
+            ", rateLimits: [{name: per-client, by: ['header:x-client'], limits: [{requests: 1000000000, per: 1s}]}]"
         ),
     )
 }
@@ -167,12 +172,14 @@ fn decision_request(n: usize) -> RateLimitRequest {
     }
 }
 
-/// A decision by the store, as opposed to a store failure, carries RateLimit-*.
+/// A decision by the store, as opposed to a store failure, carries RateLimit-*
+/// (Limitador's draft-03 headers are `X-RateLimit-*`; it fails the call when its
+/// store does).
 fn decided(r: &envoy_types::pb::envoy::service::ratelimit::v3::RateLimitResponse) -> bool {
     r.overall_code == Code::Ok as i32
         && r.response_headers_to_add
             .iter()
-            .any(|h| h.key == "RateLimit-Limit")
+            .any(|h| h.key == "RateLimit-Limit" || h.key == "X-RateLimit-Limit")
 }
 
 struct Direct {
@@ -275,7 +282,17 @@ fn direct_rows(store: &str, r: &Direct, rows: &mut Vec<Row>) -> anyhow::Result<(
         r.closed.per_sec,
         r.closed.failed
     );
-    let fixed_ok = r.fixed.failed == 0 && (!redis || r.fixed.p99 <= Duration::from_millis(2));
+    // Redis: p99 ≤ 5 ms with nothing undecided; FAIL (the guard) past 10 ms or 1%.
+    let undecided = r.fixed.failed as f64 / r.fixed.calls.max(1) as f64;
+    let fixed_verdict = if !redis {
+        if r.fixed.failed == 0 { "ok" } else { "MISS" }
+    } else if r.fixed.failed == 0 && r.fixed.p99 <= Duration::from_millis(5) {
+        "ok"
+    } else if undecided <= 0.01 && r.fixed.p99 <= Duration::from_millis(10) {
+        "MISS"
+    } else {
+        "FAIL"
+    };
     rows.push(Row {
         metric: format!("ShouldRateLimit over gRPC, {store} store, at {RATE}/s: p50 / p99"),
         value: format!(
@@ -285,7 +302,12 @@ fn direct_rows(store: &str, r: &Direct, rows: &mut Vec<Row>) -> anyhow::Result<(
             r.fixed.per_sec,
             unanswered(&r.fixed)
         ),
-        target: if redis { "p99 ≤ 2 ms" } else { "—" }.into(),
+        target: if redis {
+            "p99 ≤ 5 ms, 0 not decided"
+        } else {
+            "—"
+        }
+        .into(),
         baseline: format!(
             "gRPC health check, same rate: {} / {}{}",
             us(r.fixed_health.p50),
@@ -296,7 +318,7 @@ fn direct_rows(store: &str, r: &Direct, rows: &mut Vec<Row>) -> anyhow::Result<(
             "{:.2}× (p99)",
             r.fixed.p99.as_secs_f64() / r.fixed_health.p99.as_secs_f64().max(1e-9)
         ),
-        verdict: if fixed_ok { "ok" } else { "MISS" },
+        verdict: fixed_verdict,
     });
     rows.push(Row {
         metric: format!(
@@ -499,18 +521,61 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     drop(envoy);
 
+    // 4: against Limitador, same client and descriptors, same Redis.
+    let round = Duration::from_secs(if args.quick { 1 } else { 4 });
+    let lim_bin = limitador::find();
+    match &lim_bin {
+        Some(b) => println!("limitador-server: {}", b.display()),
+        None => println!("limitador-server not built (make limitador): not measured"),
+    }
+    let compare = async |ours: SocketAddr, storage: &[&str]| match &lim_bin {
+        Some(bin) => versus::against(bin, ours, storage, round).await.map(Some),
+        None => Ok(None),
+    };
+    let vs_memory = compare(memory.addr, &["memory"]).await?;
+    let vs_redis = compare(redis_svc.addr, &["redis", &redis_url]).await?;
+    let vs_cached = compare(redis_svc.addr, &["redis_cached", &redis_url]).await?;
+    rows.push(versus::row(
+        "memory store",
+        1.2,
+        vs_memory.as_ref(),
+        "memory",
+    ));
+    rows.push(versus::row("Redis store", 2.0, vs_redis.as_ref(), "redis"));
+    rows.push(versus::row(
+        "Redis store",
+        1.0,
+        vs_cached.as_ref(),
+        "redis_cached",
+    ));
+
     let body = format!(
-        "## Rate limiting (`make bench-ratelimit`)\n\nCommand: `make bench-ratelimit` (= `cargo run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md`).\nMachine: {}. Each `portcullis ratelimit` runs in its own process with its limits from the control plane over ADS; Redis is a local `redis-server`.\n\n{}\nNotes: \"not decided\" counts calls answered by the failure policy after the 20 ms store timeout or failed by the server's HTTP/2 flood guard (GOAWAY ENHANCE_YOUR_CALM when too many requests wait unread); an open-loop rate above what the service sustains makes both grow without bound. Every request is decided and counted (one descriptor, one 1 s window, limit far above the load; {CLIENTS} distinct clients over gRPC, one through Envoy), none is refused. Fixed-rate latency is timed by a client in the benchmark process from each call's send to its answer ({} calls per 1 ms tick over 4 HTTP/2 connections), so it includes that client's gRPC stack; the health check on the same server at the same rate is that floor. Through Envoy, one load generator (32 keep-alive connections, closed loop) drives the same Route shape limited by the service and by Envoy's in-process `local_ratelimit`; Envoy runs one worker thread and shares the 2 cores with the generator, the echo backend, the service and Redis.\n",
+        "## Rate limiting (`make bench-ratelimit`)\n\nCommand: `make bench-ratelimit` (= `cargo run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md`).\nMachine: {}. Each `portcullis ratelimit` runs in its own process with its limits from the control plane over ADS; Redis is a local `redis-server`.\n\n{}\nNotes: \"not decided\" counts calls answered by the failure policy after the 20 ms store timeout or failed by the server's HTTP/2 flood guard (GOAWAY ENHANCE_YOUR_CALM when too many requests wait unread); an open-loop rate above what the service sustains makes both grow without bound. Every request is decided and counted (one descriptor, one 1 s window, limit far above the load; {CLIENTS} distinct clients over gRPC, one through Envoy), none is refused. Fixed-rate latency is timed by a client in the benchmark process from each call's send to its answer ({} calls per 1 ms tick over 4 HTTP/2 connections), so it includes that client's gRPC stack; the health check on the same server at the same rate is that floor. Through Envoy, one load generator (32 keep-alive connections, closed loop) drives the same Route shape limited by the service and by Envoy's in-process `local_ratelimit`; Envoy runs one worker thread and shares the 2 cores with the generator, the echo backend, the service and Redis. Against Limitador (`limitador-server`, built by `make limitador` from Kuadrant/limitador {}, `--rate-limit-headers DRAFT_VERSION_03` as the service always sends RateLimit headers), the same client and descriptors drive each server in turn, one equivalent limit per client (1e9 per 1 s), on the same `redis-server`; a round's figure counts only decided calls. Verdicts: ok = target met, MISS = up to 2× off, FAIL = more than 2× off (the run then exits non-zero: the regression guard).\n",
         machine(),
         table(&rows),
         RATE / 1000,
+        lim_version(lim_bin.as_deref()),
     );
     print!("{body}");
     if let Some(out) = args.out {
         write_section(std::path::Path::new(&out), "bench-ratelimit", &body)?;
     }
     drop((memory, redis_svc, redis));
-    Ok(())
+    // The regression guard: a figure more than 2× off its target fails the run.
+    guard(&rows)
+}
+
+/// `limitador-server --version`, or why there is none.
+fn lim_version(bin: Option<&std::path::Path>) -> String {
+    bin.and_then(|b| Command::new(b).arg("--version").output().ok())
+        // "Limitador Server v2.4.0-dev (<sha>) …": the sha is whatever git repository
+        // the build ran in (not Limitador's when built from an archive), so drop it.
+        .map(|o| {
+            let v = String::from_utf8_lossy(&o.stdout);
+            v.split(" (").next().unwrap_or("").trim().to_string()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "(not built here)".into())
 }
 
 async fn fetch_text(url: &str) -> anyhow::Result<(u16, String)> {

@@ -150,6 +150,9 @@ impl MemoryStore {
         checks: &[Check],
         counting: Counting,
     ) -> StoreReply {
+        if let [check] = checks {
+            return self.check_one(now_ms, check, counting);
+        }
         let shard_ids: Vec<usize> = checks.iter().map(|c| self.shard_of(&c.key)).collect();
         let mut order = shard_ids.clone();
         order.sort_unstable();
@@ -192,6 +195,34 @@ impl MemoryStore {
         StoreReply {
             counted: vec![count; checks.len()],
             counts,
+        }
+    }
+
+    /// The common case, one window: one lock and none of the bookkeeping vectors that
+    /// ordering several shard locks needs (same decision as the general path).
+    fn check_one(&self, now_ms: u64, check: &Check, counting: Counting) -> StoreReply {
+        let mut shard = self.shards[self.shard_of(&check.key)].lock();
+        let (bucket, _) = algorithm::bucket(now_ms, check.window.per_ms);
+        let c = shard
+            .get(&check.key)
+            .map(|s| s.counts_at(bucket))
+            .unwrap_or_default();
+        let over = !algorithm::fits(&check.window, c, now_ms, check.hits);
+        let count = admits(std::slice::from_ref(check), &[over]) || counting == Counting::All;
+        if count {
+            let slot = Slot {
+                per_ms: check.window.per_ms,
+                bucket,
+                prev: c.prev,
+                curr: c.curr + check.hits as u64,
+            };
+            if shard.set(&check.key, slot, self.per_shard, now_ms) {
+                self.evictions.inc();
+            }
+        }
+        StoreReply {
+            counted: vec![count],
+            counts: vec![c],
         }
     }
 

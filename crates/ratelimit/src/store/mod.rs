@@ -5,8 +5,10 @@
 //! the local over-limit cache exact (a refused request changes nothing).
 //! [`Counting::All`] counts every window whatever the decision (envoyproxy/ratelimit's
 //! behaviour, and the global shadow mode).
+mod batch;
 mod memory;
 mod redis;
+mod redis_pipeline;
 
 pub use self::memory::{DEFAULT_MAX_KEYS, MemoryStore};
 pub use self::redis::{RedisStore, RedisTarget, RedisTls, redacted_url};
@@ -87,10 +89,13 @@ impl StoreReply {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("store not connected yet")]
     NotConnected,
+    /// The queue of calls waiting for the store is full (see `batch`).
+    #[error("store overloaded: too many calls waiting")]
+    Overloaded,
     #[error("store: {0}")]
     Redis(#[from] ::redis::RedisError),
     #[error("store returned an unexpected reply: {0}")]
@@ -102,6 +107,7 @@ impl StoreError {
     pub fn kind(&self) -> &'static str {
         match self {
             StoreError::NotConnected => "not_connected",
+            StoreError::Overloaded => "overloaded",
             StoreError::Redis(_) => "redis",
             StoreError::BadReply(_) => "bad_reply",
         }
