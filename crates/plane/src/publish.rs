@@ -4,8 +4,9 @@
 //! version.
 use std::{path::PathBuf, time::Instant};
 
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use portcullis_api::{Model, ObjectKey};
-use portcullis_translate::{Options, Resources, translate};
+use portcullis_translate::{Incremental, Options, Resources};
 use portcullis_xds::{Cache, Resource, Snapshot};
 use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
 
@@ -55,6 +56,8 @@ pub struct Publisher {
     pub options: Options,
     pub state: Option<StateFile>,
     metrics: PublishMetrics,
+    /// What the last publish translated, so the next re-translates only what changed.
+    incremental: std::sync::Mutex<Incremental>,
 }
 
 impl Publisher {
@@ -93,17 +96,23 @@ impl Publisher {
             options,
             state: state.map(StateFile::new),
             metrics: PublishMetrics::new(registry),
+            incremental: Default::default(),
         }
     }
 
     /// Translates and installs `model`.
     pub fn publish(&self, model: &Model, created: &crate::state::Created) -> Published {
         let started = Instant::now();
-        let resources = translate(model, &self.options);
+        let resources = self
+            .incremental
+            .lock()
+            // A panic while translating is caught per object, so the memory is whole.
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .translate(model, &self.options);
         for (key, panic) in &resources.failed {
             tracing::error!(object = %key, panic, "translation failed; the object is left out");
         }
-        let snapshot = to_snapshot(&resources);
+        let snapshot = to_snapshot_reusing(&resources, &self.cache.snapshot());
         let version = snapshot.version().to_owned();
         if let Some(state) = &self.state
             && let Err(e) = state.save(&snapshot, created)
@@ -142,6 +151,15 @@ fn pack_any<T: prost::Name + prost::Message>(value: &T) -> envoy_types::pb::goog
 
 /// Every translated resource as a named xDS resource.
 pub fn to_snapshot(res: &Resources) -> Snapshot {
+    Snapshot::new(resources(res))
+}
+
+/// [`to_snapshot`], reusing `previous`'s versions and encodings of unchanged resources.
+pub fn to_snapshot_reusing(res: &Resources, previous: &Snapshot) -> Snapshot {
+    Snapshot::reusing(resources(res), previous)
+}
+
+fn resources(res: &Resources) -> impl Iterator<Item = Resource> + '_ {
     let listeners = res
         .listeners
         .iter()
@@ -150,6 +168,15 @@ pub fn to_snapshot(res: &Resources) -> Snapshot {
         .route_configs
         .iter()
         .map(|r| Resource::new(&r.name, pack_any(r)));
+    let encoded_routes = res.encoded_route_configs.iter().map(|(name, bytes)| {
+        Resource::new(
+            name,
+            envoy_types::pb::google::protobuf::Any {
+                type_url: <RouteConfiguration as prost::Name>::type_url(),
+                value: bytes.clone(),
+            },
+        )
+    });
     let clusters = res
         .clusters
         .iter()
@@ -167,12 +194,11 @@ pub fn to_snapshot(res: &Resources) -> Snapshot {
         .rate_limit_configs
         .iter()
         .map(|c| Resource::new(&c.name, pack_any(c)));
-    Snapshot::new(
-        listeners
-            .chain(routes)
-            .chain(clusters)
-            .chain(endpoints)
-            .chain(secrets)
-            .chain(rate_limits),
-    )
+    listeners
+        .chain(routes)
+        .chain(encoded_routes)
+        .chain(clusters)
+        .chain(endpoints)
+        .chain(secrets)
+        .chain(rate_limits)
 }

@@ -18,7 +18,7 @@ use crate::tls::https_route_config_name;
 
 /// Whether a client that selected the chain for `hostname` (by SNI) can be routed to
 /// the virtual host for `domain`.
-fn reachable(domain: &str, hostname: &str) -> bool {
+pub(crate) fn reachable(domain: &str, hostname: &str) -> bool {
     domain == ANY_HOST || covers(hostname, domain) || covers(domain, hostname)
 }
 
@@ -60,7 +60,7 @@ pub fn split(
 }
 
 /// A virtual host that redirects every plain-HTTP request to HTTPS needs no routes.
-fn redirect_only(vhost: VirtualHost) -> VirtualHost {
+pub(crate) fn redirect_only(vhost: VirtualHost) -> VirtualHost {
     if vhost.require_tls != TlsRequirementType::All as i32 {
         return vhost;
     }

@@ -14,6 +14,7 @@ pub mod component_tls;
 use portcullis_api::defaults;
 pub mod filters;
 pub mod host_routes;
+mod incremental;
 mod listener;
 mod proto;
 mod rate_limit_config;
@@ -30,6 +31,7 @@ use envoy_types::pb::envoy::config::{
 use portcullis_api::{Model, ObjectKey, isolate::isolate};
 
 pub use cluster::cluster_name;
+pub use incremental::Incremental;
 pub use portcullis_proto::ratelimit::v1::{
     RateLimitConfig, TYPE_URL as RATE_LIMIT_CONFIG_TYPE_URL,
 };
@@ -113,6 +115,9 @@ impl Default for Options {
 pub struct Resources {
     pub listeners: Vec<Listener>,
     pub route_configs: Vec<RouteConfiguration>,
+    /// The RouteConfigurations already encoded, by name, from [`Incremental`] (which
+    /// leaves `route_configs` empty): the same resources, never decoded again.
+    pub encoded_route_configs: Vec<(String, Vec<u8>)>,
     pub clusters: Vec<Cluster>,
     pub load_assignments: Vec<ClusterLoadAssignment>,
     /// One per Route limit, sorted by name. Produced whether or not Envoy is given a
@@ -131,6 +136,11 @@ pub struct Resources {
 /// Translates the validated model. Never panics: each object's translation runs
 /// isolated (see [`portcullis_api::isolate`]).
 pub fn translate(model: &Model, options: &Options) -> Resources {
+    build(model, options, None)
+}
+
+/// [`translate`]; with `incremental`, the routing comes from it, encoded.
+fn build(model: &Model, options: &Options, incremental: Option<&mut Incremental>) -> Resources {
     let mut clusters = Vec::new();
     let mut load_assignments = Vec::new();
     let mut failed = Vec::new();
@@ -165,7 +175,13 @@ pub fn translate(model: &Model, options: &Options) -> Resources {
             clusters.push(cluster);
         }
     }
-    let route_config = route::route_configuration(model, options, &mut failed);
+    let (route_configs, encoded_route_configs) = match incremental {
+        None => {
+            let full = route::route_configuration(model, options, &mut failed);
+            (host_routes::split(full, model, options), Vec::new())
+        }
+        Some(memo) => (Vec::new(), memo.route_configs(model, options, &mut failed)),
+    };
     let rate_limit_configs = rate_limit_config::rate_limit_configs(model, &mut failed);
     failed.sort();
     failed.dedup_by(|a, b| a.0 == b.0);
@@ -178,7 +194,8 @@ pub fn translate(model: &Model, options: &Options) -> Resources {
             s.extend(upstream_tls::secrets(model));
             s
         },
-        route_configs: host_routes::split(route_config, model, options),
+        route_configs,
+        encoded_route_configs,
         clusters,
         load_assignments,
         rate_limit_configs,

@@ -11,7 +11,9 @@ use envoy_types::pb::envoy::{
     r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher::MatchPattern},
 };
 use portcullis_api::{
-    HeaderMatch, Model, ObjectKey, RouteEntry, isolate::isolate, table::ANY_HOST,
+    HeaderMatch, Model, ObjectKey, RouteEntry,
+    isolate::isolate,
+    table::{ANY_HOST, HostTable},
 };
 
 use envoy_types::pb::envoy::config::{
@@ -29,6 +31,12 @@ pub fn route_name(entry: &RouteEntry) -> String {
     )
 }
 
+/// `validate_clusters: false`: routes are only ever added or changed through xDS; no
+/// need to validate clusters at load (ordering already guarantees they exist) and it is
+/// slow at 10k routes.
+pub(crate) const NO_CLUSTER_VALIDATION: envoy_types::pb::google::protobuf::BoolValue =
+    envoy_types::pb::google::protobuf::BoolValue { value: false };
+
 /// `failed` gets the Routes whose translation panicked, or whose Service's did; they
 /// are left out of every host.
 pub fn route_configuration(
@@ -40,46 +48,55 @@ pub fn route_configuration(
     let virtual_hosts = model
         .table()
         .into_iter()
-        .map(|table| {
-            // The name is what stats show (`envoy_virtual_host`); the domain matches.
-            let name = if table.domain == ANY_HOST {
-                ANY_HOST.to_string()
-            } else {
-                crate::cluster::stat_name(&table.domain)
-            };
-            let mut routes = vec![path_parameter_guard()];
-            for e in &table.entries {
-                if let Some((svc, _)) = e.backends.iter().find(|(s, _)| failed_services.contains(s))
-                {
-                    failed.push((
-                        e.key.clone(),
-                        format!("its backend {svc} could not be translated"),
-                    ));
-                    continue;
-                }
-                match isolate(|| envoy_routes(e, model, options)) {
-                    Ok(r) => routes.extend(r),
-                    Err(panic) => failed.push((e.key.clone(), panic)),
-                }
-            }
-            let mut vhost = VirtualHost {
-                name,
-                routes,
-                ..Default::default()
-            };
-            host_tls(&mut vhost, model, &table.domain);
-            vhost.domains = vec![table.domain];
-            vhost
-        })
+        .map(|table| virtual_host(&table, model, options, &failed_services, failed))
         .collect();
     RouteConfiguration {
         name: ROUTE_CONFIG_NAME.into(),
         virtual_hosts,
         // Routes are only ever added or changed through xDS; no need to validate clusters
         // at load (ordering already guarantees they exist) and it is slow at 10k routes.
-        validate_clusters: Some(false.into_bool()),
+        validate_clusters: Some(NO_CLUSTER_VALIDATION),
         ..Default::default()
     }
+}
+
+/// The virtual host of one domain. `failed_services`: Services whose translation
+/// panicked; `failed` gets the entries left out (theirs, or their own panic).
+pub(crate) fn virtual_host(
+    table: &HostTable<'_>,
+    model: &Model,
+    options: &crate::Options,
+    failed_services: &[ObjectKey],
+    failed: &mut Vec<(ObjectKey, String)>,
+) -> VirtualHost {
+    // The name is what stats show (`envoy_virtual_host`); the domain matches.
+    let name = if table.domain == ANY_HOST {
+        ANY_HOST.to_string()
+    } else {
+        crate::cluster::stat_name(&table.domain)
+    };
+    let mut routes = vec![path_parameter_guard()];
+    for e in &table.entries {
+        if let Some((svc, _)) = e.backends.iter().find(|(s, _)| failed_services.contains(s)) {
+            failed.push((
+                e.key.clone(),
+                format!("its backend {svc} could not be translated"),
+            ));
+            continue;
+        }
+        match isolate(|| envoy_routes(e, model, options)) {
+            Ok(r) => routes.extend(r),
+            Err(panic) => failed.push((e.key.clone(), panic)),
+        }
+    }
+    let mut vhost = VirtualHost {
+        name,
+        routes,
+        ..Default::default()
+    };
+    host_tls(&mut vhost, model, &table.domain);
+    vhost.domains = vec![table.domain.clone()];
+    vhost
 }
 
 /// A domain owned by a Host serving HTTPS: plain-HTTP requests get a 301 to HTTPS

@@ -1,0 +1,229 @@
+//! Incremental translation of the routing: an edit to one Route re-translates and
+//! re-encodes only the virtual hosts whose inputs changed, and every RouteConfiguration
+//! is assembled from encoded virtual hosts instead of being built, cloned per Host and
+//! encoded whole (at 10k Routes that was most of an edit's CPU).
+//!
+//! A virtual host is a pure function of its domain, its entries (in order), the
+//! Services those entries send to, the Host owning the domain (TLS, redirect, HSTS),
+//! the Services whose translation failed, and the [`Options`]. [`Incremental`] keeps,
+//! per domain, those inputs and the encoding they gave; an equal set of inputs reuses
+//! the bytes. The output is byte-for-byte what [`crate::translate`] gives
+//! (`incremental_tests.rs` checks it over random edits): protobuf encodes a message's
+//! fields in tag order, so a RouteConfiguration is its name field, then each virtual
+//! host as field 2, then `validate_clusters`.
+//!
+//! The cost: the previous inputs are kept (an `Arc` per Route and a few small vectors
+//! per entry) and every build compares them, which is linear in the table but far
+//! cheaper than translating and encoding it.
+use std::{collections::HashMap, sync::Arc};
+
+use envoy_types::pb::envoy::config::route::v3::{
+    RouteConfiguration, VirtualHost, virtual_host::TlsRequirementType,
+};
+use portcullis_api::{
+    HostTls, Model, ObjectKey, RouteEntry, Service, model::owner, table::HostTable,
+};
+use prost::{Message, bytes::Bytes};
+
+use crate::{
+    Options, ROUTE_CONFIG_NAME, host_routes, route,
+    tls::{https_route_config_name, with_certificates},
+};
+
+/// The memory of the last build; see the module docs.
+#[derive(Default)]
+pub struct Incremental {
+    options: Option<Options>,
+    vhosts: HashMap<String, Cached>,
+}
+
+/// One domain's inputs and what they gave.
+struct Cached {
+    entries: Vec<RouteEntry>,
+    /// The Service of each backend of each entry, in order.
+    services: Vec<Option<Arc<Service>>>,
+    /// The owning Host's TLS settings and whether it has a certificate.
+    host: Option<(Option<HostTls>, bool)>,
+    failed_services: Vec<ObjectKey>,
+    /// The virtual host as field 2 of a RouteConfiguration.
+    full: Bytes,
+    /// Its plain-HTTP form when every plain request is redirected to HTTPS.
+    redirect: Option<Bytes>,
+    failed: Vec<(ObjectKey, String)>,
+}
+
+fn backend_services<'a>(
+    entries: impl Iterator<Item = &'a RouteEntry>,
+    model: &'a Model,
+) -> impl Iterator<Item = Option<&'a Arc<Service>>> {
+    entries.flat_map(|e| e.backends.iter().map(|(k, _)| model.services.get(k)))
+}
+
+fn owner_tls(model: &Model, domain: &str) -> Option<(Option<HostTls>, bool)> {
+    owner(&model.hosts, domain).map(|(_, h)| (h.host.spec.tls.clone(), h.certificate.is_some()))
+}
+
+/// Equal as far as translation reads them: the key and spec (not status or metadata).
+fn same_entry(a: &RouteEntry, b: &RouteEntry) -> bool {
+    (Arc::ptr_eq(&a.route, &b.route) || a.route.spec == b.route.spec)
+        && a.key == b.key
+        && a.path_index == b.path_index
+        && a.path == b.path
+        && a.methods == b.methods
+        && a.headers == b.headers
+        && a.backends == b.backends
+        && a.timeout == b.timeout
+}
+
+fn same_service(a: Option<&Arc<Service>>, b: &Option<Arc<Service>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.spec == b.spec,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+impl Cached {
+    fn matches(&self, table: &HostTable<'_>, model: &Model, failed_services: &[ObjectKey]) -> bool {
+        self.failed_services == failed_services
+            && self.entries.len() == table.entries.len()
+            && self
+                .entries
+                .iter()
+                .zip(&table.entries)
+                .all(|(a, b)| same_entry(a, b))
+            && {
+                let mut now = backend_services(table.entries.iter().copied(), model);
+                self.services
+                    .iter()
+                    .all(|s| now.next().is_some_and(|n| same_service(n, s)))
+                    && now.next().is_none()
+            }
+            && self.host == owner_tls(model, &table.domain)
+    }
+
+    fn build(
+        table: &HostTable<'_>,
+        model: &Model,
+        options: &Options,
+        failed_services: &[ObjectKey],
+    ) -> Self {
+        let mut failed = Vec::new();
+        let vhost = route::virtual_host(table, model, options, failed_services, &mut failed);
+        let redirect = (vhost.require_tls == TlsRequirementType::All as i32)
+            .then(|| as_field(&host_routes::redirect_only(vhost.clone())));
+        Self {
+            entries: table.entries.iter().map(|e| (*e).clone()).collect(),
+            services: backend_services(table.entries.iter().copied(), model)
+                .map(|s| s.cloned())
+                .collect(),
+            host: owner_tls(model, &table.domain),
+            failed_services: failed_services.to_vec(),
+            full: as_field(&vhost),
+            redirect,
+            failed,
+        }
+    }
+}
+
+/// `vhost` encoded as field 2 (`virtual_hosts`) of a RouteConfiguration.
+fn as_field(vhost: &VirtualHost) -> Bytes {
+    let mut buf = Vec::with_capacity(vhost.encoded_len() + 8);
+    prost::encoding::message::encode(2, vhost, &mut buf);
+    Bytes::from(buf)
+}
+
+/// A RouteConfiguration named `name` holding `vhosts` (each already a field), encoded.
+fn assemble<'a>(name: &str, vhosts: impl Iterator<Item = &'a Bytes> + Clone) -> Vec<u8> {
+    let head = RouteConfiguration {
+        name: name.into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let tail = RouteConfiguration {
+        validate_clusters: Some(route::NO_CLUSTER_VALIDATION),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let len = head.len() + tail.len() + vhosts.clone().map(|v| v.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&head);
+    for v in vhosts {
+        out.extend_from_slice(v);
+    }
+    out.extend_from_slice(&tail);
+    out
+}
+
+impl Incremental {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// As [`crate::translate`], reusing what the last call built where its inputs
+    /// are unchanged; the RouteConfigurations come back encoded
+    /// ([`crate::Resources::encoded_route_configs`]).
+    pub fn translate(&mut self, model: &Model, options: &Options) -> crate::Resources {
+        if self.options.as_ref() != Some(options) {
+            self.vhosts.clear();
+            self.options = Some(options.clone());
+        }
+        crate::build(model, options, Some(self))
+    }
+
+    /// Every RouteConfiguration, encoded: the same set and order as
+    /// `host_routes::split(route::route_configuration(..))`.
+    pub(crate) fn route_configs(
+        &mut self,
+        model: &Model,
+        options: &Options,
+        failed: &mut Vec<(ObjectKey, String)>,
+    ) -> Vec<(String, Vec<u8>)> {
+        let failed_services: Vec<ObjectKey> = failed.iter().map(|(k, _)| k.clone()).collect();
+        let mut next = HashMap::with_capacity(self.vhosts.len());
+        let mut order = Vec::new();
+        for table in model.table() {
+            let cached = match self.vhosts.remove(&table.domain) {
+                Some(c) if c.matches(&table, model, &failed_services) => c,
+                _ => Cached::build(&table, model, options, &failed_services),
+            };
+            failed.extend(cached.failed.iter().cloned());
+            order.push(table.domain.clone());
+            next.insert(table.domain, cached);
+        }
+        self.vhosts = next;
+        let vhost = |d: &String| &self.vhosts[d];
+        let chains = with_certificates(model);
+        if options.https_port.is_none() || chains.is_empty() {
+            return vec![(
+                ROUTE_CONFIG_NAME.into(),
+                assemble(ROUTE_CONFIG_NAME, order.iter().map(|d| &vhost(d).full)),
+            )];
+        }
+        let mut out = vec![(
+            ROUTE_CONFIG_NAME.into(),
+            assemble(
+                ROUTE_CONFIG_NAME,
+                order.iter().map(|d| {
+                    let c = vhost(d);
+                    c.redirect.as_ref().unwrap_or(&c.full)
+                }),
+            ),
+        )];
+        for (key, host) in chains {
+            let name = https_route_config_name(key);
+            let hostname = &host.host.spec.hostname;
+            let reachable = order
+                .iter()
+                .filter(|d| host_routes::reachable(d, hostname))
+                .map(|d| &vhost(d).full);
+            let bytes = assemble(&name, reachable);
+            out.push((name, bytes));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[path = "incremental_tests.rs"]
+mod tests;
