@@ -2,9 +2,12 @@
 //! match conflicts between Routes. The oldest Route keeps a contested match, so a new
 //! manifest can never take traffic a running service already has (docs/decisions.md).
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    borrow::Cow,
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::Arc,
 };
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{Issue, Report};
 use crate::{
@@ -14,23 +17,28 @@ use crate::{
 
 /// The same Kind namespace/name twice in the input: the first is kept.
 pub(super) fn duplicates<T>(reports: &mut [(Report, &T)]) {
-    let mut seen = BTreeSet::new();
-    for (report, _) in reports.iter_mut() {
-        if !seen.insert(report.key.clone()) {
-            report.error(
-                "metadata.name",
-                format!(
-                    "{} is defined more than once; rename or remove the later copy",
-                    report.key
-                ),
-            );
-        }
+    let later: Vec<usize> = {
+        let mut seen = HashSet::with_capacity(reports.len());
+        (0..reports.len())
+            .filter(|&i| !seen.insert(&reports[i].0.key))
+            .collect()
+    };
+    for i in later {
+        let report = &mut reports[i].0;
+        report.error(
+            "metadata.name",
+            format!(
+                "{} is defined more than once; rename or remove the later copy",
+                report.key
+            ),
+        );
     }
 }
 
 /// One thing a request can match: host ("*" for any), method ("*"), path (lower-cased:
-/// Envoy matches paths without regard to case), headers.
-type MatchKey = (String, String, bool, String, Vec<HeaderMatch>);
+/// Envoy matches paths without regard to case), headers. Borrowed from the Routes where
+/// it can be: at 10k Routes, allocating every key was a visible part of each rebuild.
+type MatchKey<'a> = (&'a str, Cow<'a, str>, bool, Cow<'a, str>, Vec<HeaderMatch>);
 
 /// Older first, then by key: who keeps a contested match or a place in the budget.
 pub(super) fn age_then_key(a: &(Report, &Route), b: &(Report, &Route)) -> std::cmp::Ordering {
@@ -48,7 +56,15 @@ pub(super) fn resolve(
         .filter(|(r, _)| r.errors.is_empty() && r.unresolved.is_empty())
         .map(|(r, s)| (r.key.clone(), Arc::new((*s).clone())))
         .collect();
-    let known: BTreeSet<&ObjectKey> = services.iter().map(|(r, _)| &r.key).collect();
+    // Looked up by borrowed (namespace, name): no key is built per backend.
+    let names = |accepted_only: bool| -> HashSet<(&str, &str)> {
+        services
+            .iter()
+            .filter(|(r, _)| !accepted_only || accepted.contains_key(&r.key))
+            .map(|(r, _)| (r.key.namespace.as_str(), r.key.name.as_str()))
+            .collect()
+    };
+    let (accepted_names, known) = (names(true), names(false));
 
     // References first: a Route to a missing Service is not served and claims nothing.
     for (report, route) in routes.iter_mut() {
@@ -56,10 +72,12 @@ pub(super) fn resolve(
             continue;
         }
         for (i, b) in route.spec.backends.iter().enumerate() {
-            let target = ObjectKey::service(&report.key.namespace, &b.service);
-            let message = if accepted.contains_key(&target) {
+            let name = (report.key.namespace.as_str(), b.service.as_str());
+            if accepted_names.contains(&name) {
                 continue;
-            } else if known.contains(&target) {
+            }
+            let target = ObjectKey::service(&report.key.namespace, &b.service);
+            let message = if known.contains(&name) {
                 format!("{target} is not accepted; fix the errors in its status first")
             } else {
                 format!(
@@ -80,24 +98,27 @@ pub(super) fn resolve(
         .filter(|&i| routes[i].0.is_served())
         .collect();
     order.sort_by(|&a, &b| age_then_key(&routes[a], &routes[b]));
-    let mut owners: HashMap<MatchKey, ObjectKey> = HashMap::new();
+    let mut owners: HashMap<MatchKey<'_>, usize> = HashMap::new();
     for i in order {
-        let keys = match_keys(routes[i].1);
-        let (report, _) = &mut routes[i];
-        if let Some((k, owner)) = keys.iter().find_map(|k| owners.get(k).map(|o| (k, o))) {
+        let route: &Route = routes[i].1;
+        let keys = match_keys(route);
+        if let Some((k, owner)) = keys.iter().find_map(|k| owners.get(k).map(|&o| (k, o))) {
             let (host, method, exact, path, _) = k;
+            let message = format!(
+                "host {host} method {method} {} {path} is already served by the older {}; change the match or remove one of them",
+                if *exact { "exact" } else { "prefix" },
+                routes[owner].0.key,
+            );
+            let report = &mut routes[i].0;
             report.conflict = Some(Issue {
                 object: report.key.clone(),
                 field: "spec.match".into(),
-                message: format!(
-                    "host {host} method {method} {} {path} is already served by the older {owner}; change the match or remove one of them",
-                    if *exact { "exact" } else { "prefix" },
-                ),
+                message,
             });
             continue;
         }
         for k in keys {
-            owners.insert(k, report.key.clone());
+            owners.insert(k, i);
         }
     }
 
@@ -110,7 +131,7 @@ pub(super) fn resolve(
         }
         entries.extend(entries_of(report, route, &accepted));
     }
-    entries.sort_by(precedence);
+    let entries = super::sorted_by(entries, precedence);
     let model = Model {
         services: accepted,
         routes: entries,
@@ -199,20 +220,19 @@ fn normalized_methods(route: &Route) -> Vec<String> {
     methods.into_iter().collect()
 }
 
-fn match_keys(route: &Route) -> Vec<MatchKey> {
+fn match_keys(route: &Route) -> Vec<MatchKey<'_>> {
     let spec = &route.spec;
-    let any = vec!["*".to_string()];
-    let hosts = if spec.hosts.is_empty() {
-        &any
+    let hosts: Vec<&str> = if spec.hosts.is_empty() {
+        vec!["*"]
     } else {
-        &spec.hosts
+        spec.hosts.iter().map(String::as_str).collect()
     };
-    let methods = normalized_methods(route);
-    let methods = if methods.is_empty() {
-        any.clone()
-    } else {
-        methods
-    };
+    let mut methods: Vec<Cow<'_, str>> = spec.match_.methods.iter().map(|m| upper(m)).collect();
+    methods.sort();
+    methods.dedup();
+    if methods.is_empty() {
+        methods.push(Cow::Borrowed("*"));
+    }
     let headers = normalized_headers(route);
     let mut keys = Vec::new();
     for h in hosts {
@@ -223,17 +243,27 @@ fn match_keys(route: &Route) -> Vec<MatchKey> {
                     (None, Some(v)) => (false, v),
                     (None, None) => continue,
                 };
-                keys.push((
-                    h.clone(),
-                    m.clone(),
-                    exact,
-                    path.to_ascii_lowercase(),
-                    headers.clone(),
-                ));
+                keys.push((h, m.clone(), exact, lower(path), headers.clone()));
             }
         }
     }
     keys
+}
+
+fn upper(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_lowercase()) {
+        Cow::Owned(s.to_ascii_uppercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 fn entries_of(
@@ -260,7 +290,22 @@ fn entries_of(
             .max()
             .unwrap_or(Duration::from_secs(10))
     });
-    let shared = Arc::new(route.clone());
+    // What the model's readers use of a Route: its spec, and of its metadata the
+    // identity, age and generation. Annotations (kubectl's last-applied copy of the
+    // whole object), labels, managed fields and status stay behind: copying them for
+    // every Route on every rebuild cost time and memory for nothing.
+    let shared = Arc::new(Route {
+        metadata: ObjectMeta {
+            name: route.metadata.name.clone(),
+            namespace: route.metadata.namespace.clone(),
+            creation_timestamp: route.metadata.creation_timestamp.clone(),
+            generation: route.metadata.generation,
+            uid: route.metadata.uid.clone(),
+            ..Default::default()
+        },
+        spec: route.spec.clone(),
+        status: None,
+    });
     let methods = normalized_methods(route);
     let headers = normalized_headers(route);
     route

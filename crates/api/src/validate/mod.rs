@@ -170,14 +170,24 @@ pub fn validate_objects(objects: &Objects, certificates: &Certificates, rules: &
         rules.route_table_bytes,
     );
     model.upstream_tls = upstream_tls;
-    let mut reports: Vec<Report> = service_reports
+    let reports: Vec<Report> = service_reports
         .into_iter()
         .map(|(r, _)| r)
         .chain(route_reports.into_iter().map(|(r, _)| r))
         .chain(host_reports.into_iter().map(|(r, _)| r))
         .collect();
-    reports.sort_by(|a, b| a.key.cmp(&b.key));
+    let reports = sorted_by(reports, |a, b| a.key.cmp(&b.key));
     Outcome { model, reports }
+}
+
+/// `items` stably sorted by `cmp`, moving each item once: sorting indices and then
+/// placing the items is cheaper than a merge sort moving large structs (reports, route
+/// entries) around at 10k Routes.
+pub(crate) fn sorted_by<T>(items: Vec<T>, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) -> Vec<T> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| cmp(&items[a], &items[b]));
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 #[cfg(test)]
