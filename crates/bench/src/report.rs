@@ -1,6 +1,17 @@
 //! Results as a markdown table, written between markers in docs/benchmarks.md.
 use std::path::Path;
 
+/// The command line the benchmarks with a results section share.
+#[derive(clap::Parser)]
+pub struct Args {
+    /// Write the results section into this markdown file.
+    #[arg(long)]
+    pub out: Option<String>,
+    /// Shorter runs (a smoke test of the benchmark itself).
+    #[arg(long)]
+    pub quick: bool,
+}
+
 pub struct Row {
     pub metric: String,
     pub value: String,

@@ -73,7 +73,7 @@ pub(crate) fn redirect_only(vhost: VirtualHost) -> VirtualHost {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
         HttpConnectionManager, http_connection_manager::RouteSpecifier,
     };
@@ -115,15 +115,20 @@ mod tests {
         let objects = Objects::parse(text).unwrap();
         let mut o = validate_objects(&objects, &Certificates::new(), &Rules::file_mode());
         for served in o.model.hosts.values_mut() {
-            served.certificate = Some(Certificate {
-                chain_pem: "chain".into(),
-                key: PrivateKey("key".into()),
-                not_after: i64::MAX,
-                fingerprint: "f".into(),
-                names: vec![served.host.spec.hostname.clone()],
-            });
+            served.certificate = Some(placeholder_certificate(&served.host.spec.hostname));
         }
         o.model
+    }
+
+    /// A loaded certificate for `hostname` as translation sees it (no real PEM needed).
+    pub(crate) fn placeholder_certificate(hostname: &str) -> Certificate {
+        Certificate {
+            chain_pem: "chain".into(),
+            key: PrivateKey("key".into()),
+            not_after: i64::MAX,
+            fingerprint: "f".into(),
+            names: vec![hostname.into()],
+        }
     }
 
     fn https() -> Options {

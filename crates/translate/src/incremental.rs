@@ -59,8 +59,10 @@ fn backend_services<'a>(
     entries.flat_map(|e| e.backends.iter().map(|(k, _)| model.services.get(k)))
 }
 
-fn owner_tls(model: &Model, domain: &str) -> Option<(Option<HostTls>, bool)> {
-    owner(&model.hosts, domain).map(|(_, h)| (h.host.spec.tls.clone(), h.certificate.is_some()))
+/// What `route::virtual_host` reads of the Host owning `domain`: its TLS settings and
+/// whether it has a certificate.
+fn owner_tls<'a>(model: &'a Model, domain: &str) -> Option<(Option<&'a HostTls>, bool)> {
+    owner(&model.hosts, domain).map(|(_, h)| (h.host.spec.tls.as_ref(), h.certificate.is_some()))
 }
 
 /// Equal as far as translation reads them: the key and spec (not status or metadata).
@@ -99,7 +101,8 @@ impl Cached {
                     .all(|s| now.next().is_some_and(|n| same_service(n, s)))
                     && now.next().is_none()
             }
-            && self.host == owner_tls(model, &table.domain)
+            && self.host.as_ref().map(|(tls, cert)| (tls.as_ref(), *cert))
+                == owner_tls(model, &table.domain)
     }
 
     fn build(
@@ -117,7 +120,7 @@ impl Cached {
             services: backend_services(table.entries.iter().copied(), model)
                 .map(|s| s.cloned())
                 .collect(),
-            host: owner_tls(model, &table.domain),
+            host: owner_tls(model, &table.domain).map(|(tls, cert)| (tls.cloned(), cert)),
             failed_services: failed_services.to_vec(),
             full: as_field(&vhost),
             redirect,

@@ -1,14 +1,13 @@
 //! The incremental translator gives, byte for byte, what a full translation gives,
 //! through a long run of edits of every kind that can change a virtual host.
 use portcullis_api::{
-    Certificate, Certificates, Model, Objects,
-    certificate::PrivateKey,
+    Certificates, Model, Objects,
     validate::{Rules, validate_objects},
 };
 use prost::Message;
 
 use super::*;
-use crate::translate;
+use crate::{host_routes::tests::placeholder_certificate, translate};
 
 const HOSTS: [&str; 5] = [
     "[a.example.com]",
@@ -81,13 +80,7 @@ impl World {
         let mut outcome = validate_objects(&objects, &Certificates::new(), &Rules::file_mode());
         for (key, served) in outcome.model.hosts.iter_mut() {
             if self.certified[usize::from(key.name == "w")] {
-                served.certificate = Some(Certificate {
-                    chain_pem: "chain".into(),
-                    key: PrivateKey("key".into()),
-                    not_after: i64::MAX,
-                    fingerprint: "f".into(),
-                    names: vec![served.host.spec.hostname.clone()],
-                });
+                served.certificate = Some(placeholder_certificate(&served.host.spec.hostname));
             }
         }
         outcome.model

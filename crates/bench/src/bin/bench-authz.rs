@@ -216,16 +216,6 @@ async fn neutral(
     })
 }
 
-#[derive(Parser)]
-struct Args {
-    /// Write the results section into this markdown file.
-    #[arg(long)]
-    out: Option<String>,
-    /// Shorter runs (a smoke test of the benchmark itself).
-    #[arg(long)]
-    quick: bool,
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tokio::runtime::Builder::new_multi_thread()

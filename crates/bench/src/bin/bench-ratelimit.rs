@@ -369,16 +369,6 @@ async fn limited_headers(url: &str) -> anyhow::Result<bool> {
     Ok(r.headers().contains_key("ratelimit-limit"))
 }
 
-#[derive(Parser)]
-struct Args {
-    /// Write the results section into this markdown file.
-    #[arg(long)]
-    out: Option<String>,
-    /// Shorter runs (a smoke test of the benchmark itself).
-    #[arg(long)]
-    quick: bool,
-}
-
 fn main() -> anyhow::Result<()> {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("--child-ratelimit") {

@@ -22,16 +22,6 @@ const KEEP_ALIVE: usize = 32;
 /// Connection loops in flight for the new-connection runs.
 const NEW_CONNS: usize = 16;
 
-#[derive(Parser)]
-struct Args {
-    /// Write the results section into this markdown file.
-    #[arg(long)]
-    out: Option<String>,
-    /// Shorter runs (a smoke test of the benchmark itself).
-    #[arg(long)]
-    quick: bool,
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tokio::runtime::Builder::new_multi_thread()
