@@ -176,6 +176,23 @@ fn paths_differing_only_in_case_conflict() {
 }
 
 #[test]
+fn methods_and_paths_differing_only_in_case_cannot_take_an_older_match() {
+    // A newer tenant spells the older one's GET /Admin as get /ADMIN.
+    let mut older = mk_route("older", 0, vec![PathMatch::exact("/Admin")]);
+    older.spec.match_.methods = vec!["GET".into()];
+    let mut newer = mk_route("newer", 1, vec![PathMatch::exact("/ADMIN")]);
+    newer.spec.match_.methods = vec!["get".into()];
+    let o = validate(&[older, newer], &[mk_service("svc")]);
+    let r = o.report(&ObjectKey::route("team", "newer")).unwrap();
+    assert!(!r.is_served(), "{:?}", messages(&o));
+    assert!(
+        o.report(&ObjectKey::route("team", "older"))
+            .unwrap()
+            .is_served()
+    );
+}
+
+#[test]
 fn the_route_table_budget_admits_older_routes_and_refuses_the_rest() {
     // Ten hosts, then host-less Routes: each is copied into 11 host tables.
     let mut routes: Vec<crate::Route> = (0..10)
