@@ -97,6 +97,23 @@ pub(crate) struct Servers {
     pub(crate) log_file: PathBuf,
 }
 
+/// Through `gw`: the public Route of [`manifests`] reaches the echo backend, and a
+/// request with alice's key is authenticated by authz and reaches it as alice.
+pub(crate) async fn serves_and_authenticates(gw: &Gateway) {
+    let r = gw.get("example.com", "/public/x").await;
+    assert_eq!((r.status, r.backend.as_deref()), (200, Some("echo")));
+    let r = gw
+        .request(
+            "GET",
+            "example.com",
+            "/private",
+            &[("x-api-key", "demo-key-alice")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["headers"]["x-portcullis-user"], "alice");
+}
+
 pub(crate) async fn servers(pki: &Pki, dir: &std::path::Path, manifests: &str) -> Servers {
     let tls = pki.server_args();
     let with_tls = |base: &[&str]| -> Vec<String> {
@@ -235,20 +252,9 @@ async fn envoy_gets_config_and_calls_authz_and_accesslog_over_mtls() {
     let gw = Gateway::from_bootstrap(&bootstrap(s.xds, "node-a", &pki.node_a), &[]).await;
 
     // Config over mTLS xDS: the Route is served.
-    let r = gw.get("example.com", "/public/x").await;
-    assert_eq!((r.status, r.backend.as_deref()), (200, Some("echo")));
+    serves_and_authenticates(&gw).await;
     // Envoy → authz over mTLS: a decision both ways (a failed call would be a 403/503).
     assert_eq!(gw.get("example.com", "/private").await.status, 401);
-    let r = gw
-        .request(
-            "GET",
-            "example.com",
-            "/private",
-            &[("x-api-key", "demo-key-alice")],
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body["headers"]["x-portcullis-user"], "alice");
     // Envoy → accesslog over mTLS: the records arrive.
     let deadline = std::time::Instant::now() + STARTUP;
     loop {

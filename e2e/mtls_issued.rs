@@ -20,7 +20,7 @@ use portcullis_tls::mtls::generate::{Files, LocalCa, write_dir};
 use serde_json::{Value, json};
 
 use crate::harness::*;
-use crate::mtls::{Pki, bootstrap, manifests, servers, subscribe};
+use crate::mtls::{Pki, bootstrap, manifests, servers, serves_and_authenticates, subscribe};
 
 type Store = Arc<Mutex<BTreeMap<String, Value>>>;
 
@@ -159,18 +159,7 @@ async fn certificates_the_controller_issues_carry_envoy_to_xds_and_authz() {
     };
     let s = servers(&pki, dir.path(), &manifests(echo("echo").await)).await;
     let gw = Gateway::from_bootstrap(&bootstrap(s.xds, "edge-7f9c", &pki.node_a), &[]).await;
-    let r = gw.get("example.com", "/public/x").await;
-    assert_eq!((r.status, r.backend.as_deref()), (200, Some("echo")));
-    let r = gw
-        .request(
-            "GET",
-            "example.com",
-            "/private",
-            &[("x-api-key", "demo-key-alice")],
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body["headers"]["x-portcullis-user"], "alice");
+    serves_and_authenticates(&gw).await;
 
     // The Envoy certificate names the prefix `edge-`: any pod under it, nothing else.
     let envoy = pki.client(&pki.node_a);
