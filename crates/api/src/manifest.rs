@@ -3,6 +3,8 @@
 //!
 //! A file may hold many documents; each one parses on its own, so one bad document is
 //! reported (with its index and the field serde names) and the others still load.
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
@@ -11,17 +13,17 @@ use crate::{GROUP, Host, Route, Service, VERSION, model::ObjectKey};
 /// One parsed manifest document.
 #[derive(Clone, Debug)]
 pub enum Document {
-    Route(Box<Route>),
-    Service(Box<Service>),
-    Host(Box<Host>),
+    Route(Arc<Route>),
+    Service(Arc<Service>),
+    Host(Arc<Host>),
 }
 
 /// Objects by kind, as validation takes them.
 #[derive(Clone, Debug, Default)]
 pub struct Objects {
-    pub routes: Vec<Route>,
-    pub services: Vec<Service>,
-    pub hosts: Vec<Host>,
+    pub routes: Vec<Arc<Route>>,
+    pub services: Vec<Arc<Service>>,
+    pub hosts: Vec<Arc<Host>>,
 }
 
 impl Objects {
@@ -37,9 +39,9 @@ impl Objects {
         let mut out = Objects::default();
         for d in docs {
             match d {
-                Document::Route(r) => out.routes.push((**r).clone()),
-                Document::Service(s) => out.services.push((**s).clone()),
-                Document::Host(h) => out.hosts.push((**h).clone()),
+                Document::Route(r) => out.routes.push(r.clone()),
+                Document::Service(s) => out.services.push(s.clone()),
+                Document::Host(h) => out.hosts.push(h.clone()),
             }
         }
         out
@@ -153,9 +155,9 @@ fn parse_value(index: usize, value: Value) -> Result<Document, ParseError> {
         ));
     }
     match kind.as_str() {
-        "Route" => typed::<Route>(value).map(|r| Document::Route(Box::new(defaulted(r)))),
-        "Service" => typed::<Service>(value).map(|s| Document::Service(Box::new(defaulted(s)))),
-        "Host" => typed::<Host>(value).map(|h| Document::Host(Box::new(defaulted(h)))),
+        "Route" => typed::<Route>(value).map(|r| Document::Route(Arc::new(defaulted(r)))),
+        "Service" => typed::<Service>(value).map(|s| Document::Service(Arc::new(defaulted(s)))),
+        "Host" => typed::<Host>(value).map(|h| Document::Host(Arc::new(defaulted(h)))),
         other => Err(format!(
             "kind: {other:?} is not a Portcullis kind; use Route, Service or Host"
         )),

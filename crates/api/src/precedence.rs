@@ -205,6 +205,25 @@ pub fn precedence(a: &RouteEntry, b: &RouteEntry) -> Ordering {
         .unwrap_or(Ordering::Equal)
 }
 
+/// What [`precedence`] decides before its name step, as one value that orders the
+/// same way: sorting by it first compares each entry's host rank, path and age once,
+/// instead of recomputing them in every comparison (at 10k Routes the sort was a
+/// visible part of each rebuild). Ties go to [`precedence`] itself.
+pub fn precedence_key(e: &RouteEntry) -> impl Ord + use<> {
+    let (exact, path) = e.path_parts();
+    let age = &e.route.metadata.creation_timestamp;
+    (
+        HostRank::best(e),
+        !exact,
+        std::cmp::Reverse(path.len()),
+        e.methods.is_empty(),
+        std::cmp::Reverse(e.headers.len()),
+        // Without a creation time counts as newest, as in [`age_order`].
+        age.is_none(),
+        age.as_ref().map(|t| t.0),
+    )
+}
+
 /// Older objects first; objects without a creation time count as newest.
 pub fn age_order(a: &ObjectMeta, b: &ObjectMeta) -> Ordering {
     match (&a.creation_timestamp, &b.creation_timestamp) {

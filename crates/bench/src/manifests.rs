@@ -1,9 +1,11 @@
 //! Synthetic manifests: `routes` Routes over `services` Services, spread over 50 hosts,
 //! with methods, exact and prefix paths, and two regional destinations per Service.
+use std::sync::Arc;
+
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use portcullis_api::{
-    Backend, Destination, Model, PathMatch, Route, RouteMatch, RouteSpec, Service, ServiceSpec,
-    validate::validate,
+    Backend, Destination, Document, Model, ObjectKey, PathMatch, Route, RouteMatch, RouteSpec,
+    Service, ServiceSpec, validate::validate,
 };
 
 pub fn objects(routes: usize, services: usize) -> (Vec<Route>, Vec<Service>) {
@@ -118,25 +120,37 @@ pub fn tls_hosts() -> (Vec<portcullis_api::Host>, portcullis_api::Certificate) {
     (hosts, cert)
 }
 
-/// As [`model`], with `hosts` serving `cert`.
-pub fn model_with_hosts(
+/// The objects as a source hands them to reconcile: shared documents by key.
+pub fn documents(
     routes: &[Route],
     services: &[Service],
     hosts: &[portcullis_api::Host],
+) -> portcullis_plane::reconcile::Objects {
+    let routes = routes.iter().map(|r| Document::Route(Arc::new(r.clone())));
+    let services = services
+        .iter()
+        .map(|s| Document::Service(Arc::new(s.clone())));
+    let hosts = hosts.iter().map(|h| Document::Host(Arc::new(h.clone())));
+    routes
+        .chain(services)
+        .chain(hosts)
+        .map(|d| (d.key(), d))
+        .collect()
+}
+
+/// Every one of `hosts` serving `cert`, as the control plane loads certificates.
+pub fn certificates(
+    hosts: &[portcullis_api::Host],
     cert: &portcullis_api::Certificate,
-) -> Model {
-    let objects = portcullis_api::Objects {
-        routes: routes.to_vec(),
-        services: services.to_vec(),
-        hosts: hosts.to_vec(),
-    };
-    let mut outcome = portcullis_api::validate::validate_objects(
-        &objects,
-        &portcullis_api::Certificates::new(),
-        &portcullis_api::validate::Rules::file_mode(),
-    );
-    for served in outcome.model.hosts.values_mut() {
-        served.certificate = Some(cert.clone());
-    }
-    outcome.model
+) -> portcullis_api::Certificates {
+    hosts
+        .iter()
+        .map(|h| {
+            let state = portcullis_api::CertificateState {
+                serving: Some(cert.clone()),
+                ..Default::default()
+            };
+            (ObjectKey::new("Host", &h.metadata), state)
+        })
+        .collect()
 }

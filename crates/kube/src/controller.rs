@@ -64,8 +64,11 @@ impl Controller {
         let (objects, failed, invalid, resolved, rules, certificates) = {
             let index = self.index.read();
             let (objects, failed) = index.objects();
-            let resolved =
-                endpoints::resolve(index.services.values(), &index.kube_services, &index.slices);
+            let resolved = endpoints::resolve(
+                index.services.values().map(|s| &**s),
+                &index.kube_services,
+                &index.slices,
+            );
             let invalid: Vec<String> = index
                 .invalid
                 .iter()

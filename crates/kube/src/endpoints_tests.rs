@@ -178,7 +178,7 @@ fn resolved_with(ips: &[&str]) -> ServiceEndpoints {
 
 #[test]
 fn expansion_keeps_each_destinations_share() {
-    let model = validate(&[], &[ref_service(90, 10)]).model;
+    let model = validate(&[] as &[portcullis_api::Route], &[ref_service(90, 10)]).model;
     let expanded = expand(
         &model,
         &resolved_with(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]),
@@ -200,7 +200,11 @@ fn expansion_keeps_each_destinations_share() {
         ]
     );
     // Services without serviceRef are untouched.
-    let plain = validate(&[], &[mk_service("team", "plain")]).model;
+    let plain = validate(
+        &[] as &[portcullis_api::Route],
+        &[mk_service("team", "plain")],
+    )
+    .model;
     let out = expand(&plain, &ServiceEndpoints::new());
     assert_eq!(
         out.services.values().next().unwrap().spec,
@@ -210,7 +214,7 @@ fn expansion_keeps_each_destinations_share() {
 
 #[test]
 fn endpoint_churn_changes_only_the_eds_version() {
-    let model = validate(&[], &[ref_service(1, 1)]).model;
+    let model = validate(&[] as &[portcullis_api::Route], &[ref_service(1, 1)]).model;
     let snap = |ips: &[&str]| {
         to_snapshot(&translate(
             &expand(&model, &resolved_with(ips)),

@@ -27,9 +27,11 @@ pub use crate::secrets::NsName;
 
 #[derive(Default)]
 pub struct Index {
-    pub routes: BTreeMap<ObjectKey, Route>,
-    pub services: BTreeMap<ObjectKey, Service>,
-    pub hosts: BTreeMap<ObjectKey, Host>,
+    /// Shared with reconcile's input and the served model: a reconcile takes every
+    /// object, and copying 10k Routes for each one cost more than validating them.
+    pub routes: BTreeMap<ObjectKey, Arc<Route>>,
+    pub services: BTreeMap<ObjectKey, Arc<Service>>,
+    pub hosts: BTreeMap<ObjectKey, Arc<Host>>,
     /// Objects whose current version does not deserialize, with serde's message.
     pub invalid: BTreeMap<ObjectKey, String>,
     /// `.status` as last seen on the API server, to write only what changed.
@@ -151,7 +153,10 @@ impl SharedIndex {
 /// Secrets: only those a Host or Service names are kept (crate::secrets).
 impl Index {
     pub fn referenced_secrets(&self) -> BTreeSet<NsName> {
-        secrets::referenced(self.hosts.values(), self.services.values())
+        secrets::referenced(
+            self.hosts.values().map(|h| &**h),
+            self.services.values().map(|s| &**s),
+        )
     }
 
     /// Keeps `secret` when referenced, else forgets it. Returns whether it changed.
@@ -172,8 +177,8 @@ impl Index {
     pub fn refresh_certificates(&mut self, now: i64) {
         self.certificates = secrets::check(
             &mut self.store,
-            self.hosts.values(),
-            self.services.values(),
+            self.hosts.values().map(|h| &**h),
+            self.services.values().map(|s| &**s),
             &self.secrets,
             now,
         );
@@ -186,13 +191,13 @@ impl Index {
     pub fn objects(&self) -> (Objects, BTreeSet<ObjectKey>) {
         let mut objects = Objects::new();
         for (k, r) in &self.routes {
-            objects.insert(k.clone(), Document::Route(Box::new(r.clone())));
+            objects.insert(k.clone(), Document::Route(r.clone()));
         }
         for (k, s) in &self.services {
-            objects.insert(k.clone(), Document::Service(Box::new(s.clone())));
+            objects.insert(k.clone(), Document::Service(s.clone()));
         }
         for (k, h) in &self.hosts {
-            objects.insert(k.clone(), Document::Host(Box::new(h.clone())));
+            objects.insert(k.clone(), Document::Host(h.clone()));
         }
         (objects, self.invalid.keys().cloned().collect())
     }
@@ -218,8 +223,8 @@ fn split_key(kind: &'static str, s: &str) -> ObjectKey {
 /// Route and Service share every rule; only the map differs.
 trait Portcullis: kube::Resource<DynamicType = ()> + Clone {
     const KIND: &'static str;
-    fn map(index: &mut Index) -> &mut BTreeMap<ObjectKey, Self>;
-    fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Self>;
+    fn map(index: &mut Index) -> &mut BTreeMap<ObjectKey, Arc<Self>>;
+    fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Arc<Self>>;
     fn take_status(&mut self) -> Option<ObjectStatus>;
     /// Same metadata and spec (the CRD types do not derive `PartialEq`).
     fn same(&self, other: &Self) -> bool;
@@ -230,10 +235,10 @@ impl Portcullis for Route {
     fn same(&self, other: &Self) -> bool {
         self.metadata == other.metadata && self.spec == other.spec
     }
-    fn map(index: &mut Index) -> &mut BTreeMap<ObjectKey, Self> {
+    fn map(index: &mut Index) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
         &mut index.routes
     }
-    fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Self> {
+    fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Arc<Self>> {
         &index.routes
     }
     fn take_status(&mut self) -> Option<ObjectStatus> {
@@ -246,10 +251,10 @@ impl Portcullis for Service {
     fn same(&self, other: &Self) -> bool {
         self.metadata == other.metadata && self.spec == other.spec
     }
-    fn map(index: &mut Index) -> &mut BTreeMap<ObjectKey, Self> {
+    fn map(index: &mut Index) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
         &mut index.services
     }
-    fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Self> {
+    fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Arc<Self>> {
         &index.services
     }
     fn take_status(&mut self) -> Option<ObjectStatus> {
@@ -262,10 +267,10 @@ impl Portcullis for Host {
     fn same(&self, other: &Self) -> bool {
         self.metadata == other.metadata && self.spec == other.spec
     }
-    fn map(index: &mut Index) -> &mut BTreeMap<ObjectKey, Self> {
+    fn map(index: &mut Index) -> &mut BTreeMap<ObjectKey, Arc<Self>> {
         &mut index.hosts
     }
-    fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Self> {
+    fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Arc<Self>> {
         &index.hosts
     }
     fn take_status(&mut self) -> Option<ObjectStatus> {
@@ -288,7 +293,11 @@ impl<K: Portcullis> Indexed for DeserializeGuard<K> {
                 meta.managed_fields = None;
                 let was_invalid = index.invalid.remove(&key).is_some();
                 let same = K::map_ref(index).get(&key).is_some_and(|o| o.same(&obj));
-                K::map(index).insert(key, obj);
+                // An unchanged object keeps its shared copy, so what was built from it
+                // (encoded virtual hosts) is recognised by pointer.
+                if !same {
+                    K::map(index).insert(key, Arc::new(obj));
+                }
                 was_invalid || !same
             }
             Err(invalid) => {

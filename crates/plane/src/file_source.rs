@@ -3,6 +3,7 @@
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use jiff::Timestamp;
@@ -309,10 +310,11 @@ impl FileSource {
     /// stands in, so "older wins" means "registered first", as in Kubernetes.
     fn stamp(&mut self, doc: &mut Document, now: Timestamp) {
         let key = doc.key().to_string();
+        // Freshly parsed, so not shared: `make_mut` does not copy.
         let meta = match doc {
-            Document::Route(r) => &mut r.metadata,
-            Document::Service(s) => &mut s.metadata,
-            Document::Host(h) => &mut h.metadata,
+            Document::Route(r) => &mut Arc::make_mut(r).metadata,
+            Document::Service(s) => &mut Arc::make_mut(s).metadata,
+            Document::Host(h) => &mut Arc::make_mut(h).metadata,
         };
         if meta.creation_timestamp.is_some() {
             return;

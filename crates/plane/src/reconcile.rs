@@ -55,10 +55,12 @@ pub fn reconcile(
             retry = true;
         }
     }
-    let mut outcome = if retry {
-        run(&objects, certificates, rules)
+    // Without a retry the first outcome is the answer: moved, not copied (at 10k
+    // Routes a copy of the model and reports was a visible part of every edit).
+    let (mut outcome, first) = if retry {
+        (run(&objects, certificates, rules), Some(first))
     } else {
-        first.clone()
+        (first, None)
     };
     let served: Objects = objects
         .into_iter()
@@ -70,7 +72,7 @@ pub fn reconcile(
         if !kept.contains(&report.key) {
             continue;
         }
-        if let Some(new) = first.report(&report.key) {
+        if let Some(new) = first.as_ref().and_then(|f| f.report(&report.key)) {
             report.errors = new.errors.clone();
             report.unresolved = new.unresolved.clone();
             report.conflict = new.conflict.clone();

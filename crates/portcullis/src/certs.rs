@@ -16,7 +16,7 @@ pub fn load_for(objects: &Objects, paths: &[PathBuf]) -> Certificates {
     let docs: Vec<Document> = objects
         .hosts
         .iter()
-        .map(|h| Document::Host(Box::new(h.clone())))
+        .map(|h| Document::Host(h.clone()))
         .collect();
     FileCertificates::default().load(base, &docs, jiff::Timestamp::now().as_second())
 }

@@ -6,7 +6,7 @@
 //! it would cost), and everything admitted before it keeps serving.
 use std::collections::BTreeSet;
 
-use super::{Report, cross::age_then_key};
+use super::Report;
 use crate::{Route, precedence::covers};
 
 /// Default budget: about 80,000 Envoy routes of ordinary size; ten times the
@@ -76,16 +76,18 @@ pub fn cost(route: &Route, hosts: &BTreeSet<&str>) -> usize {
     per_copy.saturating_mul(copies(route, hosts))
 }
 
-pub(super) fn apply(routes: &mut [(Report, &Route)], budget: usize) {
-    let served: Vec<usize> = (0..routes.len())
+/// `by_age`: indices of `routes`, oldest first (`cross::age_then_key`); those not served
+/// are skipped.
+pub(super) fn apply(routes: &mut [(Report, &Route)], by_age: &[usize], budget: usize) {
+    let order: Vec<usize> = by_age
+        .iter()
+        .copied()
         .filter(|&i| routes[i].0.is_served())
         .collect();
-    let hosts: BTreeSet<&str> = served
+    let hosts: BTreeSet<&str> = order
         .iter()
         .flat_map(|&i| routes[i].1.spec.hosts.iter().map(String::as_str))
         .collect();
-    let mut order = served.clone();
-    order.sort_by(|&a, &b| age_then_key(&routes[a], &routes[b]));
     let mut used = 0usize;
     for i in order {
         let c = cost(routes[i].1, &hosts);

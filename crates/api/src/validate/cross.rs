@@ -7,12 +7,10 @@ use std::{
     sync::Arc,
 };
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use super::{Issue, Report};
 use crate::{
     Duration, HeaderMatch, Model, ObjectKey, Route, RouteEntry, Service,
-    precedence::{age_order, precedence},
+    precedence::{age_order, precedence, precedence_key},
 };
 
 /// The same Kind namespace/name twice in the input: the first is kept.
@@ -45,7 +43,15 @@ pub(super) fn age_then_key(a: &(Report, &Route), b: &(Report, &Route)) -> std::c
     age_order(&a.1.metadata, &b.1.metadata).then_with(|| a.0.key.cmp(&b.0.key))
 }
 
+/// The input's Services and Routes as the source shares them, in the order of the
+/// reports: the model shares them too instead of copying each one per rebuild.
+pub(super) struct Shared<'a> {
+    pub services: &'a [Arc<Service>],
+    pub routes: &'a [Arc<Route>],
+}
+
 pub(super) fn resolve(
+    shared: Shared<'_>,
     services: &[(Report, &Service)],
     routes: &mut [(Report, &Route)],
     hosts: BTreeMap<ObjectKey, crate::model::ServedHost>,
@@ -53,8 +59,9 @@ pub(super) fn resolve(
 ) -> Model {
     let accepted: BTreeMap<ObjectKey, Arc<Service>> = services
         .iter()
-        .filter(|(r, _)| r.errors.is_empty() && r.unresolved.is_empty())
-        .map(|(r, s)| (r.key.clone(), Arc::new((*s).clone())))
+        .zip(shared.services)
+        .filter(|((r, _), _)| r.errors.is_empty() && r.unresolved.is_empty())
+        .map(|((r, _), s)| (r.key.clone(), s.clone()))
         .collect();
     // Looked up by borrowed (namespace, name): no key is built per backend.
     let names = |accepted_only: bool| -> HashSet<(&str, &str)> {
@@ -94,12 +101,12 @@ pub(super) fn resolve(
 
     // Conflicts: oldest first, each Route claims its matches; a later Route that wants
     // a claimed match is Conflicted as a whole (serving half a Route would surprise).
-    let mut order: Vec<usize> = (0..routes.len())
+    let mut by_age: Vec<usize> = (0..routes.len())
         .filter(|&i| routes[i].0.is_served())
         .collect();
-    order.sort_by(|&a, &b| age_then_key(&routes[a], &routes[b]));
+    by_age.sort_by(|&a, &b| age_then_key(&routes[a], &routes[b]));
     let mut owners: HashMap<MatchKey<'_>, usize> = HashMap::new();
-    for i in order {
+    for &i in &by_age {
         let route: &Route = routes[i].1;
         let keys = match_keys(route);
         if let Some((k, owner)) = keys.iter().find_map(|k| owners.get(k).map(|&o| (k, o))) {
@@ -122,16 +129,21 @@ pub(super) fn resolve(
         }
     }
 
-    super::budget::apply(routes, route_table_bytes);
+    super::budget::apply(routes, &by_age, route_table_bytes);
 
     let mut entries = Vec::new();
-    for (report, route) in routes.iter() {
+    for ((report, _), route) in routes.iter().zip(shared.routes) {
         if !report.is_served() {
             continue;
         }
         entries.extend(entries_of(report, route, &accepted));
     }
-    let entries = super::sorted_by(entries, precedence);
+    let keys: Vec<_> = entries.iter().map(precedence_key).collect();
+    let entries = super::sorted_by_index(entries, |entries, a, b| {
+        keys[a]
+            .cmp(&keys[b])
+            .then_with(|| precedence(&entries[a], &entries[b]))
+    });
     let model = Model {
         services: accepted,
         routes: entries,
@@ -268,9 +280,10 @@ fn lower(s: &str) -> Cow<'_, str> {
 
 fn entries_of(
     report: &Report,
-    route: &Route,
+    shared: &Arc<Route>,
     services: &BTreeMap<ObjectKey, Arc<Service>>,
 ) -> Vec<RouteEntry> {
+    let route: &Route = shared;
     let backends: Vec<(ObjectKey, u32)> = route
         .spec
         .backends
@@ -289,22 +302,6 @@ fn entries_of(
             .map(|s| s.spec.timeout())
             .max()
             .unwrap_or(Duration::from_secs(10))
-    });
-    // What the model's readers use of a Route: its spec, and of its metadata the
-    // identity, age and generation. Annotations (kubectl's last-applied copy of the
-    // whole object), labels, managed fields and status stay behind: copying them for
-    // every Route on every rebuild cost time and memory for nothing.
-    let shared = Arc::new(Route {
-        metadata: ObjectMeta {
-            name: route.metadata.name.clone(),
-            namespace: route.metadata.namespace.clone(),
-            creation_timestamp: route.metadata.creation_timestamp.clone(),
-            generation: route.metadata.generation,
-            uid: route.metadata.uid.clone(),
-            ..Default::default()
-        },
-        spec: route.spec.clone(),
-        status: None,
     });
     let methods = normalized_methods(route);
     let headers = normalized_headers(route);

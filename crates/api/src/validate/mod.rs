@@ -66,6 +66,8 @@ impl Default for Rules {
 pub use names::parse_address;
 pub use report::{Issue, Report, Shadowed};
 
+use std::sync::Arc;
+
 use crate::{Certificates, Host, Model, ObjectKey, Objects, Route, Service};
 
 /// The whole verdict: what to serve, and why each object is or is not served.
@@ -78,7 +80,10 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn report(&self, key: &ObjectKey) -> Option<&Report> {
-        self.reports.iter().find(|r| &r.key == key)
+        // Sorted by key: callers look up every object, so a scan would be quadratic.
+        // The first of equal keys, as a scan would find (a duplicate's copy follows).
+        let i = self.reports.partition_point(|r| r.key < *key);
+        self.reports.get(i).filter(|r| &r.key == key)
     }
 
     /// Every problem that keeps an object from being served, in key order.
@@ -96,16 +101,25 @@ impl Outcome {
     }
 }
 
-/// Validates every object against the file-mode rules and against each other.
-pub fn validate(routes: &[Route], services: &[Service]) -> Outcome {
+/// Validates every object against the file-mode rules and against each other. Takes
+/// objects or shared ones (`Arc`), as sources and tests hold them.
+pub fn validate<R, S>(routes: &[R], services: &[S]) -> Outcome
+where
+    R: Clone + Into<Arc<Route>>,
+    S: Clone + Into<Arc<Service>>,
+{
     validate_with(routes, services, &Rules::file_mode())
 }
 
 /// Validates Routes and Services (no Hosts) against `rules` and against each other.
-pub fn validate_with(routes: &[Route], services: &[Service], rules: &Rules) -> Outcome {
+pub fn validate_with<R, S>(routes: &[R], services: &[S], rules: &Rules) -> Outcome
+where
+    R: Clone + Into<Arc<Route>>,
+    S: Clone + Into<Arc<Service>>,
+{
     let objects = Objects {
-        routes: routes.to_vec(),
-        services: services.to_vec(),
+        routes: routes.iter().cloned().map(Into::into).collect(),
+        services: services.iter().cloned().map(Into::into).collect(),
         hosts: Vec::new(),
     };
     validate_objects(&objects, &Certificates::new(), rules)
@@ -135,25 +149,25 @@ pub fn validate_objects(objects: &Objects, certificates: &Certificates, rules: &
         .iter()
         .map(|s| {
             (
-                check_one("Service", s, &s.metadata, |s, r| {
+                check_one("Service", &**s, &s.metadata, |s, r| {
                     service::check(s, rules, r)
                 }),
-                s,
+                &**s,
             )
         })
         .collect();
     let mut route_reports: Vec<(Report, &Route)> = objects
         .routes
         .iter()
-        .map(|r| (check_one("Route", r, &r.metadata, route::check), r))
+        .map(|r| (check_one("Route", &**r, &r.metadata, route::check), &**r))
         .collect();
     let mut host_reports: Vec<(Report, &Host)> = objects
         .hosts
         .iter()
         .map(|h| {
             (
-                check_one("Host", h, &h.metadata, |h, r| hosts::check(h, rules, r)),
-                h,
+                check_one("Host", &**h, &h.metadata, |h, r| hosts::check(h, rules, r)),
+                &**h,
             )
         })
         .collect();
@@ -164,19 +178,29 @@ pub fn validate_objects(objects: &Objects, certificates: &Certificates, rules: &
     let served_hosts = hosts::resolve(&mut host_reports, certificates);
     hosts::admit_routes(&mut route_reports, &served_hosts, rules);
     let mut model = cross::resolve(
+        cross::Shared {
+            services: &objects.services,
+            routes: &objects.routes,
+        },
         &service_reports,
         &mut route_reports,
         served_hosts,
         rules.route_table_bytes,
     );
     model.upstream_tls = upstream_tls;
-    let reports: Vec<Report> = service_reports
+    // Kinds in key order (Host < Route < Service): sources hand each kind over in key
+    // order, so the sort is usually one pass that finds nothing to do.
+    let reports: Vec<Report> = host_reports
         .into_iter()
         .map(|(r, _)| r)
         .chain(route_reports.into_iter().map(|(r, _)| r))
-        .chain(host_reports.into_iter().map(|(r, _)| r))
+        .chain(service_reports.into_iter().map(|(r, _)| r))
         .collect();
-    let reports = sorted_by(reports, |a, b| a.key.cmp(&b.key));
+    let reports = if reports.is_sorted_by(|a, b| a.key <= b.key) {
+        reports
+    } else {
+        sorted_by(reports, |a, b| a.key.cmp(&b.key))
+    };
     Outcome { model, reports }
 }
 
@@ -184,8 +208,17 @@ pub fn validate_objects(objects: &Objects, certificates: &Certificates, rules: &
 /// placing the items is cheaper than a merge sort moving large structs (reports, route
 /// entries) around at 10k Routes.
 pub(crate) fn sorted_by<T>(items: Vec<T>, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) -> Vec<T> {
+    sorted_by_index(items, |items, a, b| cmp(&items[a], &items[b]))
+}
+
+/// As [`sorted_by`], with `cmp` comparing positions in `items` (so it can look at
+/// values computed once per item beside them).
+pub(crate) fn sorted_by_index<T>(
+    items: Vec<T>,
+    cmp: impl Fn(&[T], usize, usize) -> std::cmp::Ordering,
+) -> Vec<T> {
     let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by(|&a, &b| cmp(&items[a], &items[b]));
+    order.sort_by(|&a, &b| cmp(&items, a, b));
     let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
     order.into_iter().filter_map(|i| slots[i].take()).collect()
 }

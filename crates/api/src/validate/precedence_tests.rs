@@ -238,3 +238,66 @@ fn the_route_table_budget_admits_older_routes_and_refuses_the_rest() {
     // The default budget takes the same set without complaint.
     assert!(messages(&validate(&routes, &[mk_service("svc")])).is_empty());
 }
+
+#[test]
+fn the_precomputed_sort_key_orders_entries_as_precedence_does() {
+    // The model is sorted by `precedence_key` then `precedence`; that must be the
+    // order `precedence` alone gives, for every pair, or the table Envoy receives
+    // would differ from the one `explain` and the console describe.
+    let hosts: [&[&str]; 5] = [
+        &[],
+        &["a.example.com"],
+        &["*.example.com"],
+        &["*.b.example.com", "*.example.com"],
+        &["*.example.com", "c.example.com"],
+    ];
+    // Unique paths (no conflicts), of few lengths (so later steps decide too).
+    let path = |i: usize, j: usize| {
+        let p = format!("/{}{i:03}", ["", "api", "API/v1"][(i + j) % 3]);
+        if (i + j).is_multiple_of(2) {
+            PathMatch::exact(&p)
+        } else {
+            PathMatch::prefix(&p)
+        }
+    };
+    let mut routes = Vec::new();
+    for i in 0..150usize {
+        let mut r = mk_route(
+            &format!("r{i}"),
+            (i % 7) as i64,
+            vec![path(i, 0), path(i, 1)],
+        );
+        r.spec.hosts = hosts[(i / 3) % 5].iter().map(|h| h.to_string()).collect();
+        if i % 4 == 0 {
+            r.spec.match_.methods = vec!["GET".into()];
+        }
+        if i % 6 == 0 {
+            r.spec.match_.headers = vec![HeaderMatch {
+                name: format!("x-h{}", i % 3),
+                ..Default::default()
+            }];
+        }
+        if i % 11 == 0 {
+            r.metadata.creation_timestamp = None;
+        }
+        routes.push(r);
+    }
+    let entries: Vec<crate::RouteEntry> = validate(&routes, &[mk_service("svc")]).model.routes;
+    assert!(entries.len() > 100, "{} entries served", entries.len());
+    for a in &entries {
+        for b in &entries {
+            let keyed = crate::precedence::precedence_key(a)
+                .cmp(&crate::precedence::precedence_key(b))
+                .then_with(|| crate::precedence::precedence(a, b));
+            assert_eq!(
+                keyed,
+                crate::precedence::precedence(a, b),
+                "{}/{} vs {}/{}",
+                a.key,
+                a.path_index,
+                b.key,
+                b.path_index
+            );
+        }
+    }
+}

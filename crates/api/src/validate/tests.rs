@@ -252,7 +252,7 @@ fn service_rules() {
         ..Default::default()
     });
     s.spec.timeout = Some(crate::Duration::from_secs(61));
-    let m = messages(&validate(&[], &[s]));
+    let m = messages(&validate(&[] as &[Route], &[s]));
     assert!(
         m.iter()
             .any(|m| m.contains("spec.destinations[1].name: duplicate destination name")),
@@ -300,4 +300,9 @@ fn duplicate_objects_keep_the_first() {
     );
     assert_eq!(o.model.routes.len(), 1);
     assert!(messages(&o)[0].contains("defined more than once"));
+    // Looking the key up finds the served first copy, not the refused second.
+    let key = o.model.routes[0].key.clone();
+    assert!(o.report(&key).is_some_and(Report::is_served));
+    let missing = crate::ObjectKey::service("team", "r");
+    assert!(o.report(&missing).is_none());
 }

@@ -11,7 +11,7 @@ fn service(name: &str, address: &str, tls: &str) -> Service {
 }
 
 fn errors(svc: Service, rules: &Rules) -> Vec<String> {
-    let o = validate_with(&[], &[svc], rules);
+    let o = validate_with(&[] as &[Route], &[svc], rules);
     o.reports[0]
         .errors
         .iter()
@@ -201,7 +201,7 @@ fn a_service_is_served_only_with_its_material_and_keeps_the_last_good() {
     );
     let key = ObjectKey::service("t", "s");
     let objects = Objects {
-        services: vec![svc],
+        services: vec![svc.into()],
         ..Default::default()
     };
     let run = |state: Option<CertificateState>| {
