@@ -4,7 +4,9 @@
 //! version.
 use std::{path::PathBuf, time::Instant};
 
-use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::config::{
+    cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment, route::v3::RouteConfiguration,
+};
 use portcullis_api::{Model, ObjectKey};
 use portcullis_translate::{Incremental, Options, Resources};
 use portcullis_xds::{Cache, Resource, Snapshot};
@@ -168,23 +170,38 @@ fn resources(res: &Resources) -> impl Iterator<Item = Resource> + '_ {
         .route_configs
         .iter()
         .map(|r| Resource::new(&r.name, pack_any(r)));
-    let encoded_routes = res.encoded_route_configs.iter().map(|(name, bytes)| {
-        Resource::new(
-            name,
-            envoy_types::pb::google::protobuf::Any {
-                type_url: <RouteConfiguration as prost::Name>::type_url(),
+    // What the incremental translator hands over already encoded.
+    let encoded = |type_url: String| {
+        move |(name, bytes): &(String, Vec<u8>)| {
+            let body = envoy_types::pb::google::protobuf::Any {
+                type_url: type_url.clone(),
                 value: bytes.clone(),
-            },
-        )
-    });
+            };
+            Resource::new(name, body)
+        }
+    };
+    let encoded_routes = res
+        .encoded_route_configs
+        .iter()
+        .map(encoded(<RouteConfiguration as prost::Name>::type_url()));
     let clusters = res
         .clusters
         .iter()
-        .map(|c| Resource::new(&c.name, pack_any(c)));
+        .map(|c| Resource::new(&c.name, pack_any(c)))
+        .chain(
+            res.encoded_clusters
+                .iter()
+                .map(encoded(<Cluster as prost::Name>::type_url())),
+        );
     let endpoints = res
         .load_assignments
         .iter()
-        .map(|e| Resource::new(&e.cluster_name, pack_any(e)));
+        .map(|e| Resource::new(&e.cluster_name, pack_any(e)))
+        .chain(
+            res.encoded_load_assignments
+                .iter()
+                .map(encoded(<ClusterLoadAssignment as prost::Name>::type_url())),
+        );
     let secrets = res
         .secrets
         .iter()

@@ -12,16 +12,21 @@
 //! fields in tag order, so a RouteConfiguration is its name field, then each virtual
 //! host as field 2, then `validate_clusters`.
 //!
-//! The cost: the previous inputs are kept (an `Arc` per Route and a few small vectors
-//! per entry) and every build compares them, which is linear in the table but far
-//! cheaper than translating and encoding it.
+//! Each Service's cluster and load assignment are kept the same way, encoded, keyed by
+//! the Service and its TLS material (all they are made from).
+//!
+//! The cost: the previous inputs are kept (an `Arc` per Route and Service, a few small
+//! vectors per entry, the encoded clusters) and every build compares them, which is
+//! linear in the model but far cheaper than translating and encoding it.
 use std::{collections::HashMap, sync::Arc};
 
 use envoy_types::pb::envoy::config::route::v3::{
     RouteConfiguration, VirtualHost, virtual_host::TlsRequirementType,
 };
 use portcullis_api::{
-    HostTls, Model, ObjectKey, RouteEntry, Service, model::owner, table::HostTable,
+    HostTls, Model, ObjectKey, RouteEntry, Service,
+    model::{UpstreamTls, owner},
+    table::HostTable,
 };
 use prost::{Message, bytes::Bytes};
 
@@ -35,6 +40,16 @@ use crate::{
 pub struct Incremental {
     options: Option<Options>,
     vhosts: HashMap<String, Cached>,
+    clusters: HashMap<ObjectKey, CachedCluster>,
+}
+
+/// One Service's cluster and load assignment, encoded, with what they were made
+/// from: the Service and its TLS material (nothing else of the model is read).
+struct CachedCluster {
+    service: Arc<Service>,
+    tls: Option<UpstreamTls>,
+    cluster: (String, Vec<u8>),
+    assignment: Option<(String, Vec<u8>)>,
 }
 
 /// One domain's inputs and what they gave.
@@ -169,9 +184,49 @@ impl Incremental {
     pub fn translate(&mut self, model: &Model, options: &Options) -> crate::Resources {
         if self.options.as_ref() != Some(options) {
             self.vhosts.clear();
+            self.clusters.clear();
             self.options = Some(options.clone());
         }
         crate::build(model, options, Some(self))
+    }
+
+    /// Every Service's cluster and load assignment, encoded, by name; a Service
+    /// whose spec and TLS material are unchanged reuses the last encoding.
+    pub(crate) fn service_clusters(
+        &mut self,
+        model: &Model,
+        failed: &mut Vec<(ObjectKey, String)>,
+    ) -> (crate::Encoded, crate::Encoded) {
+        let mut next = HashMap::with_capacity(model.services.len());
+        let (mut clusters, mut assignments) = (Vec::new(), Vec::new());
+        for (key, service) in &model.services {
+            let tls = model.upstream_tls.get(key);
+            let cached = match self.clusters.remove(key) {
+                Some(c)
+                    if (Arc::ptr_eq(service, &c.service) || service.spec == c.service.spec)
+                        && c.tls.as_ref() == tls =>
+                {
+                    c
+                }
+                _ => match crate::service_cluster(model, key, service) {
+                    Ok((cluster, assignment)) => CachedCluster {
+                        service: service.clone(),
+                        tls: tls.cloned(),
+                        cluster: (cluster.name.clone(), cluster.encode_to_vec()),
+                        assignment: assignment.map(|a| (a.cluster_name.clone(), a.encode_to_vec())),
+                    },
+                    Err(panic) => {
+                        failed.push((key.clone(), panic));
+                        continue;
+                    }
+                },
+            };
+            clusters.push(cached.cluster.clone());
+            assignments.extend(cached.assignment.clone());
+            next.insert(key.clone(), cached);
+        }
+        self.clusters = next;
+        (clusters, assignments)
     }
 
     /// Every RouteConfiguration, encoded: the same set and order as
@@ -181,7 +236,7 @@ impl Incremental {
         model: &Model,
         options: &Options,
         failed: &mut Vec<(ObjectKey, String)>,
-    ) -> Vec<(String, Vec<u8>)> {
+    ) -> crate::Encoded {
         let failed_services: Vec<ObjectKey> = failed.iter().map(|(k, _)| k.clone()).collect();
         let mut next = HashMap::with_capacity(self.vhosts.len());
         let mut order = Vec::new();

@@ -1,5 +1,6 @@
 //! The incremental translator gives, byte for byte, what a full translation gives,
 //! through a long run of edits of every kind that can change a virtual host.
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster::LbPolicy};
 use portcullis_api::{
     Certificates, Model, Objects,
     validate::{Rules, validate_objects},
@@ -137,7 +138,7 @@ impl World {
 }
 
 /// What a full translation encodes, by name.
-fn full(model: &Model, options: &Options) -> (crate::Resources, Vec<(String, Vec<u8>)>) {
+fn full(model: &Model, options: &Options) -> (crate::Resources, crate::Encoded) {
     let mut res = translate(model, options);
     let encoded = res
         .route_configs
@@ -179,6 +180,37 @@ fn every_edit_gives_what_a_full_translation_gives() {
                 "step {step}: {name} differs from a full translation"
             );
         }
+        // The Services' clusters and load assignments come encoded; the gRPC
+        // service clusters stay structs, as in a full translation.
+        let services = |names: &[(String, Vec<u8>)]| -> Vec<String> {
+            names.iter().map(|(n, _)| n.clone()).collect()
+        };
+        let service_clusters: Vec<String> = services(&got.encoded_clusters);
+        let (from_services, grpc): (Vec<_>, Vec<_>) = std::mem::take(&mut expected.clusters)
+            .into_iter()
+            .partition(|c| service_clusters.contains(&c.name));
+        expected.clusters = grpc;
+        let want: crate::Encoded = from_services
+            .iter()
+            .map(|c| (c.name.clone(), c.encode_to_vec()))
+            .collect();
+        assert_eq!(
+            want.len(),
+            model.services.len(),
+            "step {step}: a cluster per Service"
+        );
+        assert!(
+            std::mem::take(&mut got.encoded_clusters) == want,
+            "step {step}: the Services' clusters"
+        );
+        let want: crate::Encoded = std::mem::take(&mut expected.load_assignments)
+            .iter()
+            .map(|a| (a.cluster_name.clone(), a.encode_to_vec()))
+            .collect();
+        assert!(
+            std::mem::take(&mut got.encoded_load_assignments) == want,
+            "step {step}: the Services' load assignments"
+        );
         expected.encoded_route_configs.clear();
         assert_eq!(got, expected, "step {step}: the other resources");
     }
@@ -212,6 +244,33 @@ fn an_unchanged_model_reuses_every_virtual_host() {
         before
             .iter()
             .all(|b| after.iter().any(|a| a.as_ptr() == b.as_ptr()))
+    );
+}
+
+#[test]
+fn a_service_edit_re_encodes_only_its_cluster() {
+    let mut world = World::new();
+    let options = Options::default();
+    let mut incremental = Incremental::new();
+    incremental.translate(&world.model(), &options);
+    let ptr =
+        |inc: &Incremental, s: &str| inc.clusters[&ObjectKey::service("t", s)].cluster.1.as_ptr();
+    let (s0, s1) = (ptr(&incremental, "s0"), ptr(&incremental, "s1"));
+    world.hash_header[1] = Some("x-user".into());
+    // Parsed again: equal Services are new objects, recognised by their spec.
+    let res = incremental.translate(&world.model(), &options);
+    assert_eq!(ptr(&incremental, "s0"), s0, "s0 was reused");
+    assert_ne!(ptr(&incremental, "s1"), s1, "s1 was rebuilt");
+    let s1_cluster = res
+        .encoded_clusters
+        .iter()
+        .find(|(n, _)| n == "t/s1")
+        .map(|(_, b)| Cluster::decode(&b[..]).unwrap())
+        .expect("s1's cluster is served");
+    assert_eq!(
+        s1_cluster.lb_policy,
+        LbPolicy::RingHash as i32,
+        "the new load balancing reached the cluster"
     );
 }
 

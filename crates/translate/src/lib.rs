@@ -110,6 +110,9 @@ impl Default for Options {
     }
 }
 
+/// Resources already encoded (protobuf), by name.
+pub type Encoded = Vec<(String, Vec<u8>)>;
+
 /// Everything Envoy needs, by xDS type, and what `portcullis ratelimit` needs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resources {
@@ -117,9 +120,14 @@ pub struct Resources {
     pub route_configs: Vec<RouteConfiguration>,
     /// The RouteConfigurations already encoded, by name, from [`Incremental`] (which
     /// leaves `route_configs` empty): the same resources, never decoded again.
-    pub encoded_route_configs: Vec<(String, Vec<u8>)>,
+    pub encoded_route_configs: Encoded,
     pub clusters: Vec<Cluster>,
     pub load_assignments: Vec<ClusterLoadAssignment>,
+    /// The Services' clusters and load assignments already encoded, by name, from
+    /// [`Incremental`] (which then leaves them out of `clusters` and
+    /// `load_assignments`; the gRPC service clusters stay there).
+    pub encoded_clusters: Encoded,
+    pub encoded_load_assignments: Encoded,
     /// One per Route limit, sorted by name. Produced whether or not Envoy is given a
     /// rate-limit service: they only describe the limits, and a service subscribes to
     /// them on its own (type URL [`RATE_LIMIT_CONFIG_TYPE_URL`]).
@@ -140,23 +148,25 @@ pub fn translate(model: &Model, options: &Options) -> Resources {
 }
 
 /// [`translate`]; with `incremental`, the routing comes from it, encoded.
-fn build(model: &Model, options: &Options, incremental: Option<&mut Incremental>) -> Resources {
+fn build(model: &Model, options: &Options, mut incremental: Option<&mut Incremental>) -> Resources {
     let mut clusters = Vec::new();
     let mut load_assignments = Vec::new();
     let mut failed = Vec::new();
-    for (key, service) in &model.services {
-        match isolate(|| {
-            let (mut cluster, assignment) = cluster::service_cluster(key, service);
-            cluster.transport_socket = upstream_tls::transport_socket(model, key, service);
-            (cluster, assignment)
-        }) {
-            Ok((cluster, assignment)) => {
-                clusters.push(cluster);
-                load_assignments.extend(assignment);
+    let (encoded_clusters, encoded_load_assignments) = match incremental.as_deref_mut() {
+        Some(memo) => memo.service_clusters(model, &mut failed),
+        None => {
+            for (key, service) in &model.services {
+                match service_cluster(model, key, service) {
+                    Ok((cluster, assignment)) => {
+                        clusters.push(cluster);
+                        load_assignments.extend(assignment);
+                    }
+                    Err(panic) => failed.push((key.clone(), panic)),
+                }
             }
-            Err(panic) => failed.push((key.clone(), panic)),
+            (Vec::new(), Vec::new())
         }
-    }
+    };
     for (name, addr) in [
         (filters::AUTHZ_CLUSTER, &options.authz),
         (filters::RATELIMIT_CLUSTER, &options.ratelimit),
@@ -198,9 +208,24 @@ fn build(model: &Model, options: &Options, incremental: Option<&mut Incremental>
         encoded_route_configs,
         clusters,
         load_assignments,
+        encoded_clusters,
+        encoded_load_assignments,
         rate_limit_configs,
         failed,
     }
+}
+
+/// One Service's cluster and load assignment, isolated: a panic leaves out only it.
+fn service_cluster(
+    model: &Model,
+    key: &ObjectKey,
+    service: &portcullis_api::Service,
+) -> Result<(Cluster, Option<ClusterLoadAssignment>), String> {
+    isolate(|| {
+        let (mut cluster, assignment) = cluster::service_cluster(key, service);
+        cluster.transport_socket = upstream_tls::transport_socket(model, key, service);
+        (cluster, assignment)
+    })
 }
 
 /// The Service a cluster name came from (inverse of [`cluster_name`]).
