@@ -10,11 +10,14 @@ use std::{
 };
 
 use parking_lot::RwLock;
-use portcullis_api::{Document, ObjectKey, validate::Report};
+use portcullis_api::{
+    Document, ObjectKey,
+    validate::{Memo, Report},
+};
 use portcullis_plane::{
     file_source::{Board, ObjectView},
     publish::Publisher,
-    reconcile::{Objects, reconcile},
+    reconcile::{Inputs, Objects, reconcile_with},
     state::Created,
 };
 
@@ -37,6 +40,9 @@ pub struct Controller {
     pub ready: Arc<AtomicBool>,
     programmed: Programmed,
     last_served: Objects,
+    /// Single-object reports by object: the index hands unchanged objects over as the
+    /// same `Arc`, so an edit checks only what it changed.
+    memo: Memo,
     reports: Vec<Report>,
     ref_problems: BTreeMap<ObjectKey, Vec<String>>,
 }
@@ -51,6 +57,7 @@ impl Controller {
             ready: Arc::default(),
             programmed: Programmed::default(),
             last_served: Objects::new(),
+            memo: Memo::new(),
             reports: Vec::new(),
             ref_problems: BTreeMap::new(),
         }
@@ -83,7 +90,14 @@ impl Controller {
                 index.certificates.clone(),
             )
         };
-        let result = reconcile(&objects, &failed, &self.last_served, &certificates, &rules);
+        let inputs = Inputs {
+            current: &objects,
+            failed: &failed,
+            last_served: &self.last_served,
+            certificates: &certificates,
+            rules: &rules,
+        };
+        let result = reconcile_with(&mut self.memo, inputs);
         let model = endpoints::expand(&result.outcome.model, &resolved);
         // Kubernetes stamps creationTimestamp, so no first-seen times are needed.
         let published = self.publisher.publish(&model, &Created::default());

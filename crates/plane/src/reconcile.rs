@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use portcullis_api::{
     Certificates, Document, ObjectKey,
-    validate::{Issue, Outcome, Rules, validate_objects},
+    validate::{Issue, Memo, Outcome, Rules},
 };
 
 /// The objects a source currently sees, by key.
@@ -30,6 +30,35 @@ pub fn reconcile(
     certificates: &Certificates,
     rules: &Rules,
 ) -> Reconciled {
+    let inputs = Inputs {
+        current,
+        failed,
+        last_served,
+        certificates,
+        rules,
+    };
+    reconcile_with(&mut Memo::new(), inputs)
+}
+
+/// What [`reconcile`] takes.
+pub struct Inputs<'a> {
+    pub current: &'a Objects,
+    pub failed: &'a BTreeSet<ObjectKey>,
+    pub last_served: &'a Objects,
+    pub certificates: &'a Certificates,
+    pub rules: &'a Rules,
+}
+
+/// [`reconcile`], with `memo` carrying single-object reports from one call to the
+/// next (sources keep one: an edit then checks only the objects it changed).
+pub fn reconcile_with(memo: &mut Memo, inputs: Inputs<'_>) -> Reconciled {
+    let Inputs {
+        current,
+        failed,
+        last_served,
+        certificates,
+        rules,
+    } = inputs;
     let mut objects = current.clone();
     let mut kept = BTreeSet::new();
     for key in failed {
@@ -40,7 +69,7 @@ pub fn reconcile(
             kept.insert(key.clone());
         }
     }
-    let first = run(&objects, certificates, rules);
+    let first = run(memo, &objects, certificates, rules);
     let mut retry = false;
     for report in &first.reports {
         // Unresolved references count too: `old != new` below means this object's own
@@ -58,7 +87,7 @@ pub fn reconcile(
     // Without a retry the first outcome is the answer: moved, not copied (at 10k
     // Routes a copy of the model and reports was a visible part of every edit).
     let (mut outcome, first) = if retry {
-        (run(&objects, certificates, rules), Some(first))
+        (run(memo, &objects, certificates, rules), Some(first))
     } else {
         (first, None)
     };
@@ -90,8 +119,8 @@ pub fn reconcile(
     }
 }
 
-fn run(objects: &Objects, certificates: &Certificates, rules: &Rules) -> Outcome {
-    validate_objects(
+fn run(memo: &mut Memo, objects: &Objects, certificates: &Certificates, rules: &Rules) -> Outcome {
+    memo.validate(
         &portcullis_api::Objects::from_documents(objects.values()),
         certificates,
         rules,

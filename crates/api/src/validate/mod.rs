@@ -8,6 +8,7 @@ mod budget;
 mod cross;
 mod destinations;
 mod hosts;
+mod memo;
 mod names;
 mod policy;
 pub mod regex;
@@ -19,6 +20,7 @@ mod upstream_tls;
 pub use bounds::*;
 pub use budget::DEFAULT_ROUTE_TABLE_BYTES;
 pub use destinations::{Cidr, DestinationRules};
+pub use memo::Memo;
 
 /// Rules that depend on where the control plane runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +70,7 @@ pub use report::{Issue, Report, Shadowed};
 
 use std::sync::Arc;
 
-use crate::{Certificates, Host, Model, ObjectKey, Objects, Route, Service};
+use crate::{Certificates, Model, ObjectKey, Objects, Route, Service};
 
 /// The whole verdict: what to serve, and why each object is or is not served.
 #[derive(Clone, Debug, Default)]
@@ -144,33 +146,46 @@ fn check_one<T>(
 /// Validates every object against `rules` and against each other; `certificates` are
 /// the Hosts' certificates and Services' TLS material as the control plane loaded them.
 pub fn validate_objects(objects: &Objects, certificates: &Certificates, rules: &Rules) -> Outcome {
-    let mut service_reports: Vec<(Report, &Service)> = objects
-        .services
-        .iter()
-        .map(|s| {
-            (
-                check_one("Service", &**s, &s.metadata, |s, r| {
-                    service::check(s, rules, r)
-                }),
-                &**s,
-            )
-        })
-        .collect();
-    let mut route_reports: Vec<(Report, &Route)> = objects
-        .routes
-        .iter()
-        .map(|r| (check_one("Route", &**r, &r.metadata, route::check), &**r))
-        .collect();
-    let mut host_reports: Vec<(Report, &Host)> = objects
-        .hosts
-        .iter()
-        .map(|h| {
-            (
-                check_one("Host", &**h, &h.metadata, |h, r| hosts::check(h, rules, r)),
-                &**h,
-            )
-        })
-        .collect();
+    validate_all(objects, certificates, rules, None)
+}
+
+impl Memo {
+    /// As [`validate_objects`], reusing the single-object reports of the objects this
+    /// memo saw last time (the same `Arc`s): what a control plane that validates on
+    /// every edit calls. The outcome is the one [`validate_objects`] gives.
+    pub fn validate(
+        &mut self,
+        objects: &Objects,
+        certificates: &Certificates,
+        rules: &Rules,
+    ) -> Outcome {
+        validate_all(objects, certificates, rules, Some(self.for_rules(rules)))
+    }
+}
+
+fn validate_all(
+    objects: &Objects,
+    certificates: &Certificates,
+    rules: &Rules,
+    mut memo: Option<&mut Memo>,
+) -> Outcome {
+    let mut service_reports = memo::check_all(
+        &objects.services,
+        memo.as_deref_mut().map(|m| &mut m.services),
+        |s| {
+            check_one("Service", s, &s.metadata, |s, r| {
+                service::check(s, rules, r)
+            })
+        },
+    );
+    let mut route_reports = memo::check_all(
+        &objects.routes,
+        memo.as_deref_mut().map(|m| &mut m.routes),
+        |r| check_one("Route", r, &r.metadata, route::check),
+    );
+    let mut host_reports = memo::check_all(&objects.hosts, memo.map(|m| &mut m.hosts), |h| {
+        check_one("Host", h, &h.metadata, |h, r| hosts::check(h, rules, r))
+    });
     cross::duplicates(&mut service_reports);
     cross::duplicates(&mut route_reports);
     cross::duplicates(&mut host_reports);

@@ -10,10 +10,13 @@ use std::{
 };
 
 use portcullis::{bootstrap::Bootstrap, envoy::Envoy};
-use portcullis_api::{Document, validate::Rules};
+use portcullis_api::{
+    Document,
+    validate::{Memo, Rules},
+};
 use portcullis_bench::{ads_clients::Clients, manifests, report::*};
 use portcullis_plane::publish::{to_snapshot, to_snapshot_reusing};
-use portcullis_plane::reconcile::{Objects, reconcile};
+use portcullis_plane::reconcile::{Inputs, Objects, reconcile, reconcile_with};
 use portcullis_translate::{Incremental, Options, translate};
 use portcullis_xds::{Cache, Snapshot, type_url};
 
@@ -70,17 +73,19 @@ impl Shape {
         self.current.insert(doc.key(), doc);
     }
 
-    /// Reconcile (validation with keep-last-good) as the sources call it.
-    fn model(&self, last_served: &Objects) -> (portcullis_api::Model, Objects) {
+    /// Reconcile (validation with keep-last-good) as the controller calls it, with
+    /// the memo of single-object reports it keeps.
+    fn model(&self, last_served: &Objects, memo: &mut Memo) -> (portcullis_api::Model, Objects) {
         let none = BTreeSet::new();
         let rules = Rules::file_mode();
-        let r = reconcile(
-            &self.current,
-            &none,
+        let inputs = Inputs {
+            current: &self.current,
+            failed: &none,
             last_served,
-            &self.certificates,
-            &rules,
-        );
+            certificates: &self.certificates,
+            rules: &rules,
+        };
+        let r = reconcile_with(memo, inputs);
         (r.outcome.model, r.served)
     }
 
@@ -110,6 +115,7 @@ impl Shape {
 /// What the control plane keeps from one edit to the next.
 struct Kept {
     served: Objects,
+    memo: Memo,
     incremental: Incremental,
 }
 
@@ -117,6 +123,7 @@ impl Kept {
     fn new() -> Self {
         Self {
             served: Objects::new(),
+            memo: Memo::new(),
             incremental: Incremental::new(),
         }
     }
@@ -124,7 +131,7 @@ impl Kept {
     /// What the control plane publishes after an edit: reconcile, translate
     /// incrementally, reuse the previous snapshot's encodings.
     fn rebuild(&mut self, shape: &Shape, previous: &Snapshot) -> Snapshot {
-        let (model, served) = shape.model(&self.served);
+        let (model, served) = shape.model(&self.served, &mut self.memo);
         self.served = served;
         to_snapshot_reusing(
             &self.incremental.translate(&model, &shape.options),
@@ -424,7 +431,7 @@ fn child_rebuild(n: usize, edits: usize) -> anyhow::Result<()> {
         let i = (e * 7919) % n;
         shape.edit(manifests::route(i, SERVICES, e + 1));
         let t0 = Instant::now();
-        let (model, served) = shape.model(&kept.served);
+        let (model, served) = shape.model(&kept.served, &mut kept.memo);
         kept.served = served;
         let t1 = Instant::now();
         let res = kept.incremental.translate(&model, &shape.options);

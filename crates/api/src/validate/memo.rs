@@ -1,0 +1,176 @@
+//! What one validation hands the next: each object's single-object report, kept with
+//! the shared object (`Arc`) it was made from. Sources hand an unchanged object over
+//! as the same `Arc` (the kube index keeps it when a watch event repeats it), so an
+//! edit to one of 10k Routes checks one Route on its own instead of all of them.
+//!
+//! Identity, not content, decides: a report is reused only for the very allocation it
+//! was made from, which the memo holds so that the address cannot be reused by another
+//! object, and only under the same rules. A source that parses every object anew (file
+//! mode) simply never hits. The cost: one report per object kept between validations.
+use std::{collections::HashMap, sync::Arc};
+
+use super::{Report, Rules};
+use crate::{Host, Route, Service};
+
+/// Single-object reports from the previous validation; see [`Memo::validate`].
+#[derive(Default)]
+pub struct Memo {
+    rules: Option<Rules>,
+    pub(super) routes: Kept<Route>,
+    pub(super) services: Kept<Service>,
+    pub(super) hosts: Kept<Host>,
+}
+
+/// By the address of the object's allocation, with the object itself.
+pub(super) type Kept<T> = HashMap<usize, (Arc<T>, Report)>;
+
+impl Memo {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets everything when the rules changed: the single-object rules read them.
+    pub(super) fn for_rules(&mut self, rules: &Rules) -> &mut Self {
+        if self.rules.as_ref() != Some(rules) {
+            *self = Memo {
+                rules: Some(rules.clone()),
+                ..Default::default()
+            };
+        }
+        self
+    }
+}
+
+/// Every object's single-object report, `check`ed or, with a memo, the previous one
+/// for the same object. The memo is left holding exactly these objects, so deleted
+/// objects are let go.
+pub(super) fn check_all<'a, T>(
+    objects: &'a [Arc<T>],
+    memo: Option<&mut Kept<T>>,
+    check: impl Fn(&T) -> Report,
+) -> Vec<(Report, &'a T)> {
+    let Some(memo) = memo else {
+        return objects.iter().map(|o| (check(o), &**o)).collect();
+    };
+    let mut previous = std::mem::take(memo);
+    memo.reserve(objects.len());
+    objects
+        .iter()
+        .map(|o| {
+            let at = Arc::as_ptr(o) as usize;
+            let report = match previous.remove(&at) {
+                Some((kept, report)) if Arc::ptr_eq(&kept, o) => report,
+                _ => check(o),
+            };
+            memo.insert(at, (o.clone(), report.clone()));
+            (report, &**o)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        Objects, PathMatch,
+        validate::{
+            tests::{mk_route, mk_service},
+            validate_objects,
+        },
+    };
+
+    fn outcome_text(o: &crate::validate::Outcome) -> String {
+        format!("{:?}\n{:?}", o.reports, o.model)
+    }
+
+    #[test]
+    fn the_memo_gives_what_a_fresh_validation_gives_through_any_edits() {
+        // Routes that conflict, refer to missing Services and break single-object
+        // rules, edited (new Arcs) or kept (same Arcs) at random.
+        let route = |i: usize, v: u64| {
+            let path = match v % 4 {
+                0 => PathMatch::prefix("/shared"),
+                1 => PathMatch::prefix(&format!("/p{i}")),
+                2 => PathMatch::prefix("no-slash"),
+                _ => PathMatch::exact(&format!("/e{}", v % 3)),
+            };
+            let mut r = mk_route(&format!("r{i}"), i as i64, vec![path]);
+            if v.is_multiple_of(5) {
+                r.spec.backends[0].service = "missing".into();
+            }
+            Arc::new(r)
+        };
+        let mut objects = Objects {
+            routes: (0..20).map(|i| route(i, i as u64)).collect(),
+            services: vec![Arc::new(mk_service("svc"))],
+            hosts: Vec::new(),
+        };
+        let (certificates, mut rules) = (crate::Certificates::new(), Rules::file_mode());
+        let mut switched = 0;
+        let mut memo = Memo::new();
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for step in 0..300 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let i = (seed >> 8) as usize % objects.routes.len();
+            match seed % 7 {
+                0 => objects.routes[i] = route(i, seed >> 16),
+                1 => {
+                    objects.routes.remove(i);
+                }
+                2 => objects.routes.push(route(20 + step, seed >> 16)),
+                // A new allocation of an equal object: checked again, same verdict.
+                3 => objects.routes[i] = Arc::new((*objects.routes[i]).clone()),
+                // The Service's loopback address is refused in Kubernetes mode:
+                // a change of rules must not reuse file mode's verdict.
+                4 if step.is_multiple_of(3) => {
+                    switched += 1;
+                    rules = if rules == Rules::file_mode() {
+                        Rules::cluster(Vec::new())
+                    } else {
+                        Rules::file_mode()
+                    }
+                }
+                _ => {}
+            }
+            let want = validate_objects(&objects, &certificates, &rules);
+            let got = memo.validate(&objects, &certificates, &rules);
+            assert_eq!(outcome_text(&got), outcome_text(&want), "step {step}");
+            assert_eq!(memo.routes.len(), objects.routes.len(), "step {step}");
+        }
+        assert!(switched > 3, "the rules changed {switched} times");
+    }
+
+    #[test]
+    fn an_edit_checks_only_the_object_it_changed() {
+        let objects = Objects {
+            routes: (0..3)
+                .map(|i| {
+                    Arc::new(mk_route(
+                        &format!("r{i}"),
+                        i,
+                        vec![PathMatch::prefix(&format!("/p{i}"))],
+                    ))
+                })
+                .collect(),
+            services: vec![Arc::new(mk_service("svc"))],
+            hosts: Vec::new(),
+        };
+        let checked = std::cell::Cell::new(0);
+        let check = |r: &Route| {
+            checked.set(checked.get() + 1);
+            Report::new(crate::ObjectKey::new("Route", &r.metadata), None)
+        };
+        let mut kept = Kept::default();
+        check_all(&objects.routes, Some(&mut kept), check);
+        assert_eq!(checked.get(), 3);
+        let mut edited = objects.routes.clone();
+        edited[1] = Arc::new(mk_route("r1", 1, vec![PathMatch::prefix("/new")]));
+        check_all(&edited, Some(&mut kept), check);
+        assert_eq!(checked.get(), 4, "only the edited Route was checked again");
+        // Without a memo, everything is checked.
+        check_all(&edited, None, check);
+        assert_eq!(checked.get(), 7);
+    }
+}
