@@ -168,6 +168,30 @@ mod tests {
     }
 
     #[test]
+    fn the_incremental_translator_re_encodes_a_cluster_when_only_its_tls_material_changed() {
+        // The client certificate goes away (its Secret lost the key) while the
+        // Service's spec stays the same: the cluster must stop naming its SDS secret.
+        let (options, mut incremental) = (crate::Options::default(), crate::Incremental::new());
+        let mut m = model();
+        incremental.translate(&m, &options);
+        let key = ObjectKey::service("a", "s");
+        m.upstream_tls.get_mut(&key).unwrap().client = None;
+        let got = incremental.translate(&m, &options);
+        let full = crate::translate(&m, &options);
+        let want = full.clusters.iter().find(|c| c.name == "a/s").unwrap();
+        let (_, got) = got
+            .encoded_clusters
+            .iter()
+            .find(|(n, _)| n == "a/s")
+            .unwrap();
+        assert!(
+            *got == prost::Message::encode_to_vec(want),
+            "the cluster follows its TLS material"
+        );
+        assert!(!format!("{want:?}").contains("service/a/s/client"));
+    }
+
+    #[test]
     fn the_cluster_verifies_the_backend_and_presents_the_client_certificate_over_sds() {
         let m = model();
         let key = ObjectKey::service("a", "s");
