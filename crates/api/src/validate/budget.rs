@@ -4,7 +4,7 @@
 //! thousand hosts cost a million Envoy routes. Routes are admitted oldest first against
 //! a byte budget; a Route that would exceed it is refused (it names the budget and what
 //! it would cost), and everything admitted before it keeps serving.
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc};
 
 use super::Report;
 use crate::{Route, precedence::covers};
@@ -78,7 +78,7 @@ pub fn cost(route: &Route, hosts: &BTreeSet<&str>) -> usize {
 
 /// `by_age`: indices of `routes`, oldest first (`cross::age_then_key`); those not served
 /// are skipped.
-pub(super) fn apply(routes: &mut [(Report, &Route)], by_age: &[usize], budget: usize) {
+pub(super) fn apply(routes: &mut [(Report, &Arc<Route>)], by_age: &[usize], budget: usize) {
     let order: Vec<usize> = by_age
         .iter()
         .copied()

@@ -39,29 +39,24 @@ pub(super) fn duplicates<T>(reports: &mut [(Report, &T)]) {
 type MatchKey<'a> = (&'a str, Cow<'a, str>, bool, Cow<'a, str>, Vec<HeaderMatch>);
 
 /// Older first, then by key: who keeps a contested match or a place in the budget.
-pub(super) fn age_then_key(a: &(Report, &Route), b: &(Report, &Route)) -> std::cmp::Ordering {
+pub(super) fn age_then_key(
+    a: &(Report, &Arc<Route>),
+    b: &(Report, &Arc<Route>),
+) -> std::cmp::Ordering {
     age_order(&a.1.metadata, &b.1.metadata).then_with(|| a.0.key.cmp(&b.0.key))
 }
 
-/// The input's Services and Routes as the source shares them, in the order of the
-/// reports: the model shares them too instead of copying each one per rebuild.
-pub(super) struct Shared<'a> {
-    pub services: &'a [Arc<Service>],
-    pub routes: &'a [Arc<Route>],
-}
-
 pub(super) fn resolve(
-    shared: Shared<'_>,
-    services: &[(Report, &Service)],
-    routes: &mut [(Report, &Route)],
+    services: &[(Report, &Arc<Service>)],
+    routes: &mut [(Report, &Arc<Route>)],
     hosts: BTreeMap<ObjectKey, crate::model::ServedHost>,
     route_table_bytes: usize,
 ) -> Model {
     let accepted: BTreeMap<ObjectKey, Arc<Service>> = services
         .iter()
-        .zip(shared.services)
-        .filter(|((r, _), _)| r.errors.is_empty() && r.unresolved.is_empty())
-        .map(|((r, _), s)| (r.key.clone(), s.clone()))
+        .filter(|(r, _)| r.errors.is_empty() && r.unresolved.is_empty())
+        // Shared with the source, not copied.
+        .map(|(r, s)| (r.key.clone(), Arc::clone(s)))
         .collect();
     // Looked up by borrowed (namespace, name): no key is built per backend.
     let names = |accepted_only: bool| -> HashSet<(&str, &str)> {
@@ -132,7 +127,7 @@ pub(super) fn resolve(
     super::budget::apply(routes, &by_age, route_table_bytes);
 
     let mut entries = Vec::new();
-    for ((report, _), route) in routes.iter().zip(shared.routes) {
+    for (report, route) in routes.iter() {
         if !report.is_served() {
             continue;
         }
@@ -280,10 +275,9 @@ fn lower(s: &str) -> Cow<'_, str> {
 
 fn entries_of(
     report: &Report,
-    shared: &Arc<Route>,
+    route: &Arc<Route>,
     services: &BTreeMap<ObjectKey, Arc<Service>>,
 ) -> Vec<RouteEntry> {
-    let route: &Route = shared;
     let backends: Vec<(ObjectKey, u32)> = route
         .spec
         .backends
@@ -312,7 +306,8 @@ fn entries_of(
         .iter()
         .enumerate()
         .map(|(path_index, path)| RouteEntry {
-            route: shared.clone(),
+            // Shared with the source: the model copies no Route.
+            route: Arc::clone(route),
             key: report.key.clone(),
             path_index,
             path: path.clone(),

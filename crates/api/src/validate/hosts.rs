@@ -1,6 +1,6 @@
 //! Rules for `Host`: the object itself, one owner per hostname (older wins), its
 //! certificate, and which Routes may serve an owned hostname.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use super::{Issue, Report, Rules, names};
 use crate::{
@@ -79,7 +79,7 @@ pub(super) fn check(host: &Host, rules: &Rules, report: &mut Report) {
 
 /// Oldest Host keeps a hostname; resolves certificates; returns the served Hosts.
 pub(super) fn resolve(
-    hosts: &mut [(Report, &Host)],
+    hosts: &mut [(Report, &Arc<Host>)],
     certificates: &Certificates,
 ) -> BTreeMap<ObjectKey, ServedHost> {
     let mut order: Vec<usize> = (0..hosts.len())
@@ -114,7 +114,7 @@ pub(super) fn resolve(
         served.insert(
             report.key.clone(),
             ServedHost {
-                host: (*host).clone(),
+                host: Host::clone(host),
                 certificate,
             },
         );
@@ -150,7 +150,7 @@ fn certificate(report: &mut Report, state: &CertificateState) -> Option<crate::C
 /// Routes naming a hostname owned by a Host that does not admit their namespace are not
 /// served; with `require_host_ownership`, neither are Routes naming unowned hostnames.
 pub(super) fn admit_routes(
-    routes: &mut [(Report, &Route)],
+    routes: &mut [(Report, &Arc<Route>)],
     hosts: &BTreeMap<ObjectKey, ServedHost>,
     rules: &Rules,
 ) {

@@ -48,9 +48,9 @@ pub(super) fn check_all<'a, T>(
     objects: &'a [Arc<T>],
     memo: Option<&mut Kept<T>>,
     check: impl Fn(&T) -> Report,
-) -> Vec<(Report, &'a T)> {
+) -> Vec<(Report, &'a Arc<T>)> {
     let Some(memo) = memo else {
-        return objects.iter().map(|o| (check(o), &**o)).collect();
+        return objects.iter().map(|o| (check(o), o)).collect();
     };
     let mut previous = std::mem::take(memo);
     memo.reserve(objects.len());
@@ -63,7 +63,7 @@ pub(super) fn check_all<'a, T>(
                 _ => check(o),
             };
             memo.insert(at, (o.clone(), report.clone()));
-            (report, &**o)
+            (report, o)
         })
         .collect()
 }

@@ -193,10 +193,6 @@ fn validate_all(
     let served_hosts = hosts::resolve(&mut host_reports, certificates);
     hosts::admit_routes(&mut route_reports, &served_hosts, rules);
     let mut model = cross::resolve(
-        cross::Shared {
-            services: &objects.services,
-            routes: &objects.routes,
-        },
         &service_reports,
         &mut route_reports,
         served_hosts,
@@ -204,18 +200,14 @@ fn validate_all(
     );
     model.upstream_tls = upstream_tls;
     // Kinds in key order (Host < Route < Service): sources hand each kind over in key
-    // order, so the sort is usually one pass that finds nothing to do.
+    // order, so the sort usually finds nothing to move.
     let reports: Vec<Report> = host_reports
         .into_iter()
         .map(|(r, _)| r)
         .chain(route_reports.into_iter().map(|(r, _)| r))
         .chain(service_reports.into_iter().map(|(r, _)| r))
         .collect();
-    let reports = if reports.is_sorted_by(|a, b| a.key <= b.key) {
-        reports
-    } else {
-        sorted_by(reports, |a, b| a.key.cmp(&b.key))
-    };
+    let reports = sorted_by(reports, |a, b| a.key.cmp(&b.key));
     Outcome { model, reports }
 }
 
@@ -234,6 +226,10 @@ pub(crate) fn sorted_by_index<T>(
 ) -> Vec<T> {
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by(|&a, &b| cmp(&items, a, b));
+    // Often already in order (sources hand objects over sorted): nothing to move.
+    if order.iter().enumerate().all(|(at, &i)| at == i) {
+        return items;
+    }
     let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
     order.into_iter().filter_map(|i| slots[i].take()).collect()
 }

@@ -1,7 +1,7 @@
 //! Rules for `Service.spec.tls`: the backend is always verified (a trusted CA and a
 //! name to match), the material comes from where this mode can read it, and the
 //! Service is served only once the control plane holds good material for it.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use super::{Issue, Report, names};
 use crate::{CertificateState, Certificates, ObjectKey, Service, model::UpstreamTls};
@@ -147,7 +147,7 @@ fn files(tls: &crate::ServiceTls, report: &mut Report) {
 /// The material of every accepted Service with TLS; a Service without good material
 /// is not served (ResolvedRefs=False) rather than served without verification.
 pub(super) fn resolve(
-    services: &mut [(Report, &Service)],
+    services: &mut [(Report, &Arc<Service>)],
     certificates: &Certificates,
 ) -> BTreeMap<ObjectKey, UpstreamTls> {
     let mut out = BTreeMap::new();
