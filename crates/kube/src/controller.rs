@@ -17,7 +17,7 @@ use portcullis_api::{
 use portcullis_plane::{
     file_source::{Board, ObjectView},
     publish::Publisher,
-    reconcile::{Inputs, Objects, reconcile_with},
+    reconcile::{Objects, reconcile_with},
     state::Created,
 };
 
@@ -90,14 +90,14 @@ impl Controller {
                 index.certificates.clone(),
             )
         };
-        let inputs = Inputs {
-            current: &objects,
-            failed: &failed,
-            last_served: &self.last_served,
-            certificates: &certificates,
-            rules: &rules,
-        };
-        let result = reconcile_with(&mut self.memo, inputs);
+        let result = reconcile_with(
+            Some(&mut self.memo),
+            &objects,
+            &failed,
+            &self.last_served,
+            &certificates,
+            &rules,
+        );
         let model = endpoints::expand(&result.outcome.model, &resolved);
         // Kubernetes stamps creationTimestamp, so no first-seen times are needed.
         let published = self.publisher.publish(&model, &Created::default());

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use portcullis_api::{
     Certificates, Document, ObjectKey,
-    validate::{Issue, Memo, Outcome, Rules},
+    validate::{Issue, Memo, Outcome, Rules, validate_objects},
 };
 
 /// The objects a source currently sees, by key.
@@ -30,35 +30,20 @@ pub fn reconcile(
     certificates: &Certificates,
     rules: &Rules,
 ) -> Reconciled {
-    let inputs = Inputs {
-        current,
-        failed,
-        last_served,
-        certificates,
-        rules,
-    };
-    reconcile_with(&mut Memo::new(), inputs)
-}
-
-/// What [`reconcile`] takes.
-pub struct Inputs<'a> {
-    pub current: &'a Objects,
-    pub failed: &'a BTreeSet<ObjectKey>,
-    pub last_served: &'a Objects,
-    pub certificates: &'a Certificates,
-    pub rules: &'a Rules,
+    reconcile_with(None, current, failed, last_served, certificates, rules)
 }
 
 /// [`reconcile`], with `memo` carrying single-object reports from one call to the
-/// next (sources keep one: an edit then checks only the objects it changed).
-pub fn reconcile_with(memo: &mut Memo, inputs: Inputs<'_>) -> Reconciled {
-    let Inputs {
-        current,
-        failed,
-        last_served,
-        certificates,
-        rules,
-    } = inputs;
+/// next (the controller keeps one: an edit then checks only the objects it changed;
+/// file mode parses every object anew, so a memo would never hit there).
+pub fn reconcile_with(
+    mut memo: Option<&mut Memo>,
+    current: &Objects,
+    failed: &BTreeSet<ObjectKey>,
+    last_served: &Objects,
+    certificates: &Certificates,
+    rules: &Rules,
+) -> Reconciled {
     let mut objects = current.clone();
     let mut kept = BTreeSet::new();
     for key in failed {
@@ -69,7 +54,7 @@ pub fn reconcile_with(memo: &mut Memo, inputs: Inputs<'_>) -> Reconciled {
             kept.insert(key.clone());
         }
     }
-    let first = run(memo, &objects, certificates, rules);
+    let first = run(memo.as_deref_mut(), &objects, certificates, rules);
     let mut retry = false;
     for report in &first.reports {
         // Unresolved references count too: `old != new` below means this object's own
@@ -119,12 +104,17 @@ pub fn reconcile_with(memo: &mut Memo, inputs: Inputs<'_>) -> Reconciled {
     }
 }
 
-fn run(memo: &mut Memo, objects: &Objects, certificates: &Certificates, rules: &Rules) -> Outcome {
-    memo.validate(
-        &portcullis_api::Objects::from_documents(objects.values()),
-        certificates,
-        rules,
-    )
+fn run(
+    memo: Option<&mut Memo>,
+    objects: &Objects,
+    certificates: &Certificates,
+    rules: &Rules,
+) -> Outcome {
+    let objects = portcullis_api::Objects::from_documents(objects.values());
+    match memo {
+        Some(memo) => memo.validate(&objects, certificates, rules),
+        None => validate_objects(&objects, certificates, rules),
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use portcullis_api::{
 };
 use portcullis_bench::{ads_clients::Clients, manifests, report::*};
 use portcullis_plane::publish::{to_snapshot, to_snapshot_reusing};
-use portcullis_plane::reconcile::{Inputs, Objects, reconcile, reconcile_with};
+use portcullis_plane::reconcile::{Objects, reconcile, reconcile_with};
 use portcullis_translate::{Incremental, Options, translate};
 use portcullis_xds::{Cache, Snapshot, type_url};
 
@@ -73,23 +73,7 @@ impl Shape {
         self.current.insert(doc.key(), doc);
     }
 
-    /// Reconcile (validation with keep-last-good) as the controller calls it, with
-    /// the memo of single-object reports it keeps.
-    fn model(&self, last_served: &Objects, memo: &mut Memo) -> (portcullis_api::Model, Objects) {
-        let none = BTreeSet::new();
-        let rules = Rules::file_mode();
-        let inputs = Inputs {
-            current: &self.current,
-            failed: &none,
-            last_served,
-            certificates: &self.certificates,
-            rules: &rules,
-        };
-        let r = reconcile_with(memo, inputs);
-        (r.outcome.model, r.served)
-    }
-
-    /// The same-run baseline of [`Shape::model`]: every object copied first, as each
+    /// The same-run baseline of [`Kept::model`]: every object copied first, as each
     /// reconcile did before sources and validation shared them.
     fn model_copying(&self) -> portcullis_api::Model {
         let copied: Objects = self
@@ -113,6 +97,7 @@ impl Shape {
 }
 
 /// What the control plane keeps from one edit to the next.
+#[derive(Default)]
 struct Kept {
     served: Objects,
     memo: Memo,
@@ -120,19 +105,25 @@ struct Kept {
 }
 
 impl Kept {
-    fn new() -> Self {
-        Self {
-            served: Objects::new(),
-            memo: Memo::new(),
-            incremental: Incremental::new(),
-        }
+    /// Reconcile (validation with keep-last-good) as the controller calls it, with
+    /// the memo of single-object reports it keeps.
+    fn model(&mut self, shape: &Shape) -> portcullis_api::Model {
+        let r = reconcile_with(
+            Some(&mut self.memo),
+            &shape.current,
+            &BTreeSet::new(),
+            &self.served,
+            &shape.certificates,
+            &Rules::file_mode(),
+        );
+        self.served = r.served;
+        r.outcome.model
     }
 
     /// What the control plane publishes after an edit: reconcile, translate
     /// incrementally, reuse the previous snapshot's encodings.
     fn rebuild(&mut self, shape: &Shape, previous: &Snapshot) -> Snapshot {
-        let (model, served) = shape.model(&self.served, &mut self.memo);
-        self.served = served;
+        let model = self.model(shape);
         to_snapshot_reusing(
             &self.incremental.translate(&model, &shape.options),
             previous,
@@ -424,15 +415,14 @@ fn child_rebuild(n: usize, edits: usize) -> anyhow::Result<()> {
     let tls = manifests::tls_hosts();
     let mut shape = Shape::new(&routes, &services, Some(&tls));
     drop(routes);
-    let mut kept = Kept::new();
+    let mut kept = Kept::default();
     let mut previous = Snapshot::new([]);
     let mut times = [vec![], vec![], vec![], vec![], vec![], vec![]];
     for e in 0..=edits {
         let i = (e * 7919) % n;
         shape.edit(manifests::route(i, SERVICES, e + 1));
         let t0 = Instant::now();
-        let (model, served) = shape.model(&kept.served, &mut kept.memo);
-        kept.served = served;
+        let model = kept.model(&shape);
         let t1 = Instant::now();
         let res = kept.incremental.translate(&model, &shape.options);
         let t2 = Instant::now();
@@ -521,7 +511,7 @@ async fn edit_to_ack(
     drop(routes);
     let registry = prometheus::Registry::new();
     let cache = Cache::new(&registry);
-    let mut kept = Kept::new();
+    let mut kept = Kept::default();
     let empty = Snapshot::new([]);
     cache.set_snapshot(kept.rebuild(&shape, &empty));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
