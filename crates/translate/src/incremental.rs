@@ -92,9 +92,14 @@ fn same_entry(a: &RouteEntry, b: &RouteEntry) -> bool {
         && a.timeout == b.timeout
 }
 
+/// The same Service as far as translation reads it: the same allocation, or its spec.
+fn same_spec(a: &Arc<Service>, b: &Arc<Service>) -> bool {
+    Arc::ptr_eq(a, b) || a.spec == b.spec
+}
+
 fn same_service(a: Option<&Arc<Service>>, b: &Option<Arc<Service>>) -> bool {
     match (a, b) {
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.spec == b.spec,
+        (Some(a), Some(b)) => same_spec(a, b),
         (None, None) => true,
         _ => false,
     }
@@ -179,8 +184,8 @@ impl Incremental {
     }
 
     /// As [`crate::translate`], reusing what the last call built where its inputs
-    /// are unchanged; the RouteConfigurations come back encoded
-    /// ([`crate::Resources::encoded_route_configs`]).
+    /// are unchanged; the RouteConfigurations and the Services' clusters and load
+    /// assignments come back encoded ([`crate::Resources`]' `encoded_*`).
     pub fn translate(&mut self, model: &Model, options: &Options) -> crate::Resources {
         if self.options.as_ref() != Some(options) {
             self.vhosts.clear();
@@ -202,12 +207,7 @@ impl Incremental {
         for (key, service) in &model.services {
             let tls = model.upstream_tls.get(key);
             let cached = match self.clusters.remove(key) {
-                Some(c)
-                    if (Arc::ptr_eq(service, &c.service) || service.spec == c.service.spec)
-                        && c.tls.as_ref() == tls =>
-                {
-                    c
-                }
+                Some(c) if same_spec(service, &c.service) && c.tls.as_ref() == tls => c,
                 _ => match crate::service_cluster(model, key, service) {
                     Ok((cluster, assignment)) => CachedCluster {
                         service: service.clone(),

@@ -53,8 +53,6 @@ pub fn route_configuration(
     RouteConfiguration {
         name: ROUTE_CONFIG_NAME.into(),
         virtual_hosts,
-        // Routes are only ever added or changed through xDS; no need to validate clusters
-        // at load (ordering already guarantees they exist) and it is slow at 10k routes.
         validate_clusters: Some(NO_CLUSTER_VALIDATION),
         ..Default::default()
     }
