@@ -57,12 +57,29 @@ impl Clients {
             let (addr, clusters, tx) = (addr.to_owned(), clusters.clone(), tx.clone());
             let stop = self.stop.subscribe();
             self.tasks.push(tokio::spawn(async move {
-                hold(&addr, i, clusters, tx, stop).await;
+                retrying(i, || subscribe(&addr, i, &clusters), tx, stop).await;
             }));
         }
     }
 
-    /// Wait until every client of the last [`Clients::start`] has ACKed all four types;
+    /// Start `count` connections to `addr` that hold no stream: each makes one call the
+    /// server refuses (so the server has taken the connection on), then stays idle. What
+    /// they cost the server is the HTTP/2 transport's own, the floor under an ADS client.
+    pub fn start_idle(&mut self, addr: &str, count: usize) {
+        let (tx, rx) = mpsc::channel(count.max(1));
+        self.pending = count;
+        self.ready = rx;
+        for i in 0..count {
+            let (addr, tx) = (addr.to_owned(), tx.clone());
+            let stop = self.stop.subscribe();
+            self.tasks.push(tokio::spawn(async move {
+                retrying(i, || idle(&addr), tx, stop).await;
+            }));
+        }
+    }
+
+    /// Wait until every client of the last [`Clients::start`] has ACKed all four types
+    /// (of [`Clients::start_idle`]: has made its call);
     /// returns how many reconnects (with backoff) that took.
     pub async fn all_acked(&mut self) -> anyhow::Result<u32> {
         let mut retried = 0;
@@ -89,22 +106,22 @@ impl Default for Clients {
     }
 }
 
-/// Like an Envoy, a client whose connection fails retries with backoff and jitter.
-async fn hold(
-    addr: &str,
+/// Like an Envoy, client `i` whose connection fails retries with backoff and jitter;
+/// once `open` succeeds it holds what it opened until `stop`.
+async fn retrying<T, F: Future<Output = anyhow::Result<T>>>(
     i: usize,
-    clusters: Arc<Vec<String>>,
+    open: impl Fn() -> F,
     ready: mpsc::Sender<anyhow::Result<u32>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut retries = 0;
     loop {
-        match subscribe(addr, i, &clusters).await {
-            Ok(stream) => {
+        match open().await {
+            Ok(held) => {
                 let _ = ready.send(Ok(retries)).await;
-                // Holding `stream` keeps both directions of the RPC open.
+                // Holding a stream keeps both directions of the RPC open.
                 let _ = stop.wait_for(|s| *s).await;
-                drop(stream);
+                drop(held);
                 return;
             }
             Err(e) if retries < 8 => {
@@ -122,6 +139,27 @@ async fn hold(
                 return;
             }
         }
+    }
+}
+
+/// A connection that has made one (refused) call and holds no stream.
+async fn idle(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(30))
+        .connect()
+        .await?;
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await?;
+    let refused = grpc
+        .unary(
+            tonic::Request::new(DiscoveryRequest::default()),
+            http::uri::PathAndQuery::from_static("/bench.Idle/Nothing"),
+            ProstCodec::<DiscoveryRequest, Light>::default(),
+        )
+        .await;
+    match refused {
+        Err(status) if status.code() == tonic::Code::Unimplemented => Ok(channel),
+        other => anyhow::bail!("an unknown method was answered {other:?}"),
     }
 }
 

@@ -16,11 +16,12 @@ use tokio::sync::mpsc;
 use tonic::Status;
 use tonic::codegen::http::HeaderMap;
 
+use crate::stream::Outbound;
 use crate::wire::{Chunks, Framed};
 
 /// Streams `rx`'s responses as gRPC frames, then the status as trailers.
 pub(crate) struct FramedBody<R> {
-    rx: mpsc::Receiver<Result<R, Status>>,
+    rx: mpsc::Receiver<Outbound<R>>,
     /// The response being written and its next piece.
     current: Option<(R, usize)>,
     chunks: Chunks,
@@ -29,7 +30,7 @@ pub(crate) struct FramedBody<R> {
 }
 
 impl<R> FramedBody<R> {
-    pub(crate) fn new(rx: mpsc::Receiver<Result<R, Status>>, max_message_size: usize) -> Self {
+    pub(crate) fn new(rx: mpsc::Receiver<Outbound<R>>, max_message_size: usize) -> Self {
         FramedBody {
             rx,
             current: None,
@@ -77,7 +78,7 @@ impl<R: Framed + Send + Unpin + 'static> http_body::Body for FramedBody<R> {
             if this.done {
                 return Poll::Ready(None);
             }
-            let status = match this.rx.poll_recv(cx) {
+            let status = match this.rx.poll_recv(cx).map(|o| o.map(|boxed| *boxed)) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(resp))) => {
                     let len = resp.encoded_len();

@@ -12,6 +12,7 @@ mod cache;
 mod debug;
 mod delta;
 mod hash;
+mod inbound;
 pub mod limits;
 mod metrics;
 mod nodes;

@@ -3,9 +3,9 @@
 use std::future::Future;
 use std::time::Duration;
 
+use futures::StreamExt;
 use portcullis_tls::mtls::Transport;
 use tokio::sync::watch;
-use tonic::codec::Codec;
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::{Request, Status, Streaming};
 use tonic_prost::ProstCodec;
@@ -13,6 +13,7 @@ use tonic_prost::ProstCodec;
 use crate::body::FramedBody;
 use crate::cache::Cache;
 use crate::delta::DeltaStream;
+use crate::inbound::Inbound;
 use crate::sotw::SotwStream;
 use crate::stream::{self, StreamPeer};
 use crate::wire::Framed;
@@ -105,18 +106,15 @@ where
         return baseline::<L, B>(ads, req).await;
     }
     let (parts, body) = req.into_parts();
-    let decoder = ProstCodec::<L::Response, L::Request>::default().decoder();
-    let inbound =
-        Streaming::new_request(decoder, body, None, Some(crate::limits::MAX_REQUEST_SIZE));
+    let inbound = Inbound::<B, L::Request>::new(body, crate::limits::MAX_REQUEST_SIZE);
     let request = Request::from_http(http::Request::from_parts(parts, inbound));
     let peer = stream_peer(&request);
-    let rx = stream::spawn::<L>(
+    let rx = stream::spawn::<L, _>(
         ads.cache.clone(),
         request.into_inner(),
         peer,
         ads.shutdown.clone(),
-    )
-    .into_inner();
+    );
     let mut response = http::Response::new(tonic::body::Body::new(FramedBody::new(
         rx,
         MAX_MESSAGE_SIZE,
@@ -151,6 +149,9 @@ where
 
 struct Method<L>(AdsService, std::marker::PhantomData<L>);
 
+/// Takes a response out of the box the stream task sent it in.
+type Unbox<R> = fn(stream::Outbound<R>) -> Result<R, Status>;
+
 impl<L> tonic::server::StreamingService<L::Request> for Method<L>
 where
     L: stream::Logic,
@@ -158,17 +159,24 @@ where
     Streaming<L::Request>: Send,
 {
     type Response = L::Response;
-    type ResponseStream = tokio_stream::wrappers::ReceiverStream<Result<L::Response, Status>>;
+    type ResponseStream = futures::stream::Map<
+        tokio_stream::wrappers::ReceiverStream<stream::Outbound<L::Response>>,
+        Unbox<L::Response>,
+    >;
     type Future = std::future::Ready<Result<tonic::Response<Self::ResponseStream>, Status>>;
 
     fn call(&mut self, request: Request<Streaming<L::Request>>) -> Self::Future {
         let peer = stream_peer(&request);
-        std::future::ready(Ok(tonic::Response::new(stream::spawn::<L>(
+        let rx = stream::spawn::<L, _>(
             self.0.cache.clone(),
             request.into_inner(),
             peer,
             self.0.shutdown.clone(),
-        ))))
+        );
+        let unbox: Unbox<L::Response> = |b| *b;
+        std::future::ready(Ok(tonic::Response::new(
+            tokio_stream::wrappers::ReceiverStream::new(rx).map(unbox),
+        )))
     }
 }
 

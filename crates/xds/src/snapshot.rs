@@ -1,6 +1,7 @@
 //! Immutable, content-versioned sets of xDS resources.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
@@ -61,6 +62,10 @@ pub(crate) struct Entry {
 pub(crate) struct TypeSet {
     pub(crate) version: String,
     pub(crate) entries: BTreeMap<String, Entry>,
+    /// Every entry's encoding as `resources` fields, built the first time a response
+    /// carries the whole type ([`Snapshot::all_fields`]): a second copy of the type's
+    /// bytes, in exchange for no per-stream list or copy.
+    all: OnceLock<Bytes>,
 }
 
 /// Immutable set of resources grouped by type URL.
@@ -220,6 +225,16 @@ impl Snapshot {
             .get(type_url)
             .into_iter()
             .flat_map(|t| t.entries.values())
+    }
+
+    /// Every resource of a type as one block of `DiscoveryResponse.resources` fields,
+    /// shared by every response that carries them all; `None` if there are none.
+    pub(crate) fn all_fields(&self, type_url: &str) -> Option<(Bytes, usize)> {
+        let set = self.types.get(type_url).filter(|t| !t.entries.is_empty())?;
+        let fields = set
+            .all
+            .get_or_init(|| crate::wire::resource_fields(set.entries.values().map(|e| &e.encoded)));
+        Some((fields.clone(), set.entries.len()))
     }
 
     /// Type version, with missing types mapped to [`empty_type_version`].

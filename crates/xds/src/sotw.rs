@@ -9,7 +9,7 @@ use crate::nodes::Event;
 use crate::order::{defers_removals, push_order};
 use crate::snapshot::{Entry, Snapshot};
 use crate::subscription::{Output, Subscription};
-use crate::wire::SotwResponse;
+use crate::wire::{Carried, SotwResponse};
 
 /// Suffix of the interim version that still carries removed resources; it
 /// only has to differ from the final version.
@@ -154,7 +154,7 @@ impl SotwStream {
                     union.extend(removed);
                     union.sort_by(|a, b| a.resource.name.cmp(&b.resource.name));
                     let version = format!("{current}{KEEP_SUFFIX}");
-                    let resp = response(&mut self.next_nonce, &t, &version, &union);
+                    let resp = response(&mut self.next_nonce, &t, &version, each(&union));
                     st.nonce = Some(resp.nonce.clone());
                     st.sent_version = Some(version.clone());
                     out.events.push(sent_event(&resp));
@@ -210,7 +210,7 @@ fn send_changes(
         return send_current(next_nonce, t, snapshot, st, out);
     }
     let version = snapshot.effective_type_version(t);
-    let resp = response(next_nonce, t, &version, &changed);
+    let resp = response(next_nonce, t, &version, each(&changed));
     st.nonce = Some(resp.nonce.clone());
     st.sent_version = Some(version.clone());
     st.client_version = Some(version);
@@ -228,8 +228,7 @@ fn send_current(
     out: &mut Output<SotwResponse>,
 ) {
     let version = snapshot.effective_type_version(t);
-    let entries = st.sub.select(snapshot, t);
-    let resp = response(next_nonce, t, &version, &entries);
+    let resp = response(next_nonce, t, &version, selected(&st.sub, snapshot, t));
     st.nonce = Some(resp.nonce.clone());
     st.sent_version = Some(version.clone());
     st.client_version = Some(version);
@@ -239,11 +238,36 @@ fn send_current(
     out.responses.push(resp);
 }
 
-fn response(next_nonce: &mut u64, t: &str, version: &str, entries: &[&Entry]) -> SotwResponse {
+/// What `sub` selects of type `t`: the snapshot's shared block when that is every
+/// resource of the type, as for all Envoys of a fleet.
+fn selected(sub: &Subscription, snapshot: &Snapshot, t: &str) -> Carried {
+    let all = || {
+        snapshot
+            .all_fields(t)
+            .map(|(fields, count)| Carried::All { fields, count })
+    };
+    if sub.wildcard {
+        return all().unwrap_or_default();
+    }
+    let entries = sub.select(snapshot, t);
+    // Names are distinct and each selected one exists: as many means all of them.
+    if entries.len() == snapshot.type_len(t)
+        && let Some(all) = all()
+    {
+        return all;
+    }
+    each(&entries)
+}
+
+fn each(entries: &[&Entry]) -> Carried {
+    Carried::Each(entries.iter().map(|e| e.encoded.clone()).collect())
+}
+
+fn response(next_nonce: &mut u64, t: &str, version: &str, resources: Carried) -> SotwResponse {
     *next_nonce += 1;
     SotwResponse {
         version_info: version.to_owned(),
-        resources: entries.iter().map(|e| e.encoded.clone()).collect(),
+        resources,
         type_url: t.to_owned(),
         nonce: next_nonce.to_string(),
     }

@@ -312,3 +312,37 @@ fn route_configurations_are_resent_only_when_they_changed() {
         [(LISTENER, false, vec!["l2".into(), "m1".into()])]
     );
 }
+
+#[test]
+fn streams_that_ask_for_a_whole_type_share_one_block() {
+    use crate::wire::Carried;
+    let s = snap(&[
+        res(CLUSTER_LOAD_ASSIGNMENT, "a", "a1"),
+        res(CLUSTER_LOAD_ASSIGNMENT, "b", "b1"),
+        res(CLUSTER, "a", "ca"),
+    ]);
+    let first = |names: &[&str], t: &str| {
+        let mut st = super::SotwStream::new(s.clone());
+        st.on_request(req(t, names, "", "")).responses.remove(0)
+    };
+    let block = |r: &crate::wire::SotwResponse| match &r.resources {
+        Carried::All { fields, count } => Some((fields.as_ptr(), *count)),
+        Carried::Each(_) => None,
+    };
+    // Every name (in any order), and a wildcard: the same allocation on every stream.
+    let named = first(&["b", "a"], CLUSTER_LOAD_ASSIGNMENT);
+    let again = first(&["a", "b", "gone"], CLUSTER_LOAD_ASSIGNMENT);
+    assert_eq!(block(&named).map(|b| b.1), Some(2));
+    assert_eq!(block(&named), block(&again));
+    assert_eq!(named.to_proto().resources.len(), 2);
+    let wildcard = first(&[], CLUSTER);
+    assert_eq!(block(&wildcard).map(|b| b.1), Some(1));
+    // Some of them: a list of just those.
+    let some = first(&["b", "gone"], CLUSTER_LOAD_ASSIGNMENT);
+    assert_eq!(block(&some), None);
+    let decoded = some.to_proto();
+    assert_eq!(decoded.resources.len(), 1);
+    assert_eq!(decoded.resources[0].value, b"b1");
+    // None of the type exists: an empty list, not a block.
+    assert_eq!(first(&[], LISTENER).resources, Carried::Each(Vec::new()));
+}

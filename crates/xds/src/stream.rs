@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
 use crate::cache::{Cache, StreamHandle};
 use crate::delta::DeltaStream;
@@ -62,6 +61,11 @@ impl StreamPeer {
 
 /// Responses buffered per stream before the stream task waits on the client.
 const OUTBOUND_BUFFER: usize = 16;
+
+/// What the stream task hands the response body. Boxed: the channel allocates slots
+/// in blocks of 32 whatever its bound, and a `Status` is ~200 bytes, so unboxed every
+/// connected Envoy would hold ~6 KiB of empty slots.
+pub(crate) type Outbound<R> = Box<Result<R, Status>>;
 
 pub(crate) trait Logic: Send + 'static {
     type Request: Send + 'static;
@@ -128,19 +132,18 @@ impl Logic for DeltaStream {
 }
 
 /// Start the stream task; the returned stream is handed to tonic.
-pub(crate) fn spawn<L: Logic>(
+pub(crate) fn spawn<L: Logic, S>(
     cache: Cache,
-    inbound: Streaming<L::Request>,
+    inbound: S,
     peer: StreamPeer,
     shutdown: watch::Receiver<bool>,
-) -> ReceiverStream<Result<L::Response, Status>>
+) -> mpsc::Receiver<Outbound<L::Response>>
 where
-    Streaming<L::Request>: Send,
-    L::Request: prost::Message + Default,
+    S: Stream<Item = Result<L::Request, Status>> + Send + Unpin + 'static,
 {
     let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
-    tokio::spawn(run::<L>(cache, inbound, tx, peer, shutdown));
-    ReceiverStream::new(rx)
+    tokio::spawn(run::<L, S>(cache, inbound, tx, peer, shutdown));
+    rx
 }
 
 /// One thing a stream reacts to.
@@ -208,14 +211,14 @@ async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-async fn run<L: Logic>(
+async fn run<L: Logic, S>(
     cache: Cache,
-    mut inbound: Streaming<L::Request>,
-    tx: mpsc::Sender<Result<L::Response, Status>>,
+    mut inbound: S,
+    tx: mpsc::Sender<Outbound<L::Response>>,
     peer: StreamPeer,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    L::Request: prost::Message + Default,
+    S: Stream<Item = Result<L::Request, Status>> + Unpin,
 {
     // Dropping the handle (however this function ends) removes the stream
     // from the status table.
@@ -253,7 +256,7 @@ async fn run<L: Logic>(
         let responses = match step(&mut logic, &mut handle, input, &peer) {
             Ok(responses) => responses,
             Err(status) => {
-                let _ = tx.send(Err(status)).await;
+                let _ = tx.send(Box::new(Err(status))).await;
                 break;
             }
         };
@@ -264,7 +267,7 @@ async fn run<L: Logic>(
             tokio::select! {
                 biased;
                 () = shutdown_signalled(&mut shutdown) => return,
-                sent = tx.send(Ok(resp)) => if sent.is_err() {
+                sent = tx.send(Box::new(Ok(resp))) => if sent.is_err() {
                     return;
                 },
             }

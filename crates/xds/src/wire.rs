@@ -25,13 +25,53 @@ mod tag {
     pub const RESOURCE_NAME: u32 = 3;
 }
 
-/// A State-of-the-World response; `resources` are encoded `Any`s.
+/// A State-of-the-World response.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct SotwResponse {
     pub(crate) version_info: String,
-    pub(crate) resources: Vec<Bytes>,
+    pub(crate) resources: Carried,
     pub(crate) type_url: String,
     pub(crate) nonce: String,
+}
+
+/// The resources a SotW response carries: each one's encoded `Any`, or every resource of
+/// a type as the snapshot's one block of `resources` fields ([`resource_fields`]). Every
+/// Envoy of a fleet asks for every cluster, endpoint and listener, so the block is what
+/// most responses carry: one shared allocation, where a list would cost each stream
+/// 32 bytes per resource and writing it would copy every small resource.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Carried {
+    Each(Vec<Bytes>),
+    All { fields: Bytes, count: usize },
+}
+
+impl Default for Carried {
+    fn default() -> Self {
+        Carried::Each(Vec::new())
+    }
+}
+
+impl Carried {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Carried::Each(each) => each.len(),
+            Carried::All { count, .. } => *count,
+        }
+    }
+}
+
+/// `encoded` as consecutive `DiscoveryResponse.resources` fields: what a response
+/// carrying all of them writes between its version and its type URL.
+pub(crate) fn resource_fields<'a>(encoded: impl Iterator<Item = &'a Bytes> + Clone) -> Bytes {
+    let len = encoded
+        .clone()
+        .map(|r| bytes_len(tag::RESOURCES, r.len()))
+        .sum();
+    let mut buf = BytesMut::with_capacity(len);
+    for r in encoded {
+        put_bytes(tag::RESOURCES, r, &mut buf);
+    }
+    buf.freeze()
 }
 
 /// One resource of a delta response; `body` is an encoded `Any`.
@@ -179,8 +219,17 @@ impl SotwResponse {
     /// Copy the shared resources into buffers of its own: what every stream did before
     /// responses shared them. Only for the benchmark's same-run baseline.
     pub(crate) fn unshare(&mut self) {
-        for r in &mut self.resources {
-            *r = Bytes::copy_from_slice(r);
+        match &mut self.resources {
+            Carried::Each(each) => {
+                for r in each {
+                    *r = Bytes::copy_from_slice(r);
+                }
+            }
+            // Each resource copied on its own, as every response was written before.
+            Carried::All { fields, .. } => {
+                let each = split_fields(fields).map(|r| Bytes::copy_from_slice(&r));
+                self.resources = Carried::Each(each.collect());
+            }
         }
     }
 
@@ -189,6 +238,20 @@ impl SotwResponse {
         DiscoveryResponse::decode(self.encode_to_vec().as_slice())
             .expect("a response we encoded decodes")
     }
+}
+
+/// The resources of a block [`resource_fields`] wrote, each as its own slice.
+fn split_fields(fields: &Bytes) -> impl Iterator<Item = Bytes> {
+    let mut rest = fields.clone();
+    std::iter::from_fn(move || {
+        if !rest.has_remaining() {
+            return None;
+        }
+        // The block is ours, so it parses; a malformed one would just end here.
+        encoding::decode_key(&mut rest).ok()?;
+        let len = usize::try_from(encoding::decode_varint(&mut rest).ok()?).ok()?;
+        (len <= rest.len()).then(|| rest.split_to(len))
+    })
 }
 
 impl DeltaResponse {
@@ -226,18 +289,27 @@ fn skip(
 
 impl Framed for SotwResponse {
     fn pieces(&self) -> usize {
-        self.resources.len() + 2
+        match &self.resources {
+            Carried::Each(each) => each.len() + 2,
+            Carried::All { .. } => 3,
+        }
     }
 
     fn piece<S: Sink>(&self, i: usize, s: &mut S) {
         if i == 0 {
             put_str(tag::VERSION_INFO, &self.version_info, s.buf());
-        } else if let Some(r) = self.resources.get(i - 1) {
-            put_head(tag::RESOURCES, r.len(), s.buf());
-            s.shared(r);
-        } else {
+        } else if i + 1 == self.pieces() {
             put_str(tag::TYPE_URL, &self.type_url, s.buf());
             put_str(tag::NONCE, &self.nonce, s.buf());
+        } else {
+            match &self.resources {
+                Carried::Each(each) => {
+                    let r = &each[i - 1];
+                    put_head(tag::RESOURCES, r.len(), s.buf());
+                    s.shared(r);
+                }
+                Carried::All { fields, .. } => s.shared(fields),
+            }
         }
     }
 }
@@ -261,12 +333,15 @@ impl Message for SotwResponse {
     }
 
     fn encoded_len(&self) -> usize {
-        str_len(tag::VERSION_INFO, &self.version_info)
-            + self
-                .resources
+        let resources = match &self.resources {
+            Carried::Each(each) => each
                 .iter()
                 .map(|r| bytes_len(tag::RESOURCES, r.len()))
-                .sum::<usize>()
+                .sum(),
+            Carried::All { fields, .. } => fields.len(),
+        };
+        str_len(tag::VERSION_INFO, &self.version_info)
+            + resources
             + str_len(tag::TYPE_URL, &self.type_url)
             + str_len(tag::NONCE, &self.nonce)
     }
@@ -356,12 +431,7 @@ mod tests {
     #[test]
     fn sotw_bytes_equal_the_generated_encoding() {
         let bodies = [any("t/a", b"x"), any("t/a", &[0; 300])];
-        let ours = SotwResponse {
-            version_info: "v1".into(),
-            resources: bodies.iter().map(|a| a.encode_to_vec().into()).collect(),
-            type_url: "t/a".into(),
-            nonce: "7".into(),
-        };
+        let encoded: Vec<Bytes> = bodies.iter().map(|a| a.encode_to_vec().into()).collect();
         let theirs = DiscoveryResponse {
             version_info: "v1".into(),
             resources: bodies.to_vec(),
@@ -369,9 +439,42 @@ mod tests {
             nonce: "7".into(),
             ..Default::default()
         };
-        assert_eq!(ours.encode_to_vec(), theirs.encode_to_vec());
-        assert_eq!(ours.encoded_len(), theirs.encoded_len());
-        assert_eq!(ours.to_proto(), theirs);
+        // Each resource on its own, and all of them as the snapshot's one block.
+        let all = Carried::All {
+            fields: resource_fields(encoded.iter()),
+            count: 2,
+        };
+        for resources in [Carried::Each(encoded.clone()), all] {
+            let ours = SotwResponse {
+                version_info: "v1".into(),
+                resources,
+                type_url: "t/a".into(),
+                nonce: "7".into(),
+            };
+            assert_eq!(ours.encode_to_vec(), theirs.encode_to_vec());
+            assert_eq!(ours.encoded_len(), theirs.encoded_len());
+            assert_eq!(ours.to_proto(), theirs);
+            let chunks: Vec<u8> = ours.chunks().concat();
+            assert_eq!(&chunks[5..], &theirs.encode_to_vec()[..]);
+        }
+        // A whole-type block is written as it is, not copied into the stream's chunks.
+        let many: Vec<Bytes> = (0..100)
+            .map(|i| {
+                any("t/a", format!("r{i}").as_bytes())
+                    .encode_to_vec()
+                    .into()
+            })
+            .collect();
+        let fields = resource_fields(many.iter());
+        let block = SotwResponse {
+            resources: Carried::All {
+                fields: fields.clone(),
+                count: many.len(),
+            },
+            ..Default::default()
+        };
+        assert!(block.chunks().iter().any(|c| c.as_ptr() == fields.as_ptr()));
+        assert_eq!(block.to_proto().resources.len(), 100);
     }
 
     #[test]
@@ -412,7 +515,7 @@ mod tests {
         let small: Bytes = any("t/a", b"s").encode_to_vec().into();
         let r = SotwResponse {
             version_info: "v".into(),
-            resources: vec![small.clone(), big.clone(), small],
+            resources: Carried::Each(vec![small.clone(), big.clone(), small]),
             type_url: "t/a".into(),
             nonce: "1".into(),
         };
@@ -447,11 +550,34 @@ mod tests {
     fn unshare_copies_but_keeps_the_bytes() {
         let shared: Bytes = any("t/a", b"body").encode_to_vec().into();
         let mut r = SotwResponse {
-            resources: vec![shared.clone()],
+            resources: Carried::Each(vec![shared.clone()]),
             ..Default::default()
         };
         r.unshare();
-        assert_eq!(r.resources[0], shared);
-        assert_ne!(r.resources[0].as_ptr(), shared.as_ptr());
+        let Carried::Each(each) = &r.resources else {
+            unreachable!()
+        };
+        assert_eq!(each[0], shared);
+        assert_ne!(each[0].as_ptr(), shared.as_ptr());
+        // A whole-type block comes apart into its resources, each copied.
+        let many: Vec<Bytes> = (0..3)
+            .map(|i| {
+                any("t/a", &vec![i; 200 * usize::from(i)])
+                    .encode_to_vec()
+                    .into()
+            })
+            .collect();
+        let fields = resource_fields(many.iter());
+        let mut r = SotwResponse {
+            resources: Carried::All {
+                fields: fields.clone(),
+                count: 3,
+            },
+            ..Default::default()
+        };
+        let before = r.encode_to_vec();
+        r.unshare();
+        assert_eq!(r.resources, Carried::Each(many));
+        assert_eq!(r.encode_to_vec(), before);
     }
 }

@@ -321,8 +321,9 @@ fn main() -> anyhow::Result<()> {
     let (more, slope_routes) = if quick { (400, 100) } else { (4000, 1000) };
     let storm_routes = 1000;
     for shared in [false, true].into_iter().filter(|_| want("memory")) {
-        let m = memory(storm_routes, clients, 0, shared)?;
-        let s = memory(slope_routes, clients, more, shared)?;
+        let mode = if shared { Mode::Shared } else { Mode::Copy };
+        let m = memory(storm_routes, clients, 0, mode)?;
+        let s = memory(slope_routes, clients, more, mode)?;
         println!(
             "{}: {clients} clients ACKed in {:?}, peak RSS {:.1} MiB (snapshot {:.1} MiB encoded); \
              {} → {} clients RSS {:.1} → {:.1} MiB",
@@ -338,7 +339,19 @@ fn main() -> anyhow::Result<()> {
         storms.push((m, s));
     }
     let kib = |s: &Memory| (s.rss_after - s.rss_before) * 1024.0 / more as f64;
-    if let [old, new] = &storms[..] {
+    let floor = if want("memory") {
+        let f = memory(slope_routes, clients, more, Mode::Idle)?;
+        println!(
+            "idle connections: {clients} → {} RSS {:.1} → {:.1} MiB",
+            clients + more,
+            f.rss_before,
+            f.rss_after
+        );
+        Some(f)
+    } else {
+        None
+    };
+    if let ([old, new], Some(floor)) = (&storms[..], &floor) {
         rows.push(Row {
         metric: format!(
             "{clients} ADS clients connecting at once: time to all ACKed ({storm_routes} Routes / {SERVICES} Services)"
@@ -368,6 +381,17 @@ fn main() -> anyhow::Result<()> {
         ratio: format!("{:.2}×", kib(&new.1) / kib(&old.1).max(0.1)),
         verdict: verdict_max(kib(&new.1), 20.0),
     });
+        rows.push(Row {
+            metric: format!(
+                "of which the HTTP/2 transport: RSS per extra idle connection (one refused call, no stream), {clients} → {} connections",
+                clients + more
+            ),
+            value: format!("{:.1} KiB", kib(floor)),
+            target: "—".into(),
+            baseline: format!("{:.1} KiB per ADS client", kib(&new.1)),
+            ratio: format!("{:.2}×", kib(floor) / kib(&new.1).max(0.1)),
+            verdict: "ok",
+        });
     }
 
     let envoy_version = Command::new(portcullis::envoy::find_envoy()?)
@@ -666,11 +690,22 @@ struct Memory {
     rss_after: f64,
 }
 
+/// What the clients of [`memory`] are, and how the server answers them.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// ADS clients; responses share the snapshot's encodings.
+    Shared,
+    /// ADS clients; each response copies its resources (the baseline).
+    Copy,
+    /// Connections that hold no stream: the transport's own cost.
+    Idle,
+}
+
 /// `clients` connect at once to a fresh server of `routes` Routes and hold their streams;
 /// then `more` join.
-fn memory(routes: usize, clients: usize, more: usize, shared: bool) -> anyhow::Result<Memory> {
+fn memory(routes: usize, clients: usize, more: usize, mode: Mode) -> anyhow::Result<Memory> {
     let mut args = vec!["--child-server".to_string(), routes.to_string()];
-    if !shared {
+    if mode == Mode::Copy {
         args.push("--copy".into());
     }
     let mut child = Command::new(std::env::current_exe()?)
@@ -709,11 +744,16 @@ fn memory(routes: usize, clients: usize, more: usize, shared: bool) -> anyhow::R
         .build()?;
     let mut pool = Clients::new();
     let started = Instant::now();
+    // Idle connections ACK nothing: the server is asked for its RSS at once.
+    let acks = |n: usize| if mode == Mode::Idle { 0 } else { n };
     let retried = rt.block_on(async {
-        pool.start(&addr, 0..clients, clusters.clone());
+        match mode {
+            Mode::Idle => pool.start_idle(&addr, clients),
+            _ => pool.start(&addr, 0..clients, clusters.clone()),
+        }
         pool.all_acked().await
     })?;
-    let (_, rss_before, peak_mib) = ask(clients)?;
+    let (_, rss_before, peak_mib) = ask(acks(clients))?;
     let took = started.elapsed();
     if retried > 0 {
         println!("storm: {retried} reconnects (with backoff) among {clients} clients");
@@ -721,10 +761,13 @@ fn memory(routes: usize, clients: usize, more: usize, shared: bool) -> anyhow::R
     let mut rss_after = rss_before;
     if more > 0 {
         rt.block_on(async {
-            pool.start(&addr, clients..clients + more, clusters);
+            match mode {
+                Mode::Idle => pool.start_idle(&addr, more),
+                _ => pool.start(&addr, clients..clients + more, clusters),
+            }
             pool.all_acked().await
         })?;
-        rss_after = ask(clients + more)?.1;
+        rss_after = ask(acks(clients + more))?.1;
     }
     rt.block_on(pool.stop());
     drop(stdin);
