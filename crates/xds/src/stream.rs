@@ -247,7 +247,10 @@ async fn run<L: Logic, S>(
             msg = inbound.next() => match msg {
                 None => break,
                 Some(Err(status)) => {
+                    // An unreadable request (oversized, compressed, malformed): the
+                    // client is told why, as for a request past a bound.
                     tracing::debug!(stream = handle.stream_id, node = %handle.node_id, %status, "ADS stream error");
+                    let _ = tx.send(Box::new(Err(status))).await;
                     break;
                 }
                 Some(Ok(req)) => Input::Request(req),

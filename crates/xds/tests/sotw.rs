@@ -313,3 +313,27 @@ async fn a_stream_past_its_bounds_is_closed_with_the_reason() {
     .await;
     c.expect_status(tonic::Code::InvalidArgument).await;
 }
+
+/// A request over the size bound ends its stream with OUT_OF_RANGE, naming the bound,
+/// and the server goes on serving: a large request sent in many HTTP/2 frames, on
+/// another stream, is read whole.
+#[tokio::test]
+async fn an_oversized_request_ends_only_its_stream() {
+    let h = Harness::start(snap(&[res(CLUSTER, "a", "a1")])).await;
+    let mut big = h.sotw().await;
+    // 5,000 names of 1,000 bytes: ~5 MB, over the 4 MiB bound (and each name within its own).
+    let long: Vec<String> = (0..5000).map(|i| format!("{i:01000}")).collect();
+    let names: Vec<&str> = long.iter().map(String::as_str).collect();
+    big.request(CLUSTER_LOAD_ASSIGNMENT, &names, "", "").await;
+    let s = big.expect_status(tonic::Code::OutOfRange).await;
+    assert!(s.message().contains("the limit is: 4194304"), "{s:?}");
+
+    let mut c = h.sotw().await;
+    // ~2 MB: read across many frames, then answered.
+    c.request(CLUSTER, &names[..2000], "", "").await;
+    let r = c.recv().await;
+    assert_eq!(r.type_url, CLUSTER);
+    assert!(r.resources.is_empty(), "none of those names exists");
+    c.request(CLUSTER, &["a"], &r.version_info, &r.nonce).await;
+    assert_eq!(c.recv().await.resources.len(), 1);
+}
