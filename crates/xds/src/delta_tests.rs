@@ -187,3 +187,145 @@ fn subscribe_and_unsubscribe() {
     let out = st.on_request(sub(CLUSTER, &["a"], &[]));
     assert_eq!(summary(&out.responses), [(CLUSTER, vec!["a"], vec![])]);
 }
+
+/// A client that applies every response as Envoy does. Over random snapshots,
+/// subscription changes and reconnects (with the versions it holds), it ends each step
+/// holding exactly what it subscribed to of the latest snapshot, and is never sent a
+/// resource at the version it already has, nor told to remove one it lacks.
+#[test]
+fn a_client_converges_on_every_snapshot_and_is_sent_nothing_twice() {
+    use crate::type_url::CLUSTER_LOAD_ASSIGNMENT as EDS;
+    use std::collections::{BTreeMap, BTreeSet};
+    const NAMES: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+    type Held = BTreeMap<String, BTreeMap<String, String>>;
+
+    fn apply(
+        held: &mut Held,
+        out: &Output<DeltaDiscoveryResponse>,
+        acks: &mut Vec<DeltaDiscoveryRequest>,
+    ) {
+        for r in &out.responses {
+            let mine = held.entry(r.type_url.clone()).or_default();
+            for x in &r.resources {
+                assert_ne!(
+                    mine.get(&x.name),
+                    Some(&x.version),
+                    "{} sent again at {}",
+                    x.name,
+                    x.version
+                );
+                mine.insert(x.name.clone(), x.version.clone());
+            }
+            for n in &r.removed_resources {
+                assert!(
+                    mine.remove(n).is_some(),
+                    "told to remove {n}, which it lacks"
+                );
+            }
+            acks.push(ack(r));
+        }
+    }
+
+    for seed in 1..=40u64 {
+        let mut rng = seed;
+        let mut next = |n: u64| {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (rng >> 33) % n
+        };
+        let mut snapshot = snap(&[]);
+        let mut st = DeltaStream::new(snapshot.clone());
+        let mut held = Held::new();
+        let mut eds: BTreeSet<&str> = BTreeSet::new();
+        let mut acks = Vec::new();
+        apply(&mut held, &st.on_request(sub(CLUSTER, &[], &[])), &mut acks);
+        for _ in 0..150 {
+            match next(5) {
+                0 | 1 => {
+                    let mut rs = Vec::new();
+                    for t in [CLUSTER, EDS] {
+                        for n in NAMES {
+                            if next(3) > 0 {
+                                rs.push(res(t, n, &format!("{n}{}", next(3))));
+                            }
+                        }
+                    }
+                    snapshot = snap(&rs);
+                    apply(&mut held, &st.on_snapshot(snapshot.clone()), &mut acks);
+                }
+                2 => {
+                    let n = NAMES[next(6) as usize];
+                    eds.insert(n);
+                    apply(&mut held, &st.on_request(sub(EDS, &[n], &[])), &mut acks);
+                }
+                3 => {
+                    let n = NAMES[next(6) as usize];
+                    // (A first request that names nothing would be a wildcard.)
+                    if eds.remove(n) {
+                        // Envoy forgets what it unsubscribed from.
+                        held.entry(EDS.into()).or_default().remove(n);
+                        apply(&mut held, &st.on_request(sub(EDS, &[], &[n])), &mut acks);
+                    }
+                }
+                _ => {
+                    // Reconnect, naming the versions it holds.
+                    st = DeltaStream::new(snapshot.clone());
+                    for (t, names) in [(CLUSTER, Vec::new()), (EDS, eds.iter().copied().collect())]
+                    {
+                        let mut r = sub(t, &names, &[]);
+                        r.initial_resource_versions = held
+                            .get(t)
+                            .cloned()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .collect();
+                        if t == EDS && names.is_empty() {
+                            continue;
+                        }
+                        apply(&mut held, &st.on_request(r), &mut acks);
+                    }
+                }
+            }
+            for a in acks.drain(..) {
+                assert!(st.on_request(a).responses.is_empty(), "an ACK was answered");
+            }
+            for t in [CLUSTER, EDS] {
+                let want: BTreeMap<String, String> = snapshot
+                    .resources(t)
+                    .filter(|r| t == CLUSTER || eds.contains(r.name.as_str()))
+                    .map(|r| {
+                        (
+                            r.name.clone(),
+                            snapshot.resource_version(t, &r.name).unwrap().to_owned(),
+                        )
+                    })
+                    .collect();
+                let have = held.get(t).cloned().unwrap_or_default();
+                assert_eq!(have, want, "seed {seed}: {t}");
+            }
+        }
+    }
+}
+
+/// After every complete push a stream keeps a reference to the snapshot, not a list of
+/// what the client holds; a list lives only while a removal is deferred.
+#[test]
+fn holdings_are_a_snapshot_reference_between_pushes() {
+    let selected = |st: &DeltaStream| matches!(st.0.types[CLUSTER].has, super::Holds::Selected(_));
+    let mut st = DeltaStream::new(snap(&[res(CLUSTER, "a", "1"), res(CLUSTER, "b", "1")]));
+    st.on_request(sub(CLUSTER, &[], &[]));
+    assert!(selected(&st));
+    // "b" removed, "a" changed: the change goes first with "b" kept, then the removal.
+    let mut out = st.0.on_snapshot(snap(&[res(CLUSTER, "a", "2")]));
+    assert_eq!(out.responses.len(), 2);
+    assert!(selected(&st), "the final push completes it");
+    let last = out.responses.pop().unwrap();
+    assert_eq!(last.removed_resources, ["b"]);
+    // A reconnect naming versions lists them until its first push.
+    let mut again = DeltaStream::new(snap(&[res(CLUSTER, "a", "2")]));
+    let mut first = sub(CLUSTER, &[], &[]);
+    first.initial_resource_versions = [("a".to_string(), "stale".to_string())].into();
+    again.on_request(first);
+    assert!(selected(&again));
+}
