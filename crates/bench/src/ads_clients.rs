@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::{config::core::v3::Node, service::discovery::v3::DiscoveryRequest};
+use envoy_types::pb::envoy::{
+    config::core::v3::Node,
+    service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest},
+};
 use portcullis_xds::type_url;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -16,6 +19,17 @@ use tonic_prost::ProstCodec;
 
 const SOTW_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+/// The fields of a `DeltaDiscoveryResponse` an ACK needs.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LightDelta {
+    #[prost(string, tag = "4")]
+    type_url: String,
+    #[prost(string, tag = "5")]
+    nonce: String,
+}
 
 /// The fields of a `DiscoveryResponse` an ACK needs; the resources are skipped.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -48,8 +62,15 @@ impl Clients {
         }
     }
 
-    /// Start clients `ids` against `addr`; they connect all at once.
-    pub fn start(&mut self, addr: &str, ids: std::ops::Range<usize>, clusters: Arc<Vec<String>>) {
+    /// Start clients `ids` against `addr`; they connect all at once, over SotW or
+    /// (`delta`) incremental xDS.
+    pub fn start(
+        &mut self,
+        addr: &str,
+        ids: std::ops::Range<usize>,
+        clusters: Arc<Vec<String>>,
+        delta: bool,
+    ) {
         let (tx, rx) = mpsc::channel(ids.len().max(1));
         self.pending = ids.len();
         self.ready = rx;
@@ -57,7 +78,11 @@ impl Clients {
             let (addr, clusters, tx) = (addr.to_owned(), clusters.clone(), tx.clone());
             let stop = self.stop.subscribe();
             self.tasks.push(tokio::spawn(async move {
-                retrying(i, || subscribe(&addr, i, &clusters), tx, stop).await;
+                if delta {
+                    retrying(i, || subscribe_delta(&addr, i, &clusters), tx, stop).await;
+                } else {
+                    retrying(i, || subscribe(&addr, i, &clusters), tx, stop).await;
+                }
             }));
         }
     }
@@ -221,6 +246,69 @@ async fn subscribe(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<
             version_info: resp.version_info,
             response_nonce: resp.nonce,
             resource_names: names(&resp.type_url),
+            ..Default::default()
+        })
+        .await?;
+        acked.insert(resp.type_url);
+    }
+    Ok((tx, stream))
+}
+
+type OpenDelta = (
+    mpsc::Sender<DeltaDiscoveryRequest>,
+    tonic::Streaming<LightDelta>,
+);
+
+/// [`subscribe`] over incremental xDS: the same four types and names, each response
+/// ACKed by its nonce.
+async fn subscribe_delta(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<OpenDelta> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(30))
+        .connect()
+        .await?;
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_decoding_message_size(portcullis_xds::MAX_MESSAGE_SIZE);
+    grpc.ready().await?;
+    let types = [
+        (type_url::CLUSTER, Vec::new()),
+        (type_url::CLUSTER_LOAD_ASSIGNMENT, clusters.to_vec()),
+        (type_url::LISTENER, Vec::new()),
+        (
+            type_url::ROUTE_CONFIGURATION,
+            vec!["portcullis".to_string()],
+        ),
+    ];
+    let (tx, rx) = mpsc::channel(8);
+    for (k, (t, names)) in types.iter().enumerate() {
+        tx.send(DeltaDiscoveryRequest {
+            node: (k == 0).then(|| Node {
+                id: format!("storm-{i}"),
+                cluster: "bench".into(),
+                ..Default::default()
+            }),
+            type_url: (*t).into(),
+            resource_names_subscribe: names.clone(),
+            ..Default::default()
+        })
+        .await?;
+    }
+    let path = http::uri::PathAndQuery::from_static(DELTA_PATH);
+    let mut stream = grpc
+        .streaming(
+            tonic::Request::new(ReceiverStream::new(rx)),
+            path,
+            ProstCodec::<DeltaDiscoveryRequest, LightDelta>::default(),
+        )
+        .await?
+        .into_inner();
+    let mut acked = std::collections::BTreeSet::new();
+    while acked.len() < types.len() {
+        let Some(resp) = stream.message().await? else {
+            anyhow::bail!("stream closed")
+        };
+        tx.send(DeltaDiscoveryRequest {
+            type_url: resp.type_url.clone(),
+            response_nonce: resp.nonce,
             ..Default::default()
         })
         .await?;

@@ -9,7 +9,7 @@ use crate::nodes::Event;
 use crate::order::{defers_removals, push_order};
 use crate::snapshot::{Entry, Snapshot};
 use crate::subscription::{Output, Subscription};
-use crate::wire::{DeltaResource, DeltaResponse};
+use crate::wire::{Carried, DeltaResource, DeltaResponse};
 
 /// Unacknowledged responses remembered per type, to map an ACK's nonce
 /// back to a version. Envoy acknowledges promptly; older ones are dropped.
@@ -260,15 +260,23 @@ fn send(
 ) {
     *next_nonce += 1;
     let version = snapshot.effective_type_version(t);
-    let resources: Vec<DeltaResource> = d
-        .changed
-        .iter()
-        .map(|e| DeltaResource {
-            name: e.resource.name.clone(),
-            version: e.version.clone(),
-            body: e.encoded.clone(),
-        })
-        .collect();
+    // Every resource of the type (a fresh Envoy's first push): the snapshot's block.
+    let whole = (d.removed.is_empty() && d.changed.len() == snapshot.type_len(t))
+        .then(|| snapshot.all_delta_fields(t))
+        .flatten();
+    let resources = match whole {
+        Some((fields, count)) => Carried::All { fields, count },
+        None => Carried::Each(
+            d.changed
+                .iter()
+                .map(|e| DeltaResource {
+                    name: e.resource.name.clone(),
+                    version: e.version.clone(),
+                    body: e.encoded.clone(),
+                })
+                .collect(),
+        ),
+    };
     let sub = &st.sub;
     // A complete push leaves the client with the selection, unless it also listed
     // names outside the subscription (a reconnect's initial versions may).

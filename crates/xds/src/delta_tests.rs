@@ -329,3 +329,24 @@ fn holdings_are_a_snapshot_reference_between_pushes() {
     again.on_request(first);
     assert!(selected(&again));
 }
+
+/// A fresh Envoy's first push of a whole type is the snapshot's one block, the same
+/// allocation on every stream; a change of one resource is listed on its own.
+#[test]
+fn a_whole_type_push_is_the_shared_block() {
+    use crate::wire::Carried;
+    let s = snap(&[res(CLUSTER, "a", "1"), res(CLUSTER, "b", "1")]);
+    let block = |out: Output<crate::wire::DeltaResponse>| match &out.responses[0].resources {
+        Carried::All { fields, count } => Some((fields.as_ptr(), *count)),
+        Carried::Each(_) => None,
+    };
+    let first = block(super::DeltaStream::new(s.clone()).on_request(sub(CLUSTER, &[], &[])));
+    let again =
+        block(super::DeltaStream::new(s.clone()).on_request(sub(CLUSTER, &["a", "b"], &[])));
+    assert_eq!(first.map(|b| b.1), Some(2));
+    assert_eq!(first, again);
+    let mut st = super::DeltaStream::new(s);
+    st.on_request(sub(CLUSTER, &[], &[]));
+    let changed = st.on_snapshot(snap(&[res(CLUSTER, "a", "2"), res(CLUSTER, "b", "1")]));
+    assert_eq!(block(changed), None);
+}

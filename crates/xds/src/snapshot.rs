@@ -66,6 +66,8 @@ pub(crate) struct TypeSet {
     /// carries the whole type ([`Snapshot::all_fields`]): a second copy of the type's
     /// bytes, in exchange for no per-stream list or copy.
     all: OnceLock<Bytes>,
+    /// The same for delta responses (each with its name and version).
+    all_delta: OnceLock<Bytes>,
 }
 
 /// Immutable set of resources grouped by type URL.
@@ -234,6 +236,19 @@ impl Snapshot {
         let fields = set
             .all
             .get_or_init(|| crate::wire::resource_fields(set.entries.values().map(|e| &e.encoded)));
+        Some((fields.clone(), set.entries.len()))
+    }
+
+    /// As [`Snapshot::all_fields`], as `DeltaDiscoveryResponse.resources` fields.
+    pub(crate) fn all_delta_fields(&self, type_url: &str) -> Option<(Bytes, usize)> {
+        let set = self.types.get(type_url).filter(|t| !t.entries.is_empty())?;
+        let fields = set.all_delta.get_or_init(|| {
+            crate::wire::delta_resource_fields(
+                set.entries
+                    .values()
+                    .map(|e| (e.resource.name.as_str(), e.version.as_str(), &e.encoded)),
+            )
+        });
         Some((fields.clone(), set.entries.len()))
     }
 

@@ -10,6 +10,7 @@ use crate::order::{defers_removals, push_order};
 use crate::snapshot::{Entry, Snapshot};
 use crate::subscription::{Output, Subscription};
 use crate::wire::{Carried, SotwResponse};
+use prost::bytes::Bytes;
 
 /// Suffix of the interim version that still carries removed resources; it
 /// only has to differ from the final version.
@@ -240,7 +241,7 @@ fn send_current(
 
 /// What `sub` selects of type `t`: the snapshot's shared block when that is every
 /// resource of the type, as for all Envoys of a fleet.
-fn selected(sub: &Subscription, snapshot: &Snapshot, t: &str) -> Carried {
+fn selected(sub: &Subscription, snapshot: &Snapshot, t: &str) -> Carried<Bytes> {
     let all = || {
         snapshot
             .all_fields(t)
@@ -259,11 +260,16 @@ fn selected(sub: &Subscription, snapshot: &Snapshot, t: &str) -> Carried {
     each(&entries)
 }
 
-fn each(entries: &[&Entry]) -> Carried {
+fn each(entries: &[&Entry]) -> Carried<Bytes> {
     Carried::Each(entries.iter().map(|e| e.encoded.clone()).collect())
 }
 
-fn response(next_nonce: &mut u64, t: &str, version: &str, resources: Carried) -> SotwResponse {
+fn response(
+    next_nonce: &mut u64,
+    t: &str,
+    version: &str,
+    resources: Carried<Bytes>,
+) -> SotwResponse {
     *next_nonce += 1;
     SotwResponse {
         version_info: version.to_owned(),

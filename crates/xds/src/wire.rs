@@ -29,35 +29,69 @@ mod tag {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct SotwResponse {
     pub(crate) version_info: String,
-    pub(crate) resources: Carried,
+    pub(crate) resources: Carried<Bytes>,
     pub(crate) type_url: String,
     pub(crate) nonce: String,
 }
 
-/// The resources a SotW response carries: each one's encoded `Any`, or every resource of
-/// a type as the snapshot's one block of `resources` fields ([`resource_fields`]). Every
+/// The resources a response carries: each one (a SotW response's encoded `Any`, a delta
+/// response's [`DeltaResource`]), or every resource of a type as the snapshot's one
+/// block of `resources` fields ([`resource_fields`], [`delta_resource_fields`]). Every
 /// Envoy of a fleet asks for every cluster, endpoint and listener, so the block is what
-/// most responses carry: one shared allocation, where a list would cost each stream
-/// 32 bytes per resource and writing it would copy every small resource.
+/// most responses carry: one shared allocation, where a list would cost each stream a
+/// reference (and in Delta a name and version) per resource, and writing it would copy
+/// every small resource.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Carried {
-    Each(Vec<Bytes>),
+pub(crate) enum Carried<T> {
+    Each(Vec<T>),
     All { fields: Bytes, count: usize },
 }
 
-impl Default for Carried {
+impl<T> Default for Carried<T> {
     fn default() -> Self {
         Carried::Each(Vec::new())
     }
 }
 
-impl Carried {
+impl<T> Carried<T> {
     pub(crate) fn len(&self) -> usize {
         match self {
             Carried::Each(each) => each.len(),
             Carried::All { count, .. } => *count,
         }
     }
+}
+
+/// (name, version, encoded body) of each resource as consecutive
+/// `DeltaDiscoveryResponse.resources` fields.
+pub(crate) fn delta_resource_fields<'a>(
+    entries: impl Iterator<Item = (&'a str, &'a str, &'a Bytes)> + Clone,
+) -> Bytes {
+    let len = entries
+        .clone()
+        .map(|(n, v, b)| bytes_len(tag::RESOURCES, delta_inner_len(n, v, b.len())))
+        .sum();
+    let mut buf = BytesMut::with_capacity(len);
+    for (name, version, body) in entries {
+        put_delta_resource(name, version, body, &mut Copying(&mut buf));
+    }
+    buf.freeze()
+}
+
+fn delta_inner_len(name: &str, version: &str, body: usize) -> usize {
+    str_len(tag::RESOURCE_NAME, name)
+        + str_len(tag::RESOURCE_VERSION, version)
+        + bytes_len(tag::RESOURCE_BODY, body)
+}
+
+/// One `DeltaDiscoveryResponse.resources` field.
+fn put_delta_resource<S: Sink>(name: &str, version: &str, body: &Bytes, s: &mut S) {
+    let inner = delta_inner_len(name, version, body.len());
+    put_head(tag::RESOURCES, inner, s.buf());
+    put_str(tag::RESOURCE_VERSION, version, s.buf());
+    put_head(tag::RESOURCE_BODY, body.len(), s.buf());
+    s.shared(body);
+    put_str(tag::RESOURCE_NAME, name, s.buf());
 }
 
 /// `encoded` as consecutive `DiscoveryResponse.resources` fields: what a response
@@ -86,7 +120,7 @@ pub(crate) struct DeltaResource {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct DeltaResponse {
     pub(crate) system_version_info: String,
-    pub(crate) resources: Vec<DeltaResource>,
+    pub(crate) resources: Carried<DeltaResource>,
     pub(crate) type_url: String,
     pub(crate) removed_resources: Vec<String>,
     pub(crate) nonce: String,
@@ -255,10 +289,15 @@ fn split_fields(fields: &Bytes) -> impl Iterator<Item = Bytes> {
 }
 
 impl DeltaResponse {
-    /// See [`SotwResponse::unshare`].
+    /// See [`SotwResponse::unshare`]; a whole-type block is copied as one.
     pub(crate) fn unshare(&mut self) {
-        for r in &mut self.resources {
-            r.body = Bytes::copy_from_slice(&r.body);
+        match &mut self.resources {
+            Carried::Each(each) => {
+                for r in each {
+                    r.body = Bytes::copy_from_slice(&r.body);
+                }
+            }
+            Carried::All { fields, .. } => *fields = Bytes::copy_from_slice(fields),
         }
     }
 
@@ -271,9 +310,7 @@ impl DeltaResponse {
 
 impl DeltaResource {
     fn inner_len(&self) -> usize {
-        str_len(tag::RESOURCE_NAME, &self.name)
-            + str_len(tag::RESOURCE_VERSION, &self.version)
-            + bytes_len(tag::RESOURCE_BODY, self.body.len())
+        delta_inner_len(&self.name, &self.version, self.body.len())
     }
 }
 
@@ -353,23 +390,28 @@ impl Message for SotwResponse {
 
 impl Framed for DeltaResponse {
     fn pieces(&self) -> usize {
-        self.resources.len() + 2
+        match &self.resources {
+            Carried::Each(each) => each.len() + 2,
+            Carried::All { .. } => 3,
+        }
     }
 
     fn piece<S: Sink>(&self, i: usize, s: &mut S) {
         if i == 0 {
             put_str(tag::VERSION_INFO, &self.system_version_info, s.buf());
-        } else if let Some(r) = self.resources.get(i - 1) {
-            put_head(tag::RESOURCES, r.inner_len(), s.buf());
-            put_str(tag::RESOURCE_VERSION, &r.version, s.buf());
-            put_head(tag::RESOURCE_BODY, r.body.len(), s.buf());
-            s.shared(&r.body);
-            put_str(tag::RESOURCE_NAME, &r.name, s.buf());
-        } else {
+        } else if i + 1 == self.pieces() {
             put_str(tag::TYPE_URL, &self.type_url, s.buf());
             put_str(tag::NONCE, &self.nonce, s.buf());
             for n in &self.removed_resources {
                 put_bytes(tag::REMOVED_RESOURCES, n.as_bytes(), s.buf());
+            }
+        } else {
+            match &self.resources {
+                Carried::Each(each) => {
+                    let r = &each[i - 1];
+                    put_delta_resource(&r.name, &r.version, &r.body, s);
+                }
+                Carried::All { fields, .. } => s.shared(fields),
             }
         }
     }
@@ -394,12 +436,15 @@ impl Message for DeltaResponse {
     }
 
     fn encoded_len(&self) -> usize {
-        str_len(tag::VERSION_INFO, &self.system_version_info)
-            + self
-                .resources
+        let resources = match &self.resources {
+            Carried::Each(each) => each
                 .iter()
                 .map(|r| bytes_len(tag::RESOURCES, r.inner_len()))
-                .sum::<usize>()
+                .sum(),
+            Carried::All { fields, .. } => fields.len(),
+        };
+        str_len(tag::VERSION_INFO, &self.system_version_info)
+            + resources
             + str_len(tag::TYPE_URL, &self.type_url)
             + str_len(tag::NONCE, &self.nonce)
             + self
@@ -482,11 +527,11 @@ mod tests {
         let body = any("t/a", &[1; 200]);
         let ours = DeltaResponse {
             system_version_info: "v2".into(),
-            resources: vec![DeltaResource {
+            resources: Carried::Each(vec![DeltaResource {
                 name: "a".into(),
                 version: "r1".into(),
                 body: body.encode_to_vec().into(),
-            }],
+            }]),
             type_url: "t/a".into(),
             removed_resources: vec!["b".into(), "c".into()],
             nonce: "3".into(),
@@ -496,7 +541,7 @@ mod tests {
             resources: vec![PbResource {
                 name: "a".into(),
                 version: "r1".into(),
-                resource: Some(body),
+                resource: Some(body.clone()),
                 ..Default::default()
             }],
             type_url: "t/a".into(),
@@ -507,6 +552,18 @@ mod tests {
         assert_eq!(ours.encode_to_vec(), theirs.encode_to_vec());
         assert_eq!(ours.encoded_len(), theirs.encoded_len());
         assert_eq!(ours.to_proto(), theirs);
+        // The same resource as a whole-type block.
+        let encoded: Bytes = body.encode_to_vec().into();
+        let block = DeltaResponse {
+            resources: Carried::All {
+                fields: delta_resource_fields([("a", "r1", &encoded)].into_iter()),
+                count: 1,
+            },
+            ..ours
+        };
+        assert_eq!(block.encode_to_vec(), theirs.encode_to_vec());
+        assert_eq!(block.encoded_len(), theirs.encoded_len());
+        assert_eq!(&block.chunks().concat()[5..], &theirs.encode_to_vec()[..]);
     }
 
     #[test]
@@ -534,11 +591,11 @@ mod tests {
         assert_eq!(&joined[5..], &body[..]);
 
         let d = DeltaResponse {
-            resources: vec![DeltaResource {
+            resources: Carried::Each(vec![DeltaResource {
                 name: "n".into(),
                 version: "1".into(),
                 body: big.clone(),
-            }],
+            }]),
             removed_resources: vec!["gone".into()],
             ..Default::default()
         };

@@ -341,17 +341,20 @@ fn main() -> anyhow::Result<()> {
     let kib = |s: &Memory| (s.rss_after - s.rss_before) * 1024.0 / more as f64;
     let floor = if want("memory") {
         let f = memory(slope_routes, clients, more, Mode::Idle)?;
-        println!(
-            "idle connections: {clients} → {} RSS {:.1} → {:.1} MiB",
-            clients + more,
-            f.rss_before,
-            f.rss_after
-        );
-        Some(f)
+        let d = memory(slope_routes, clients, more, Mode::Delta)?;
+        for (what, m) in [("idle connections", &f), ("delta", &d)] {
+            println!(
+                "{what}: {clients} → {} RSS {:.1} → {:.1} MiB",
+                clients + more,
+                m.rss_before,
+                m.rss_after
+            );
+        }
+        Some((f, d))
     } else {
         None
     };
-    if let ([old, new], Some(floor)) = (&storms[..], &floor) {
+    if let ([old, new], Some((floor, delta))) = (&storms[..], &floor) {
         rows.push(Row {
         metric: format!(
             "{clients} ADS clients connecting at once: time to all ACKed ({storm_routes} Routes / {SERVICES} Services)"
@@ -381,6 +384,17 @@ fn main() -> anyhow::Result<()> {
         ratio: format!("{:.2}×", kib(&new.1) / kib(&old.1).max(0.1)),
         verdict: verdict_max(kib(&new.1), 20.0),
     });
+        rows.push(Row {
+            metric: format!(
+                "RSS per extra Delta ADS client, {clients} → {} clients ({slope_routes} Routes)",
+                clients + more
+            ),
+            value: format!("{:.1} KiB", kib(delta)),
+            target: "≤ 20 KiB".into(),
+            baseline: format!("{:.1} KiB per SotW client", kib(&new.1)),
+            ratio: format!("{:.2}×", kib(delta) / kib(&new.1).max(0.1)),
+            verdict: verdict_max(kib(delta), 20.0),
+        });
         rows.push(Row {
             metric: format!(
                 "of which the HTTP/2 transport: RSS per extra idle connection (one refused call, no stream), {clients} → {} connections",
@@ -699,6 +713,8 @@ struct Memory {
 enum Mode {
     /// ADS clients; responses share the snapshot's encodings.
     Shared,
+    /// As `Shared`, over incremental (Delta) xDS.
+    Delta,
     /// ADS clients; each response copies its resources (the baseline).
     Copy,
     /// Connections that hold no stream: the transport's own cost.
@@ -753,7 +769,7 @@ fn memory(routes: usize, clients: usize, more: usize, mode: Mode) -> anyhow::Res
     let retried = rt.block_on(async {
         match mode {
             Mode::Idle => pool.start_idle(&addr, clients),
-            _ => pool.start(&addr, 0..clients, clusters.clone()),
+            _ => pool.start(&addr, 0..clients, clusters.clone(), mode == Mode::Delta),
         }
         pool.all_acked().await
     })?;
@@ -767,7 +783,12 @@ fn memory(routes: usize, clients: usize, more: usize, mode: Mode) -> anyhow::Res
         rt.block_on(async {
             match mode {
                 Mode::Idle => pool.start_idle(&addr, more),
-                _ => pool.start(&addr, clients..clients + more, clusters),
+                _ => pool.start(
+                    &addr,
+                    clients..clients + more,
+                    clusters,
+                    mode == Mode::Delta,
+                ),
             }
             pool.all_acked().await
         })?;
