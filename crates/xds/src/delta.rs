@@ -188,6 +188,11 @@ impl DeltaStream {
             };
             let mut d = diff(st, &snapshot, &t);
             if d.is_empty() {
+                // Nothing differs: the holdings are this snapshot's selection as well,
+                // and the older snapshot need not be kept alive.
+                if let Holds::Selected(_) = st.has {
+                    st.has = Holds::Selected(snapshot.clone());
+                }
                 continue;
             }
             if defers_removals(&t) && !d.removed.is_empty() {

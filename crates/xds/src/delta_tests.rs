@@ -350,3 +350,25 @@ fn a_whole_type_push_is_the_shared_block() {
     let changed = st.on_snapshot(snap(&[res(CLUSTER, "a", "2"), res(CLUSTER, "b", "1")]));
     assert_eq!(block(changed), None);
 }
+
+/// A type no snapshot changes does not keep the first snapshot alive on the stream.
+#[test]
+fn an_unchanged_type_lets_old_snapshots_go() {
+    let first = snap(&[res(CLUSTER, "a", "1"), res(LISTENER, "l", "1")]);
+    let mut st = super::DeltaStream::new(first.clone());
+    st.on_request(sub(CLUSTER, &[], &[]));
+    st.on_request(sub(LISTENER, &[], &[]));
+    for v in 2..5 {
+        let next = snap(&[res(CLUSTER, "a", "1"), res(LISTENER, "l", &v.to_string())]);
+        assert_eq!(
+            st.on_snapshot(next).responses.len(),
+            1,
+            "only the listener changed"
+        );
+    }
+    assert_eq!(
+        Arc::strong_count(&first),
+        1,
+        "the stream still holds the first snapshot"
+    );
+}

@@ -136,6 +136,9 @@ impl SotwStream {
             };
             let current = snapshot.effective_type_version(&t);
             if st.client_version.as_deref() == Some(current.as_str()) {
+                // Same type version, same content: what the client holds is selected
+                // the same way here, so the older snapshot need not be kept alive.
+                st.sent_from = snapshot.clone();
                 continue;
             }
             if defers_removals(&t) {

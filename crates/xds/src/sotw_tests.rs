@@ -346,3 +346,27 @@ fn streams_that_ask_for_a_whole_type_share_one_block() {
     // None of the type exists: an empty list, not a block.
     assert_eq!(first(&[], LISTENER).resources, Carried::Each(Vec::new()));
 }
+
+/// A type no snapshot changes does not keep the first snapshot alive on the stream.
+#[test]
+fn an_unchanged_type_lets_old_snapshots_go() {
+    let first = snap(&[res(CLUSTER, "a", "1"), res(LISTENER, "l", "1")]);
+    let mut st = SotwStream::new(first.clone());
+    for t in [CLUSTER, LISTENER] {
+        let r = st.on_request(req(t, &[], "", "")).responses.remove(0);
+        st.on_request(ack(&r, &[]));
+    }
+    for v in 2..5 {
+        let next = snap(&[res(CLUSTER, "a", "1"), res(LISTENER, "l", &v.to_string())]);
+        assert_eq!(
+            st.on_snapshot(next).responses.len(),
+            1,
+            "only the listener changed"
+        );
+    }
+    assert_eq!(
+        Arc::strong_count(&first),
+        1,
+        "the stream still holds the first snapshot"
+    );
+}
