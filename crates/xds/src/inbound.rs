@@ -138,6 +138,33 @@ where
     }
 }
 
+/// The requests `chunks` carry, read as the server reads a stream whose HTTP/2 DATA
+/// frames are those chunks (the fuzz target's entry; `max_message_size` as the
+/// server's bound).
+#[doc(hidden)]
+pub fn read_requests<M: Message + Default>(
+    chunks: Vec<Vec<u8>>,
+    max_message_size: usize,
+) -> Vec<Result<M, Status>> {
+    use futures::StreamExt;
+    let body = Chunks(chunks.into_iter().map(prost::bytes::Bytes::from).collect());
+    futures::executor::block_on(Inbound::<_, M>::new(body, max_message_size).collect())
+}
+
+/// A body that is always ready: each chunk one DATA frame, then the end.
+struct Chunks(std::collections::VecDeque<prost::bytes::Bytes>);
+
+impl Body for Chunks {
+    type Data = prost::bytes::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<prost::bytes::Bytes>, Self::Error>>> {
+        Poll::Ready(self.0.pop_front().map(|c| Ok(http_body::Frame::data(c))))
+    }
+}
+
 #[cfg(test)]
 #[path = "inbound_tests.rs"]
 mod tests;

@@ -26,6 +26,8 @@ mod subscription;
 mod wire;
 
 pub use cache::Cache;
+#[doc(hidden)]
+pub use inbound::read_requests;
 pub use nodes::{NackStatus, NodeStatus, Protocol, TypeStatus};
 pub use server::{AdsServer, AdsService, MAX_MESSAGE_SIZE, serve, serve_with, service};
 pub use session::{DeltaSession, SotwSession};
