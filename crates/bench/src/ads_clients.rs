@@ -167,14 +167,48 @@ async fn retrying<T, F: Future<Output = anyhow::Result<T>>>(
     }
 }
 
-/// A connection that has made one (refused) call and holds no stream.
-async fn idle(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
+type Grpc = tonic::client::Grpc<tonic::transport::Channel>;
+
+/// A new connection to `addr`, ready for calls.
+async fn connect(addr: &str) -> anyhow::Result<Grpc> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(30))
         .connect()
         .await?;
-    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    let mut grpc = Grpc::new(channel).max_decoding_message_size(portcullis_xds::MAX_MESSAGE_SIZE);
     grpc.ready().await?;
+    Ok(grpc)
+}
+
+/// The types every client subscribes, in the order it asks for them.
+const TYPES: [&str; 4] = [
+    type_url::CLUSTER,
+    type_url::CLUSTER_LOAD_ASSIGNMENT,
+    type_url::LISTENER,
+    type_url::ROUTE_CONFIGURATION,
+];
+
+/// The names a client subscribes for type `t` (none: all of them).
+fn names(t: &str, clusters: &[String]) -> Vec<String> {
+    match t {
+        type_url::CLUSTER_LOAD_ASSIGNMENT => clusters.to_vec(),
+        type_url::ROUTE_CONFIGURATION => vec!["portcullis".into()],
+        _ => Vec::new(),
+    }
+}
+
+/// Client `i`'s node, sent on its first request.
+fn node(i: usize) -> Option<Node> {
+    Some(Node {
+        id: format!("storm-{i}"),
+        cluster: "bench".into(),
+        ..Default::default()
+    })
+}
+
+/// A connection that has made one (refused) call and holds no stream.
+async fn idle(addr: &str) -> anyhow::Result<Grpc> {
+    let mut grpc = connect(addr).await?;
     let refused = grpc
         .unary(
             tonic::Request::new(DiscoveryRequest::default()),
@@ -183,7 +217,7 @@ async fn idle(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
         )
         .await;
     match refused {
-        Err(status) if status.code() == tonic::Code::Unimplemented => Ok(channel),
+        Err(status) if status.code() == tonic::Code::Unimplemented => Ok(grpc),
         other => anyhow::bail!("an unknown method was answered {other:?}"),
     }
 }
@@ -192,37 +226,13 @@ type Open = (mpsc::Sender<DiscoveryRequest>, tonic::Streaming<Light>);
 
 /// Subscribe the four types and ACK the first response of each.
 async fn subscribe(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<Open> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(30))
-        .connect()
-        .await?;
-    let mut grpc = tonic::client::Grpc::new(channel)
-        .max_decoding_message_size(portcullis_xds::MAX_MESSAGE_SIZE);
-    grpc.ready().await?;
-    let node = Some(Node {
-        id: format!("storm-{i}"),
-        cluster: "bench".into(),
-        ..Default::default()
-    });
-    let names = |t: &str| -> Vec<String> {
-        match t {
-            type_url::CLUSTER_LOAD_ASSIGNMENT => clusters.to_vec(),
-            type_url::ROUTE_CONFIGURATION => vec!["portcullis".into()],
-            _ => Vec::new(),
-        }
-    };
-    let types = [
-        type_url::CLUSTER,
-        type_url::CLUSTER_LOAD_ASSIGNMENT,
-        type_url::LISTENER,
-        type_url::ROUTE_CONFIGURATION,
-    ];
+    let mut grpc = connect(addr).await?;
     let (tx, rx) = mpsc::channel(8);
-    for (k, t) in types.iter().enumerate() {
+    for (k, t) in TYPES.iter().enumerate() {
         tx.send(DiscoveryRequest {
-            node: if k == 0 { node.clone() } else { None },
+            node: if k == 0 { node(i) } else { None },
             type_url: (*t).into(),
-            resource_names: names(t),
+            resource_names: names(t, clusters),
             ..Default::default()
         })
         .await?;
@@ -237,7 +247,7 @@ async fn subscribe(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<
         .await?
         .into_inner();
     let mut acked = std::collections::BTreeSet::new();
-    while acked.len() < types.len() {
+    while acked.len() < TYPES.len() {
         let Some(resp) = stream.message().await? else {
             anyhow::bail!("stream closed")
         };
@@ -245,7 +255,7 @@ async fn subscribe(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<
             type_url: resp.type_url.clone(),
             version_info: resp.version_info,
             response_nonce: resp.nonce,
-            resource_names: names(&resp.type_url),
+            resource_names: names(&resp.type_url, clusters),
             ..Default::default()
         })
         .await?;
@@ -262,32 +272,13 @@ type OpenDelta = (
 /// [`subscribe`] over incremental xDS: the same four types and names, each response
 /// ACKed by its nonce.
 async fn subscribe_delta(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<OpenDelta> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(30))
-        .connect()
-        .await?;
-    let mut grpc = tonic::client::Grpc::new(channel)
-        .max_decoding_message_size(portcullis_xds::MAX_MESSAGE_SIZE);
-    grpc.ready().await?;
-    let types = [
-        (type_url::CLUSTER, Vec::new()),
-        (type_url::CLUSTER_LOAD_ASSIGNMENT, clusters.to_vec()),
-        (type_url::LISTENER, Vec::new()),
-        (
-            type_url::ROUTE_CONFIGURATION,
-            vec!["portcullis".to_string()],
-        ),
-    ];
+    let mut grpc = connect(addr).await?;
     let (tx, rx) = mpsc::channel(8);
-    for (k, (t, names)) in types.iter().enumerate() {
+    for (k, t) in TYPES.iter().enumerate() {
         tx.send(DeltaDiscoveryRequest {
-            node: (k == 0).then(|| Node {
-                id: format!("storm-{i}"),
-                cluster: "bench".into(),
-                ..Default::default()
-            }),
+            node: if k == 0 { node(i) } else { None },
             type_url: (*t).into(),
-            resource_names_subscribe: names.clone(),
+            resource_names_subscribe: names(t, clusters),
             ..Default::default()
         })
         .await?;
@@ -302,7 +293,7 @@ async fn subscribe_delta(addr: &str, i: usize, clusters: &[String]) -> anyhow::R
         .await?
         .into_inner();
     let mut acked = std::collections::BTreeSet::new();
-    while acked.len() < types.len() {
+    while acked.len() < TYPES.len() {
         let Some(resp) = stream.message().await? else {
             anyhow::bail!("stream closed")
         };
