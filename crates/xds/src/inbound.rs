@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use http_body::Body;
 use prost::Message;
-use prost::bytes::{Buf, BufMut, BytesMut};
+use prost::bytes::{Buf, BufMut, Bytes, BytesMut};
 use tonic::Status;
 use tonic::codegen::StdError;
 
@@ -147,21 +147,21 @@ pub fn read_requests<M: Message + Default>(
     max_message_size: usize,
 ) -> Vec<Result<M, Status>> {
     use futures::StreamExt;
-    let body = Chunks(chunks.into_iter().map(prost::bytes::Bytes::from).collect());
+    let body = Chunks(chunks.into_iter().map(|c| Ok(Bytes::from(c))).collect());
     futures::executor::block_on(Inbound::<_, M>::new(body, max_message_size).collect())
 }
 
-/// A body that is always ready: each chunk one DATA frame, then the end.
-struct Chunks(std::collections::VecDeque<prost::bytes::Bytes>);
+/// A body that is always ready: each chunk one DATA frame (or a body error), then the end.
+struct Chunks(std::collections::VecDeque<Result<Bytes, Status>>);
 
 impl Body for Chunks {
-    type Data = prost::bytes::Bytes;
-    type Error = std::convert::Infallible;
+    type Data = Bytes;
+    type Error = Status;
     fn poll_frame(
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<prost::bytes::Bytes>, Self::Error>>> {
-        Poll::Ready(self.0.pop_front().map(|c| Ok(http_body::Frame::data(c))))
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        Poll::Ready(self.0.pop_front().map(|c| c.map(http_body::Frame::data)))
     }
 }
 

@@ -2,24 +2,9 @@ use std::collections::VecDeque;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use futures::StreamExt;
-use http_body::Frame;
 use prost::bytes::Bytes;
 
 use super::*;
-
-/// A request body that hands out the given frames, then ends.
-struct Frames(VecDeque<Result<Bytes, Status>>);
-
-impl Body for Frames {
-    type Data = Bytes;
-    type Error = Status;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        Poll::Ready(self.0.pop_front().map(|f| f.map(Frame::data)))
-    }
-}
 
 fn request(i: usize, names: usize) -> DiscoveryRequest {
     DiscoveryRequest {
@@ -37,14 +22,14 @@ fn framed(m: &DiscoveryRequest) -> Vec<u8> {
     out
 }
 
-fn reader(frames: Vec<Vec<u8>>, max: usize) -> Inbound<Frames, DiscoveryRequest> {
+fn reader(frames: Vec<Vec<u8>>, max: usize) -> Inbound<Chunks, DiscoveryRequest> {
     Inbound::new(
-        Frames(frames.into_iter().map(|f| Ok(Bytes::from(f))).collect()),
+        Chunks(frames.into_iter().map(|f| Ok(Bytes::from(f))).collect()),
         max,
     )
 }
 
-async fn all(mut r: Inbound<Frames, DiscoveryRequest>) -> Vec<Result<DiscoveryRequest, Status>> {
+async fn all(mut r: Inbound<Chunks, DiscoveryRequest>) -> Vec<Result<DiscoveryRequest, Status>> {
     let mut out = Vec::new();
     while let Some(m) = r.next().await {
         out.push(m);
@@ -120,7 +105,7 @@ async fn truncated_and_malformed_messages_end_the_stream() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].as_ref().unwrap_err().code(), tonic::Code::Internal);
 
-    let failing = Frames(VecDeque::from([Err(Status::cancelled("peer reset"))]));
+    let failing = Chunks(VecDeque::from([Err(Status::cancelled("peer reset"))]));
     let got: Vec<_> = Inbound::<_, DiscoveryRequest>::new(failing, 1 << 20)
         .collect()
         .await;
