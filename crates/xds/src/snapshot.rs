@@ -232,23 +232,37 @@ impl Snapshot {
     /// Every resource of a type as one block of `DiscoveryResponse.resources` fields,
     /// shared by every response that carries them all; `None` if there are none.
     pub(crate) fn all_fields(&self, type_url: &str) -> Option<(Bytes, usize)> {
-        let set = self.types.get(type_url).filter(|t| !t.entries.is_empty())?;
-        let fields = set
-            .all
-            .get_or_init(|| crate::wire::resource_fields(set.entries.values().map(|e| &e.encoded)));
-        Some((fields.clone(), set.entries.len()))
+        self.block(
+            type_url,
+            |set| &set.all,
+            |entries| crate::wire::resource_fields(entries.values().map(|e| &e.encoded)),
+        )
     }
 
     /// As [`Snapshot::all_fields`], as `DeltaDiscoveryResponse.resources` fields.
     pub(crate) fn all_delta_fields(&self, type_url: &str) -> Option<(Bytes, usize)> {
+        self.block(
+            type_url,
+            |set| &set.all_delta,
+            |entries| {
+                crate::wire::delta_resource_fields(
+                    entries
+                        .values()
+                        .map(|e| (e.resource.name.as_str(), e.version.as_str(), &e.encoded)),
+                )
+            },
+        )
+    }
+
+    /// A type's block in `cell`, built by `build` the first time; with its count.
+    fn block(
+        &self,
+        type_url: &str,
+        cell: impl Fn(&TypeSet) -> &OnceLock<Bytes>,
+        build: impl FnOnce(&BTreeMap<String, Entry>) -> Bytes,
+    ) -> Option<(Bytes, usize)> {
         let set = self.types.get(type_url).filter(|t| !t.entries.is_empty())?;
-        let fields = set.all_delta.get_or_init(|| {
-            crate::wire::delta_resource_fields(
-                set.entries
-                    .values()
-                    .map(|e| (e.resource.name.as_str(), e.version.as_str(), &e.encoded)),
-            )
-        });
+        let fields = cell(set).get_or_init(|| build(&set.entries));
         Some((fields.clone(), set.entries.len()))
     }
 
