@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use prost::bytes::Bytes;
 
 use crate::nodes::Event;
 use crate::order::{defers_removals, push_order};
 use crate::snapshot::{Entry, Snapshot};
 use crate::subscription::{Output, Subscription};
 use crate::wire::{Carried, SotwResponse};
-use prost::bytes::Bytes;
 
 /// Suffix of the interim version that still carries removed resources; it
 /// only has to differ from the final version.

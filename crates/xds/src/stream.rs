@@ -131,7 +131,8 @@ impl Logic for DeltaStream {
     }
 }
 
-/// Start the stream task; the returned stream is handed to tonic.
+/// Start the stream task reading `inbound`; its responses (and a closing error status)
+/// come out of the returned channel, for the response body.
 pub(crate) fn spawn<L: Logic, S>(
     cache: Cache,
     inbound: S,
