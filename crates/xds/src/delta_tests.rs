@@ -372,3 +372,25 @@ fn an_unchanged_type_lets_old_snapshots_go() {
         "the stream still holds the first snapshot"
     );
 }
+
+/// A reconnect that claims versions of names it does not subscribe to, and of names
+/// that never existed: it is sent what it subscribed to, told of no removal for the
+/// rest, and its later pushes still carry only real changes.
+#[test]
+fn initial_versions_outside_the_subscription_change_nothing_sent() {
+    use crate::type_url::CLUSTER_LOAD_ASSIGNMENT as EDS;
+    let s1 = snap(&[res(EDS, "a", "1"), res(EDS, "b", "1")]);
+    let mut st = DeltaStream::new(s1);
+    let mut first = sub(EDS, &["a"], &[]);
+    first.initial_resource_versions = [
+        ("a".to_string(), "stale".to_string()),
+        ("b".to_string(), "forged".to_string()),
+        ("never".to_string(), "x".to_string()),
+    ]
+    .into();
+    let out = st.on_request(first);
+    assert_eq!(summary(&out.responses), [(EDS, vec!["a"], vec![])]);
+    assert!(matches!(st.0.types[EDS].has, super::Holds::Listed(_)));
+    let out = st.on_snapshot(snap(&[res(EDS, "a", "2"), res(EDS, "b", "2")]));
+    assert_eq!(summary(&out.responses), [(EDS, vec!["a"], vec![])]);
+}
