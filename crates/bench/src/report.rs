@@ -140,3 +140,39 @@ pub fn load_average() -> String {
         .and_then(|s| s.split_whitespace().next().map(str::to_owned))
         .unwrap_or_else(|| "?".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(verdict: &'static str) -> Row {
+        Row {
+            metric: format!("a figure that is {verdict}"),
+            value: String::new(),
+            target: String::new(),
+            baseline: String::new(),
+            ratio: String::new(),
+            verdict,
+        }
+    }
+
+    /// Within the target is ok, up to 2× off a MISS, beyond a FAIL, either way round.
+    #[test]
+    fn verdicts_follow_the_two_times_rule() {
+        assert_eq!(verdict_max(20.0, 20.0), "ok");
+        assert_eq!(verdict_max(40.0, 20.0), "MISS");
+        assert_eq!(verdict_max(40.1, 20.0), "FAIL");
+        assert_eq!(verdict_min(1.2, 1.2), "ok");
+        assert_eq!(verdict_min(0.6, 1.2), "MISS");
+        assert_eq!(verdict_min(0.59, 1.2), "FAIL");
+    }
+
+    /// The regression guard fails the run on a FAIL only, naming it.
+    #[test]
+    fn the_guard_fails_only_on_a_fail() {
+        assert!(guard(&[row("ok"), row("MISS")]).is_ok());
+        let err = guard(&[row("ok"), row("FAIL"), row("MISS")]).unwrap_err();
+        assert!(err.to_string().contains("a figure that is FAIL"), "{err}");
+        assert!(!err.to_string().contains("MISS"), "{err}");
+    }
+}
