@@ -28,7 +28,7 @@ pub use certificate::{Certificate, CertificateState, Certificates, TrustBundle};
 pub use duration::Duration;
 pub use host::{Host, HostSpec, HostTls};
 pub use manifest::{Document, Objects, ParseError, parse_documents};
-pub use model::{Model, ObjectKey, RouteEntry};
+pub use model::{Model, Name, ObjectKey, RouteEntry};
 pub use route::{Backend, HeaderMatch, PathMatch, Route, RouteMatch, RouteSpec, RouteTracing};
 pub use service::{
     ClientCertificate, Destination, Protocol, Service, ServiceRef, ServiceSpec, ServiceTls,

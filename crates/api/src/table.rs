@@ -53,7 +53,12 @@ impl Model {
                 entries.extend(anywhere.iter().copied());
                 // A Host owning this domain decides whose copied Routes apply here
                 // (a Route naming it was already refused unless admitted).
-                entries.retain(|e| self.admits(domain, &e.key.namespace));
+                // The owner is looked up once per domain, not once per entry.
+                let owner = crate::model::owner(&self.hosts, domain);
+                entries.retain(|e| {
+                    owner
+                        .is_none_or(|(key, h)| h.host.spec.admits(&key.namespace, &e.key.namespace))
+                });
                 sorted(domain, entries)
             })
             .collect();

@@ -205,7 +205,7 @@ fn ref_problems(served: &Objects, resolved: &ServiceEndpoints) -> BTreeMap<Objec
         };
         for (i, d) in svc.spec.destinations.iter().enumerate() {
             let Some(r) = &d.service_ref else { continue };
-            let problem = match resolved.get(&(key.namespace.clone(), r.name.clone(), r.port)) {
+            let problem = match resolved.get(&(key.namespace.to_string(), r.name.clone(), r.port)) {
                 Some(Ok(a)) if !a.is_empty() => continue,
                 Some(Ok(_)) => format!(
                     "Kubernetes Service {}/{} port {} has no ready endpoints",

@@ -161,7 +161,7 @@ pub fn expand(model: &Model, endpoints: &ServiceEndpoints) -> Model {
                 });
                 continue;
             };
-            let refkey = (key.namespace.clone(), r.name.clone(), r.port);
+            let refkey = (key.namespace.to_string(), r.name.clone(), r.port);
             let addrs = match endpoints.get(&refkey) {
                 Some(Ok(a)) => a.as_slice(),
                 _ => &[],

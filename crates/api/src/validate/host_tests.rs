@@ -115,7 +115,7 @@ fn host_less_routes_apply_to_an_owned_host_only_from_admitted_namespaces() {
             .host_table(host)
             .entries
             .iter()
-            .map(|e| e.key.name.clone())
+            .map(|e| e.key.name.to_string())
             .collect()
     };
     // The wildcard Host owns x.example.com: b's host-less Route is not copied there.

@@ -159,7 +159,7 @@ fn a_wildcard_host_ranks_below_the_exact_host_and_above_no_host() {
     assert_eq!(order_on(&o, "x.example.com"), ["wild/0", "anywhere/0"]);
     let hidden: Vec<(String, String)> = o
         .shadowed()
-        .map(|s| (s.issue.object.name.clone(), s.issue.message.clone()))
+        .map(|s| (s.issue.object.name.to_string(), s.issue.message.clone()))
         .collect();
     // exact hides wild and anywhere on api.example.com; wild hides anywhere on both
     // *.example.com hosts.
@@ -218,7 +218,7 @@ fn the_route_table_budget_admits_older_routes_and_refuses_the_rest() {
         .reports
         .iter()
         .filter(|r| !r.is_served())
-        .map(|r| r.key.name.clone())
+        .map(|r| r.key.name.to_string())
         .collect();
     assert!(
         !refused.is_empty() && refused.iter().all(|n| n.starts_with('g')),
