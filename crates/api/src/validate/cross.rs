@@ -3,7 +3,7 @@
 //! manifest can never take traffic a running service already has (docs/decisions.md).
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
 };
 
@@ -15,7 +15,14 @@ use crate::{
 
 /// The same Kind namespace/name twice in the input: the first is kept.
 pub(super) fn duplicates<T>(reports: &mut [(Report, &T)]) {
-    let later: Vec<usize> = {
+    // Sources hand objects over in key order, where copies sit side by side: no set
+    // of every key needs building then.
+    let sorted = reports.windows(2).all(|w| w[0].0.key <= w[1].0.key);
+    let later: Vec<usize> = if sorted {
+        (1..reports.len())
+            .filter(|&i| reports[i].0.key == reports[i - 1].0.key)
+            .collect()
+    } else {
         let mut seen = HashSet::with_capacity(reports.len());
         (0..reports.len())
             .filter(|&i| !seen.insert(&reports[i].0.key))
@@ -59,14 +66,14 @@ pub(super) fn resolve(
         .map(|(r, s)| (r.key.clone(), Arc::clone(s)))
         .collect();
     // Looked up by borrowed (namespace, name): no key is built per backend.
-    let names = |accepted_only: bool| -> HashSet<(&str, &str)> {
-        services
-            .iter()
-            .filter(|(r, _)| !accepted_only || accepted.contains_key(&r.key))
-            .map(|(r, _)| (r.key.namespace.as_str(), r.key.name.as_str()))
-            .collect()
-    };
-    let (accepted_names, known) = (names(true), names(false));
+    let by_name: HashMap<(&str, &str), (&ObjectKey, &Arc<Service>)> = accepted
+        .iter()
+        .map(|(k, s)| ((k.namespace.as_str(), k.name.as_str()), (k, s)))
+        .collect();
+    let known: HashSet<(&str, &str)> = services
+        .iter()
+        .map(|(r, _)| (r.key.namespace.as_str(), r.key.name.as_str()))
+        .collect();
 
     // References first: a Route to a missing Service is not served and claims nothing.
     for (report, route) in routes.iter_mut() {
@@ -75,7 +82,7 @@ pub(super) fn resolve(
         }
         for (i, b) in route.spec.backends.iter().enumerate() {
             let name = (report.key.namespace.as_str(), b.service.as_str());
-            if accepted_names.contains(&name) {
+            if by_name.contains_key(&name) {
                 continue;
             }
             let target = ObjectKey::service(&report.key.namespace, &b.service);
@@ -128,11 +135,11 @@ pub(super) fn resolve(
 
     let mut entries = Vec::new();
     for (report, route) in routes.iter() {
-        if !report.is_served() {
-            continue;
+        if report.is_served() {
+            push_entries(&mut entries, report, route, &by_name);
         }
-        entries.extend(entries_of(report, route, &accepted));
     }
+    drop(by_name);
     let keys: Vec<_> = entries.iter().map(precedence_key).collect();
     let entries = super::sorted_by_index(entries, |entries, a, b| {
         keys[a]
@@ -217,14 +224,16 @@ fn normalized_headers(route: &Route) -> Vec<HeaderMatch> {
 }
 
 fn normalized_methods(route: &Route) -> Vec<String> {
-    let methods: BTreeSet<String> = route
+    let mut methods: Vec<String> = route
         .spec
         .match_
         .methods
         .iter()
         .map(|m| m.to_ascii_uppercase())
         .collect();
-    methods.into_iter().collect()
+    methods.sort();
+    methods.dedup();
+    methods
 }
 
 fn match_keys(route: &Route) -> Vec<MatchKey<'_>> {
@@ -273,48 +282,52 @@ fn lower(s: &str) -> Cow<'_, str> {
     }
 }
 
-fn entries_of(
+/// One entry per path of a served Route. Its backends were all resolved to accepted
+/// Services, whose keys the entries share.
+fn push_entries(
+    entries: &mut Vec<RouteEntry>,
     report: &Report,
     route: &Arc<Route>,
-    services: &BTreeMap<ObjectKey, Arc<Service>>,
-) -> Vec<RouteEntry> {
-    let backends: Vec<(ObjectKey, u32)> = route
+    services: &HashMap<(&str, &str), (&ObjectKey, &Arc<Service>)>,
+) {
+    let namespace = report.key.namespace.as_str();
+    let mut longest: Option<Duration> = None;
+    let mut backends: Vec<(ObjectKey, u32)> = Vec::with_capacity(route.spec.backends.len());
+    for b in &route.spec.backends {
+        let key = match services.get(&(namespace, b.service.as_str())) {
+            Some((key, service)) => {
+                longest = longest.max(Some(service.spec.timeout()));
+                (*key).clone()
+            }
+            None => ObjectKey::service(namespace, &b.service),
+        };
+        backends.push((key, b.weight()));
+    }
+    let timeout = route
         .spec
-        .backends
-        .iter()
-        .map(|b| {
-            (
-                ObjectKey::service(&report.key.namespace, &b.service),
-                b.weight(),
-            )
-        })
-        .collect();
-    let timeout = route.spec.timeout.unwrap_or_else(|| {
-        backends
-            .iter()
-            .filter_map(|(k, _)| services.get(k))
-            .map(|s| s.spec.timeout())
-            .max()
-            .unwrap_or(Duration::from_secs(10))
-    });
-    let methods = normalized_methods(route);
-    let headers = normalized_headers(route);
-    route
-        .spec
-        .match_
-        .paths
-        .iter()
-        .enumerate()
-        .map(|(path_index, path)| RouteEntry {
+        .timeout
+        .or(longest)
+        .unwrap_or(Duration::from_secs(10));
+    let mut methods = normalized_methods(route);
+    let mut headers = normalized_headers(route);
+    let paths = &route.spec.match_.paths;
+    for (path_index, path) in paths.iter().enumerate() {
+        // The last path takes the lists; earlier ones copy them.
+        let last = path_index + 1 == paths.len();
+        entries.push(RouteEntry {
             // Shared with the source: the model copies no Route.
             route: Arc::clone(route),
             key: report.key.clone(),
             path_index,
             path: path.clone(),
-            methods: methods.clone(),
-            headers: headers.clone(),
-            backends: backends.clone(),
+            methods: take_or_copy(&mut methods, last),
+            headers: take_or_copy(&mut headers, last),
+            backends: take_or_copy(&mut backends, last),
             timeout,
-        })
-        .collect()
+        });
+    }
+}
+
+fn take_or_copy<T: Clone>(v: &mut Vec<T>, take: bool) -> Vec<T> {
+    if take { std::mem::take(v) } else { v.clone() }
 }

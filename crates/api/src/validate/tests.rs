@@ -306,3 +306,20 @@ fn duplicate_objects_keep_the_first() {
     let missing = crate::ObjectKey::service("team", "r");
     assert!(o.report(&missing).is_none());
 }
+
+#[test]
+fn duplicates_are_found_when_copies_are_not_side_by_side() {
+    // Sorted input finds copies next to each other; this order needs the other way.
+    let o = validate(
+        &[
+            mk_route("r", 0, vec![PathMatch::prefix("/")]),
+            mk_route("q", 0, vec![PathMatch::prefix("/q")]),
+            mk_route("r", 0, vec![PathMatch::prefix("/x")]),
+        ],
+        &[mk_service("svc")],
+    );
+    let paths: Vec<&str> = o.model.routes.iter().map(|e| e.path_parts().1).collect();
+    assert_eq!(paths, ["/q", "/"]);
+    assert_eq!(messages(&o).len(), 1);
+    assert!(messages(&o)[0].contains("Route team/r is defined more than once"));
+}
