@@ -107,7 +107,7 @@ pub(super) fn resolve(
         .filter(|&i| routes[i].0.is_served())
         .collect();
     by_age.sort_by(|&a, &b| age_then_key(&routes[a], &routes[b]));
-    let mut owners: HashMap<MatchKey<'_>, usize> = HashMap::new();
+    let mut owners: HashMap<MatchKey<'_>, usize> = HashMap::with_capacity(by_age.len());
     for &i in &by_age {
         let route: &Route = routes[i].1;
         let keys = match_keys(route);

@@ -154,12 +154,17 @@ pub(super) fn admit_routes(
     hosts: &BTreeMap<ObjectKey, ServedHost>,
     rules: &Rules,
 ) {
+    // Many Routes name the same hostname: each one's owner is looked up once.
+    let mut owners = std::collections::HashMap::new();
     for (report, route) in routes.iter_mut() {
         if !report.is_served() {
             continue;
         }
         for (i, h) in route.spec.hosts.iter().enumerate() {
-            let message = match crate::model::owner(hosts, h) {
+            let owner = *owners
+                .entry(h.as_str())
+                .or_insert_with(|| crate::model::owner(hosts, h));
+            let message = match owner {
                 Some((key, served)) => {
                     if served
                         .host
