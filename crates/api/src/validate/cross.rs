@@ -119,11 +119,11 @@ pub(super) fn resolve(
                 routes[owner].0.key,
             );
             let report = &mut routes[i].0;
-            report.conflict = Some(Issue {
+            report.conflict = Some(Box::new(Issue {
                 object: report.key.clone(),
                 field: "spec.match".into(),
                 message,
-            });
+            }));
             continue;
         }
         for k in keys {

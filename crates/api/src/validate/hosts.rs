@@ -95,13 +95,13 @@ pub(super) fn resolve(
         let (report, host) = &mut hosts[i];
         let hostname = host.spec.hostname.clone();
         if let Some(owner) = owners.get(&hostname) {
-            report.conflict = Some(Issue {
+            report.conflict = Some(Box::new(Issue {
                 object: report.key.clone(),
                 field: "spec.hostname".into(),
                 message: format!(
                     "{hostname} is owned by the older {owner}; use another hostname or remove one of them"
                 ),
-            });
+            }));
             continue;
         }
         owners.insert(hostname, report.key.clone());
@@ -142,7 +142,7 @@ fn certificate(report: &mut Report, state: &CertificateState) -> Option<crate::C
         (Some(_), None) => {}
     }
     if let Some(e) = &state.expiring {
-        report.expiring = Some(issue(e.clone()));
+        report.expiring = Some(Box::new(issue(e.clone())));
     }
     state.serving.clone()
 }

@@ -34,14 +34,14 @@ pub struct Report {
     /// References that did not resolve: the object is not served.
     pub unresolved: Vec<Issue>,
     /// The older Route that owns one of this Route's matches.
-    pub conflict: Option<Issue>,
+    pub conflict: Option<Box<Issue>>,
     /// Paths that never match on some hosts (the Route is still served elsewhere).
     pub shadowed: Vec<Shadowed>,
     /// Hosts of this Route owned by a Host that does not admit its namespace: the
     /// Route is not served (`Accepted=False`, reason `NotAllowedByHost`).
     pub not_allowed: Vec<Issue>,
     /// A Host's certificate expires soon (condition `CertificateExpiring`).
-    pub expiring: Option<Issue>,
+    pub expiring: Option<Box<Issue>>,
 }
 
 /// A path of a Route that a more specific Route hides on some hosts.
@@ -98,7 +98,7 @@ impl Report {
             .iter()
             .chain(&self.not_allowed)
             .chain(&self.unresolved)
-            .chain(&self.conflict)
+            .chain(self.conflict.as_deref())
     }
 
     /// Status conditions (without Programmed, which needs Envoy's answer).

@@ -74,7 +74,7 @@ fn decide(index: &Index, request: &AdmissionRequest<DynamicObject>) -> Admission
     let refused: Vec<String> = report
         .errors
         .iter()
-        .chain(&report.conflict)
+        .chain(report.conflict.as_deref())
         .map(ToString::to_string)
         .chain(bypasses)
         .collect();
