@@ -7,7 +7,7 @@
 //! was made from, which the memo holds so that the address cannot be reused by another
 //! object, and only under the same rules. A source that parses every object anew (file
 //! mode) simply never hits. The cost: one report per object kept between validations.
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use super::{Report, Rules};
 use crate::{Host, Route, Service};
@@ -21,8 +21,8 @@ pub struct Memo {
     pub(super) hosts: Kept<Host>,
 }
 
-/// By the address of the object's allocation, with the object itself.
-pub(super) type Kept<T> = HashMap<usize, (Arc<T>, Report)>;
+/// The previous objects, each with its report, in the order they were handed over.
+pub(super) type Kept<T> = Vec<(Arc<T>, Report)>;
 
 impl Memo {
     pub fn new() -> Self {
@@ -44,7 +44,12 @@ impl Memo {
 /// Every object's single-object report, `check`ed or, with a memo, the previous one
 /// for the same object. The memo is left holding exactly these objects, so deleted
 /// objects are let go.
-pub(super) fn check_all<'a, T>(
+///
+/// Sources hand each kind over in key order, so the memo is walked beside the objects
+/// (no map of every object is built per edit): the previous version of an object is at
+/// the walk's front once the objects deleted before it are passed. Out of order, the
+/// walk only finds less to reuse; identity alone decides what is reused.
+pub(super) fn check_all<'a, T: kube::Resource>(
     objects: &'a [Arc<T>],
     memo: Option<&mut Kept<T>>,
     check: impl Fn(&T) -> Report,
@@ -52,17 +57,35 @@ pub(super) fn check_all<'a, T>(
     let Some(memo) = memo else {
         return objects.iter().map(|o| (check(o), o)).collect();
     };
-    let mut previous = std::mem::take(memo);
+    let previous = std::mem::take(memo);
+    let mut previous = previous.into_iter().peekable();
     memo.reserve(objects.len());
     objects
         .iter()
         .map(|o| {
-            let at = Arc::as_ptr(o) as usize;
-            let report = match previous.remove(&at) {
-                Some((kept, report)) if Arc::ptr_eq(&kept, o) => report,
-                _ => check(o),
-            };
-            memo.insert(at, (o.clone(), report.clone()));
+            let meta = o.meta();
+            let key = (
+                meta.namespace.as_deref().unwrap_or("default"),
+                meta.name.as_deref().unwrap_or_default(),
+            );
+            let mut kept = None;
+            while let Some((old, report)) = previous.peek() {
+                if Arc::ptr_eq(old, o) {
+                    kept = previous.next().map(|(_, r)| r);
+                    break;
+                }
+                match (report.key.namespace.as_str(), report.key.name.as_str()).cmp(&key) {
+                    // Deleted since, or an older version of this object: let it go.
+                    std::cmp::Ordering::Less => drop(previous.next()),
+                    std::cmp::Ordering::Equal => {
+                        previous.next();
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
+            }
+            let report = kept.unwrap_or_else(|| check(o));
+            memo.push((o.clone(), report.clone()));
             (report, o)
         })
         .collect()
@@ -169,8 +192,30 @@ mod tests {
         edited[1] = Arc::new(mk_route("r1", 1, vec![PathMatch::prefix("/new")]));
         check_all(&edited, Some(&mut kept), check);
         assert_eq!(checked.get(), 4, "only the edited Route was checked again");
+        // A deletion and an insertion in key order: only the new Route is checked.
+        let mut changed = edited.clone();
+        changed.remove(0);
+        changed.insert(
+            1,
+            Arc::new(mk_route("r1a", 5, vec![PathMatch::prefix("/a")])),
+        );
+        check_all(&changed, Some(&mut kept), check);
+        assert_eq!(checked.get(), 5, "only the inserted Route was checked");
+        assert_eq!(kept.len(), 3);
+        assert!(
+            kept.iter()
+                .zip(&changed)
+                .all(|((k, _), o)| Arc::ptr_eq(k, o))
+        );
+        // Out of key order nothing is lost, only less is reused.
+        let mut reversed = changed.clone();
+        reversed.reverse();
+        let reports = check_all(&reversed, Some(&mut kept), check);
+        let names: Vec<&str> = reports.iter().map(|(r, _)| r.key.name.as_str()).collect();
+        assert_eq!(names, ["r2", "r1a", "r1"]);
+        assert_eq!(checked.get(), 7, "r2 was found; r1a and r1 were passed");
         // Without a memo, everything is checked.
         check_all(&edited, None, check);
-        assert_eq!(checked.get(), 7);
+        assert_eq!(checked.get(), 10);
     }
 }
