@@ -83,8 +83,13 @@ pub fn reconcile_with(
     let served: Objects = objects
         .into_iter()
         .filter(|(k, _)| {
-            while reports.next_if(|r| r.key < *k).is_some() {}
-            reports.peek().is_some_and(|r| r.key == *k && r.is_served())
+            loop {
+                match reports.peek().map(|r| (r.key.cmp(k), r.is_served())) {
+                    Some((std::cmp::Ordering::Less, _)) => drop(reports.next()),
+                    Some((std::cmp::Ordering::Equal, served)) => break served,
+                    _ => break false,
+                }
+            }
         })
         .collect();
     kept.retain(|k| served.contains_key(k));
