@@ -186,6 +186,9 @@ pub struct Model {
     pub hosts: BTreeMap<ObjectKey, ServedHost>,
     /// TLS material of accepted Services that set `spec.tls`.
     pub upstream_tls: BTreeMap<ObjectKey, UpstreamTls>,
+    /// [`Model::table`], once built: `routes` and `hosts` are not changed after
+    /// validation makes the model.
+    pub(crate) table_cache: crate::table::TableCache,
 }
 
 impl Model {

@@ -5,7 +5,7 @@
 //! Envoy picks one virtual host per request, so a wildcard or host-less Route must be
 //! copied into every more specific host it covers. The translator, `explain` and the
 //! shadowing rules all read this one table, so they cannot disagree.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::OnceLock};
 
 use crate::{
     Model, RouteEntry,
@@ -22,48 +22,118 @@ pub struct HostTable<'a> {
     pub entries: Vec<&'a RouteEntry>,
 }
 
+/// The table as positions in [`Model::routes`], built once per model: validation's
+/// shadowing rules, the translator and the console all read it, and at 10k Routes each
+/// build was a few milliseconds of every edit. Stamped with the address and length of
+/// the entries it indexes, so a model whose entries were replaced builds afresh.
+#[derive(Default)]
+pub struct TableCache(OnceLock<(Stamp, Positions)>);
+
+/// The address and length of the entries a table was built from.
+type Stamp = (usize, usize);
+
+/// Each virtual host's domain and the positions of its entries, in order.
+type Positions = Vec<(String, Vec<usize>)>;
+
+/// A copied model's entries live elsewhere: it builds its own table.
+impl Clone for TableCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for TableCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Whether it was built yet says nothing about the model.
+        f.write_str("TableCache")
+    }
+}
+
 impl Model {
     /// Every virtual host, named hosts sorted, `*` last. Entries are indexed by host
     /// first, so the cost grows with the table's size, not hosts × Routes.
     pub fn table(&self) -> Vec<HostTable<'_>> {
-        let mut named: BTreeMap<&str, Vec<&RouteEntry>> = BTreeMap::new();
-        let mut wildcards: Vec<&RouteEntry> = Vec::new();
-        let mut anywhere: Vec<&RouteEntry> = Vec::new();
-        for e in &self.routes {
+        let stamp = (self.routes.as_ptr() as usize, self.routes.len());
+        let (built, positions) = self
+            .table_cache
+            .0
+            .get_or_init(|| (stamp, self.table_positions()));
+        let fresh;
+        let positions = if *built == stamp {
+            positions
+        } else {
+            fresh = self.table_positions();
+            &fresh
+        };
+        positions
+            .iter()
+            .map(|(domain, at)| HostTable {
+                domain: domain.clone(),
+                entries: at.iter().map(|&i| &self.routes[i]).collect(),
+            })
+            .collect()
+    }
+
+    /// The table built afresh, bypassing the kept one (for tests).
+    #[cfg(test)]
+    fn table_positions_as_tables(&self) -> Vec<HostTable<'_>> {
+        self.table_positions()
+            .into_iter()
+            .map(|(domain, at)| HostTable {
+                domain,
+                entries: at.iter().map(|&i| &self.routes[i]).collect(),
+            })
+            .collect()
+    }
+
+    fn table_positions(&self) -> Positions {
+        let mut named: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut wildcards: Vec<usize> = Vec::new();
+        let mut anywhere: Vec<usize> = Vec::new();
+        for (i, e) in self.routes.iter().enumerate() {
             if e.hosts().is_empty() {
-                anywhere.push(e);
+                anywhere.push(i);
             }
             for h in e.hosts() {
-                named.entry(h.as_str()).or_default().push(e);
+                named.entry(h.as_str()).or_default().push(i);
             }
             if e.hosts().iter().any(|h| h.starts_with('*')) {
-                wildcards.push(e);
+                wildcards.push(i);
             }
         }
-        let mut out: Vec<HostTable<'_>> = named
+        let mut out: Positions = named
             .into_iter()
             .map(|(domain, own)| {
                 let mut entries = own;
-                entries.extend(
-                    wildcards
-                        .iter()
-                        .copied()
-                        .filter(|w| matches!(HostRank::of(w, domain), HostRank::Wildcard(_))),
-                );
+                entries.extend(wildcards.iter().copied().filter(|&w| {
+                    matches!(HostRank::of(&self.routes[w], domain), HostRank::Wildcard(_))
+                }));
                 entries.extend(anywhere.iter().copied());
                 // A Host owning this domain decides whose copied Routes apply here
-                // (a Route naming it was already refused unless admitted).
-                // The owner is looked up once per domain, not once per entry.
+                // (a Route naming it was already refused unless admitted). The owner
+                // is looked up once per domain, not once per entry.
                 let owner = crate::model::owner(&self.hosts, domain);
-                entries.retain(|e| {
-                    owner
-                        .is_none_or(|(key, h)| h.host.spec.admits(&key.namespace, &e.key.namespace))
+                entries.retain(|&e| {
+                    owner.is_none_or(|(key, h)| {
+                        h.host
+                            .spec
+                            .admits(&key.namespace, &self.routes[e].key.namespace)
+                    })
                 });
-                sorted(domain, entries)
+                (domain.to_string(), self.sorted(domain, entries))
             })
             .collect();
-        out.push(sorted(ANY_HOST, anywhere));
+        out.push((ANY_HOST.to_string(), self.sorted(ANY_HOST, anywhere)));
         out
+    }
+
+    /// The model is already in host-independent order; sorting only moves entries
+    /// whose rank differs on this host (a wildcard Route below the host's own ones).
+    /// An entry listed under several of its patterns appears once.
+    fn sorted(&self, domain: &str, mut at: Vec<usize>) -> Vec<usize> {
+        at.sort_by(|&a, &b| compare_on(domain, &self.routes[a], &self.routes[b]));
+        at.dedup();
+        at
     }
 
     /// The entries that apply to `domain`, in its precedence order.
@@ -93,5 +163,56 @@ fn sorted<'a>(domain: &str, mut entries: Vec<&'a RouteEntry>) -> HostTable<'a> {
     HostTable {
         domain: domain.to_string(),
         entries,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{
+        PathMatch,
+        validate::{
+            tests::{mk_route, mk_service},
+            validate,
+        },
+    };
+
+    fn text(tables: &[super::HostTable<'_>]) -> Vec<(String, Vec<String>)> {
+        tables
+            .iter()
+            .map(|t| {
+                let entries = t
+                    .entries
+                    .iter()
+                    .map(|e| format!("{}/{}", e.key.name, e.path_index))
+                    .collect();
+                (t.domain.clone(), entries)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_kept_table_is_the_built_one_and_follows_replaced_entries() {
+        let host_less = mk_route("any", 0, vec![PathMatch::prefix("/")]);
+        let mut wild = mk_route("wild", 1, vec![PathMatch::prefix("/w")]);
+        wild.spec.hosts = vec!["*.example.com".into()];
+        let mut own = mk_route(
+            "own",
+            2,
+            vec![PathMatch::prefix("/o"), PathMatch::exact("/e")],
+        );
+        own.spec.hosts = vec!["api.example.com".into()];
+        let mut model = validate(&[host_less, wild, own], &[mk_service("svc")]).model;
+        let first = text(&model.table());
+        assert_eq!(first, text(&model.table()), "read twice");
+        assert_eq!(first, text(&model.table_positions_as_tables()));
+        assert!(first.len() >= 3, "{first:?}");
+        let copy = model.clone();
+        assert_eq!(text(&copy.table()), first, "a copy builds the same table");
+        // Entries replaced after the table was kept: it is built again, not misread.
+        let removed = model.routes.pop().unwrap();
+        let after = text(&model.table());
+        let gone = format!("{}/{}", removed.key.name, removed.path_index);
+        assert!(after.iter().all(|(_, e)| !e.contains(&gone)), "{after:?}");
+        assert_eq!(after, text(&model.table_positions_as_tables()));
     }
 }

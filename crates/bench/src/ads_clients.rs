@@ -222,10 +222,18 @@ async fn idle(addr: &str) -> anyhow::Result<Grpc> {
     }
 }
 
-type Open = (mpsc::Sender<DiscoveryRequest>, tonic::Streaming<Light>);
+/// An open stream whose later responses a task goes on ACKing, as Envoy does; dropping
+/// it ends the task and closes the stream.
+pub struct Following(tokio::task::JoinHandle<()>);
 
-/// Subscribe the four types and ACK the first response of each.
-async fn subscribe(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<Open> {
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Subscribe the four types and ACK the first response of each (and, later, any other).
+async fn subscribe(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<Following> {
     let mut grpc = connect(addr).await?;
     let (tx, rx) = mpsc::channel(8);
     for (k, t) in TYPES.iter().enumerate() {
@@ -261,17 +269,26 @@ async fn subscribe(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<
         .await?;
         acked.insert(resp.type_url);
     }
-    Ok((tx, stream))
+    let clusters = clusters.to_vec();
+    Ok(Following(tokio::spawn(async move {
+        while let Ok(Some(resp)) = stream.message().await {
+            let ack = DiscoveryRequest {
+                resource_names: names(&resp.type_url, &clusters),
+                type_url: resp.type_url,
+                version_info: resp.version_info,
+                response_nonce: resp.nonce,
+                ..Default::default()
+            };
+            if tx.send(ack).await.is_err() {
+                return;
+            }
+        }
+    })))
 }
-
-type OpenDelta = (
-    mpsc::Sender<DeltaDiscoveryRequest>,
-    tonic::Streaming<LightDelta>,
-);
 
 /// [`subscribe`] over incremental xDS: the same four types and names, each response
 /// ACKed by its nonce.
-async fn subscribe_delta(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<OpenDelta> {
+async fn subscribe_delta(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<Following> {
     let mut grpc = connect(addr).await?;
     let (tx, rx) = mpsc::channel(8);
     for (k, t) in TYPES.iter().enumerate() {
@@ -305,5 +322,16 @@ async fn subscribe_delta(addr: &str, i: usize, clusters: &[String]) -> anyhow::R
         .await?;
         acked.insert(resp.type_url);
     }
-    Ok((tx, stream))
+    Ok(Following(tokio::spawn(async move {
+        while let Ok(Some(resp)) = stream.message().await {
+            let ack = DeltaDiscoveryRequest {
+                type_url: resp.type_url,
+                response_nonce: resp.nonce,
+                ..Default::default()
+            };
+            if tx.send(ack).await.is_err() {
+                return;
+            }
+        }
+    })))
 }

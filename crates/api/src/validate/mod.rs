@@ -241,6 +241,6 @@ mod policy_tests;
 #[cfg(test)]
 mod precedence_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod upstream_tls_tests;

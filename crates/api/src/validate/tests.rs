@@ -3,7 +3,7 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use super::*;
 use crate::{Backend, Destination, PathMatch, RouteMatch, RouteSpec, ServiceSpec};
 
-pub(super) fn mk_service(name: &str) -> Service {
+pub(crate) fn mk_service(name: &str) -> Service {
     let mut s = Service::new(
         name,
         ServiceSpec {
@@ -19,7 +19,7 @@ pub(super) fn mk_service(name: &str) -> Service {
     s
 }
 
-pub(super) fn mk_route(name: &str, age: i64, paths: Vec<PathMatch>) -> Route {
+pub(crate) fn mk_route(name: &str, age: i64, paths: Vec<PathMatch>) -> Route {
     let mut r = Route::new(
         name,
         RouteSpec {
