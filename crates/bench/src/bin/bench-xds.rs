@@ -454,8 +454,8 @@ fn run_child(args: &[&str]) -> anyhow::Result<String> {
 /// nothing. Fails if a full rebuild's snapshot version ever differs from the
 /// incremental one after the same edit. The baseline replays the edits after the
 /// incremental pass rather than between its edits: interleaved, the full rebuilds'
-/// garbage slowed the incremental path by a third (allocator and cache state), which
-/// a control plane never pays. `--no-baseline` (for profiling the incremental path
+/// garbage (allocator and cache state) slowed the incremental path in some runs,
+/// which a control plane never pays. `--no-baseline` (for profiling the incremental path
 /// alone): only the first three.
 fn child_rebuild(n: usize, edits: usize, baseline: bool) -> anyhow::Result<()> {
     let (routes, services) = manifests::objects(n, SERVICES);
