@@ -192,12 +192,6 @@ pub struct Model {
 }
 
 impl Model {
-    /// Does the Host owning `domain` (if any) admit Routes from `namespace`?
-    pub fn admits(&self, domain: &str, namespace: &str) -> bool {
-        owner(&self.hosts, domain)
-            .is_none_or(|(key, h)| h.host.spec.admits(&key.namespace, namespace))
-    }
-
     /// Every host named by a served Route, sorted.
     pub fn route_hosts(&self) -> Vec<String> {
         let mut hosts: Vec<String> = self

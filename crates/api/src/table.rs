@@ -67,10 +67,7 @@ impl Model {
         };
         positions
             .iter()
-            .map(|(domain, at)| HostTable {
-                domain: domain.clone(),
-                entries: at.iter().map(|&i| &self.routes[i]).collect(),
-            })
+            .map(|(domain, at)| self.host_table_at(domain.clone(), at))
             .collect()
     }
 
@@ -79,11 +76,23 @@ impl Model {
     fn table_positions_as_tables(&self) -> Vec<HostTable<'_>> {
         self.table_positions()
             .into_iter()
-            .map(|(domain, at)| HostTable {
-                domain,
-                entries: at.iter().map(|&i| &self.routes[i]).collect(),
-            })
+            .map(|(domain, at)| self.host_table_at(domain, &at))
             .collect()
+    }
+
+    fn host_table_at(&self, domain: String, at: &[usize]) -> HostTable<'_> {
+        HostTable {
+            domain,
+            entries: at.iter().map(|&i| &self.routes[i]).collect(),
+        }
+    }
+
+    /// Whether an entry copied onto `domain` applies there: a Host owning the domain
+    /// decides whose Routes it admits (a Route naming it was already refused unless
+    /// admitted). The owner is looked up once per domain, not once per entry.
+    fn admission(&self, domain: &str) -> impl Fn(&RouteEntry) -> bool + '_ {
+        let owner = crate::model::owner(&self.hosts, domain);
+        move |e| owner.is_none_or(|(key, h)| h.host.spec.admits(&key.namespace, &e.key.namespace))
     }
 
     fn table_positions(&self) -> Positions {
@@ -109,17 +118,8 @@ impl Model {
                     matches!(HostRank::of(&self.routes[w], domain), HostRank::Wildcard(_))
                 }));
                 entries.extend(anywhere.iter().copied());
-                // A Host owning this domain decides whose copied Routes apply here
-                // (a Route naming it was already refused unless admitted). The owner
-                // is looked up once per domain, not once per entry.
-                let owner = crate::model::owner(&self.hosts, domain);
-                entries.retain(|&e| {
-                    owner.is_none_or(|(key, h)| {
-                        h.host
-                            .spec
-                            .admits(&key.namespace, &self.routes[e].key.namespace)
-                    })
-                });
+                let admitted = self.admission(domain);
+                entries.retain(|&e| admitted(&self.routes[e]));
                 (domain.to_string(), self.sorted(domain, entries))
             })
             .collect();
@@ -138,31 +138,18 @@ impl Model {
 
     /// The entries that apply to `domain`, in its precedence order.
     pub fn host_table(&self, domain: &str) -> HostTable<'_> {
-        let entries = if domain == ANY_HOST {
-            self.routes
-                .iter()
-                .filter(|e| e.hosts().is_empty())
-                .collect()
-        } else {
-            self.routes
-                .iter()
-                .filter(|e| HostRank::of(e, domain) != HostRank::None)
-                .filter(|e| self.admits(domain, &e.key.namespace))
-                .collect()
-        };
-        sorted(domain, entries)
-    }
-}
-
-/// The model is already in host-independent order; sorting only moves entries whose
-/// rank differs on this host (a wildcard Route below the host's own ones). An entry
-/// listed under several of its patterns appears once.
-fn sorted<'a>(domain: &str, mut entries: Vec<&'a RouteEntry>) -> HostTable<'a> {
-    entries.sort_by(|a, b| compare_on(domain, a, b));
-    entries.dedup_by(|a, b| std::ptr::eq(*a, *b));
-    HostTable {
-        domain: domain.to_string(),
-        entries,
+        let admitted = self.admission(domain);
+        let at = (0..self.routes.len())
+            .filter(|&i| {
+                let e = &self.routes[i];
+                if domain == ANY_HOST {
+                    e.hosts().is_empty()
+                } else {
+                    HostRank::of(e, domain) != HostRank::None && admitted(e)
+                }
+            })
+            .collect();
+        self.host_table_at(domain.to_string(), &self.sorted(domain, at))
     }
 }
 
