@@ -232,104 +232,103 @@ impl Drop for Following {
     }
 }
 
-/// Subscribe the four types and ACK the first response of each (and, later, any other).
+/// Subscribe the four types over SotW and ACK every response, as Envoy does.
 async fn subscribe(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<Following> {
-    let mut grpc = connect(addr).await?;
-    let (tx, rx) = mpsc::channel(8);
-    for (k, t) in TYPES.iter().enumerate() {
-        tx.send(DiscoveryRequest {
-            node: if k == 0 { node(i) } else { None },
-            type_url: (*t).into(),
-            resource_names: names(t, clusters),
-            ..Default::default()
-        })
-        .await?;
-    }
-    let path = http::uri::PathAndQuery::from_static(SOTW_PATH);
-    let mut stream = grpc
-        .streaming(
-            tonic::Request::new(ReceiverStream::new(rx)),
-            path,
-            ProstCodec::<DiscoveryRequest, Light>::default(),
-        )
-        .await?
-        .into_inner();
-    let mut acked = std::collections::BTreeSet::new();
-    while acked.len() < TYPES.len() {
-        let Some(resp) = stream.message().await? else {
-            anyhow::bail!("stream closed")
-        };
-        tx.send(DiscoveryRequest {
-            type_url: resp.type_url.clone(),
+    let first = TYPES.iter().enumerate().map(|(k, t)| DiscoveryRequest {
+        node: if k == 0 { node(i) } else { None },
+        type_url: (*t).into(),
+        resource_names: names(t, clusters),
+        ..Default::default()
+    });
+    let clusters = clusters.to_vec();
+    open(addr, SOTW_PATH, first, move |resp: Light| {
+        DiscoveryRequest {
+            resource_names: names(&resp.type_url, &clusters),
+            type_url: resp.type_url,
             version_info: resp.version_info,
             response_nonce: resp.nonce,
-            resource_names: names(&resp.type_url, clusters),
             ..Default::default()
-        })
-        .await?;
-        acked.insert(resp.type_url);
-    }
-    let clusters = clusters.to_vec();
-    Ok(Following(tokio::spawn(async move {
-        while let Ok(Some(resp)) = stream.message().await {
-            let ack = DiscoveryRequest {
-                resource_names: names(&resp.type_url, &clusters),
-                type_url: resp.type_url,
-                version_info: resp.version_info,
-                response_nonce: resp.nonce,
-                ..Default::default()
-            };
-            if tx.send(ack).await.is_err() {
-                return;
-            }
         }
-    })))
+    })
+    .await
 }
 
 /// [`subscribe`] over incremental xDS: the same four types and names, each response
 /// ACKed by its nonce.
 async fn subscribe_delta(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<Following> {
-    let mut grpc = connect(addr).await?;
-    let (tx, rx) = mpsc::channel(8);
-    for (k, t) in TYPES.iter().enumerate() {
-        tx.send(DeltaDiscoveryRequest {
+    let first = TYPES
+        .iter()
+        .enumerate()
+        .map(|(k, t)| DeltaDiscoveryRequest {
             node: if k == 0 { node(i) } else { None },
             type_url: (*t).into(),
             resource_names_subscribe: names(t, clusters),
             ..Default::default()
-        })
-        .await?;
+        });
+    open(addr, DELTA_PATH, first, |resp: LightDelta| {
+        DeltaDiscoveryRequest {
+            type_url: resp.type_url,
+            response_nonce: resp.nonce,
+            ..Default::default()
+        }
+    })
+    .await
+}
+
+/// What the clients need of a response: the type it answers.
+trait Answer {
+    fn type_url(&self) -> &str;
+}
+
+impl Answer for Light {
+    fn type_url(&self) -> &str {
+        &self.type_url
     }
-    let path = http::uri::PathAndQuery::from_static(DELTA_PATH);
+}
+
+impl Answer for LightDelta {
+    fn type_url(&self) -> &str {
+        &self.type_url
+    }
+}
+
+/// Opens a stream on a new connection with the `first` requests and sends `ack` of each
+/// response. Returns once every type in [`TYPES`] was answered; a task then goes on
+/// ACKing later responses until the returned handle is dropped.
+async fn open<Req, Resp>(
+    addr: &str,
+    path: &'static str,
+    first: impl Iterator<Item = Req>,
+    ack: impl Fn(Resp) -> Req + Send + 'static,
+) -> anyhow::Result<Following>
+where
+    Req: prost::Message + Send + 'static,
+    Resp: prost::Message + Default + Answer + Send + 'static,
+{
+    let mut grpc = connect(addr).await?;
+    let (tx, rx) = mpsc::channel(8);
+    for req in first {
+        tx.send(req).await?;
+    }
     let mut stream = grpc
         .streaming(
             tonic::Request::new(ReceiverStream::new(rx)),
-            path,
-            ProstCodec::<DeltaDiscoveryRequest, LightDelta>::default(),
+            http::uri::PathAndQuery::from_static(path),
+            ProstCodec::<Req, Resp>::default(),
         )
         .await?
         .into_inner();
-    let mut acked = std::collections::BTreeSet::new();
-    while acked.len() < TYPES.len() {
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < TYPES.len() {
         let Some(resp) = stream.message().await? else {
             anyhow::bail!("stream closed")
         };
-        tx.send(DeltaDiscoveryRequest {
-            type_url: resp.type_url.clone(),
-            response_nonce: resp.nonce,
-            ..Default::default()
-        })
-        .await?;
-        acked.insert(resp.type_url);
+        answered.insert(resp.type_url().to_owned());
+        tx.send(ack(resp)).await?;
     }
     Ok(Following(tokio::spawn(async move {
         while let Ok(Some(resp)) = stream.message().await {
-            let ack = DeltaDiscoveryRequest {
-                type_url: resp.type_url,
-                response_nonce: resp.nonce,
-                ..Default::default()
-            };
-            if tx.send(ack).await.is_err() {
+            if tx.send(ack(resp)).await.is_err() {
                 return;
             }
         }
