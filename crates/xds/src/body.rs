@@ -10,33 +10,32 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use futures::{Stream, StreamExt};
 use http_body::Frame;
 use prost::bytes::Bytes;
-use tokio::sync::mpsc;
 use tonic::Status;
 use tonic::codegen::http::HeaderMap;
 
-use crate::stream::Outbound;
 use crate::wire::{Chunks, Framed};
 
-/// Streams `rx`'s responses as gRPC frames, then the status as trailers.
-pub(crate) struct FramedBody<R> {
-    rx: mpsc::Receiver<Outbound<R>>,
+/// Writes a stream's responses as gRPC frames, then its closing status (or OK once it
+/// ends) as trailers.
+pub(crate) struct FramedBody<St, R> {
+    /// `None` once the trailers are written: the stream and its state are gone then.
+    responses: Option<St>,
     /// The response being written and its next piece.
     current: Option<(R, usize)>,
     chunks: Chunks,
     max_message_size: usize,
-    done: bool,
 }
 
-impl<R> FramedBody<R> {
-    pub(crate) fn new(rx: mpsc::Receiver<Outbound<R>>, max_message_size: usize) -> Self {
+impl<St, R> FramedBody<St, R> {
+    pub(crate) fn new(responses: St, max_message_size: usize) -> Self {
         FramedBody {
-            rx,
+            responses: Some(responses),
             current: None,
             chunks: Chunks::default(),
             max_message_size,
-            done: false,
         }
     }
 }
@@ -51,7 +50,11 @@ fn trailers(status: &Status) -> Frame<Bytes> {
     Frame::trailers(map)
 }
 
-impl<R: Framed + Send + Unpin + 'static> http_body::Body for FramedBody<R> {
+impl<St, R> http_body::Body for FramedBody<St, R>
+where
+    St: Stream<Item = Result<R, Status>> + Unpin,
+    R: Framed + Unpin,
+{
     type Data = Bytes;
     type Error = Status;
 
@@ -75,10 +78,10 @@ impl<R: Framed + Send + Unpin + 'static> http_body::Body for FramedBody<R> {
                 }
                 continue;
             }
-            if this.done {
+            let Some(responses) = &mut this.responses else {
                 return Poll::Ready(None);
-            }
-            let status = match this.rx.poll_recv(cx).map(|o| o.map(|boxed| *boxed)) {
+            };
+            let status = match responses.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(resp))) => {
                     let len = resp.encoded_len();
@@ -96,13 +99,12 @@ impl<R: Framed + Send + Unpin + 'static> http_body::Body for FramedBody<R> {
                 Poll::Ready(Some(Err(status))) => status,
                 Poll::Ready(None) => Status::ok(""),
             };
-            this.done = true;
-            this.rx.close();
+            this.responses = None;
             return Poll::Ready(Some(Ok(trailers(&status))));
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done && self.current.is_none()
+        self.responses.is_none() && self.current.is_none()
     }
 }

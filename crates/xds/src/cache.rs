@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::metrics::{Metrics, short_type};
-use crate::nodes::{Event, NodeStatus, Protocol, rfc3339};
+use crate::nodes::{Event, NodeStatus, Protocol, Record};
 use crate::snapshot::Snapshot;
 
 /// Current snapshot plus the status of every open stream. Cheap to clone.
@@ -21,7 +21,7 @@ pub struct Cache {
 
 pub(crate) struct Inner {
     snapshot: watch::Sender<Arc<Snapshot>>,
-    streams: Mutex<BTreeMap<u64, NodeStatus>>,
+    streams: Mutex<BTreeMap<u64, Record>>,
     status: watch::Sender<u64>,
     pub(crate) metrics: Metrics,
     next_stream_id: AtomicU64,
@@ -103,7 +103,8 @@ impl Cache {
 
     /// Status of every open stream, ordered by stream id.
     pub fn nodes(&self) -> Vec<NodeStatus> {
-        self.inner.streams.lock().values().cloned().collect()
+        let streams = self.inner.streams.lock();
+        streams.iter().map(|(id, r)| r.status(*id)).collect()
     }
 
     /// Changes whenever any node ACKs or NACKs.
@@ -135,19 +136,10 @@ impl Cache {
             .connected_streams
             .with_label_values(&[protocol.as_str()])
             .inc();
-        self.inner.streams.lock().insert(
-            stream_id,
-            NodeStatus {
-                stream_id,
-                id: String::new(),
-                cluster: String::new(),
-                protocol,
-                peer: peer.map(|p| p.to_string()),
-                connected_at: rfc3339(SystemTime::now()),
-                last_seen: rfc3339(SystemTime::now()),
-                types: BTreeMap::new(),
-            },
-        );
+        self.inner
+            .streams
+            .lock()
+            .insert(stream_id, Record::new(protocol, peer));
         StreamHandle {
             cache: self.clone(),
             stream_id,
@@ -159,7 +151,7 @@ impl Cache {
 }
 
 /// A stream's link to the shared table; removes the entry when dropped so
-/// disconnected nodes disappear however the stream task ends.
+/// disconnected nodes disappear however the stream ends.
 pub(crate) struct StreamHandle {
     cache: Cache,
     pub(crate) stream_id: u64,
@@ -184,7 +176,7 @@ impl StreamHandle {
     /// The node sent a request: it is alive and connected.
     pub(crate) fn seen(&self) {
         if let Some(s) = self.cache.inner.streams.lock().get_mut(&self.stream_id) {
-            s.last_seen = rfc3339(SystemTime::now());
+            s.last_seen = SystemTime::now();
         }
     }
 
@@ -250,7 +242,7 @@ impl StreamHandle {
             let had_nack = s.has_nack();
             for event in events {
                 if let Event::Ack { type_url, version } = event
-                    && s.types.get(type_url).and_then(|t| t.acked.as_deref()) != Some(version)
+                    && s.acked(type_url) != Some(version)
                 {
                     first_acks.push((type_url, version));
                 }
@@ -284,13 +276,8 @@ impl StreamHandle {
             .push_seconds
             .with_label_values(&[short_type(type_url)])
             .observe(elapsed.as_secs_f64());
-        if let Some(t) = inner
-            .streams
-            .lock()
-            .get_mut(&self.stream_id)
-            .and_then(|s| s.types.get_mut(type_url))
-        {
-            t.push_ms = Some(elapsed.as_millis().try_into().unwrap_or(u64::MAX));
+        if let Some(s) = inner.streams.lock().get_mut(&self.stream_id) {
+            s.set_push_ms(type_url, elapsed.as_millis().try_into().unwrap_or(u64::MAX));
         }
     }
 }

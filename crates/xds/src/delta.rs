@@ -6,7 +6,7 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use crate::nodes::Event;
-use crate::order::{defers_removals, push_order};
+use crate::order::{ByType, defers_removals};
 use crate::snapshot::{Entry, Snapshot};
 use crate::subscription::{Output, Subscription};
 use crate::wire::{Carried, DeltaResource, DeltaResponse};
@@ -69,7 +69,7 @@ impl Holds {
 #[derive(Debug)]
 pub(crate) struct DeltaStream {
     snapshot: Arc<Snapshot>,
-    types: BTreeMap<String, TypeState>,
+    types: ByType<TypeState>,
     next_nonce: u64,
 }
 
@@ -82,7 +82,7 @@ impl DeltaStream {
     pub(crate) fn new(snapshot: Arc<Snapshot>) -> Self {
         DeltaStream {
             snapshot,
-            types: BTreeMap::new(),
+            types: ByType::default(),
             next_nonce: 0,
         }
     }
@@ -130,7 +130,7 @@ impl DeltaStream {
                     &mut out,
                 );
             }
-            self.types.insert(t.to_owned(), st);
+            self.types.insert(t, st);
             return out;
         };
 
@@ -182,11 +182,9 @@ impl DeltaStream {
         self.snapshot = snapshot.clone();
         let mut out = Output::default();
         let mut finals = Vec::new();
-        for t in push_order(self.types.keys()) {
-            let Some(st) = self.types.get_mut(&t) else {
-                continue;
-            };
-            let mut d = diff(st, &snapshot, &t);
+        for i in 0..self.types.len() {
+            let (t, st) = self.types.at_mut(i);
+            let mut d = diff(st, &snapshot, t);
             if d.is_empty() {
                 // Nothing differs: the holdings are this snapshot's selection as well,
                 // and the older snapshot need not be kept alive.
@@ -195,22 +193,21 @@ impl DeltaStream {
                 }
                 continue;
             }
-            if defers_removals(&t) && !d.removed.is_empty() {
+            if defers_removals(t) && !d.removed.is_empty() {
                 d.removed.clear();
-                finals.push(t.clone());
+                finals.push(i);
                 if d.changed.is_empty() {
                     continue;
                 }
-                send(&mut self.next_nonce, &t, &snapshot, d, false, st, &mut out);
+                send(&mut self.next_nonce, t, &snapshot, d, false, st, &mut out);
                 continue;
             }
-            send(&mut self.next_nonce, &t, &snapshot, d, true, st, &mut out);
+            send(&mut self.next_nonce, t, &snapshot, d, true, st, &mut out);
         }
-        for t in finals {
-            if let Some(st) = self.types.get_mut(&t) {
-                let d = diff(st, &snapshot, &t);
-                send(&mut self.next_nonce, &t, &snapshot, d, true, st, &mut out);
-            }
+        for i in finals {
+            let (t, st) = self.types.at_mut(i);
+            let d = diff(st, &snapshot, t);
+            send(&mut self.next_nonce, t, &snapshot, d, true, st, &mut out);
         }
         out
     }
@@ -249,7 +246,12 @@ fn diff<'a>(st: &TypeState, snapshot: &'a Snapshot, t: &str) -> Diff<'a> {
 fn take_pending(pending: &mut VecDeque<(String, String)>, nonce: &str) -> Option<String> {
     let pos = pending.iter().position(|(n, _)| n == nonce)?;
     // Earlier responses are implicitly superseded.
-    pending.drain(..=pos).next_back().map(|(_, v)| v)
+    let version = pending.drain(..=pos).next_back().map(|(_, v)| v);
+    if pending.is_empty() {
+        // Every response is acknowledged: an idle stream keeps no buffer for the next.
+        *pending = VecDeque::new();
+    }
+    version
 }
 
 /// Send `d`; `complete`: it is the whole difference (no removal deferred), so the

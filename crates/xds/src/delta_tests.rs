@@ -312,7 +312,12 @@ fn a_client_converges_on_every_snapshot_and_is_sent_nothing_twice() {
 /// what the client holds; a list lives only while a removal is deferred.
 #[test]
 fn holdings_are_a_snapshot_reference_between_pushes() {
-    let selected = |st: &DeltaStream| matches!(st.0.types[CLUSTER].has, super::Holds::Selected(_));
+    let selected = |st: &DeltaStream| {
+        matches!(
+            st.0.types.get(CLUSTER).unwrap().has,
+            super::Holds::Selected(_)
+        )
+    };
     let mut st = DeltaStream::new(snap(&[res(CLUSTER, "a", "1"), res(CLUSTER, "b", "1")]));
     st.on_request(sub(CLUSTER, &[], &[]));
     assert!(selected(&st));
@@ -390,7 +395,10 @@ fn initial_versions_outside_the_subscription_change_nothing_sent() {
     .into();
     let out = st.on_request(first);
     assert_eq!(summary(&out.responses), [(EDS, vec!["a"], vec![])]);
-    assert!(matches!(st.0.types[EDS].has, super::Holds::Listed(_)));
+    assert!(matches!(
+        st.0.types.get(EDS).unwrap().has,
+        super::Holds::Listed(_)
+    ));
     let out = st.on_snapshot(snap(&[res(EDS, "a", "2"), res(EDS, "b", "2")]));
     assert_eq!(summary(&out.responses), [(EDS, vec!["a"], vec![])]);
 }

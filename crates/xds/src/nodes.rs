@@ -2,9 +2,12 @@
 //! used for status reporting.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use serde::Serialize;
+
+use crate::order::ByType;
 
 /// Which ADS variant a stream uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -88,10 +91,93 @@ pub(crate) enum Event {
     },
 }
 
-impl NodeStatus {
+/// One open stream as the status table keeps it: what [`NodeStatus`] shows, without
+/// its text. Every connected Envoy has one, so times stay times and the types sit in a
+/// vector until someone asks ([`Record::status`]); a `NodeStatus` as stored would cost
+/// a B-tree node (room for eleven types) and a formatted time per type.
+#[derive(Debug)]
+pub(crate) struct Record {
+    pub(crate) id: String,
+    pub(crate) cluster: String,
+    protocol: Protocol,
+    peer: Option<SocketAddr>,
+    connected_at: SystemTime,
+    pub(crate) last_seen: SystemTime,
+    types: ByType<TypeRecord>,
+}
+
+#[derive(Debug, Default)]
+struct TypeRecord {
+    sent: Option<String>,
+    sent_at: Option<SystemTime>,
+    acked: Option<String>,
+    /// Boxed: rare, and the only large field.
+    nack: Option<Box<NackStatus>>,
+    push_ms: Option<u64>,
+}
+
+impl Record {
+    pub(crate) fn new(protocol: Protocol, peer: Option<SocketAddr>) -> Record {
+        let now = SystemTime::now();
+        Record {
+            id: String::new(),
+            cluster: String::new(),
+            protocol,
+            peer,
+            connected_at: now,
+            last_seen: now,
+            types: ByType::default(),
+        }
+    }
+
+    /// The stream as [`crate::Cache::nodes`] shows it.
+    pub(crate) fn status(&self, stream_id: u64) -> NodeStatus {
+        let types = (0..self.types.len())
+            .map(|i| {
+                let (t, r) = self.types.at(i);
+                let status = TypeStatus {
+                    sent: r.sent.clone(),
+                    sent_at: r.sent_at.map(rfc3339),
+                    acked: r.acked.clone(),
+                    nack: r.nack.as_deref().cloned(),
+                    push_ms: r.push_ms,
+                };
+                (t.to_owned(), status)
+            })
+            .collect();
+        NodeStatus {
+            stream_id,
+            id: self.id.clone(),
+            cluster: self.cluster.clone(),
+            protocol: self.protocol,
+            peer: self.peer.map(|p| p.to_string()),
+            connected_at: rfc3339(self.connected_at),
+            last_seen: rfc3339(self.last_seen),
+            types,
+        }
+    }
+
+    /// The version of `type_url` the node last ACKed.
+    pub(crate) fn acked(&self, type_url: &str) -> Option<&str> {
+        self.types.get(type_url)?.acked.as_deref()
+    }
+
+    pub(crate) fn set_push_ms(&mut self, type_url: &str, ms: u64) {
+        if let Some(t) = self.types.get_mut(type_url) {
+            t.push_ms = Some(ms);
+        }
+    }
+
     /// Whether the node currently rejects the latest version of some type.
     pub(crate) fn has_nack(&self) -> bool {
-        self.types.values().any(|t| t.nack.is_some())
+        (0..self.types.len()).any(|i| self.types.at(i).1.nack.is_some())
+    }
+
+    fn type_mut(&mut self, type_url: &str) -> &mut TypeRecord {
+        if self.types.get(type_url).is_none() {
+            self.types.insert(type_url, TypeRecord::default());
+        }
+        self.types.get_mut(type_url).expect("inserted just above")
     }
 
     pub(crate) fn apply(&mut self, event: &Event) {
@@ -99,12 +185,12 @@ impl NodeStatus {
             Event::Sent {
                 type_url, version, ..
             } => {
-                let t = self.types.entry(type_url.clone()).or_default();
+                let t = self.type_mut(type_url);
                 t.sent = Some(version.clone());
-                t.sent_at = Some(rfc3339(SystemTime::now()));
+                t.sent_at = Some(SystemTime::now());
             }
             Event::Ack { type_url, version } => {
-                let t = self.types.entry(type_url.clone()).or_default();
+                let t = self.type_mut(type_url);
                 t.acked = Some(version.clone());
                 t.nack = None;
             }
@@ -113,14 +199,69 @@ impl NodeStatus {
                 version,
                 message,
             } => {
-                self.types.entry(type_url.clone()).or_default().nack = Some(NackStatus {
+                self.type_mut(type_url).nack = Some(Box::new(NackStatus {
                     version: version.clone(),
                     // Envoy may quote the whole rejected resource: keep the start.
                     message: crate::limits::truncate(message, crate::limits::MAX_NACK_MESSAGE)
                         .to_string(),
                     at: rfc3339(SystemTime::now()),
-                });
+                }));
             }
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::type_url::{CLUSTER, LISTENER};
+
+    #[test]
+    fn a_record_shows_as_the_status_it_stands_for() {
+        let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let mut r = Record::new(Protocol::Delta, Some(peer));
+        r.id = "envoy-1".into();
+        let sent = |t: &str, v: &str| Event::Sent {
+            type_url: t.into(),
+            version: v.into(),
+            resources: 1,
+        };
+        r.apply(&sent(LISTENER, "v1"));
+        r.apply(&sent(CLUSTER, "v1"));
+        r.apply(&Event::Nack {
+            type_url: CLUSTER.into(),
+            version: "v1".into(),
+            message: "x".repeat(10 * MAX_NACK),
+        });
+        assert!(r.has_nack());
+        let status = r.status(7);
+        assert_eq!((status.stream_id, status.id.as_str()), (7, "envoy-1"));
+        assert_eq!(status.peer.as_deref(), Some("127.0.0.1:4000"));
+        assert_eq!(status.protocol, Protocol::Delta);
+        // Times read as RFC 3339 text, as before they were kept as times.
+        assert!(
+            status.connected_at.ends_with('Z'),
+            "{}",
+            status.connected_at
+        );
+        let cds = &status.types[CLUSTER];
+        assert_eq!(cds.sent.as_deref(), Some("v1"));
+        assert!(cds.sent_at.as_deref().is_some_and(|t| t.ends_with('Z')));
+        let nack = cds.nack.as_ref().unwrap();
+        assert_eq!(nack.message.len(), MAX_NACK, "a quoted resource is cut");
+        assert_eq!(status.types[LISTENER].nack, None);
+
+        // An ACK clears the rejection and is what `acked` reads.
+        r.apply(&Event::Ack {
+            type_url: CLUSTER.into(),
+            version: "v2".into(),
+        });
+        r.set_push_ms(CLUSTER, 12);
+        assert!(!r.has_nack());
+        assert_eq!(r.acked(CLUSTER), Some("v2"));
+        assert_eq!(r.acked(LISTENER), None);
+        assert_eq!(r.status(7).types[CLUSTER].push_ms, Some(12));
+    }
+
+    const MAX_NACK: usize = crate::limits::MAX_NACK_MESSAGE;
 }

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use futures::StreamExt;
 use portcullis_tls::mtls::Transport;
 use tokio::sync::watch;
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
@@ -15,7 +14,7 @@ use crate::cache::Cache;
 use crate::delta::DeltaStream;
 use crate::inbound::Inbound;
 use crate::sotw::SotwStream;
-use crate::stream::{self, StreamPeer};
+use crate::stream::{self, Responses, StreamPeer};
 use crate::wire::Framed;
 
 fn stream_peer<T>(request: &Request<T>) -> StreamPeer {
@@ -77,8 +76,9 @@ impl tonic::server::NamedService for AdsServer {
     const NAME: &'static str = SERVICE_NAME;
 }
 
-/// One ADS stream: decode the requests with tonic, run the stream task, and write its
-/// responses as a [`FramedBody`] (the snapshot's bytes, not a per-stream encoding).
+/// One ADS stream: read the requests ([`Inbound`]), and write the [`Responses`] they and
+/// the snapshots call for as a [`FramedBody`] (the snapshot's bytes, not a per-stream
+/// encoding).
 async fn call_method<L, B>(
     ads: AdsService,
     req: http::Request<B>,
@@ -109,14 +109,10 @@ where
     let inbound = Inbound::<B, L::Request>::new(body, crate::limits::MAX_REQUEST_SIZE);
     let request = Request::from_http(http::Request::from_parts(parts, inbound));
     let peer = stream_peer(&request);
-    let rx = stream::spawn::<L, _>(
-        ads.cache.clone(),
-        request.into_inner(),
-        peer,
-        ads.shutdown.clone(),
-    );
+    let responses =
+        Responses::<L, _>::new(&ads.cache, request.into_inner(), peer, ads.shutdown.clone());
     let mut response = http::Response::new(tonic::body::Body::new(FramedBody::new(
-        rx,
+        responses,
         MAX_MESSAGE_SIZE,
     )));
     response.headers_mut().insert(
@@ -149,9 +145,6 @@ where
 
 struct Method<L>(AdsService, std::marker::PhantomData<L>);
 
-/// Takes a response out of the box the stream task sent it in.
-type Unbox<R> = fn(stream::Outbound<R>) -> Result<R, Status>;
-
 impl<L> tonic::server::StreamingService<L::Request> for Method<L>
 where
     L: stream::Logic,
@@ -159,24 +152,17 @@ where
     Streaming<L::Request>: Send,
 {
     type Response = L::Response;
-    type ResponseStream = futures::stream::Map<
-        tokio_stream::wrappers::ReceiverStream<stream::Outbound<L::Response>>,
-        Unbox<L::Response>,
-    >;
+    type ResponseStream = Responses<L, Streaming<L::Request>>;
     type Future = std::future::Ready<Result<tonic::Response<Self::ResponseStream>, Status>>;
 
     fn call(&mut self, request: Request<Streaming<L::Request>>) -> Self::Future {
         let peer = stream_peer(&request);
-        let rx = stream::spawn::<L, _>(
-            self.0.cache.clone(),
+        std::future::ready(Ok(tonic::Response::new(Responses::new(
+            &self.0.cache,
             request.into_inner(),
             peer,
             self.0.shutdown.clone(),
-        );
-        let unbox: Unbox<L::Response> = |b| *b;
-        std::future::ready(Ok(tonic::Response::new(
-            tokio_stream::wrappers::ReceiverStream::new(rx).map(unbox),
-        )))
+        ))))
     }
 }
 

@@ -1,5 +1,5 @@
 //! One ADS stream without a transport: the protocol logic and status-table bookkeeping
-//! the gRPC stream task runs for each request and snapshot ([`crate::stream::step`]),
+//! a gRPC stream runs for each request and snapshot ([`crate::stream::step`]),
 //! driven by direct calls. The fuzz target (`fuzz/fuzz_targets/xds.rs`) feeds it request
 //! sequences no Envoy would send; gRPC adds only framing around the same steps. Responses
 //! come back as the generated types, decoded from the bytes the server would write.

@@ -1,13 +1,12 @@
 //! State-of-the-World ADS: per-stream decision logic, free of I/O.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use prost::bytes::Bytes;
 
 use crate::nodes::Event;
-use crate::order::{defers_removals, push_order};
+use crate::order::{ByType, defers_removals};
 use crate::snapshot::{Entry, Snapshot};
 use crate::subscription::{Output, Subscription};
 use crate::wire::{Carried, SotwResponse};
@@ -38,7 +37,7 @@ struct TypeState {
 #[derive(Debug)]
 pub(crate) struct SotwStream {
     snapshot: Arc<Snapshot>,
-    types: BTreeMap<String, TypeState>,
+    types: ByType<TypeState>,
     next_nonce: u64,
 }
 
@@ -46,14 +45,14 @@ impl SotwStream {
     pub(crate) fn new(snapshot: Arc<Snapshot>) -> Self {
         SotwStream {
             snapshot,
-            types: BTreeMap::new(),
+            types: ByType::default(),
             next_nonce: 0,
         }
     }
 
     /// How many types the stream holds, and whether `type_url` would be a new one.
     pub(crate) fn type_count(&self, type_url: &str) -> (usize, bool) {
-        (self.types.len(), !self.types.contains_key(type_url))
+        (self.types.len(), self.types.get(type_url).is_none())
     }
 
     pub(crate) fn on_request(&mut self, req: DiscoveryRequest) -> Output<SotwResponse> {
@@ -89,7 +88,7 @@ impl SotwStream {
             } else {
                 send_current(&mut self.next_nonce, t, &snapshot, &mut st, &mut out);
             }
-            self.types.insert(t.to_owned(), st);
+            self.types.insert(t, st);
             return out;
         };
 
@@ -130,53 +129,50 @@ impl SotwStream {
         self.snapshot = snapshot.clone();
         let mut out = Output::default();
         let mut finals = Vec::new();
-        for t in push_order(self.types.keys()) {
-            let Some(st) = self.types.get_mut(&t) else {
-                continue;
-            };
-            let current = snapshot.effective_type_version(&t);
+        for i in 0..self.types.len() {
+            let (t, st) = self.types.at_mut(i);
+            let current = snapshot.effective_type_version(t);
             if st.client_version.as_deref() == Some(current.as_str()) {
                 // Same type version, same content: what the client holds is selected
                 // the same way here, so the older snapshot need not be kept alive.
                 st.sent_from = snapshot.clone();
                 continue;
             }
-            if defers_removals(&t) {
+            if defers_removals(t) {
                 let removed: Vec<&Entry> = st
                     .sent_sub
-                    .select(&st.sent_from, &t)
+                    .select(&st.sent_from, t)
                     .into_iter()
                     .filter(|e| {
                         let n = &e.resource.name;
-                        st.sub.covers(n) && snapshot.entry(&t, n).is_none()
+                        st.sub.covers(n) && snapshot.entry(t, n).is_none()
                     })
                     .collect();
                 if !removed.is_empty() {
                     // Interim response: new content plus the removed
                     // resources, so nothing referencing them breaks yet.
-                    let mut union = st.sub.select(&snapshot, &t);
+                    let mut union = st.sub.select(&snapshot, t);
                     union.extend(removed);
                     union.sort_by(|a, b| a.resource.name.cmp(&b.resource.name));
                     let version = format!("{current}{KEEP_SUFFIX}");
-                    let resp = response(&mut self.next_nonce, &t, &version, each(&union));
+                    let resp = response(&mut self.next_nonce, t, &version, each(&union));
                     st.nonce = Some(resp.nonce.clone());
                     st.sent_version = Some(version.clone());
                     out.events.push(sent_event(&resp));
                     out.responses.push(resp);
-                    finals.push(t);
+                    finals.push(i);
                     continue;
                 }
             }
-            if sends_changes_only(&t) && st.sent_sub == st.sub {
-                send_changes(&mut self.next_nonce, &t, &snapshot, st, &mut out);
+            if sends_changes_only(t) && st.sent_sub == st.sub {
+                send_changes(&mut self.next_nonce, t, &snapshot, st, &mut out);
             } else {
-                send_current(&mut self.next_nonce, &t, &snapshot, st, &mut out);
+                send_current(&mut self.next_nonce, t, &snapshot, st, &mut out);
             }
         }
-        for t in finals {
-            if let Some(st) = self.types.get_mut(&t) {
-                send_current(&mut self.next_nonce, &t, &snapshot, st, &mut out);
-            }
+        for i in finals {
+            let (t, st) = self.types.at_mut(i);
+            send_current(&mut self.next_nonce, t, &snapshot, st, &mut out);
         }
         out
     }

@@ -2,12 +2,16 @@
 //! responses. The protocol decisions live in `sotw`/`delta`.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+
 use futures::{Stream, StreamExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
 use tonic::Status;
 
 use crate::cache::{Cache, StreamHandle};
@@ -59,17 +63,9 @@ impl StreamPeer {
     }
 }
 
-/// Responses buffered per stream before the stream task waits on the client.
-const OUTBOUND_BUFFER: usize = 16;
-
-/// What the stream task hands the response body. Boxed: the channel allocates slots
-/// in blocks of 32 whatever its bound, and a `Status` is ~200 bytes, so unboxed every
-/// connected Envoy would hold ~6 KiB of empty slots.
-pub(crate) type Outbound<R> = Box<Result<R, Status>>;
-
-pub(crate) trait Logic: Send + 'static {
+pub(crate) trait Logic: Send + Unpin + 'static {
     type Request: Send + 'static;
-    type Response: Send + 'static;
+    type Response: Send + Unpin + 'static;
     const PROTOCOL: Protocol;
     fn new(snapshot: Arc<Snapshot>) -> Self;
     fn node(req: &Self::Request) -> Option<&Node>;
@@ -131,29 +127,13 @@ impl Logic for DeltaStream {
     }
 }
 
-/// Start the stream task reading `inbound`; its responses (and a closing error status)
-/// come out of the returned channel, for the response body.
-pub(crate) fn spawn<L: Logic, S>(
-    cache: Cache,
-    inbound: S,
-    peer: StreamPeer,
-    shutdown: watch::Receiver<bool>,
-) -> mpsc::Receiver<Outbound<L::Response>>
-where
-    S: Stream<Item = Result<L::Request, Status>> + Send + Unpin + 'static,
-{
-    let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
-    tokio::spawn(run::<L, S>(cache, inbound, tx, peer, shutdown));
-    rx
-}
-
 /// One thing a stream reacts to.
 pub(crate) enum Input<R> {
     Request(R),
     Snapshot(Arc<Snapshot>),
 }
 
-/// What the stream task does with one input: bounds, the protocol decision, then the
+/// What a stream does with one input: bounds, the protocol decision, then the
 /// node's entry in the status table. `Err`: the request is past a bound and the stream
 /// is closed with that status. Shared with [`crate::session`], which drives it without
 /// a transport.
@@ -205,79 +185,142 @@ pub(crate) fn step<L: Logic>(
     Ok(out.responses)
 }
 
-/// Resolves once shutdown is signalled; never if the signal can't come.
-async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
-    if shutdown.wait_for(|s| *s).await.is_err() {
-        std::future::pending::<()>().await;
+/// One ADS stream's responses, produced as the response body asks for them: each poll
+/// reads shutdown, snapshot changes and requests (in that order), runs [`step`] on them,
+/// and yields what to send. It has no task or channel of its own, so a connected Envoy
+/// costs its protocol state and nothing more; while HTTP/2 flow control holds a response
+/// back, nothing is read or queued behind it, and snapshots that arrive meanwhile are
+/// taken as the latest one only. Ends after a closing error status, on shutdown, or when
+/// the client ends its requests.
+pub(crate) struct Responses<L: Logic, S> {
+    logic: L,
+    handle: StreamHandle,
+    peer: StreamPeer,
+    inbound: S,
+    snapshots: WatchStream<Arc<Snapshot>>,
+    /// `None` once the shutdown sender is gone: then shutdown never comes.
+    shutdown: Option<WatchStream<bool>>,
+    /// Responses of the last step not yet taken (the step's own vector, let go once
+    /// empty so an idle stream holds none).
+    queued: std::vec::IntoIter<L::Response>,
+    /// The benchmark's baseline ([`Cache::set_copy_per_stream`]).
+    copies: bool,
+    done: bool,
+}
+
+impl<L: Logic, S> Responses<L, S> {
+    pub(crate) fn new(
+        cache: &Cache,
+        inbound: S,
+        peer: StreamPeer,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        // Dropping the handle (however the stream ends) removes it from the status table.
+        let handle = cache.open_stream(L::PROTOCOL, peer.addr);
+        let mut snapshots = cache.subscribe();
+        let logic = L::new(snapshots.borrow_and_update().clone());
+        tracing::debug!(
+            stream = handle.stream_id,
+            peer = ?peer.addr,
+            mtls = peer.grants.is_some(),
+            protocol = L::PROTOCOL.as_str(),
+            "ADS stream opened"
+        );
+        let done = *shutdown.borrow();
+        Responses {
+            logic,
+            handle,
+            peer,
+            inbound,
+            snapshots: WatchStream::from_changes(snapshots),
+            shutdown: Some(WatchStream::from_changes(shutdown)),
+            queued: Vec::new().into_iter(),
+            copies: cache.copies_per_stream(),
+            done,
+        }
+    }
+
+    /// Whether shutdown has been signalled; registers for the signal otherwise.
+    fn shutting_down(&mut self, cx: &mut Context<'_>) -> bool {
+        while let Some(signal) = &mut self.shutdown {
+            match signal.poll_next_unpin(cx) {
+                Poll::Ready(Some(true)) => return true,
+                Poll::Ready(Some(false)) => {}
+                Poll::Ready(None) => self.shutdown = None,
+                Poll::Pending => return false,
+            }
+        }
+        false
+    }
+
+    /// Runs one input through [`step`]; `Err` closes the stream with that status.
+    fn take(&mut self, input: Input<L::Request>) -> Result<(), Status> {
+        // Inputs are only taken once the queue is empty, so nothing is dropped here.
+        debug_assert!(self.queued.len() == 0);
+        self.queued = step(&mut self.logic, &mut self.handle, input, &self.peer)?.into_iter();
+        Ok(())
     }
 }
 
-async fn run<L: Logic, S>(
-    cache: Cache,
-    mut inbound: S,
-    tx: mpsc::Sender<Outbound<L::Response>>,
-    peer: StreamPeer,
-    mut shutdown: watch::Receiver<bool>,
-) where
+impl<L: Logic, S> Stream for Responses<L, S>
+where
     S: Stream<Item = Result<L::Request, Status>> + Unpin,
 {
-    // Dropping the handle (however this function ends) removes the stream
-    // from the status table.
-    let mut handle = cache.open_stream(L::PROTOCOL, peer.addr);
-    let mut snapshots = cache.subscribe();
-    let mut logic = L::new(snapshots.borrow_and_update().clone());
-    let protocol = L::PROTOCOL.as_str();
-    tracing::debug!(
-        stream = handle.stream_id,
-        peer = ?peer.addr,
-        mtls = peer.grants.is_some(),
-        protocol,
-        "ADS stream opened"
-    );
-    loop {
-        let input = tokio::select! {
-            biased;
-            () = shutdown_signalled(&mut shutdown) => break,
-            () = tx.closed() => break,
-            changed = snapshots.changed() => {
-                if changed.is_err() {
-                    break;
+    type Item = Result<L::Response, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = Pin::into_inner(self);
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            if this.shutting_down(cx) {
+                this.done = true;
+                continue;
+            }
+            if let Some(mut resp) = this.queued.next() {
+                if this.copies {
+                    L::unshare(&mut resp);
                 }
-                Input::Snapshot(snapshots.borrow_and_update().clone())
-            }
-            msg = inbound.next() => match msg {
-                None => break,
-                Some(Err(status)) => {
-                    // An unreadable request (oversized, compressed, malformed): the
-                    // client is told why, as for a request past a bound.
-                    tracing::debug!(stream = handle.stream_id, node = %handle.node_id, %status, "ADS stream error");
-                    let _ = tx.send(Box::new(Err(status))).await;
-                    break;
+                if this.queued.len() == 0 {
+                    this.queued = Vec::new().into_iter();
                 }
-                Some(Ok(req)) => Input::Request(req),
-            },
-        };
-        let responses = match step(&mut logic, &mut handle, input, &peer) {
-            Ok(responses) => responses,
-            Err(status) => {
-                let _ = tx.send(Box::new(Err(status))).await;
-                break;
+                return Poll::Ready(Some(Ok(resp)));
             }
-        };
-        for mut resp in responses {
-            if cache.copies_per_stream() {
-                L::unshare(&mut resp);
-            }
-            tokio::select! {
-                biased;
-                () = shutdown_signalled(&mut shutdown) => return,
-                sent = tx.send(Box::new(Ok(resp))) => if sent.is_err() {
-                    return;
+            let input = match this.snapshots.poll_next_unpin(cx) {
+                Poll::Ready(Some(snapshot)) => Input::Snapshot(snapshot),
+                // The cache is gone: nothing more will be served.
+                Poll::Ready(None) => {
+                    this.done = true;
+                    continue;
+                }
+                Poll::Pending => match ready!(this.inbound.poll_next_unpin(cx)) {
+                    None => {
+                        this.done = true;
+                        continue;
+                    }
+                    Some(Err(status)) => {
+                        // An unreadable request (oversized, compressed, malformed): the
+                        // client is told why, as for a request past a bound.
+                        tracing::debug!(stream = this.handle.stream_id, node = %this.handle.node_id, %status, "ADS stream error");
+                        this.done = true;
+                        return Poll::Ready(Some(Err(status)));
+                    }
+                    Some(Ok(req)) => Input::Request(req),
                 },
+            };
+            if let Err(status) = this.take(input) {
+                this.done = true;
+                return Poll::Ready(Some(Err(status)));
             }
         }
     }
-    tracing::info!(stream = handle.stream_id, node = %handle.node_id, protocol, "ADS stream closed");
+}
+
+impl<L: Logic, S> Drop for Responses<L, S> {
+    fn drop(&mut self) {
+        tracing::info!(stream = self.handle.stream_id, node = %self.handle.node_id, protocol = L::PROTOCOL.as_str(), "ADS stream closed");
+    }
 }
 
 #[cfg(test)]

@@ -81,26 +81,28 @@ impl Subscription {
     }
 }
 
+/// The named part of `names`, as the set every stream asking for the same names shares.
+/// A set already live is found by the request's own names, without copying them: an
+/// Envoy repeats its whole EDS name list with every ACK.
 fn explicit(names: &[String]) -> Arc<BTreeSet<String>> {
-    intern(names.iter().filter(|n| *n != WILDCARD).cloned().collect())
-}
-
-/// Live name sets by content hash. Entries are weak: a set is freed with its last stream.
-static INTERNED: LazyLock<Mutex<HashMap<u64, Weak<BTreeSet<String>>>>> =
-    LazyLock::new(Mutex::default);
-
-fn intern(set: BTreeSet<String>) -> Arc<BTreeSet<String>> {
-    if set.is_empty() {
-        return Arc::new(set);
+    let mut sorted: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n != WILDCARD)
+        .collect();
+    if sorted.is_empty() {
+        return Arc::default();
     }
+    sorted.sort_unstable();
+    sorted.dedup();
     let mut h = Fnv64::new();
-    for n in &set {
+    for n in &sorted {
         h.write_field(n.as_bytes());
     }
     let key = h.value();
     let mut table = INTERNED.lock();
     if let Some(live) = table.get(&key).and_then(Weak::upgrade)
-        && *live == set
+        && live.iter().map(String::as_str).eq(sorted.iter().copied())
     {
         return live;
     }
@@ -108,10 +110,14 @@ fn intern(set: BTreeSet<String>) -> Arc<BTreeSet<String>> {
     if table.len() >= 64 && table.len().is_power_of_two() {
         table.retain(|_, w| w.strong_count() > 0);
     }
-    let set = Arc::new(set);
+    let set: Arc<BTreeSet<String>> = Arc::new(sorted.into_iter().map(str::to_owned).collect());
     table.insert(key, Arc::downgrade(&set));
     set
 }
+
+/// Live name sets by content hash. Entries are weak: a set is freed with its last stream.
+static INTERNED: LazyLock<Mutex<HashMap<u64, Weak<BTreeSet<String>>>>> =
+    LazyLock::new(Mutex::default);
 
 /// Result of feeding one input (request or snapshot) to a stream's logic.
 #[derive(Debug)]
@@ -165,8 +171,11 @@ mod tests {
     #[test]
     fn equal_name_lists_share_one_set() {
         let a = Subscription::first(&v(&["x", "y"]));
-        let b = Subscription::first(&v(&["y", "x", "*"]));
+        let b = Subscription::first(&v(&["y", "x", "*", "y"]));
         assert!(Arc::ptr_eq(&a.names, &b.names));
+        assert_eq!(*b.names, BTreeSet::from(["x".to_string(), "y".to_string()]));
+        // A later request repeating the names finds the same set.
+        assert!(Arc::ptr_eq(&a.names, &b.replace(&v(&["x", "y"])).names));
         let c = Subscription::first(&v(&["x"]));
         assert!(!Arc::ptr_eq(&a.names, &c.names));
         // A delta update gives the stream its own set; the shared one is untouched.
