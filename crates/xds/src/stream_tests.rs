@@ -53,3 +53,83 @@ fn a_prefix_grant_covers_a_deployments_pods() {
     );
     assert!(peer.denied(Some(&node("edge-ratelimit")), "").is_some());
 }
+
+/// One cluster, `a`, whose content is `body`.
+fn cluster_snapshot(body: &str) -> crate::snapshot::Snapshot {
+    crate::snapshot::Snapshot::new([crate::snapshot::Resource::new(
+        "a",
+        envoy_types::pb::google::protobuf::Any {
+            type_url: crate::type_url::CLUSTER.into(),
+            value: body.as_bytes().to_vec(),
+        },
+    )])
+}
+
+/// A stream whose client does not read (the body is not polled) queues nothing: the
+/// snapshots that arrive meanwhile are taken as the latest one only, once it reads
+/// again, and dropping the stream (the client going away) takes it off the table.
+#[test]
+fn a_stream_that_is_not_read_takes_only_the_latest_snapshot() {
+    use futures::FutureExt;
+    let cache = Cache::new(&prometheus::Registry::new());
+    cache.set_snapshot(cluster_snapshot("a"));
+    let (requests, inbound) = futures::channel::mpsc::unbounded();
+    let (_stop, shutdown) = watch::channel(false);
+    let mut stream =
+        Responses::<SotwStream, _>::new(&cache, inbound, StreamPeer::default(), shutdown);
+    assert!(stream.next().now_or_never().is_none(), "nothing asked yet");
+    requests
+        .unbounded_send(Ok(DiscoveryRequest {
+            type_url: crate::type_url::CLUSTER.into(),
+            node: Some(node("envoy-1")),
+            ..Default::default()
+        }))
+        .unwrap();
+    let first = stream.next().now_or_never().flatten().unwrap().unwrap();
+    let cds_version = || {
+        cache
+            .snapshot()
+            .effective_type_version(crate::type_url::CLUSTER)
+    };
+    assert_eq!(first.version_info, cds_version());
+
+    for name in ["b", "c", "d"] {
+        cache.set_snapshot(cluster_snapshot(name));
+    }
+    let pushed = stream.next().now_or_never().flatten().unwrap().unwrap();
+    assert_eq!(pushed.version_info, cds_version(), "the latest");
+    let resources = pushed.to_proto().resources;
+    assert_eq!(resources.len(), 1);
+    assert_eq!(resources[0].value, b"d", "the latest content");
+    assert!(
+        stream.next().now_or_never().is_none(),
+        "nothing queued behind it"
+    );
+
+    assert_eq!(cache.nodes().len(), 1);
+    drop(stream);
+    assert!(cache.nodes().is_empty());
+}
+
+/// Shutdown ends the stream before anything it had left to send.
+#[test]
+fn shutdown_ends_a_stream_before_its_queued_responses() {
+    use futures::FutureExt;
+    let cache = Cache::new(&prometheus::Registry::new());
+    cache.set_snapshot(cluster_snapshot("a"));
+    let (requests, inbound) = futures::channel::mpsc::unbounded();
+    let (stop, shutdown) = watch::channel(false);
+    let mut stream =
+        Responses::<SotwStream, _>::new(&cache, inbound, StreamPeer::default(), shutdown);
+    for t in [crate::type_url::CLUSTER, crate::type_url::LISTENER] {
+        requests
+            .unbounded_send(Ok(DiscoveryRequest {
+                type_url: t.into(),
+                ..Default::default()
+            }))
+            .unwrap();
+    }
+    assert!(stream.next().now_or_never().flatten().is_some());
+    stop.send(true).unwrap();
+    assert!(matches!(stream.next().now_or_never(), Some(None)));
+}
