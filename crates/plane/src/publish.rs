@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::config::{
 };
 use portcullis_api::{Model, ObjectKey};
 use portcullis_translate::{Incremental, Options, Resources};
-use portcullis_xds::{Cache, Resource, Snapshot};
+use portcullis_xds::{Cache, EncodedResource, Resource, Snapshot};
 use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
 
 use crate::state::StateFile;
@@ -153,12 +153,14 @@ fn pack_any<T: prost::Name + prost::Message>(value: &T) -> envoy_types::pb::goog
 
 /// Every translated resource as a named xDS resource.
 pub fn to_snapshot(res: &Resources) -> Snapshot {
-    Snapshot::new(resources(res))
+    Snapshot::reusing_encoded(resources(res), encoded(res), None)
 }
 
-/// [`to_snapshot`], reusing `previous`'s versions and encodings of unchanged resources.
+/// [`to_snapshot`], reusing `previous`'s versions and encodings of unchanged resources
+/// (what the incremental translator hands over unchanged is known by its bytes'
+/// allocation, without reading them).
 pub fn to_snapshot_reusing(res: &Resources, previous: &Snapshot) -> Snapshot {
-    Snapshot::reusing(resources(res), previous)
+    Snapshot::reusing_encoded(resources(res), encoded(res), Some(previous))
 }
 
 fn resources(res: &Resources) -> impl Iterator<Item = Resource> + '_ {
@@ -170,38 +172,14 @@ fn resources(res: &Resources) -> impl Iterator<Item = Resource> + '_ {
         .route_configs
         .iter()
         .map(|r| Resource::new(&r.name, pack_any(r)));
-    // What the incremental translator hands over already encoded.
-    let encoded = |type_url: String| {
-        move |(name, bytes): &(String, Vec<u8>)| {
-            let body = envoy_types::pb::google::protobuf::Any {
-                type_url: type_url.clone(),
-                value: bytes.clone(),
-            };
-            Resource::new(name, body)
-        }
-    };
-    let encoded_routes = res
-        .encoded_route_configs
-        .iter()
-        .map(encoded(<RouteConfiguration as prost::Name>::type_url()));
     let clusters = res
         .clusters
         .iter()
-        .map(|c| Resource::new(&c.name, pack_any(c)))
-        .chain(
-            res.encoded_clusters
-                .iter()
-                .map(encoded(<Cluster as prost::Name>::type_url())),
-        );
+        .map(|c| Resource::new(&c.name, pack_any(c)));
     let endpoints = res
         .load_assignments
         .iter()
-        .map(|e| Resource::new(&e.cluster_name, pack_any(e)))
-        .chain(
-            res.encoded_load_assignments
-                .iter()
-                .map(encoded(<ClusterLoadAssignment as prost::Name>::type_url())),
-        );
+        .map(|e| Resource::new(&e.cluster_name, pack_any(e)));
     let secrets = res
         .secrets
         .iter()
@@ -213,9 +191,32 @@ fn resources(res: &Resources) -> impl Iterator<Item = Resource> + '_ {
         .map(|c| Resource::new(&c.name, pack_any(c)));
     listeners
         .chain(routes)
-        .chain(encoded_routes)
         .chain(clusters)
         .chain(endpoints)
         .chain(secrets)
         .chain(rate_limits)
+}
+
+/// What the incremental translator hands over already encoded.
+fn encoded(res: &Resources) -> impl Iterator<Item = EncodedResource> + '_ {
+    let of = |type_url: String| {
+        move |(name, value): &(String, prost::bytes::Bytes)| EncodedResource {
+            type_url: type_url.clone(),
+            name: name.clone(),
+            value: value.clone(),
+        }
+    };
+    let routes = res
+        .encoded_route_configs
+        .iter()
+        .map(of(<RouteConfiguration as prost::Name>::type_url()));
+    let clusters = res
+        .encoded_clusters
+        .iter()
+        .map(of(<Cluster as prost::Name>::type_url()));
+    let endpoints = res
+        .encoded_load_assignments
+        .iter()
+        .map(of(<ClusterLoadAssignment as prost::Name>::type_url()));
+    routes.chain(clusters).chain(endpoints)
 }

@@ -27,6 +27,8 @@ struct World {
     /// The header each Service hashes on (consistent hashing), if any: Routes to it
     /// carry a hash policy, so a Service edit changes its Routes' virtual hosts.
     hash_header: Vec<Option<String>>,
+    /// Services taken out of the world (their Routes then send nowhere).
+    absent: [bool; 3],
     redirect: [bool; 2],
     certified: [bool; 2],
 }
@@ -39,6 +41,7 @@ impl World {
                 .collect(),
             timeouts: vec![5, 5, 5],
             hash_header: vec![None, None, None],
+            absent: [false; 3],
             redirect: [true, false],
             certified: [true, true],
         }
@@ -47,6 +50,9 @@ impl World {
     fn yaml(&self) -> String {
         let mut out = String::new();
         for (i, t) in self.timeouts.iter().enumerate() {
+            if self.absent[i] {
+                continue;
+            }
             let lb = match &self.hash_header[i] {
                 Some(h) => format!(", loadBalancer: {{policy: ringHash, hashOn: {{header: {h}}}}}"),
                 None => String::new(),
@@ -91,7 +97,7 @@ impl World {
     fn edit(&mut self, r: u64) {
         let pick = (r >> 8) as usize;
         let i = pick % self.routes.len();
-        match r % 10 {
+        match r % 11 {
             0 => self.routes[i] = None,
             1 => self.routes.push(Some((
                 pick % HOSTS.len(),
@@ -132,6 +138,7 @@ impl World {
                     Some(_) => None,
                 }
             }
+            9 => self.absent[pick % 3] ^= true,
             _ => self.certified[pick % 2] ^= true,
         }
     }
@@ -143,7 +150,7 @@ fn full(model: &Model, options: &Options) -> (crate::Resources, crate::Encoded) 
     let encoded = res
         .route_configs
         .drain(..)
-        .map(|c| (c.name.clone(), c.encode_to_vec()))
+        .map(|c| (c.name.clone(), c.encode_to_vec().into()))
         .collect();
     (res, encoded)
 }
@@ -182,7 +189,7 @@ fn every_edit_gives_what_a_full_translation_gives() {
         }
         // The Services' clusters and load assignments come encoded; the gRPC
         // service clusters stay structs, as in a full translation.
-        let services = |names: &[(String, Vec<u8>)]| -> Vec<String> {
+        let services = |names: &[(String, prost::bytes::Bytes)]| -> Vec<String> {
             names.iter().map(|(n, _)| n.clone()).collect()
         };
         let service_clusters: Vec<String> = services(&got.encoded_clusters);
@@ -192,7 +199,7 @@ fn every_edit_gives_what_a_full_translation_gives() {
         expected.clusters = grpc;
         let want: crate::Encoded = from_services
             .iter()
-            .map(|c| (c.name.clone(), c.encode_to_vec()))
+            .map(|c| (c.name.clone(), c.encode_to_vec().into()))
             .collect();
         assert_eq!(
             want.len(),
@@ -205,7 +212,7 @@ fn every_edit_gives_what_a_full_translation_gives() {
         );
         let want: crate::Encoded = std::mem::take(&mut expected.load_assignments)
             .iter()
-            .map(|a| (a.cluster_name.clone(), a.encode_to_vec()))
+            .map(|a| (a.cluster_name.clone(), a.encode_to_vec().into()))
             .collect();
         assert!(
             std::mem::take(&mut got.encoded_load_assignments) == want,
@@ -233,6 +240,16 @@ fn an_unchanged_model_reuses_every_virtual_host() {
         .collect();
     let second = incremental.translate(&model, &options);
     assert_eq!(first, second);
+    // Every RouteConfiguration is handed over as the bytes it was last time, so the
+    // snapshot knows it without reading it.
+    assert!(!second.encoded_route_configs.is_empty());
+    for ((name, a), (_, b)) in first
+        .encoded_route_configs
+        .iter()
+        .zip(&second.encoded_route_configs)
+    {
+        assert_eq!(a.as_ptr(), b.as_ptr(), "{name} was assembled again");
+    }
     // Reused, not rebuilt: the very same buffers.
     let after: Vec<Bytes> = incremental
         .vhosts

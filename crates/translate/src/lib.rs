@@ -110,8 +110,10 @@ impl Default for Options {
     }
 }
 
-/// Resources already encoded (protobuf), by name.
-pub type Encoded = Vec<(String, Vec<u8>)>;
+/// Resources already encoded (protobuf), by name. Shared bytes: what an edit did not
+/// change is the very allocation the previous build handed over, so the snapshot knows
+/// it again without reading it (`portcullis_xds::EncodedResource`).
+pub type Encoded = Vec<(String, prost::bytes::Bytes)>;
 
 /// Everything Envoy needs, by xDS type, and what `portcullis ratelimit` needs.
 #[derive(Clone, Debug, Default, PartialEq)]

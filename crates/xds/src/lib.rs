@@ -31,7 +31,7 @@ pub use inbound::read_requests;
 pub use nodes::{NackStatus, NodeStatus, Protocol, TypeStatus};
 pub use server::{AdsServer, AdsService, MAX_MESSAGE_SIZE, serve, serve_with, service};
 pub use session::{DeltaSession, SotwSession};
-pub use snapshot::{Resource, Snapshot, SnapshotError};
+pub use snapshot::{EncodedResource, Resource, Snapshot, SnapshotError};
 
 /// Type URLs of the resource types whose relative push order matters.
 pub mod type_url {

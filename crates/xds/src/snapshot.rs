@@ -1,7 +1,7 @@
 //! Immutable, content-versioned sets of xDS resources.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
@@ -49,13 +49,38 @@ pub enum SnapshotError {
     MissingBody { name: String },
 }
 
+/// A resource handed over already encoded: its `Any.value` as shared bytes. When the
+/// previous snapshot ([`Snapshot::reusing_encoded`]) took the very same bytes (the same
+/// allocation) under the same type and name, its entry is kept as it is, without
+/// comparing, copying or hashing them; other bytes are taken as a [`Resource`] would be.
+#[derive(Clone, Debug)]
+pub struct EncodedResource {
+    pub type_url: String,
+    pub name: String,
+    pub value: Bytes,
+}
+
+/// What a snapshot is built from.
+enum Input {
+    Resource(Resource),
+    Encoded(EncodedResource),
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
-    pub(crate) resource: Resource,
+    /// Shared with the snapshots that follow while it is unchanged.
+    pub(crate) resource: Arc<Resource>,
     pub(crate) version: String,
     /// `resource.body` encoded, once: every response that carries this resource, on
     /// every stream, shares these bytes.
     pub(crate) encoded: Bytes,
+    /// The bytes an [`EncodedResource`] handed over for it, to know them again.
+    source: Option<Bytes>,
+}
+
+/// The same allocation: equal bytes, known without reading them.
+fn same_bytes(a: &Bytes, b: &Bytes) -> bool {
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
 }
 
 #[derive(Clone, Debug, Default)]
@@ -108,45 +133,62 @@ fn type_version_of<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Strin
 impl Snapshot {
     /// Build a snapshot; on duplicate (type URL, name) the last one wins.
     pub fn new(resources: impl IntoIterator<Item = Resource>) -> Snapshot {
-        Self::build(resources, None)
+        Self::build(resources.into_iter().map(Input::Resource), None)
     }
 
     /// As [`Snapshot::new`], taking the version and encoding of each resource whose
     /// body is byte-for-byte the one `previous` holds under the same type and name
     /// (comparing is far cheaper than hashing and encoding a 4 MB route table again).
     pub fn reusing(resources: impl IntoIterator<Item = Resource>, previous: &Snapshot) -> Snapshot {
-        Self::build(resources, Some(previous))
+        Self::build(resources.into_iter().map(Input::Resource), Some(previous))
     }
 
-    fn build(
+    /// [`Snapshot::new`] from `resources` and already encoded ones; with `previous`, as
+    /// [`Snapshot::reusing`], and an [`EncodedResource`] whose bytes `previous` took
+    /// keeps its entry without reading them.
+    pub fn reusing_encoded(
         resources: impl IntoIterator<Item = Resource>,
+        encoded: impl IntoIterator<Item = EncodedResource>,
         previous: Option<&Snapshot>,
     ) -> Snapshot {
+        let inputs = resources
+            .into_iter()
+            .map(Input::Resource)
+            .chain(encoded.into_iter().map(Input::Encoded));
+        Self::build(inputs, previous)
+    }
+
+    fn build(inputs: impl Iterator<Item = Input>, previous: Option<&Snapshot>) -> Snapshot {
         let mut types: BTreeMap<String, TypeSet> = BTreeMap::new();
-        for resource in resources {
-            let same = previous
-                .and_then(|p| p.types.get(&resource.body.type_url))
-                .and_then(|t| t.entries.get(&resource.name))
-                .filter(|e| e.resource.body == resource.body);
-            let (version, encoded) = match same {
-                Some(e) => (e.version.clone(), e.encoded.clone()),
-                None => (
-                    resource_version(&resource.body),
-                    Bytes::from(resource.body.encode_to_vec()),
-                ),
+        let before = |type_url: &str, name: &str| previous?.types.get(type_url)?.entries.get(name);
+        for input in inputs {
+            let entry = match input {
+                Input::Encoded(e) => match before(&e.type_url, &e.name) {
+                    Some(kept)
+                        if kept
+                            .source
+                            .as_ref()
+                            .is_some_and(|s| same_bytes(s, &e.value)) =>
+                    {
+                        kept.clone()
+                    }
+                    _ => {
+                        let body = Any {
+                            type_url: e.type_url,
+                            value: e.value.to_vec(),
+                        };
+                        let mut entry = Self::entry_for(Resource::new(e.name, body), before);
+                        entry.source = Some(e.value);
+                        entry
+                    }
+                },
+                Input::Resource(resource) => Self::entry_for(resource, before),
             };
             types
-                .entry(resource.body.type_url.clone())
+                .entry(entry.resource.body.type_url.clone())
                 .or_default()
                 .entries
-                .insert(
-                    resource.name.clone(),
-                    Entry {
-                        resource,
-                        version,
-                        encoded,
-                    },
-                );
+                .insert(entry.resource.name.clone(), entry);
         }
         let mut snapshot_hash = Fnv64::new();
         let mut len = 0;
@@ -165,6 +207,26 @@ impl Snapshot {
             version: snapshot_hash.hex(),
             types,
             len,
+        }
+    }
+
+    /// `resource`'s entry: `before`'s version and encoding when it held the same body
+    /// (comparing is far cheaper than hashing and encoding a 4 MB route table again).
+    fn entry_for<'p>(
+        resource: Resource,
+        before: impl Fn(&str, &str) -> Option<&'p Entry>,
+    ) -> Entry {
+        match before(&resource.body.type_url, &resource.name) {
+            Some(kept) if kept.resource.body == resource.body => Entry {
+                source: None,
+                ..kept.clone()
+            },
+            _ => Entry {
+                version: resource_version(&resource.body),
+                encoded: Bytes::from(resource.body.encode_to_vec()),
+                resource: Arc::new(resource),
+                source: None,
+            },
         }
     }
 
@@ -187,11 +249,11 @@ impl Snapshot {
         self.types
             .get(type_url)
             .into_iter()
-            .flat_map(|t| t.entries.values().map(|e| &e.resource))
+            .flat_map(|t| t.entries.values().map(|e| &*e.resource))
     }
 
     pub fn get(&self, type_url: &str, name: &str) -> Option<&Resource> {
-        self.entry(type_url, name).map(|e| &e.resource)
+        self.entry(type_url, name).map(|e| &*e.resource)
     }
 
     /// Content version of one resource.
@@ -336,6 +398,55 @@ mod tests {
                 value: value.to_vec(),
             },
         )
+    }
+
+    #[test]
+    fn encoded_resources_are_known_by_their_bytes() {
+        let encoded = |name: &str, value: &Bytes| EncodedResource {
+            type_url: "t/a".into(),
+            name: name.into(),
+            value: value.clone(),
+        };
+        let (one, two) = (Bytes::from_static(b"one"), Bytes::from_static(b"two"));
+        let first = Snapshot::reusing_encoded([], [encoded("x", &one), encoded("y", &two)], None);
+        let entry = |s: &Snapshot, n: &str| s.entry("t/a", n).unwrap().clone();
+        // The same allocation: the entry is kept whole.
+        let kept = Snapshot::reusing_encoded([], [encoded("x", &one)], Some(&first));
+        assert!(Arc::ptr_eq(
+            &entry(&kept, "x").resource,
+            &entry(&first, "x").resource
+        ));
+        // Equal bytes elsewhere: compared, then the kept entry's body is shared; the
+        // new bytes are what is known next time.
+        let copy = Bytes::copy_from_slice(b"one");
+        let compared = Snapshot::reusing_encoded([], [encoded("x", &copy)], Some(&first));
+        assert!(Arc::ptr_eq(
+            &entry(&compared, "x").resource,
+            &entry(&first, "x").resource
+        ));
+        assert_eq!(entry(&compared, "x").version, entry(&first, "x").version);
+        let next = Snapshot::reusing_encoded([], [encoded("x", &copy)], Some(&compared));
+        assert!(same_bytes(
+            entry(&next, "x").source.as_ref().unwrap(),
+            &copy
+        ));
+        // Other bytes under the name: a new version; and the same bytes under another
+        // name are not taken for that name's.
+        let changed =
+            Snapshot::reusing_encoded([], [encoded("x", &two), encoded("z", &one)], Some(&first));
+        assert_ne!(entry(&changed, "x").version, entry(&first, "x").version);
+        assert_eq!(entry(&changed, "x").resource.body.value, b"two");
+        assert_eq!(entry(&changed, "z").resource.name, "z");
+        // Built without a previous snapshot, it is what a `Resource` of those bytes gives.
+        let plain = Snapshot::new([Resource::new(
+            "x",
+            Any {
+                type_url: "t/a".into(),
+                value: b"one".to_vec(),
+            },
+        )]);
+        assert_eq!(entry(&plain, "x").version, entry(&first, "x").version);
+        assert_eq!(entry(&plain, "x").encoded, entry(&first, "x").encoded);
     }
 
     #[test]
