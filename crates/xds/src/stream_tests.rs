@@ -54,15 +54,50 @@ fn a_prefix_grant_covers_a_deployments_pods() {
     assert!(peer.denied(Some(&node("edge-ratelimit")), "").is_some());
 }
 
-/// One cluster, `a`, whose content is `body`.
+/// A cluster `a` and a listener `l`, both with content `body`.
 fn cluster_snapshot(body: &str) -> crate::snapshot::Snapshot {
-    crate::snapshot::Snapshot::new([crate::snapshot::Resource::new(
-        "a",
-        envoy_types::pb::google::protobuf::Any {
-            type_url: crate::type_url::CLUSTER.into(),
-            value: body.as_bytes().to_vec(),
-        },
-    )])
+    let resource = |name: &str, type_url: &str| {
+        crate::snapshot::Resource::new(
+            name,
+            envoy_types::pb::google::protobuf::Any {
+                type_url: type_url.into(),
+                value: body.as_bytes().to_vec(),
+            },
+        )
+    };
+    crate::snapshot::Snapshot::new([
+        resource("a", crate::type_url::CLUSTER),
+        resource("l", crate::type_url::LISTENER),
+    ])
+}
+
+type Requests = futures::channel::mpsc::UnboundedSender<Result<DiscoveryRequest, Status>>;
+type Inbound = futures::channel::mpsc::UnboundedReceiver<Result<DiscoveryRequest, Status>>;
+
+/// A SotW stream on a cache serving [`cluster_snapshot`] `"a"`: the cache, where the
+/// client's requests go, the shutdown switch, and the stream's responses.
+fn open() -> (
+    Cache,
+    Requests,
+    watch::Sender<bool>,
+    Responses<SotwStream, Inbound>,
+) {
+    let cache = Cache::new(&prometheus::Registry::new());
+    cache.set_snapshot(cluster_snapshot("a"));
+    let (requests, inbound) = futures::channel::mpsc::unbounded();
+    let (stop, shutdown) = watch::channel(false);
+    let stream = Responses::new(&cache, inbound, StreamPeer::default(), shutdown);
+    (cache, requests, stop, stream)
+}
+
+fn subscribe(requests: &Requests, type_url: &str) {
+    requests
+        .unbounded_send(Ok(DiscoveryRequest {
+            type_url: type_url.into(),
+            node: Some(node("envoy-1")),
+            ..Default::default()
+        }))
+        .unwrap();
 }
 
 /// A stream whose client does not read (the body is not polled) queues nothing: the
@@ -71,20 +106,9 @@ fn cluster_snapshot(body: &str) -> crate::snapshot::Snapshot {
 #[test]
 fn a_stream_that_is_not_read_takes_only_the_latest_snapshot() {
     use futures::FutureExt;
-    let cache = Cache::new(&prometheus::Registry::new());
-    cache.set_snapshot(cluster_snapshot("a"));
-    let (requests, inbound) = futures::channel::mpsc::unbounded();
-    let (_stop, shutdown) = watch::channel(false);
-    let mut stream =
-        Responses::<SotwStream, _>::new(&cache, inbound, StreamPeer::default(), shutdown);
+    let (cache, requests, _stop, mut stream) = open();
     assert!(stream.next().now_or_never().is_none(), "nothing asked yet");
-    requests
-        .unbounded_send(Ok(DiscoveryRequest {
-            type_url: crate::type_url::CLUSTER.into(),
-            node: Some(node("envoy-1")),
-            ..Default::default()
-        }))
-        .unwrap();
+    subscribe(&requests, crate::type_url::CLUSTER);
     let first = stream.next().now_or_never().flatten().unwrap().unwrap();
     let cds_version = || {
         cache
@@ -111,25 +135,22 @@ fn a_stream_that_is_not_read_takes_only_the_latest_snapshot() {
     assert!(cache.nodes().is_empty());
 }
 
-/// Shutdown ends the stream before anything it had left to send.
+/// Shutdown ends the stream before the responses it had left to send.
 #[test]
 fn shutdown_ends_a_stream_before_its_queued_responses() {
     use futures::FutureExt;
-    let cache = Cache::new(&prometheus::Registry::new());
-    cache.set_snapshot(cluster_snapshot("a"));
-    let (requests, inbound) = futures::channel::mpsc::unbounded();
-    let (stop, shutdown) = watch::channel(false);
-    let mut stream =
-        Responses::<SotwStream, _>::new(&cache, inbound, StreamPeer::default(), shutdown);
+    let (cache, requests, stop, mut stream) = open();
     for t in [crate::type_url::CLUSTER, crate::type_url::LISTENER] {
-        requests
-            .unbounded_send(Ok(DiscoveryRequest {
-                type_url: t.into(),
-                ..Default::default()
-            }))
-            .unwrap();
+        subscribe(&requests, t);
+        assert!(stream.next().now_or_never().flatten().is_some());
     }
-    assert!(stream.next().now_or_never().flatten().is_some());
+    // One snapshot changes both types: a CDS and an LDS response, in that order.
+    cache.set_snapshot(cluster_snapshot("b"));
+    let cds = stream.next().now_or_never().flatten().unwrap().unwrap();
+    assert_eq!(cds.type_url, crate::type_url::CLUSTER);
     stop.send(true).unwrap();
-    assert!(matches!(stream.next().now_or_never(), Some(None)));
+    assert!(
+        matches!(stream.next().now_or_never(), Some(None)),
+        "the LDS response is not sent after shutdown"
+    );
 }
