@@ -21,6 +21,12 @@ pub struct Cli {
     /// Export spans over OTLP/gRPC to this collector (e.g. http://127.0.0.1:4317).
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
     otlp_endpoint: Option<String>,
+    /// Threads serving requests [default: one per CPU the process may use]. 1 runs
+    /// everything on one thread, with no hand-offs between threads: the fastest
+    /// choice for a filter service given one CPU or sharing a small node.
+    #[arg(long, env = "PORTCULLIS_WORKER_THREADS", global = true,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -170,6 +176,7 @@ pub fn main() -> ExitCode {
         log,
         log_json,
         otlp_endpoint,
+        worker_threads,
         command,
     } = cli;
     match command {
@@ -251,10 +258,7 @@ pub fn main() -> ExitCode {
         Command::Drain(_) => "portcullis-drain",
         _ => "portcullis-control-plane",
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(worker_threads) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -338,6 +342,59 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         crate::signals::shutdown_signal(),
     )
     .await
+}
+
+/// The async runtime for `--worker-threads`: one thread runs everything on the calling
+/// thread (no work stealing, no wake-ups across threads); more, or none given, a pool.
+pub fn runtime(worker_threads: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
+    match worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n.into())
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use tokio::runtime::RuntimeFlavor;
+
+    use super::*;
+
+    #[test]
+    fn worker_threads_choose_the_runtime() {
+        let one = runtime(Some(1)).unwrap();
+        assert_eq!(one.handle().runtime_flavor(), RuntimeFlavor::CurrentThread);
+        let three = runtime(Some(3)).unwrap();
+        assert_eq!(three.handle().runtime_flavor(), RuntimeFlavor::MultiThread);
+        assert_eq!(three.metrics().num_workers(), 3);
+        let default = runtime(None).unwrap();
+        assert_eq!(
+            default.handle().runtime_flavor(),
+            RuntimeFlavor::MultiThread
+        );
+    }
+
+    #[test]
+    fn worker_threads_refuses_zero_and_absurd_counts() {
+        for bad in ["0", "1025", "many"] {
+            let err = Cli::try_parse_from(["portcullis", "--worker-threads", bad, "ratelimit"])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} was taken"));
+            assert!(err.to_string().contains("worker-threads"), "{err}");
+        }
+        assert!(
+            Cli::try_parse_from(["portcullis", "--worker-threads", "-1", "ratelimit"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["portcullis", "ratelimit", "--worker-threads", "1"]).is_ok());
+    }
 }
 
 #[cfg(test)]

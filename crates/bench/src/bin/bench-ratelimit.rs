@@ -96,6 +96,12 @@ async fn acked(cache: &Cache, id: &str, type_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The service runs as `portcullis --worker-threads 1 ratelimit` does: on one thread, as
+/// Limitador's gRPC server does (it runs on actix's single-threaded runtime), while the
+/// load client, Redis and Envoy share the other core. On this 2-core machine a pool of
+/// two spends its time handing work between threads (docs/benchmarks.md).
+const WORKER_THREADS: u16 = 1;
+
 /// One `portcullis ratelimit` in a child process (this binary, `--child-ratelimit`);
 /// stops when its stdin closes.
 struct Service {
@@ -132,24 +138,21 @@ fn child_ratelimit(flags: Vec<String>) -> anyhow::Result<()> {
     let args = portcullis_ratelimit::Args::try_parse_from(
         std::iter::once("ratelimit".to_string()).chain(flags),
     )?;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(async {
-            let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            println!("{}", grpc.local_addr()?);
-            std::io::stdout().flush()?;
-            let stdin_closed = async {
-                let _ = tokio::task::spawn_blocking(|| {
-                    let mut sink = String::new();
-                    while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
-                })
-                .await;
-            };
-            let listeners = portcullis_ratelimit::Listeners::new(grpc, http);
-            portcullis_ratelimit::run(args, listeners, stdin_closed).await
-        })
+    portcullis::cli::runtime(Some(WORKER_THREADS))?.block_on(async {
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("{}", grpc.local_addr()?);
+        std::io::stdout().flush()?;
+        let stdin_closed = async {
+            let _ = tokio::task::spawn_blocking(|| {
+                let mut sink = String::new();
+                while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+            })
+            .await;
+        };
+        let listeners = portcullis_ratelimit::Listeners::new(grpc, http);
+        portcullis_ratelimit::run(args, listeners, stdin_closed).await
+    })
 }
 
 fn decision_request(n: usize) -> RateLimitRequest {
@@ -540,7 +543,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ));
 
     let body = format!(
-        "## Rate limiting (`make bench-ratelimit`)\n\nCommand: `make bench-ratelimit` (= `cargo run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md`).\nMachine: {}. Each `portcullis ratelimit` runs in its own process with its limits from the control plane over ADS; Redis is a local `redis-server`.\n\n{}\nNotes: \"not decided\" counts calls answered by the failure policy after the 20 ms store timeout or failed by the server's HTTP/2 flood guard (GOAWAY ENHANCE_YOUR_CALM when too many requests wait unread); an open-loop rate above what the service sustains makes both grow without bound. Every request is decided and counted (one descriptor, one 1 s window, limit far above the load; {CLIENTS} distinct clients over gRPC, one through Envoy), none is refused. Fixed-rate latency is timed by a client in the benchmark process from each call's send to its answer ({} calls per 1 ms tick over 4 HTTP/2 connections), so it includes that client's gRPC stack; the health check on the same server at the same rate is that floor. Through Envoy, one load generator (32 keep-alive connections, closed loop) drives the same Route shape limited by the service and by Envoy's in-process `local_ratelimit`; Envoy runs one worker thread and shares the 2 cores with the generator, the echo backend, the service and Redis. Against Limitador (`limitador-server`, built by `make limitador` from Kuadrant/limitador {}, `--rate-limit-headers DRAFT_VERSION_03` as the service always sends RateLimit headers), the same client and descriptors drive each server in turn, one equivalent limit per client (1e9 per 1 s), on the same `redis-server`; a round's figure counts only decided calls. Verdicts: ok = target met, MISS = up to 2× off, FAIL = more than 2× off (the run then exits non-zero: the regression guard).\n",
+        "## Rate limiting (`make bench-ratelimit`)\n\nCommand: `make bench-ratelimit` (= `cargo run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md`).\nMachine: {}. Each `portcullis ratelimit` runs in its own process, on one thread (`--worker-threads 1`, as Limitador's gRPC server), with its limits from the control plane over ADS; Redis is a local `redis-server`.\n\n{}\nNotes: \"not decided\" counts calls answered by the failure policy after the 20 ms store timeout or failed by the server's HTTP/2 flood guard (GOAWAY ENHANCE_YOUR_CALM when too many requests wait unread); an open-loop rate above what the service sustains makes both grow without bound. Every request is decided and counted (one descriptor, one 1 s window, limit far above the load; {CLIENTS} distinct clients over gRPC, one through Envoy), none is refused. Fixed-rate latency is timed by a client in the benchmark process from each call's send to its answer ({} calls per 1 ms tick over 4 HTTP/2 connections), so it includes that client's gRPC stack; the health check on the same server at the same rate is that floor. Through Envoy, one load generator (32 keep-alive connections, closed loop) drives the same Route shape limited by the service and by Envoy's in-process `local_ratelimit`; Envoy runs one worker thread and shares the 2 cores with the generator, the echo backend, the service and Redis. Against Limitador (`limitador-server`, built by `make limitador` from Kuadrant/limitador {}, `--rate-limit-headers DRAFT_VERSION_03` as the service always sends RateLimit headers), the same client and descriptors drive each server in turn, one equivalent limit per client (1e9 per 1 s), on the same `redis-server`; a round's figure counts only decided calls. Verdicts: ok = target met, MISS = up to 2× off, FAIL = more than 2× off (the run then exits non-zero: the regression guard).\n",
         machine(),
         table(&rows),
         RATE / 1000,
