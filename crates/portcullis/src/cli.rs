@@ -227,10 +227,7 @@ pub fn main() -> ExitCode {
         }
         Command::Explain(args) => {
             // A one-shot client: no logging set-up, one thread.
-            return match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            return match runtime(Some(1)) {
                 Ok(rt) => rt.block_on(crate::explain_cmd::run(args)),
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");

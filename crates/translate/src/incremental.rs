@@ -46,9 +46,14 @@ pub struct Incremental {
     clusters: HashMap<ObjectKey, CachedCluster>,
     /// Each RouteConfiguration as last assembled, by name.
     assembled: HashMap<String, Assembled>,
-    /// The Services new, gone or different in the last build: the virtual hosts that
-    /// send to one are built again.
-    changed_services: HashSet<ObjectKey>,
+}
+
+/// The Services' clusters and load assignments, encoded, and the Services new, gone or
+/// different since the last build (the virtual hosts that send to one are built again).
+pub(crate) struct ServiceClusters {
+    pub(crate) clusters: crate::Encoded,
+    pub(crate) assignments: crate::Encoded,
+    pub(crate) changed: HashSet<ObjectKey>,
 }
 
 /// A RouteConfiguration's encoding and the virtual hosts it was assembled from, in
@@ -211,16 +216,16 @@ impl Incremental {
         &mut self,
         model: &Model,
         failed: &mut Vec<(ObjectKey, String)>,
-    ) -> (crate::Encoded, crate::Encoded) {
+    ) -> ServiceClusters {
         let mut next = HashMap::with_capacity(model.services.len());
         let (mut clusters, mut assignments) = (Vec::new(), Vec::new());
-        self.changed_services.clear();
+        let mut changed = HashSet::new();
         for (key, service) in &model.services {
             let tls = model.upstream_tls.get(key);
             let cached = match self.clusters.remove(key) {
                 Some(c) if same_spec(service, &c.service) && c.tls.as_ref() == tls => c,
                 _ => {
-                    self.changed_services.insert(key.clone());
+                    changed.insert(key.clone());
                     match crate::service_cluster(model, key, service) {
                         Ok((cluster, assignment)) => CachedCluster {
                             service: service.clone(),
@@ -241,18 +246,24 @@ impl Incremental {
             next.insert(key.clone(), cached);
         }
         // What is left was removed from the model.
-        self.changed_services
-            .extend(self.clusters.drain().map(|(k, _)| k));
+        changed.extend(self.clusters.drain().map(|(k, _)| k));
         self.clusters = next;
-        (clusters, assignments)
+        ServiceClusters {
+            clusters,
+            assignments,
+            changed,
+        }
     }
 
     /// Every RouteConfiguration, encoded: the same set and order as
     /// `host_routes::split(route::route_configuration(..))`.
+    /// `changed_services`: what [`Incremental::service_clusters`] found changed in
+    /// this build.
     pub(crate) fn route_configs(
         &mut self,
         model: &Model,
         options: &Options,
+        changed_services: &HashSet<ObjectKey>,
         failed: &mut Vec<(ObjectKey, String)>,
     ) -> crate::Encoded {
         let failed_services: Vec<ObjectKey> = failed.iter().map(|(k, _)| k.clone()).collect();
@@ -260,7 +271,7 @@ impl Incremental {
         let mut order = Vec::new();
         for table in model.table() {
             let cached = match self.vhosts.remove(&table.domain) {
-                Some(c) if c.matches(&table, model, &failed_services, &self.changed_services) => c,
+                Some(c) if c.matches(&table, model, &failed_services, changed_services) => c,
                 _ => Cached::build(&table, model, options, &failed_services),
             };
             failed.extend(cached.failed.iter().cloned());

@@ -154,8 +154,8 @@ fn build(model: &Model, options: &Options, mut incremental: Option<&mut Incremen
     let mut clusters = Vec::new();
     let mut load_assignments = Vec::new();
     let mut failed = Vec::new();
-    let (encoded_clusters, encoded_load_assignments) = match incremental.as_deref_mut() {
-        Some(memo) => memo.service_clusters(model, &mut failed),
+    let service_clusters = match incremental.as_deref_mut() {
+        Some(memo) => Some(memo.service_clusters(model, &mut failed)),
         None => {
             for (key, service) in &model.services {
                 match service_cluster(model, key, service) {
@@ -166,7 +166,7 @@ fn build(model: &Model, options: &Options, mut incremental: Option<&mut Incremen
                     Err(panic) => failed.push((key.clone(), panic)),
                 }
             }
-            (Vec::new(), Vec::new())
+            None
         }
     };
     for (name, addr) in [
@@ -187,13 +187,18 @@ fn build(model: &Model, options: &Options, mut incremental: Option<&mut Incremen
             clusters.push(cluster);
         }
     }
-    let (route_configs, encoded_route_configs) = match incremental {
-        None => {
+    let (route_configs, encoded_route_configs) = match (incremental, &service_clusters) {
+        (Some(memo), Some(s)) => (
+            Vec::new(),
+            memo.route_configs(model, options, &s.changed, &mut failed),
+        ),
+        _ => {
             let full = route::route_configuration(model, options, &mut failed);
             (host_routes::split(full, model, options), Vec::new())
         }
-        Some(memo) => (Vec::new(), memo.route_configs(model, options, &mut failed)),
     };
+    let (encoded_clusters, encoded_load_assignments) =
+        service_clusters.map_or_else(Default::default, |s| (s.clusters, s.assignments));
     let rate_limit_configs = rate_limit_config::rate_limit_configs(model, &mut failed);
     failed.sort();
     failed.dedup_by(|a, b| a.0 == b.0);

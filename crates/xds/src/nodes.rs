@@ -132,9 +132,10 @@ impl Record {
 
     /// The stream as [`crate::Cache::nodes`] shows it.
     pub(crate) fn status(&self, stream_id: u64) -> NodeStatus {
-        let types = (0..self.types.len())
-            .map(|i| {
-                let (t, r) = self.types.at(i);
+        let types = self
+            .types
+            .iter()
+            .map(|(t, r)| {
                 let status = TypeStatus {
                     sent: r.sent.clone(),
                     sent_at: r.sent_at.map(rfc3339),
@@ -170,14 +171,7 @@ impl Record {
 
     /// Whether the node currently rejects the latest version of some type.
     pub(crate) fn has_nack(&self) -> bool {
-        (0..self.types.len()).any(|i| self.types.at(i).1.nack.is_some())
-    }
-
-    fn type_mut(&mut self, type_url: &str) -> &mut TypeRecord {
-        if self.types.get(type_url).is_none() {
-            self.types.insert(type_url, TypeRecord::default());
-        }
-        self.types.get_mut(type_url).expect("inserted just above")
+        self.types.iter().any(|(_, t)| t.nack.is_some())
     }
 
     pub(crate) fn apply(&mut self, event: &Event) {
@@ -185,12 +179,12 @@ impl Record {
             Event::Sent {
                 type_url, version, ..
             } => {
-                let t = self.type_mut(type_url);
+                let t = self.types.get_or_default(type_url);
                 t.sent = Some(version.clone());
                 t.sent_at = Some(SystemTime::now());
             }
             Event::Ack { type_url, version } => {
-                let t = self.type_mut(type_url);
+                let t = self.types.get_or_default(type_url);
                 t.acked = Some(version.clone());
                 t.nack = None;
             }
@@ -199,7 +193,7 @@ impl Record {
                 version,
                 message,
             } => {
-                self.type_mut(type_url).nack = Some(Box::new(NackStatus {
+                self.types.get_or_default(type_url).nack = Some(Box::new(NackStatus {
                     version: version.clone(),
                     // Envoy may quote the whole rejected resource: keep the start.
                     message: crate::limits::truncate(message, crate::limits::MAX_NACK_MESSAGE)

@@ -78,10 +78,24 @@ impl<T> ByType<T> {
         }
     }
 
-    /// The `i`th type in push order, and its state.
-    pub(crate) fn at(&self, i: usize) -> (&str, &T) {
-        let (t, v) = &self.0[i];
-        (t, v)
+    /// `type_url`'s state, added as `T::default()` if the stream has none yet.
+    pub(crate) fn get_or_default(&mut self, type_url: &str) -> &mut T
+    where
+        T: Default,
+    {
+        let i = match self.position(type_url) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (key(type_url), T::default()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    /// Every type in push order, with its state.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
+        self.0.iter().map(|(t, v)| (&**t, v))
     }
 
     /// The `i`th type in push order, and its state.
@@ -119,9 +133,7 @@ mod tests {
         assert_eq!(by_type.len(), types.len());
         assert_eq!(by_type.get(LISTENER), Some(&10));
         assert_eq!(by_type.get("type.googleapis.com/m.Custom"), None);
-        let order: Vec<String> = (0..by_type.len())
-            .map(|i| by_type.at_mut(i).0.to_owned())
-            .collect();
+        let order: Vec<&str> = by_type.iter().map(|(t, _)| t).collect();
         assert_eq!(
             order,
             [

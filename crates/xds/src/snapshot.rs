@@ -136,16 +136,11 @@ impl Snapshot {
         Self::build(resources.into_iter().map(Input::Resource), None)
     }
 
-    /// As [`Snapshot::new`], taking the version and encoding of each resource whose
-    /// body is byte-for-byte the one `previous` holds under the same type and name
-    /// (comparing is far cheaper than hashing and encoding a 4 MB route table again).
-    pub fn reusing(resources: impl IntoIterator<Item = Resource>, previous: &Snapshot) -> Snapshot {
-        Self::build(resources.into_iter().map(Input::Resource), Some(previous))
-    }
-
-    /// [`Snapshot::new`] from `resources` and already encoded ones; with `previous`, as
-    /// [`Snapshot::reusing`], and an [`EncodedResource`] whose bytes `previous` took
-    /// keeps its entry without reading them.
+    /// [`Snapshot::new`] from `resources` and already encoded ones. With `previous`,
+    /// each resource whose body is byte-for-byte the one `previous` holds under the same
+    /// type and name takes its version and encoding (comparing is far cheaper than
+    /// hashing and encoding a 4 MB route table again), and an [`EncodedResource`] whose
+    /// bytes `previous` took (the same allocation) keeps its entry without reading them.
     pub fn reusing_encoded(
         resources: impl IntoIterator<Item = Resource>,
         encoded: impl IntoIterator<Item = EncodedResource>,
@@ -452,13 +447,14 @@ mod tests {
     #[test]
     fn reusing_shares_unchanged_encodings_and_versions_what_changed() {
         let before = Snapshot::new([res("t/a", "x", b"1"), res("t/a", "y", b"2")]);
-        let after = Snapshot::reusing(
+        let after = Snapshot::reusing_encoded(
             [
                 res("t/a", "x", b"1"),
                 res("t/a", "y", b"changed"),
                 res("t/b", "z", b"3"),
             ],
-            &before,
+            [],
+            Some(&before),
         );
         let fresh = Snapshot::new([
             res("t/a", "x", b"1"),
