@@ -169,7 +169,8 @@ impl StreamHandle {
         self.node_id = id.to_owned();
         if let Some(s) = self.cache.inner.streams.lock().get_mut(&self.stream_id) {
             s.id = id.to_owned();
-            s.cluster = cluster.to_owned();
+            // Kept for every connected Envoy: a client does not choose its size.
+            s.cluster = crate::limits::truncate(cluster, crate::limits::MAX_NODE_ID_LEN).to_owned();
         }
     }
 

@@ -11,7 +11,7 @@ pub const MAX_TYPES: usize = 16;
 pub const MAX_NAMES: usize = 100_000;
 /// Longest type URL or resource name.
 pub const MAX_NAME_LEN: usize = 1024;
-/// Longest node id kept.
+/// Longest node id accepted, and longest node cluster name kept.
 pub const MAX_NODE_ID_LEN: usize = 256;
 /// Longest NACK message kept (Envoy may quote the whole rejected resource).
 pub const MAX_NACK_MESSAGE: usize = 4096;

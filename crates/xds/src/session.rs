@@ -163,6 +163,27 @@ mod tests {
         assert!(cache.nodes().is_empty());
     }
 
+    /// A node's cluster name is kept for as long as it is connected, so its size is
+    /// bounded like the node id's, whatever the client sends.
+    #[test]
+    fn a_huge_cluster_name_is_kept_cut() {
+        let cache = cache_with(&["a"]);
+        let mut s = SotwSession::open(&cache);
+        s.request(DiscoveryRequest {
+            type_url: CLUSTER.into(),
+            node: Some(Node {
+                id: "envoy-1".into(),
+                cluster: "c".repeat(1 << 20),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        let node = &cache.nodes()[0];
+        assert_eq!(node.id, "envoy-1");
+        assert_eq!(node.cluster.len(), crate::limits::MAX_NODE_ID_LEN);
+    }
+
     #[test]
     fn delta_session_sends_changes_and_removals() {
         let cache = cache_with(&["a", "b"]);
