@@ -209,19 +209,34 @@ pub fn precedence(a: &RouteEntry, b: &RouteEntry) -> Ordering {
 /// same way: sorting by it first compares each entry's host rank, path and age once,
 /// instead of recomputing them in every comparison (at 10k Routes the sort was a
 /// visible part of each rebuild). Ties go to [`precedence`] itself.
+///
+/// The steps are packed into two integers, so a comparison is two integer compares.
+/// Each field saturates rather than wraps: an oversized value (beyond what validation
+/// admits) can only make two keys equal, which [`precedence`] then decides, never
+/// put them out of order.
 pub fn precedence_key(e: &RouteEntry) -> impl Ord + use<> {
     let (exact, path) = e.path_parts();
-    let age = &e.route.metadata.creation_timestamp;
-    (
-        HostRank::best(e),
-        !exact,
-        std::cmp::Reverse(path.len()),
-        e.methods.is_empty(),
-        std::cmp::Reverse(e.headers.len()),
-        // Without a creation time counts as newest, as in [`age_order`].
-        age.is_none(),
-        age.as_ref().map(|t| t.0),
-    )
+    let capped = |n: usize, bits: u32| n.min((1 << bits) - 1) as u64;
+    // Exact, then wildcards longest first, then any host, then none: 17 bits.
+    let host = match HostRank::best(e) {
+        HostRank::Exact => 0,
+        HostRank::Wildcard(std::cmp::Reverse(len)) => 1 + (0xffff - capped(len, 16)),
+        HostRank::Any => 0x1_0001,
+        HostRank::None => 0x1_0002,
+    };
+    let steps = host << 46
+        | u64::from(!exact) << 45
+        | (0xffff_ffff - capped(path.len(), 32)) << 13
+        | u64::from(e.methods.is_empty()) << 12
+        | (0xfff - capped(e.headers.len(), 12));
+    // Without a creation time counts as newest, as in [`age_order`].
+    let age = e
+        .route
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(i128::MAX, |t| t.0.as_nanosecond());
+    (steps, age)
 }
 
 /// Older objects first; objects without a creation time count as newest.

@@ -101,6 +101,10 @@ fn under<'a, 'b>(
     anywhere: &'a [(String, &'b RouteEntry)],
     winner: &RouteEntry,
 ) -> &'a [(String, &'b RouteEntry)] {
+    // Most tables have no host-less entries: nothing to look for, nothing to lower.
+    if anywhere.is_empty() {
+        return anywhere;
+    }
     let prefix = lower_path(winner);
     let start = anywhere.partition_point(|(p, _)| *p < prefix);
     let len = anywhere[start..].partition_point(|(p, _)| p.starts_with(&prefix));

@@ -4,9 +4,6 @@
 //! version.
 use std::{path::PathBuf, time::Instant};
 
-use envoy_types::pb::envoy::config::{
-    cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment, route::v3::RouteConfiguration,
-};
 use portcullis_api::{Model, ObjectKey};
 use portcullis_translate::{Incremental, Options, Resources};
 use portcullis_xds::{Cache, EncodedResource, Resource, Snapshot};
@@ -199,9 +196,10 @@ fn resources(res: &Resources) -> impl Iterator<Item = Resource> + '_ {
 
 /// What the incremental translator hands over already encoded.
 fn encoded(res: &Resources) -> impl Iterator<Item = EncodedResource> + '_ {
-    let of = |type_url: String| {
+    use portcullis_xds::type_url::{CLUSTER, CLUSTER_LOAD_ASSIGNMENT, ROUTE_CONFIGURATION};
+    let of = |type_url: &'static str| {
         move |(name, value): &(String, prost::bytes::Bytes)| EncodedResource {
-            type_url: type_url.clone(),
+            type_url,
             name: name.clone(),
             value: value.clone(),
         }
@@ -209,14 +207,35 @@ fn encoded(res: &Resources) -> impl Iterator<Item = EncodedResource> + '_ {
     let routes = res
         .encoded_route_configs
         .iter()
-        .map(of(<RouteConfiguration as prost::Name>::type_url()));
-    let clusters = res
-        .encoded_clusters
-        .iter()
-        .map(of(<Cluster as prost::Name>::type_url()));
+        .map(of(ROUTE_CONFIGURATION));
+    let clusters = res.encoded_clusters.iter().map(of(CLUSTER));
     let endpoints = res
         .encoded_load_assignments
         .iter()
-        .map(of(<ClusterLoadAssignment as prost::Name>::type_url()));
+        .map(of(CLUSTER_LOAD_ASSIGNMENT));
     routes.chain(clusters).chain(endpoints)
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::{
+        cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment, route::v3::RouteConfiguration,
+    };
+    use portcullis_xds::type_url;
+    use prost::Name;
+
+    #[test]
+    fn encoded_resources_are_named_by_their_message_type() {
+        // The incremental path names its types by these constants; the full path by
+        // the messages themselves. A difference would version one resource twice.
+        assert_eq!(type_url::CLUSTER, Cluster::type_url());
+        assert_eq!(
+            type_url::CLUSTER_LOAD_ASSIGNMENT,
+            ClusterLoadAssignment::type_url()
+        );
+        assert_eq!(
+            type_url::ROUTE_CONFIGURATION,
+            RouteConfiguration::type_url()
+        );
+    }
 }

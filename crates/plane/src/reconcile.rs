@@ -80,18 +80,25 @@ pub fn reconcile_with(
     // object was a visible part of each edit at 10k Routes. The first of equal keys
     // is the object's own report, as `Outcome::report` finds it.
     let mut reports = outcome.reports.iter().peekable();
-    let served: Objects = objects
-        .into_iter()
-        .filter(|(k, _)| {
+    let not_served: Vec<ObjectKey> = objects
+        .keys()
+        .filter(|k| {
             loop {
                 match reports.peek().map(|r| (r.key.cmp(k), r.is_served())) {
                     Some((std::cmp::Ordering::Less, _)) => drop(reports.next()),
-                    Some((std::cmp::Ordering::Equal, served)) => break served,
-                    _ => break false,
+                    Some((std::cmp::Ordering::Equal, served)) => break !served,
+                    _ => break true,
                 }
             }
         })
+        .cloned()
         .collect();
+    // Usually every object is served: the map is kept, not rebuilt (at 10k Routes
+    // rebuilding it was a visible part of each edit).
+    let mut served = objects;
+    for key in &not_served {
+        served.remove(key);
+    }
     kept.retain(|k| served.contains_key(k));
     // Reports describe what the user wrote: the failing new version, plus a note.
     for report in &mut outcome.reports {

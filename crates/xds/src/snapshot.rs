@@ -55,7 +55,8 @@ pub enum SnapshotError {
 /// comparing, copying or hashing them; other bytes are taken as a [`Resource`] would be.
 #[derive(Clone, Debug)]
 pub struct EncodedResource {
-    pub type_url: String,
+    /// One of a few well-known types: not copied per resource.
+    pub type_url: &'static str,
     pub name: String,
     pub value: Bytes,
 }
@@ -157,33 +158,40 @@ impl Snapshot {
         let mut types: BTreeMap<String, TypeSet> = BTreeMap::new();
         let before = |type_url: &str, name: &str| previous?.types.get(type_url)?.entries.get(name);
         for input in inputs {
-            let entry = match input {
-                Input::Encoded(e) => match before(&e.type_url, &e.name) {
+            // The input's own name becomes the key where it is not moved into a new
+            // resource: one copy fewer per kept entry (thousands per edit).
+            let (name, entry) = match input {
+                Input::Encoded(e) => match before(e.type_url, &e.name) {
                     Some(kept)
                         if kept
                             .source
                             .as_ref()
                             .is_some_and(|s| same_bytes(s, &e.value)) =>
                     {
-                        kept.clone()
+                        (e.name, kept.clone())
                     }
                     _ => {
                         let body = Any {
-                            type_url: e.type_url,
+                            type_url: e.type_url.to_owned(),
                             value: e.value.to_vec(),
                         };
                         let mut entry = Self::entry_for(Resource::new(e.name, body), before);
                         entry.source = Some(e.value);
-                        entry
+                        (entry.resource.name.clone(), entry)
                     }
                 },
-                Input::Resource(resource) => Self::entry_for(resource, before),
+                Input::Resource(resource) => {
+                    let entry = Self::entry_for(resource, before);
+                    (entry.resource.name.clone(), entry)
+                }
             };
-            types
-                .entry(entry.resource.body.type_url.clone())
-                .or_default()
-                .entries
-                .insert(entry.resource.name.clone(), entry);
+            let type_url = &entry.resource.body.type_url;
+            // Looked up before inserted: the type's name is copied once, not per entry.
+            let set = match types.get_mut(type_url.as_str()) {
+                Some(set) => set,
+                None => types.entry(type_url.clone()).or_default(),
+            };
+            set.entries.insert(name, entry);
         }
         let mut snapshot_hash = Fnv64::new();
         let mut len = 0;
@@ -398,7 +406,7 @@ mod tests {
     #[test]
     fn encoded_resources_are_known_by_their_bytes() {
         let encoded = |name: &str, value: &Bytes| EncodedResource {
-            type_url: "t/a".into(),
+            type_url: "t/a",
             name: name.into(),
             value: value.clone(),
         };

@@ -84,10 +84,14 @@ pub(super) fn apply(routes: &mut [(Report, &Arc<Route>)], by_age: &[usize], budg
         .copied()
         .filter(|&i| routes[i].0.is_served())
         .collect();
-    let hosts: BTreeSet<&str> = order
-        .iter()
-        .flat_map(|&i| routes[i].1.spec.hosts.iter().map(String::as_str))
-        .collect();
+    // Inserted one by one: thousands of Routes name a few dozen hosts, and collecting
+    // would sort every name before dropping the repeats.
+    let mut hosts: BTreeSet<&str> = BTreeSet::new();
+    for &i in &order {
+        for h in &routes[i].1.spec.hosts {
+            hosts.insert(h);
+        }
+    }
     let mut used = 0usize;
     for i in order {
         let c = cost(routes[i].1, &hosts);

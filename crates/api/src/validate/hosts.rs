@@ -155,7 +155,7 @@ pub(super) fn admit_routes(
     rules: &Rules,
 ) {
     // Many Routes name the same hostname: each one's owner is looked up once.
-    let mut owners = std::collections::HashMap::new();
+    let mut owners = foldhash::HashMap::default();
     for (report, route) in routes.iter_mut() {
         if !report.is_served() {
             continue;
