@@ -4,10 +4,14 @@
 //! thousand hosts cost a million Envoy routes. Routes are admitted oldest first against
 //! a byte budget; a Route that would exceed it is refused (it names the budget and what
 //! it would cost), and everything admitted before it keeps serving.
-use std::{collections::BTreeSet, sync::Arc};
+use std::sync::Arc;
 
 use super::Report;
 use crate::{Route, precedence::covers};
+
+/// The hostnames served Routes name. Only counted and walked, never shown, so a hash
+/// set: thousands of Routes name a few dozen hosts, and each name is hashed once.
+type Hosts<'a> = foldhash::HashSet<&'a str>;
 
 /// Default budget: about 80,000 Envoy routes of ordinary size; ten times the
 /// 10,000-Route benchmark's table (docs/benchmarks.md).
@@ -39,7 +43,7 @@ fn entry_bytes(route: &Route, path: usize) -> usize {
 }
 
 /// How many host tables the Route is copied into, given the named hosts.
-fn copies(route: &Route, hosts: &BTreeSet<&str>) -> usize {
+fn copies(route: &Route, hosts: &Hosts<'_>) -> usize {
     if route.spec.hosts.is_empty() {
         return hosts.len() + 1;
     }
@@ -58,7 +62,7 @@ fn copies(route: &Route, hosts: &BTreeSet<&str>) -> usize {
 }
 
 /// What `route` costs in the route table.
-pub fn cost(route: &Route, hosts: &BTreeSet<&str>) -> usize {
+pub fn cost(route: &Route, hosts: &Hosts<'_>) -> usize {
     let per_copy: usize = route
         .spec
         .match_
@@ -84,14 +88,10 @@ pub(super) fn apply(routes: &mut [(Report, &Arc<Route>)], by_age: &[usize], budg
         .copied()
         .filter(|&i| routes[i].0.is_served())
         .collect();
-    // Inserted one by one: thousands of Routes name a few dozen hosts, and collecting
-    // would sort every name before dropping the repeats.
-    let mut hosts: BTreeSet<&str> = BTreeSet::new();
-    for &i in &order {
-        for h in &routes[i].1.spec.hosts {
-            hosts.insert(h);
-        }
-    }
+    let hosts: Hosts<'_> = order
+        .iter()
+        .flat_map(|&i| routes[i].1.spec.hosts.iter().map(String::as_str))
+        .collect();
     let mut used = 0usize;
     for i in order {
         let c = cost(routes[i].1, &hosts);

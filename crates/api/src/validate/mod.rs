@@ -187,7 +187,7 @@ fn validate_all(
         check_one("Host", h, &h.metadata, |h, r| hosts::check(h, rules, r))
     });
     cross::duplicates(&mut service_reports);
-    cross::duplicates(&mut route_reports);
+    let routes_in_key_order = cross::duplicates(&mut route_reports);
     cross::duplicates(&mut host_reports);
     let upstream_tls = upstream_tls::resolve(&mut service_reports, certificates);
     let served_hosts = hosts::resolve(&mut host_reports, certificates);
@@ -195,6 +195,7 @@ fn validate_all(
     let mut model = cross::resolve(
         &service_reports,
         &mut route_reports,
+        routes_in_key_order,
         served_hosts,
         rules.route_table_bytes,
     );
