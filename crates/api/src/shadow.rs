@@ -40,6 +40,16 @@ pub fn shadows(model: &Model) -> BTreeMap<ObjectKey, Vec<Shadow>> {
         .collect();
     anywhere.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out: BTreeMap<ObjectKey, Vec<Shadow>> = BTreeMap::new();
+    // Only host-less and wildcard entries can be hidden (see the module's note): a
+    // table of named hosts alone has nothing to rank.
+    if anywhere.is_empty()
+        && !model
+            .routes
+            .iter()
+            .any(|e| e.hosts().iter().any(|h| h.starts_with('*')))
+    {
+        return out;
+    }
     for table in model.table() {
         if table.domain == ANY_HOST {
             continue;

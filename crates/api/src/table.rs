@@ -5,7 +5,7 @@
 //! Envoy picks one virtual host per request, so a wildcard or host-less Route must be
 //! copied into every more specific host it covers. The translator, `explain` and the
 //! shadowing rules all read this one table, so they cannot disagree.
-use std::{collections::BTreeMap, sync::OnceLock};
+use std::sync::OnceLock;
 
 use crate::{
     Model, RouteEntry,
@@ -96,7 +96,8 @@ impl Model {
     }
 
     fn table_positions(&self) -> Positions {
-        let mut named: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        // Hashed while filling (an entry per Route), sorted once per hostname after.
+        let mut named: foldhash::HashMap<&str, Vec<usize>> = foldhash::HashMap::default();
         let mut wildcards: Vec<usize> = Vec::new();
         let mut anywhere: Vec<usize> = Vec::new();
         for (i, e) in self.routes.iter().enumerate() {
@@ -110,17 +111,32 @@ impl Model {
                 wildcards.push(i);
             }
         }
+        let mut named: Vec<(&str, Vec<usize>)> = named.into_iter().collect();
+        named.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut out: Positions = named
             .into_iter()
             .map(|(domain, own)| {
                 let mut entries = own;
+                let named_here = entries.len();
                 entries.extend(wildcards.iter().copied().filter(|&w| {
                     matches!(HostRank::of(&self.routes[w], domain), HostRank::Wildcard(_))
                 }));
                 entries.extend(anywhere.iter().copied());
+                // Only entries naming this (non-wildcard) domain: each ranks Exact here
+                // as in the model's order, which they keep (pushed in model order).
+                let in_model_order = entries.len() == named_here && !domain.starts_with('*');
                 let admitted = self.admission(domain);
                 entries.retain(|&e| admitted(&self.routes[e]));
-                (domain.to_string(), self.sorted(domain, entries))
+                let entries = if in_model_order {
+                    entries.dedup();
+                    debug_assert!(entries.is_sorted_by(|&a, &b| {
+                        compare_on(domain, &self.routes[a], &self.routes[b]).is_le()
+                    }));
+                    entries
+                } else {
+                    self.sorted(domain, entries)
+                };
+                (domain.to_string(), entries)
             })
             .collect();
         out.push((ANY_HOST.to_string(), self.sorted(ANY_HOST, anywhere)));
