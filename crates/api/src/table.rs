@@ -194,6 +194,42 @@ mod tests {
     }
 
     #[test]
+    fn every_kept_host_table_is_the_one_sorted_for_that_host() {
+        // Named hosts kept in the model's order, and a wildcard domain named beside an
+        // exact host (which the model ranks by the exact one).
+        let mut routes = Vec::new();
+        for i in 0..24usize {
+            let paths = vec![
+                PathMatch::prefix(&format!("/p{}", "x".repeat(i % 5))),
+                PathMatch::exact(&format!("/e{i}")),
+            ];
+            let mut r = mk_route(&format!("r{i:02}"), (i % 4) as i64, paths);
+            // No host-less Route: one would join every table and force its sort.
+            r.spec.hosts = match i % 6 {
+                0 | 1 => vec!["*.example.com".into()],
+                2 => vec!["*.example.com".into(), "b.example.org".into()],
+                _ => vec![format!("h{}.example.org", i % 3)],
+            };
+            if i % 3 == 0 {
+                r.spec.match_.methods = vec!["GET".into()];
+            }
+            routes.push(r);
+        }
+        let model = validate(&routes, &[mk_service("svc")]).model;
+        let tables = model.table();
+        assert!(tables.len() >= 4, "{:?}", text(&tables));
+        for t in &tables {
+            let sorted = model.host_table(&t.domain);
+            assert_eq!(
+                text(std::slice::from_ref(t)),
+                text(&[sorted]),
+                "{}",
+                t.domain
+            );
+        }
+    }
+
+    #[test]
     fn the_kept_table_is_the_built_one_and_follows_replaced_entries() {
         let host_less = mk_route("any", 0, vec![PathMatch::prefix("/")]);
         let mut wild = mk_route("wild", 1, vec![PathMatch::prefix("/w")]);
