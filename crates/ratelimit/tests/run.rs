@@ -301,3 +301,77 @@ async fn a_bad_file_stops_the_start_with_the_field_named() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_face_grows_past_its_small_buffers_and_refuses_what_tonic_refuses() {
+    use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitResponse;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(
+        &file,
+        "domain: edge\ndescriptors:\n  - key: remote_address\n    rate_limit: {unit: minute, requests_per_unit: 1}\n",
+    )
+    .unwrap();
+    let args =
+        Args::try_parse_from(["ratelimit", "--config-file", file.to_str().unwrap()]).unwrap();
+    let mut svc = Service::start(args).await;
+
+    // 60 descriptors: a request and an answer of a few KiB, well past the 512-byte
+    // buffers each call starts with. Each is decided on its own.
+    let mut req = request("edge", &[("remote_address", "10.0.0.0")]);
+    req.descriptors = (0..60)
+        .map(|i| RateLimitDescriptor {
+            entries: vec![Entry {
+                key: "remote_address".into(),
+                value: format!("10.0.{i}.{}", "1".repeat(40)),
+            }],
+            ..Default::default()
+        })
+        .collect();
+    assert!(prost::Message::encoded_len(&req) > 2048);
+    let first = call(&mut svc.client, req.clone()).await;
+    assert_eq!(first.statuses.len(), 60);
+    assert!(is_ok(&first), "{first:?}");
+    let second = call(&mut svc.client, req).await;
+    assert_eq!(second.statuses.len(), 60);
+    assert!(!is_ok(&second), "every address is over its limit of 1");
+
+    // An unknown method and a request above tonic's 4 MiB decoding limit get the
+    // statuses the generated server gives.
+    let channel = Channel::from_shared(format!("http://{}", svc.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let raw = |path: &'static str, req: RateLimitRequest| {
+        let mut grpc = grpc.clone();
+        async move {
+            grpc.ready().await.unwrap();
+            grpc.unary::<_, RateLimitResponse, _>(
+                tonic::Request::new(req),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+        }
+    };
+    let nope = raw(
+        "/envoy.service.ratelimit.v3.RateLimitService/Nope",
+        request("edge", &[("remote_address", "10.9.9.9")]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(nope.code(), tonic::Code::Unimplemented, "{nope:?}");
+    let huge = request("edge", &[("remote_address", &"9".repeat(5 << 20))]);
+    let refused = raw(
+        "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
+        huge,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+    grpc.ready().await.unwrap();
+    assert!(svc.call("edge", &[("remote_address", "10.8.8.8")]).await);
+    svc.stop().await;
+}
