@@ -67,6 +67,13 @@ impl Limitador {
     }
 }
 
+impl Limitador {
+    /// The server's process id (for its CPU time in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Limitador {
     fn drop(&mut self) {
         let _ = self.child.kill();

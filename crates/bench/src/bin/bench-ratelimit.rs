@@ -110,6 +110,11 @@ struct Service {
 }
 
 impl Service {
+    /// Its gRPC address and process id.
+    fn server(&self) -> (SocketAddr, u32) {
+        (self.addr, self.child.id())
+    }
+
     fn start(flags: &[&str]) -> anyhow::Result<Service> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("--child-ratelimit")
@@ -521,16 +526,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(b) => println!("limitador-server: {}", b.display()),
         None => println!("limitador-server not built (make limitador): not measured"),
     }
-    let compare = async |ours: SocketAddr, storage: &[&str]| match &lim_bin {
+    let compare = async |ours: (SocketAddr, u32), storage: &[&str]| match &lim_bin {
         Some(bin) => versus::against(bin, ours, storage, round).await.map(Some),
         None => Ok(None),
     };
-    let vs_memory = compare(memory.addr, &["memory"]).await?;
-    let vs_redis = compare(redis_svc.addr, &["redis", &redis_url]).await?;
-    let vs_cached = compare(redis_svc.addr, &["redis_cached", &redis_url]).await?;
+    let vs_memory = compare(memory.server(), &["memory"]).await?;
+    let vs_redis = compare(redis_svc.server(), &["redis", &redis_url]).await?;
+    let vs_cached = compare(redis_svc.server(), &["redis_cached", &redis_url]).await?;
     rows.push(versus::row(
         "memory store",
         1.2,
+        vs_memory.as_ref(),
+        "memory",
+    ));
+    rows.extend(versus::cpu_row(
+        "memory store",
         vs_memory.as_ref(),
         "memory",
     ));

@@ -60,21 +60,75 @@ fn best(a: Option<Sampled>, b: Sampled) -> Option<Sampled> {
     }
 }
 
-/// Best closed-loop round of each server: (ours, theirs).
+/// One side of a comparison: its best round, and its decisions per second of its
+/// own process's CPU time over all rounds.
+pub struct Side {
+    pub best: Sampled,
+    pub per_cpu_second: Option<f64>,
+}
+
+/// The CPU seconds (user + system) process `pid` has used, from /proc (in USER_HZ
+/// ticks, 100 per second in Linux's ABI).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces, in parentheses).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// Runs rounds against one side, counting its decided calls and CPU time.
+struct Tally {
+    pid: u32,
+    best: Option<Sampled>,
+    decided: f64,
+    cpu: Option<f64>,
+}
+
+impl Tally {
+    async fn round(&mut self, decide: &impl Fn(usize) -> Call, round: Duration) {
+        let before = cpu_seconds(self.pid);
+        let s = rpc_load::closed_loop(INFLIGHT, round, decide).await;
+        let after = cpu_seconds(self.pid);
+        self.decided += (s.calls - s.failed) as f64;
+        self.cpu = match (self.cpu, before, after) {
+            (Some(total), Some(b), Some(a)) => Some(total + (a - b)),
+            _ => None,
+        };
+        self.best = best(self.best.take(), s);
+    }
+
+    fn side(self) -> Side {
+        Side {
+            best: self.best.expect("rounds"),
+            per_cpu_second: self.cpu.filter(|&c| c > 0.0).map(|c| self.decided / c),
+        }
+    }
+}
+
+/// Each server's rounds, alternating: (ours, theirs). `pids` are the two server
+/// processes, for their CPU time.
 pub async fn versus(
     ours: SocketAddr,
     theirs: SocketAddr,
+    pids: (u32, u32),
     round: Duration,
-) -> anyhow::Result<(Sampled, Sampled)> {
+) -> anyhow::Result<(Side, Side)> {
     let (a, b) = (decider(ours).await?, decider(theirs).await?);
     rpc_load::closed_loop(INFLIGHT, Duration::from_secs(1), &a).await;
     rpc_load::closed_loop(INFLIGHT, Duration::from_secs(1), &b).await;
-    let (mut best_a, mut best_b) = (None, None);
+    let tally = |pid| Tally {
+        pid,
+        best: None,
+        decided: 0.0,
+        cpu: Some(0.0),
+    };
+    let (mut ta, mut tb) = (tally(pids.0), tally(pids.1));
     for _ in 0..ROUNDS {
-        best_a = best(best_a, rpc_load::closed_loop(INFLIGHT, round, &a).await);
-        best_b = best(best_b, rpc_load::closed_loop(INFLIGHT, round, &b).await);
+        ta.round(&a, round).await;
+        tb.round(&b, round).await;
     }
-    Ok((best_a.expect("rounds"), best_b.expect("rounds")))
+    Ok((ta.side(), tb.side()))
 }
 
 /// The limits file equivalent to the benchmark's Route limit: per client, far above
@@ -91,13 +145,13 @@ pub fn spec() -> LimitSpec<'static> {
 }
 
 /// One comparison row; `None` for Limitador when it is not built.
-pub fn row(what: &str, target: f64, r: Option<&(Sampled, Sampled)>, theirs: &str) -> Row {
+pub fn row(what: &str, target: f64, r: Option<&(Side, Side)>, theirs: &str) -> Row {
     let metric = format!(
         "ShouldRateLimit decisions per second, {what} vs Limitador `{theirs}` ({INFLIGHT} in flight, {CLIENTS} clients, best of {ROUNDS} alternating rounds)"
     );
     let t = target;
     let target = format!("≥ {target}× Limitador");
-    let Some((ours, lim)) = r else {
+    let Some((Side { best: ours, .. }, Side { best: lim, .. })) = r else {
         return Row {
             metric,
             value: "not measured: limitador-server not built (make limitador)".into(),
@@ -145,20 +199,46 @@ fn undecided(s: &Sampled) -> String {
 /// Starts Limitador with `storage` and compares it with the service at `ours`.
 pub async fn against(
     bin: &std::path::Path,
-    ours: SocketAddr,
+    ours: (SocketAddr, u32),
     storage: &[&str],
     round: Duration,
-) -> anyhow::Result<(Sampled, Sampled)> {
+) -> anyhow::Result<(Side, Side)> {
     let lim = Limitador::start(bin, &spec(), storage)?;
-    let r = versus(ours, lim.addr, round).await;
+    let r = versus(ours.0, lim.addr, (ours.1, lim.pid()), round).await;
+    let per_cpu = |s: &Side| s.per_cpu_second.map_or("?".into(), |v| format!("{v:.0}"));
     println!(
         "vs limitador {}: {}",
         storage[0],
         match &r {
-            Ok((a, b)) => format!("{:.0}/s vs {:.0}/s", decided_per_sec(a), decided_per_sec(b)),
+            Ok((a, b)) => format!(
+                "{:.0}/s vs {:.0}/s; per CPU-second {} vs {}",
+                decided_per_sec(&a.best),
+                decided_per_sec(&b.best),
+                per_cpu(a),
+                per_cpu(b)
+            ),
             Err(e) => format!("{e:#}"),
         }
     );
     drop(lim);
     r
+}
+
+/// Decisions per second of each server's own CPU time, over all its rounds: what each
+/// would decide with a core to itself. The closed loop above leaves neither server
+/// busy all the time on this 2-core machine (the client shares it), so its figure
+/// follows the loop's latency as much as the server's work.
+pub fn cpu_row(what: &str, r: Option<&(Side, Side)>, theirs: &str) -> Option<Row> {
+    let (ours, lim) = r?;
+    let (a, b) = (ours.per_cpu_second?, lim.per_cpu_second?);
+    Some(Row {
+        metric: format!(
+            "ShouldRateLimit decisions per CPU-second of the server process, {what} vs Limitador `{theirs}` (the rounds above, user + system time from /proc)"
+        ),
+        value: format!("{a:.0}"),
+        target: "—".into(),
+        baseline: format!("Limitador `{theirs}`: {b:.0}"),
+        ratio: format!("{:.2}×", a / b.max(1.0)),
+        verdict: "ok",
+    })
 }
