@@ -113,18 +113,24 @@ fn request(domain: &str, entries: &[(&str, &str)]) -> RateLimitRequest {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serves_a_standalone_file() {
+/// The service on a standalone file: `per_minute` requests per remote address in
+/// domain `edge`. The directory holds the file while the service runs.
+async fn per_address(per_minute: u32) -> (tempfile::TempDir, Service) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config.yaml");
     std::fs::write(
         &file,
-        "domain: edge\ndescriptors:\n  - key: remote_address\n    rate_limit: {unit: minute, requests_per_unit: 2}\n",
+        format!("domain: edge\ndescriptors:\n  - key: remote_address\n    rate_limit: {{unit: minute, requests_per_unit: {per_minute}}}\n"),
     )
     .unwrap();
     let args =
         Args::try_parse_from(["ratelimit", "--config-file", file.to_str().unwrap()]).unwrap();
-    let mut svc = Service::start(args).await;
+    (dir, Service::start(args).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_a_standalone_file() {
+    let (_dir, mut svc) = per_address(2).await;
     assert_eq!(
         svc.admitted("edge", &[("remote_address", "10.0.0.1")], 3)
             .await,
@@ -305,16 +311,7 @@ async fn a_bad_file_stops_the_start_with_the_field_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grpc_face_grows_past_its_small_buffers_and_refuses_what_tonic_refuses() {
     use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitResponse;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.yaml");
-    std::fs::write(
-        &file,
-        "domain: edge\ndescriptors:\n  - key: remote_address\n    rate_limit: {unit: minute, requests_per_unit: 1}\n",
-    )
-    .unwrap();
-    let args =
-        Args::try_parse_from(["ratelimit", "--config-file", file.to_str().unwrap()]).unwrap();
-    let mut svc = Service::start(args).await;
+    let (_dir, mut svc) = per_address(1).await;
 
     // 60 descriptors: a request and an answer of a few KiB, well past the 512-byte
     // buffers each call starts with. Each is decided on its own.
