@@ -229,14 +229,15 @@ pub fn precedence_key(e: &RouteEntry) -> impl Ord + use<> {
         | (0xffff_ffff - capped(path.len(), 32)) << 13
         | u64::from(e.methods.is_empty()) << 12
         | (0xfff - capped(e.headers.len(), 12));
-    // Without a creation time counts as newest, as in [`age_order`].
-    let age = e
-        .route
-        .metadata
-        .creation_timestamp
+    (steps, age_key(&e.route.metadata))
+}
+
+/// [`age_order`] as one integer (nanoseconds since the epoch), for sort keys; without
+/// a creation time counts as newest.
+pub fn age_key(meta: &ObjectMeta) -> i128 {
+    meta.creation_timestamp
         .as_ref()
-        .map_or(i128::MAX, |t| t.0.as_nanosecond());
-    (steps, age)
+        .map_or(i128::MAX, |t| t.0.as_nanosecond())
 }
 
 /// Older objects first; objects without a creation time count as newest.

@@ -344,18 +344,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// The async runtime for `--worker-threads`: one thread runs everything on the calling
 /// thread (no work stealing, no wake-ups across threads); more, or none given, a pool.
 pub fn runtime(worker_threads: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
-    match worker_threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n.into())
-            .enable_all()
-            .build(),
-        None => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
+    let mut builder = match worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if let Some(n) = worker_threads.filter(|&n| n > 1) {
+        builder.worker_threads(n.into());
     }
+    builder.enable_all().build()
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitService;
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use tonic::codec::{BufferSettings, Codec};
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
@@ -17,9 +16,9 @@ use crate::limiter::Limiter;
 #[derive(Clone)]
 pub struct RateLimitGrpc(pub Arc<Limiter>);
 
-#[tonic::async_trait]
-impl RateLimitService for RateLimitGrpc {
-    async fn should_rate_limit(
+impl RateLimitGrpc {
+    /// One ShouldRateLimit call, as [`RateLimitServer`] serves it.
+    pub async fn should_rate_limit(
         &self,
         request: Request<RateLimitRequest>,
     ) -> Result<Response<RateLimitResponse>, Status> {
@@ -123,6 +122,8 @@ impl tonic::server::UnaryService<RateLimitRequest> for ShouldRateLimit {
     type Future = BoxFuture<Response<RateLimitResponse>, Status>;
 
     fn call(&mut self, request: Request<RateLimitRequest>) -> Self::Future {
+        // An inherent method, not the generated trait's: its future is boxed here
+        // once, not again by `async_trait`.
         let service = self.0.clone();
         Box::pin(async move { service.should_rate_limit(request).await })
     }

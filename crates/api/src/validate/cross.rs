@@ -11,7 +11,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use super::{Issue, Report};
 use crate::{
     Duration, HeaderMatch, Model, ObjectKey, Route, RouteEntry, Service,
-    precedence::{age_order, precedence, precedence_key},
+    precedence::{age_key, age_order, precedence, precedence_key},
 };
 
 /// The same Kind namespace/name twice in the input: the first is kept. Says whether
@@ -68,12 +68,8 @@ fn served_by_age(routes: &[(Report, &Arc<Route>)], in_key_order: bool) -> Vec<us
     // In key order (as sources hand Routes over), position breaks ties as the key
     // does: sorting small (age, position) values beside each other beats following
     // each comparison to two Routes' metadata (a visible part of an edit at 10k).
-    // Without a creation time counts as newest, as in `age_order`.
     let mut by_age: Vec<(i128, usize)> = served
-        .map(|i| {
-            let age = routes[i].1.metadata.creation_timestamp.as_ref();
-            (age.map_or(i128::MAX, |t| t.0.as_nanosecond()), i)
-        })
+        .map(|i| (age_key(&routes[i].1.metadata), i))
         .collect();
     by_age.sort_unstable();
     by_age.into_iter().map(|(_, i)| i).collect()
@@ -199,15 +195,7 @@ fn sorted_by_precedence(entries: Vec<RouteEntry>) -> Vec<RouteEntry> {
             .then_with(|| precedence(&entries[*a], &entries[*b]))
             .then(a.cmp(b))
     });
-    // Often already in order: nothing to move.
-    if order.iter().enumerate().all(|(at, &(_, i))| at == i) {
-        return entries;
-    }
-    let mut slots: Vec<Option<RouteEntry>> = entries.into_iter().map(Some).collect();
-    order
-        .into_iter()
-        .filter_map(|(_, i)| slots[i].take())
-        .collect()
+    super::placed(entries, order.into_iter().map(|(_, i)| i).collect())
 }
 
 /// One issue per shadowed path, naming the hosts and the winner; auth bypasses first.

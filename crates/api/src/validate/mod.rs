@@ -227,6 +227,11 @@ pub(crate) fn sorted_by_index<T>(
 ) -> Vec<T> {
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by(|&a, &b| cmp(&items, a, b));
+    placed(items, order)
+}
+
+/// `items` moved into `order` (a permutation of their positions), each moved once.
+pub(crate) fn placed<T>(items: Vec<T>, order: Vec<usize>) -> Vec<T> {
     // Often already in order (sources hand objects over sorted): nothing to move.
     if order.iter().enumerate().all(|(at, &i)| at == i) {
         return items;
