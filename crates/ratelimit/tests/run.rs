@@ -372,3 +372,78 @@ async fn the_grpc_face_grows_past_its_small_buffers_and_refuses_what_tonic_refus
     assert!(svc.call("edge", &[("remote_address", "10.8.8.8")]).await);
     svc.stop().await;
 }
+
+/// `body` posted to ShouldRateLimit over a raw HTTP/2 connection, with `extra`
+/// headers: the gRPC status the service answers (from headers or trailers).
+async fn raw_grpc_status(
+    addr: std::net::SocketAddr,
+    extra: &[(&str, &str)],
+    body: Vec<u8>,
+) -> String {
+    use http_body_util::BodyExt;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::post(format!(
+        "http://{addr}/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers");
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(http_body_util::Full::new(prost::bytes::Bytes::from(body)))
+        .unwrap();
+    let response = send.send_request(req).await.unwrap();
+    if let Some(s) = response.headers().get("grpc-status") {
+        return s.to_str().unwrap().to_owned();
+    }
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    trailers
+        .get("grpc-status")
+        .map(|s| s.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_face_refuses_compressed_and_truncated_calls_and_keeps_deciding() {
+    let (_dir, mut svc) = per_address(5).await;
+    let frame = |flag: u8, declared: u32, payload: &[u8]| {
+        let mut f = vec![flag];
+        f.extend_from_slice(&declared.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    };
+    let valid = prost::Message::encode_to_vec(&request("edge", &[("remote_address", "10.1.1.1")]));
+    // The control: the same raw path decides a well-formed call.
+    let ok = raw_grpc_status(svc.grpc_addr, &[], frame(0, valid.len() as u32, &valid)).await;
+    assert_eq!(ok, "0");
+    // A compression the service does not accept: Unimplemented, as tonic answers.
+    let gzip = raw_grpc_status(
+        svc.grpc_addr,
+        &[("grpc-encoding", "gzip")],
+        frame(1, 4, b"junk"),
+    )
+    .await;
+    assert_eq!(gzip, "12");
+    // The compressed flag without a grpc-encoding, and a frame cut short: not OK.
+    for body in [
+        frame(1, 4, b"junk"),
+        frame(0, 100, &valid[..valid.len().min(10)]),
+    ] {
+        let status = raw_grpc_status(svc.grpc_addr, &[], body).await;
+        assert!(!status.is_empty() && status != "0", "{status}");
+    }
+    // Garbage that is not a RateLimitRequest.
+    let garbage = raw_grpc_status(svc.grpc_addr, &[], frame(0, 3, &[0xff, 0xff, 0xff])).await;
+    assert!(!garbage.is_empty() && garbage != "0", "{garbage}");
+    assert!(svc.call("edge", &[("remote_address", "10.2.2.2")]).await);
+    svc.stop().await;
+}
