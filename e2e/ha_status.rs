@@ -134,7 +134,7 @@ async fn the_leader_reports_acks_and_nacks_of_envoys_on_other_replicas() {
                 "{match: {paths: [{prefix: /}]}, backends: [{service: two}]}",
             )),
     );
-    std::sync::Arc::make_mut(&mut bad_model.routes[0].route)
+    std::sync::Arc::make_mut(&mut std::sync::Arc::make_mut(&mut bad_model.routes[0]).route)
         .metadata
         .generation = Some(2);
     let mut bad = translate(&bad_model, &options);

@@ -181,7 +181,7 @@ pub struct Model {
     /// Accepted Services.
     pub services: BTreeMap<ObjectKey, Arc<Service>>,
     /// Entries of accepted, unconflicted Routes, in precedence order.
-    pub routes: Vec<RouteEntry>,
+    pub routes: Vec<Arc<RouteEntry>>,
     /// Accepted Hosts, one per hostname.
     pub hosts: BTreeMap<ObjectKey, ServedHost>,
     /// TLS material of accepted Services that set `spec.tls`.

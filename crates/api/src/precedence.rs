@@ -205,6 +205,9 @@ pub fn precedence(a: &RouteEntry, b: &RouteEntry) -> Ordering {
         .unwrap_or(Ordering::Equal)
 }
 
+/// [`precedence_key`]'s value: the steps packed into a `u64`, then the age.
+pub type PrecedenceKey = (u64, i128);
+
 /// What [`precedence`] decides before its name step, as one value that orders the
 /// same way: sorting by it first compares each entry's host rank, path and age once,
 /// instead of recomputing them in every comparison (at 10k Routes the sort was a
@@ -214,7 +217,7 @@ pub fn precedence(a: &RouteEntry, b: &RouteEntry) -> Ordering {
 /// Each field saturates rather than wraps: an oversized value (beyond what validation
 /// admits) can only make two keys equal, which [`precedence`] then decides, never
 /// put them out of order.
-pub fn precedence_key(e: &RouteEntry) -> impl Ord + use<> {
+pub fn precedence_key(e: &RouteEntry) -> PrecedenceKey {
     let (exact, path) = e.path_parts();
     let capped = |n: usize, bits: u32| n.min((1 << bits) - 1) as u64;
     // Exact, then wildcards longest first, then any host, then none: 17 bits.

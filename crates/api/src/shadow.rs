@@ -36,7 +36,7 @@ pub fn shadows(model: &Model) -> BTreeMap<ObjectKey, Vec<Shadow>> {
         .routes
         .iter()
         .filter(|e| e.hosts().is_empty())
-        .map(|e| (lower_path(e), e))
+        .map(|e| (lower_path(e), &**e))
         .collect();
     anywhere.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out: BTreeMap<ObjectKey, Vec<Shadow>> = BTreeMap::new();
@@ -66,7 +66,7 @@ fn host_shadows(table: &HostTable<'_>, anywhere: &[(String, &RouteEntry)]) -> Ve
     let ranked: Vec<(HostRank, &RouteEntry)> = table
         .entries
         .iter()
-        .map(|e| (HostRank::of(e, host), *e))
+        .map(|e| (HostRank::of(e, host), &***e))
         .collect();
     // Wildcard entries covering this host: usually a handful, checked one by one.
     let wildcards: Vec<&(HostRank, &RouteEntry)> = ranked

@@ -5,7 +5,7 @@
 //! Envoy picks one virtual host per request, so a wildcard or host-less Route must be
 //! copied into every more specific host it covers. The translator, `explain` and the
 //! shadowing rules all read this one table, so they cannot disagree.
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::{
     Model, RouteEntry,
@@ -19,7 +19,7 @@ pub const ANY_HOST: &str = "*";
 #[derive(Debug)]
 pub struct HostTable<'a> {
     pub domain: String,
-    pub entries: Vec<&'a RouteEntry>,
+    pub entries: Vec<&'a Arc<RouteEntry>>,
 }
 
 /// The table as positions in [`Model::routes`], built once per model: validation's

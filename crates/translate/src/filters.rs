@@ -379,7 +379,7 @@ mod tests {
             "{:?}",
             o.problems().collect::<Vec<_>>()
         );
-        o.model.routes[0].clone()
+        (*o.model.routes[0]).clone()
     }
 
     const YAML: &str = "apiVersion: portcullis.dev/v1alpha1\nkind: Service\nmetadata: {name: s, namespace: t}\nspec: {destinations: [{name: a, address: '10.0.0.1:80'}]}\n---\napiVersion: portcullis.dev/v1alpha1\nkind: Route\nmetadata: {name: r, namespace: t}\nspec: {match: {paths: [{prefix: /}]}, backends: [{service: s}], auth: {scopes: [a, b], shadow: true}, rateLimits: [{name: per-key, by: [apiKey, clientIP, 'header:X-Team', method, route], limits: [{requests: 5, per: 1s}]}]}\n";

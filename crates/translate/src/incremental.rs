@@ -81,7 +81,8 @@ struct CachedCluster {
 
 /// One domain's inputs and what they gave.
 struct Cached {
-    entries: Vec<RouteEntry>,
+    /// Shared with the model the domain was built from.
+    entries: Vec<Arc<RouteEntry>>,
     /// The owning Host's TLS settings and whether it has a certificate.
     host: Option<(Option<HostTls>, bool)>,
     failed_services: Vec<ObjectKey>,
@@ -98,8 +99,13 @@ fn owner_tls<'a>(model: &'a Model, domain: &str) -> Option<(Option<&'a HostTls>,
     owner(&model.hosts, domain).map(|(_, h)| (h.host.spec.tls.as_ref(), h.certificate.is_some()))
 }
 
-/// Equal as far as translation reads them: the key and spec (not status or metadata).
-fn same_entry(a: &RouteEntry, b: &RouteEntry) -> bool {
+/// Equal as far as translation reads them: the same allocation (validation keeps an
+/// unchanged Route's entries from one model to the next), or the same key and spec
+/// (not status or metadata).
+fn same_entry(a: &Arc<RouteEntry>, b: &Arc<RouteEntry>) -> bool {
+    if Arc::ptr_eq(a, b) {
+        return true;
+    }
     (Arc::ptr_eq(&a.route, &b.route) || a.route.spec == b.route.spec)
         && a.key == b.key
         && a.path_index == b.path_index
@@ -153,7 +159,7 @@ impl Cached {
         let redirect = (vhost.require_tls == TlsRequirementType::All as i32)
             .then(|| as_field(&host_routes::redirect_only(vhost.clone())));
         Self {
-            entries: table.entries.iter().map(|e| (*e).clone()).collect(),
+            entries: table.entries.iter().map(|e| Arc::clone(e)).collect(),
             host: owner_tls(model, &table.domain).map(|(tls, cert)| (tls.cloned(), cert)),
             failed_services: failed_services.to_vec(),
             full: as_field(&vhost),

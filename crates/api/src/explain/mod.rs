@@ -135,7 +135,7 @@ pub fn explain(model: &Model, request: &Request) -> Explanation {
     let matching: Vec<&RouteEntry> = table
         .entries
         .iter()
-        .copied()
+        .map(|e| &***e)
         .filter(|e| matches(e, request, &n.path))
         .collect();
     let Some((winner, rest)) = matching.split_first() else {

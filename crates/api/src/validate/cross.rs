@@ -11,7 +11,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use super::{Issue, Report};
 use crate::{
     Duration, HeaderMatch, Model, ObjectKey, Route, RouteEntry, Service,
-    precedence::{age_key, age_order, precedence, precedence_key},
+    precedence::{age_key, age_order},
 };
 
 /// The same Kind namespace/name twice in the input: the first is kept. Says whether
@@ -81,6 +81,7 @@ pub(super) fn resolve(
     routes_in_key_order: bool,
     hosts: BTreeMap<ObjectKey, crate::model::ServedHost>,
     route_table_bytes: usize,
+    kept: &mut super::entries::KeptEntries,
 ) -> Model {
     let accepted: BTreeMap<ObjectKey, Arc<Service>> = services
         .iter()
@@ -157,14 +158,15 @@ pub(super) fn resolve(
 
     super::budget::apply(routes, &by_age, route_table_bytes);
 
-    let mut entries = Vec::new();
-    for (report, route) in routes.iter() {
-        if report.is_served() {
-            push_entries(&mut entries, report, route, &by_name);
-        }
-    }
-    drop(by_name);
-    let entries = sorted_by_precedence(entries);
+    let served: Vec<(&ObjectKey, &Arc<Route>)> = routes
+        .iter()
+        .filter(|(report, _)| report.is_served())
+        .map(|(report, route)| (&report.key, *route))
+        .collect();
+    let entries = kept.update(&accepted, &served, |key, route, out| {
+        push_entries(out, key, route, &by_name)
+    });
+    drop((served, by_name));
     let model = Model {
         services: accepted,
         routes: entries,
@@ -179,23 +181,6 @@ pub(super) fn resolve(
         }
     }
     model
-}
-
-/// `entries` in precedence order. Each entry's [`precedence_key`] sits beside its
-/// position, so most comparisons read two small adjacent values; only ties look at
-/// the entries ([`precedence`]), and equal entries keep their order.
-fn sorted_by_precedence(entries: Vec<RouteEntry>) -> Vec<RouteEntry> {
-    let mut order: Vec<_> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (precedence_key(e), i))
-        .collect();
-    order.sort_unstable_by(|(ka, a), (kb, b)| {
-        ka.cmp(kb)
-            .then_with(|| precedence(&entries[*a], &entries[*b]))
-            .then(a.cmp(b))
-    });
-    super::placed(entries, order.into_iter().map(|(_, i)| i).collect())
 }
 
 /// One issue per shadowed path, naming the hosts and the winner; auth bypasses first.
@@ -334,11 +319,11 @@ fn lower(s: &str) -> Cow<'_, str> {
 /// Services, whose keys the entries share.
 fn push_entries(
     entries: &mut Vec<RouteEntry>,
-    report: &Report,
+    key: &ObjectKey,
     route: &Arc<Route>,
     services: &HashMap<(&str, &str), (&ObjectKey, &Arc<Service>)>,
 ) {
-    let namespace = report.key.namespace.as_str();
+    let namespace = key.namespace.as_str();
     let mut longest: Option<Duration> = None;
     let mut backends: Vec<(ObjectKey, u32)> = Vec::with_capacity(route.spec.backends.len());
     for b in &route.spec.backends {
@@ -365,7 +350,7 @@ fn push_entries(
         entries.push(RouteEntry {
             // Shared with the source: the model copies no Route.
             route: Arc::clone(route),
-            key: report.key.clone(),
+            key: key.clone(),
             path_index,
             path: path.clone(),
             methods: take_or_copy(&mut methods, last),

@@ -19,6 +19,8 @@ pub struct Memo {
     pub(super) routes: Kept<Route>,
     pub(super) services: Kept<Service>,
     pub(super) hosts: Kept<Host>,
+    /// The served Routes' entries, in precedence order.
+    pub(super) entries: super::entries::KeptEntries,
 }
 
 /// The previous objects, each with its report, in the order they were handed over.
@@ -118,10 +120,19 @@ mod tests {
                 _ => PathMatch::exact(&format!("/e{}", v % 3)),
             };
             let mut r = mk_route(&format!("r{i}"), i as i64, vec![path]);
-            if v.is_multiple_of(5) {
-                r.spec.backends[0].service = "missing".into();
+            match v % 5 {
+                0 => r.spec.backends[0].service = "missing".into(),
+                // A Service that comes and goes.
+                1 => r.spec.backends[0].service = "other".into(),
+                _ => {}
             }
             Arc::new(r)
+        };
+        // Entries read their Services' timeouts.
+        let service = |name: &str, timeout: u64| {
+            let mut s = mk_service(name);
+            s.spec.timeout = Some(crate::Duration::from_secs(1 + timeout % 3));
+            Arc::new(s)
         };
         let mut objects = Objects {
             routes: (0..20).map(|i| route(i, i as u64)).collect(),
@@ -137,7 +148,7 @@ mod tests {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             let i = (seed >> 8) as usize % objects.routes.len();
-            match seed % 7 {
+            match seed % 9 {
                 0 => objects.routes[i] = route(i, seed >> 16),
                 1 => {
                     objects.routes.remove(i);
@@ -155,6 +166,11 @@ mod tests {
                         Rules::file_mode()
                     }
                 }
+                5 => objects.services[0] = service("svc", seed >> 16),
+                6 => match objects.services.len() {
+                    1 => objects.services.push(service("other", seed >> 16)),
+                    _ => drop(objects.services.pop()),
+                },
                 _ => {}
             }
             let want = validate_objects(&objects, &certificates, &rules);

@@ -7,6 +7,7 @@ mod bounds;
 mod budget;
 mod cross;
 mod destinations;
+mod entries;
 mod hosts;
 mod memo;
 mod names;
@@ -183,21 +184,26 @@ fn validate_all(
         memo.as_deref_mut().map(|m| &mut m.routes),
         |r| check_one("Route", r, &r.metadata, route::check),
     );
-    let mut host_reports = memo::check_all(&objects.hosts, memo.map(|m| &mut m.hosts), |h| {
-        check_one("Host", h, &h.metadata, |h, r| hosts::check(h, rules, r))
-    });
+    let mut host_reports = memo::check_all(
+        &objects.hosts,
+        memo.as_deref_mut().map(|m| &mut m.hosts),
+        |h| check_one("Host", h, &h.metadata, |h, r| hosts::check(h, rules, r)),
+    );
     cross::duplicates(&mut service_reports);
     let routes_in_key_order = cross::duplicates(&mut route_reports);
     cross::duplicates(&mut host_reports);
     let upstream_tls = upstream_tls::resolve(&mut service_reports, certificates);
     let served_hosts = hosts::resolve(&mut host_reports, certificates);
     hosts::admit_routes(&mut route_reports, &served_hosts, rules);
+    // Without a memo, nothing is kept: every entry is built.
+    let mut fresh = entries::KeptEntries::default();
     let mut model = cross::resolve(
         &service_reports,
         &mut route_reports,
         routes_in_key_order,
         served_hosts,
         rules.route_table_bytes,
+        memo.map_or(&mut fresh, |m| &mut m.entries),
     );
     model.upstream_tls = upstream_tls;
     // Kinds in key order (Host < Route < Service): sources hand each kind over in key

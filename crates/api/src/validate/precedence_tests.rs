@@ -282,7 +282,7 @@ fn the_precomputed_sort_key_orders_entries_as_precedence_does() {
         }
         routes.push(r);
     }
-    let entries: Vec<crate::RouteEntry> = validate(&routes, &[mk_service("svc")]).model.routes;
+    let entries: Vec<Arc<crate::RouteEntry>> = validate(&routes, &[mk_service("svc")]).model.routes;
     assert!(entries.len() > 100, "{} entries served", entries.len());
     for a in &entries {
         for b in &entries {

@@ -113,7 +113,7 @@ pub fn render(
         if !filter.keeps_host(&host.domain) {
             continue;
         }
-        let rows: Vec<(usize, &&RouteEntry)> = host
+        let rows: Vec<(usize, &&std::sync::Arc<RouteEntry>)> = host
             .entries
             .iter()
             .enumerate()

@@ -1,0 +1,250 @@
+//! The served Routes' entries in precedence order, kept from one validation to the
+//! next: an edit to one of 10k Routes builds and places that Route's entries and keeps
+//! every other entry (the same allocation, shared with the model), instead of building,
+//! sorting and dropping all of them (a third of an edit's instructions).
+//!
+//! An entry is made from its Route, the Route's key and the accepted Services its
+//! backends name. As in [`super::Memo`], identity decides: the entries of the very
+//! same Route allocation are kept, and any change to the accepted Services (a new,
+//! changed or removed one) builds every entry again. The result is the full sort's:
+//! [`precedence`] is a total order on served entries (its last step compares Route key
+//! and path index, and a key is served once), so merging new entries into the kept
+//! ones gives what sorting everything gives.
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use foldhash::{HashSet, HashSetExt};
+
+use crate::precedence::{PrecedenceKey, precedence, precedence_key};
+use crate::{ObjectKey, Route, RouteEntry, Service};
+
+type Keyed = (PrecedenceKey, Arc<RouteEntry>);
+
+/// The entries of the last validation and what they were made from.
+#[derive(Default)]
+pub(crate) struct KeptEntries {
+    /// The accepted Services, in key order.
+    services: Vec<Arc<Service>>,
+    /// The served Routes.
+    routes: Vec<Arc<Route>>,
+    /// Their entries, in precedence order, each beside its [`precedence_key`].
+    sorted: Vec<Keyed>,
+}
+
+/// Each key compared once, then [`precedence`] (which reads the entries) only on ties.
+fn order(a: &Keyed, b: &Keyed) -> Ordering {
+    a.0.cmp(&b.0).then_with(|| precedence(&a.1, &b.1))
+}
+
+/// The namespace and name a Route is known by, borrowed from its metadata.
+fn name_of(route: &Route) -> (&str, &str) {
+    let meta = &route.metadata;
+    (
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
+
+impl KeptEntries {
+    /// The entries of `served` (the served Routes with their keys, usually in key
+    /// order), in precedence order; `build` adds one Route's entries to a list. Keeps
+    /// what this call made for the next one.
+    pub(super) fn update(
+        &mut self,
+        accepted: &BTreeMap<ObjectKey, Arc<Service>>,
+        served: &[(&ObjectKey, &Arc<Route>)],
+        build: impl Fn(&ObjectKey, &Arc<Route>, &mut Vec<RouteEntry>),
+    ) -> Vec<Arc<RouteEntry>> {
+        // Taken out while it is worked on: should anything below panic, the next
+        // call finds nothing kept and builds everything.
+        let last = std::mem::take(self);
+        let same_services = last.services.len() == accepted.len()
+            && last
+                .services
+                .iter()
+                .zip(accepted.values())
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        let (kept, added) = if same_services {
+            last.unchanged(served)
+        } else {
+            (Vec::new(), (0..served.len()).collect())
+        };
+        let mut built = Vec::new();
+        for &i in &added {
+            let (key, route) = served[i];
+            build(key, route, &mut built);
+        }
+        let mut new: Vec<Keyed> = built
+            .into_iter()
+            .map(|e| (precedence_key(&e), Arc::new(e)))
+            .collect();
+        new.sort_unstable_by(order);
+        let sorted = merged(kept, new);
+        let entries = sorted.iter().map(|(_, e)| Arc::clone(e)).collect();
+        *self = KeptEntries {
+            services: accepted.values().cloned().collect(),
+            routes: served.iter().map(|(_, r)| Arc::clone(r)).collect(),
+            sorted,
+        };
+        entries
+    }
+
+    /// The entries of Routes still served as they were (not changed, deleted or
+    /// refused since), and the positions in `served` of the Routes whose entries need
+    /// building. Both lists are walked side by side by name: in key order (as sources
+    /// hand Routes over) each Route is looked at once. Out of order the walk only
+    /// keeps less: a Route's entries are kept only beside its very own allocation.
+    fn unchanged(self, served: &[(&ObjectKey, &Arc<Route>)]) -> (Vec<Keyed>, Vec<usize>) {
+        let mut gone: HashSet<*const Route> = HashSet::new();
+        let mut added = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < self.routes.len() || j < served.len() {
+            let old = self.routes.get(i);
+            let new = served.get(j).map(|(_, r)| *r);
+            let same = matches!((old, new), (Some(o), Some(n)) if Arc::ptr_eq(o, n));
+            let (pass_old, pass_new) = match (old, new) {
+                (Some(o), Some(n)) if !same => match name_of(o).cmp(&name_of(n)) {
+                    Ordering::Less => (true, false),
+                    Ordering::Greater => (false, true),
+                    Ordering::Equal => (true, true),
+                },
+                (Some(_), Some(_)) => (true, true),
+                (Some(_), None) => (true, false),
+                (None, _) => (false, true),
+            };
+            if pass_old {
+                if !same {
+                    gone.insert(Arc::as_ptr(&self.routes[i]));
+                }
+                i += 1;
+            }
+            if pass_new {
+                if !same {
+                    added.push(j);
+                }
+                j += 1;
+            }
+        }
+        let mut sorted = self.sorted;
+        if !gone.is_empty() {
+            sorted.retain(|(_, e)| !gone.contains(&Arc::as_ptr(&e.route)));
+        }
+        (sorted, added)
+    }
+}
+
+/// Two lists in [`order`], merged into one.
+fn merged(old: Vec<Keyed>, new: Vec<Keyed>) -> Vec<Keyed> {
+    if new.is_empty() {
+        return old;
+    }
+    if old.is_empty() {
+        return new;
+    }
+    let mut out = Vec::with_capacity(old.len() + new.len());
+    let (mut old, mut new) = (old.into_iter().peekable(), new.into_iter().peekable());
+    while let (Some(a), Some(b)) = (old.peek(), new.peek()) {
+        let next = if order(a, b).is_le() {
+            old.next()
+        } else {
+            new.next()
+        };
+        out.extend(next);
+    }
+    out.extend(old);
+    out.extend(new);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::validate::tests::{mk_route, mk_service};
+    use crate::validate::{Memo, Rules};
+    use crate::{Certificates, Objects, PathMatch};
+    use std::sync::Arc;
+
+    fn objects(routes: usize) -> Objects {
+        Objects {
+            routes: (0..routes)
+                .map(|i| {
+                    let paths = vec![
+                        PathMatch::prefix(&format!("/p{i}")),
+                        PathMatch::exact(&format!("/e{i}")),
+                    ];
+                    Arc::new(mk_route(&format!("r{i:02}"), i as i64, paths))
+                })
+                .collect(),
+            services: vec![Arc::new(mk_service("svc"))],
+            hosts: Vec::new(),
+        }
+    }
+
+    /// For each entry of `now`, whether it is the very allocation of an entry in `before`.
+    fn kept(before: &crate::Model, now: &crate::Model) -> Vec<bool> {
+        now.routes
+            .iter()
+            .map(|e| before.routes.iter().any(|b| Arc::ptr_eq(b, e)))
+            .collect()
+    }
+
+    #[test]
+    fn an_edit_builds_only_the_edited_routes_entries() {
+        let (certificates, rules) = (Certificates::new(), Rules::file_mode());
+        let mut memo = Memo::new();
+        let mut objects = objects(10);
+        let first = memo.validate(&objects, &certificates, &rules).model;
+        assert_eq!(first.routes.len(), 20);
+        // The same objects again: every entry is kept.
+        let again = memo.validate(&objects, &certificates, &rules).model;
+        assert!(kept(&first, &again).iter().all(|&k| k));
+        // One Route edited (a new allocation): only its two entries are new, and the
+        // order is the one a validation without memo gives.
+        objects.routes[4] = Arc::new(mk_route(
+            "r04",
+            4,
+            vec![PathMatch::prefix("/a/longer/path")],
+        ));
+        let edited = memo.validate(&objects, &certificates, &rules).model;
+        let fresh = crate::validate::validate_objects(&objects, &certificates, &rules).model;
+        assert_eq!(
+            format!("{:?}", edited.routes),
+            format!("{:?}", fresh.routes)
+        );
+        let new: Vec<String> = edited
+            .routes
+            .iter()
+            .zip(kept(&again, &edited))
+            .filter(|(_, k)| !k)
+            .map(|(e, _)| format!("{} {}", e.key, e.path_index))
+            .collect();
+        assert_eq!(new, ["Route team/r04 0"]);
+        assert_eq!(edited.routes.len(), 19);
+        // A deleted Route takes its entries with it; the rest are kept.
+        objects.routes.remove(7);
+        let deleted = memo.validate(&objects, &certificates, &rules).model;
+        assert_eq!(deleted.routes.len(), 17);
+        assert!(kept(&edited, &deleted).iter().all(|&k| k));
+        assert!(deleted.routes.iter().all(|e| e.key.name.as_ref() != "r07"));
+    }
+
+    #[test]
+    fn a_changed_service_builds_every_entry_again() {
+        let (certificates, rules) = (Certificates::new(), Rules::file_mode());
+        let mut memo = Memo::new();
+        let mut objects = objects(3);
+        let first = memo.validate(&objects, &certificates, &rules).model;
+        // A longer timeout: every entry's effective timeout changes with it.
+        let mut svc = mk_service("svc");
+        svc.spec.timeout = Some(crate::Duration::from_secs(42));
+        objects.services[0] = Arc::new(svc);
+        let changed = memo.validate(&objects, &certificates, &rules).model;
+        assert!(kept(&first, &changed).iter().all(|&k| !k));
+        assert!(
+            changed
+                .routes
+                .iter()
+                .all(|e| e.timeout == crate::Duration::from_secs(42))
+        );
+    }
+}
