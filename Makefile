@@ -157,7 +157,7 @@ bench:
 bench-xds: tools
 	ulimit -n 16384 2>/dev/null; $(CARGO) run --release -p portcullis-bench --bin bench-xds -- --out docs/benchmarks.md
 
-# h2load (nghttp2's load generator), the neutral client of bench-authz and bench-tls,
+# h2load (nghttp2's load generator), the neutral client of bench-authz, bench-ratelimit and bench-tls,
 # from Debian's nghttp2-client; root installs it, others get a hint.
 h2load:
 	@command -v h2load >/dev/null 2>&1 || { \
@@ -172,7 +172,7 @@ bench-authz: tools h2load
 	$(CARGO) run --release -p portcullis-bench --bin bench-authz -- --out docs/benchmarks.md
 
 # Without limitador-server (a failed `make limitador`), its rows read "not measured".
-bench-ratelimit: tools
+bench-ratelimit: tools h2load
 	-@$(MAKE) --no-print-directory limitador
 	$(CARGO) run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md
 

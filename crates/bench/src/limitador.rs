@@ -32,6 +32,8 @@ pub struct LimitSpec<'a> {
 /// Killed on drop.
 pub struct Limitador {
     pub addr: std::net::SocketAddr,
+    /// Its HTTP API (`/metrics`).
+    pub http: std::net::SocketAddr,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -61,6 +63,7 @@ impl Limitador {
             .with_context(|| format!("starting {}", bin.display()))?;
         Ok(Limitador {
             addr: ([127, 0, 0, 1], rls).into(),
+            http: ([127, 0, 0, 1], http).into(),
             child,
             _dir: dir,
         })

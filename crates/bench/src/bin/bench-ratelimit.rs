@@ -6,8 +6,9 @@
 //! 2. ShouldRateLimit over gRPC, closed loop: decisions per second, against health.
 //! 3. Through Envoy: a Route limited by the service, against the same Route limited by
 //!    Envoy's in-process `local_ratelimit` filter (the ceiling), same load generator.
-//! 4. Against Kuadrant's Limitador (`make limitador`), same client, same descriptors,
-//!    same Redis: closed-loop decisions per second, in alternating rounds.
+//! 4. Against Kuadrant's Limitador (`make limitador`), same load, same Redis: closed-loop
+//!    decisions per second in alternating rounds, measured by h2load (`neutral`) and,
+//!    for the memory store, by the benchmark's Rust client too (`versus`).
 //!
 //! Limits are far above the load, so every request is decided, counted and admitted.
 use std::io::{BufRead, Write};
@@ -28,6 +29,8 @@ use portcullis_xds::{Cache, type_url};
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
+#[path = "bench_ratelimit/neutral.rs"]
+mod neutral;
 #[path = "bench_ratelimit/versus.rs"]
 mod versus;
 
@@ -107,12 +110,19 @@ const WORKER_THREADS: u16 = 1;
 struct Service {
     child: Child,
     addr: SocketAddr,
+    /// Its HTTP listener (`/metrics`).
+    http: SocketAddr,
 }
 
 impl Service {
-    /// Its gRPC address and process id.
-    fn server(&self) -> (SocketAddr, u32) {
-        (self.addr, self.child.id())
+    /// As h2load's comparison reads it: its gRPC address, process and counters.
+    fn target(&self) -> neutral::Target {
+        neutral::Target {
+            grpc: self.addr,
+            pid: self.child.id(),
+            metrics: format!("http://{}/metrics", self.http),
+            counters: neutral::OURS,
+        }
     }
 
     fn start(flags: &[&str]) -> anyhow::Result<Service> {
@@ -124,11 +134,11 @@ impl Service {
             .spawn()?;
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .parse()
-            .with_context(|| format!("child said {line:?}"))?;
-        Ok(Service { child, addr })
+        let parsed = line
+            .split_once(' ')
+            .and_then(|(g, h)| Some((g.parse().ok()?, h.trim().parse().ok()?)));
+        let (addr, http) = parsed.with_context(|| format!("child said {line:?}"))?;
+        Ok(Service { child, addr, http })
     }
 }
 
@@ -146,7 +156,7 @@ fn child_ratelimit(flags: Vec<String>) -> anyhow::Result<()> {
     portcullis::cli::runtime(Some(WORKER_THREADS))?.block_on(async {
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        println!("{}", grpc.local_addr()?);
+        println!("{} {}", grpc.local_addr()?, http.local_addr()?);
         std::io::stdout().flush()?;
         let stdin_closed = async {
             let _ = tokio::task::spawn_blocking(|| {
@@ -526,34 +536,40 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(b) => println!("limitador-server: {}", b.display()),
         None => println!("limitador-server not built (make limitador): not measured"),
     }
-    let compare = async |ours: (SocketAddr, u32), storage: &[&str]| match &lim_bin {
-        Some(bin) => versus::against(bin, ours, storage, round).await.map(Some),
+    let scratch = tempfile::tempdir()?;
+    let compare = async |ours: &Service, storage: &[&str], tonic: bool| match &lim_bin {
+        Some(bin) => versus::against(bin, &ours.target(), storage, round, tonic, scratch.path())
+            .await
+            .map(Some),
         None => Ok(None),
     };
-    let vs_memory = compare(memory.server(), &["memory"]).await?;
-    let vs_redis = compare(redis_svc.server(), &["redis", &redis_url]).await?;
-    let vs_cached = compare(redis_svc.server(), &["redis_cached", &redis_url]).await?;
-    rows.push(versus::row(
+    let vs_memory = compare(&memory, &["memory"], true).await?;
+    let vs_redis = compare(&redis_svc, &["redis", &redis_url], false).await?;
+    let vs_cached = compare(&redis_svc, &["redis_cached", &redis_url], false).await?;
+    rows.push(neutral::row(
         "memory store",
         1.2,
-        vs_memory.as_ref(),
+        vs_memory.as_ref().map(|c| &c.neutral),
         "memory",
     ));
-    rows.extend(versus::cpu_row(
-        "memory store",
-        vs_memory.as_ref(),
-        "memory",
+    let tonic = vs_memory.as_ref().and_then(|c| c.tonic.as_ref());
+    rows.extend(versus::row("memory store", tonic, "memory"));
+    rows.extend(versus::cpu_row("memory store", tonic, "memory"));
+    rows.push(neutral::row(
+        "Redis store",
+        2.0,
+        vs_redis.as_ref().map(|c| &c.neutral),
+        "redis",
     ));
-    rows.push(versus::row("Redis store", 2.0, vs_redis.as_ref(), "redis"));
-    rows.push(versus::row(
+    rows.push(neutral::row(
         "Redis store",
         1.0,
-        vs_cached.as_ref(),
+        vs_cached.as_ref().map(|c| &c.neutral),
         "redis_cached",
     ));
 
     let body = format!(
-        "## Rate limiting (`make bench-ratelimit`)\n\nCommand: `make bench-ratelimit` (= `cargo run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md`).\nMachine: {}. Each `portcullis ratelimit` runs in its own process, on one thread (`--worker-threads 1`, as Limitador's gRPC server), with its limits from the control plane over ADS; Redis is a local `redis-server`.\n\n{}\nNotes: \"not decided\" counts calls answered by the failure policy after the 20 ms store timeout or failed by the server's HTTP/2 flood guard (GOAWAY ENHANCE_YOUR_CALM when too many requests wait unread); an open-loop rate above what the service sustains makes both grow without bound. Every request is decided and counted (one descriptor, one 1 s window, limit far above the load; {CLIENTS} distinct clients over gRPC, one through Envoy), none is refused. Fixed-rate latency is timed by a client in the benchmark process from each call's send to its answer ({} calls per 1 ms tick over 4 HTTP/2 connections), so it includes that client's gRPC stack; the health check on the same server at the same rate is that floor. Through Envoy, one load generator (32 keep-alive connections, closed loop) drives the same Route shape limited by the service and by Envoy's in-process `local_ratelimit`; Envoy runs one worker thread and shares the 2 cores with the generator, the echo backend, the service and Redis. Against Limitador (`limitador-server`, built by `make limitador` from Kuadrant/limitador {}, `--rate-limit-headers DRAFT_VERSION_03` as the service always sends RateLimit headers), the same client and descriptors drive each server in turn, one equivalent limit per client (1e9 per 1 s), on the same `redis-server`; a round's figure counts only decided calls. Verdicts: ok = target met, MISS = up to 2× off, FAIL = more than 2× off (the run then exits non-zero: the regression guard).\n",
+        "## Rate limiting (`make bench-ratelimit`)\n\nCommand: `make bench-ratelimit` (= `cargo run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md`).\nMachine: {}. Each `portcullis ratelimit` runs in its own process, on one thread (`--worker-threads 1`, as Limitador's gRPC server), with its limits from the control plane over ADS; Redis is a local `redis-server`.\n\n{}\nNotes: \"not decided\" counts calls answered by the failure policy after the 20 ms store timeout or failed by the server's HTTP/2 flood guard (GOAWAY ENHANCE_YOUR_CALM when too many requests wait unread); an open-loop rate above what the service sustains makes both grow without bound. Every request is decided and counted (one descriptor, one 1 s window, limit far above the load; {CLIENTS} distinct clients over gRPC, one through Envoy), none is refused. Fixed-rate latency is timed by a client in the benchmark process from each call's send to its answer ({} calls per 1 ms tick over 4 HTTP/2 connections), so it includes that client's gRPC stack; the health check on the same server at the same rate is that floor. Through Envoy, one load generator (32 keep-alive connections, closed loop) drives the same Route shape limited by the service and by Envoy's in-process `local_ratelimit`; Envoy runs one worker thread and shares the 2 cores with the generator, the echo backend, the service and Redis. Against Limitador (`limitador-server`, built by `make limitador` from Kuadrant/limitador {}, `--rate-limit-headers DRAFT_VERSION_03` as the service always sends RateLimit headers), each server is driven in turn, one equivalent limit per client (1e9 per 1 s), on the same `redis-server`. The rows with the targets are measured by h2load (one C process, one thread, the gRPC frame of one client's request, closed loop after a 1 s warm-up of each server), so neither side carries the benchmark's own Rust gRPC client; h2load sees only HTTP status, so a round counts only the calls the server's own counters (`portcullis_ratelimit_decisions_total{{outcome=\"ok\"}}`, Limitador's `authorized_calls` + `limited_calls`, read before and after) say it decided. The Rust client's closed loop (1,000 clients' descriptors) is kept beside it for context, with its server CPU time from /proc. Verdicts: ok = target met, MISS = up to 2× off, FAIL = more than 2× off (the run then exits non-zero: the regression guard).\n",
         machine(),
         table(&rows),
         RATE / 1000,

@@ -14,7 +14,7 @@ use portcullis_bench::report::Row;
 use portcullis_bench::rpc_load::{self, Sampled};
 use tonic::transport::Channel;
 
-use super::{CLIENTS, LIMIT_NAME, decided, decided_per_sec, decision_request};
+use super::{CLIENTS, LIMIT_NAME, decided, decided_per_sec, decision_request, neutral};
 
 const ROUNDS: usize = 3;
 const INFLIGHT: usize = 64;
@@ -69,7 +69,7 @@ pub struct Side {
 
 /// The CPU seconds (user + system) process `pid` has used, from /proc (in USER_HZ
 /// ticks, 100 per second in Linux's ABI).
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces, in parentheses).
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
@@ -144,27 +144,16 @@ pub fn spec() -> LimitSpec<'static> {
     }
 }
 
-/// One comparison row; `None` for Limitador when it is not built.
-pub fn row(what: &str, target: f64, r: Option<&(Side, Side)>, theirs: &str) -> Row {
-    let metric = format!(
-        "ShouldRateLimit decisions per second, {what} vs Limitador `{theirs}` ({INFLIGHT} in flight, {CLIENTS} clients, best of {ROUNDS} alternating rounds)"
-    );
-    let t = target;
-    let target = format!("≥ {target}× Limitador");
-    let Some((Side { best: ours, .. }, Side { best: lim, .. })) = r else {
-        return Row {
-            metric,
-            value: "not measured: limitador-server not built (make limitador)".into(),
-            target,
-            baseline: "—".into(),
-            ratio: "—".into(),
-            verdict: "MISS",
-        };
-    };
+/// The closed loop through the Rust client, beside the h2load row that carries the
+/// target: no target of its own (that client costs more CPU per call than either
+/// server, on the same 2 cores). `None` when Limitador is not built.
+pub fn row(what: &str, r: Option<&(Side, Side)>, theirs: &str) -> Option<Row> {
+    let (Side { best: ours, .. }, Side { best: lim, .. }) = r?;
     let (a, b) = (decided_per_sec(ours), decided_per_sec(lim));
-    let ratio = a / b.max(1.0);
-    Row {
-        metric,
+    Some(Row {
+        metric: format!(
+            "ShouldRateLimit decisions per second through the benchmark's Rust gRPC client (tonic, in the benchmark process), {what} vs Limitador `{theirs}` ({INFLIGHT} in flight, {CLIENTS} clients, best of {ROUNDS} alternating rounds)"
+        ),
         value: format!(
             "{a:.0}/s, p50 / p99 {} / {} µs{}",
             ours.p50.as_micros(),
@@ -177,16 +166,10 @@ pub fn row(what: &str, target: f64, r: Option<&(Side, Side)>, theirs: &str) -> R
             lim.p99.as_micros(),
             undecided(lim)
         ),
-        target,
-        ratio: format!("{ratio:.2}×"),
-        verdict: if ratio >= t {
-            "ok"
-        } else if ratio >= t / 2.0 {
-            "MISS"
-        } else {
-            "FAIL"
-        },
-    }
+        target: "— (h2load row above)".into(),
+        ratio: format!("{:.2}×", a / b.max(1.0)),
+        verdict: "ok",
+    })
 }
 
 fn undecided(s: &Sampled) -> String {
@@ -196,32 +179,51 @@ fn undecided(s: &Sampled) -> String {
     }
 }
 
-/// Starts Limitador with `storage` and compares it with the service at `ours`.
+/// Both comparisons with one Limitador: through the Rust client (`tonic`, when asked)
+/// and through h2load.
+pub struct Compared {
+    pub tonic: Option<(Side, Side)>,
+    pub neutral: (neutral::Tally, neutral::Tally),
+}
+
+/// Starts Limitador with `storage` and compares it with the service `ours`.
 pub async fn against(
     bin: &std::path::Path,
-    ours: (SocketAddr, u32),
+    ours: &neutral::Target,
     storage: &[&str],
     round: Duration,
-) -> anyhow::Result<(Side, Side)> {
+    tonic: bool,
+    scratch: &std::path::Path,
+) -> anyhow::Result<Compared> {
     let lim = Limitador::start(bin, &spec(), storage)?;
-    let r = versus(ours.0, lim.addr, (ours.1, lim.pid()), round).await;
-    let per_cpu = |s: &Side| s.per_cpu_second.map_or("?".into(), |v| format!("{v:.0}"));
+    let theirs = neutral::Target {
+        grpc: lim.addr,
+        pid: lim.pid(),
+        metrics: format!("http://{}/metrics", lim.http),
+        counters: neutral::LIMITADOR,
+    };
+    // Both decide before anything is measured (the Rust client's readiness check).
+    let _ = decider(ours.grpc).await?;
+    let _ = decider(theirs.grpc).await?;
+    let tonic = match tonic {
+        true => Some(versus(ours.grpc, theirs.grpc, (ours.pid, theirs.pid), round).await?),
+        false => None,
+    };
+    let neutral = neutral::versus(ours, &theirs, round.as_secs().max(1), scratch).await?;
+    let rate = |t: &neutral::Tally| t.best.map_or(0.0, |b| b.0);
     println!(
-        "vs limitador {}: {}",
+        "vs limitador {}: h2load {:.0}/s vs {:.0}/s{}",
         storage[0],
-        match &r {
-            Ok((a, b)) => format!(
-                "{:.0}/s vs {:.0}/s; per CPU-second {} vs {}",
-                decided_per_sec(&a.best),
-                decided_per_sec(&b.best),
-                per_cpu(a),
-                per_cpu(b)
-            ),
-            Err(e) => format!("{e:#}"),
-        }
+        rate(&neutral.0),
+        rate(&neutral.1),
+        tonic.as_ref().map_or(String::new(), |(a, b)| format!(
+            "; Rust client {:.0}/s vs {:.0}/s",
+            decided_per_sec(&a.best),
+            decided_per_sec(&b.best)
+        )),
     );
     drop(lim);
-    r
+    Ok(Compared { tonic, neutral })
 }
 
 /// Decisions per second of each server's own CPU time, over all its rounds: what each
