@@ -229,6 +229,35 @@ mod tests {
     }
 
     #[test]
+    fn a_rebuilt_entry_tied_on_the_key_is_placed_by_the_full_comparison() {
+        // Same age, same path kind and length, no hosts: every precedence key ties, so
+        // only the name step of `precedence` orders them.
+        let (certificates, rules) = (Certificates::new(), Rules::file_mode());
+        let mut memo = Memo::new();
+        let route = |i: usize| {
+            Arc::new(mk_route(
+                &format!("r{i}"),
+                0,
+                vec![PathMatch::prefix(&format!("/p{i}"))],
+            ))
+        };
+        let mut objects = objects(0);
+        objects.routes = (0..8).map(route).collect();
+        memo.validate(&objects, &certificates, &rules);
+        // r3 and r6 handed over again as new allocations: rebuilt and merged.
+        objects.routes[3] = route(3);
+        objects.routes[6] = route(6);
+        let names: Vec<String> = memo
+            .validate(&objects, &certificates, &rules)
+            .model
+            .routes
+            .iter()
+            .map(|e| e.key.name.to_string())
+            .collect();
+        assert_eq!(names, ["r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7"]);
+    }
+
+    #[test]
     fn a_changed_service_builds_every_entry_again() {
         let (certificates, rules) = (Certificates::new(), Rules::file_mode());
         let mut memo = Memo::new();

@@ -119,7 +119,28 @@ mod tests {
                 2 => PathMatch::prefix("no-slash"),
                 _ => PathMatch::exact(&format!("/e{}", v % 3)),
             };
-            let mut r = mk_route(&format!("r{i}"), i as i64, vec![path]);
+            // Shared ages, hosts, methods, headers and second paths: entries that tie
+            // on the precedence key and are ordered by the full comparison.
+            let mut paths = vec![path];
+            if (v >> 9).is_multiple_of(3) {
+                paths.push(PathMatch::prefix(&format!("/q{}", v % 2)));
+            }
+            let mut r = mk_route(&format!("r{i}"), (i % 4) as i64, paths);
+            r.spec.hosts = match (v >> 3) % 3 {
+                0 => vec![],
+                1 => vec!["a.example.com".into()],
+                _ => vec!["*.example.com".into()],
+            };
+            if (v >> 5).is_multiple_of(2) {
+                r.spec.match_.methods = vec!["GET".into()];
+            }
+            if (v >> 6).is_multiple_of(3) {
+                r.spec.match_.headers = vec![crate::HeaderMatch {
+                    name: "x-team".into(),
+                    exact: Some("a".into()),
+                    ..Default::default()
+                }];
+            }
             match v % 5 {
                 0 => r.spec.backends[0].service = "missing".into(),
                 // A Service that comes and goes.
@@ -176,6 +197,14 @@ mod tests {
             let want = validate_objects(&objects, &certificates, &rules);
             let got = memo.validate(&objects, &certificates, &rules);
             assert_eq!(outcome_text(&got), outcome_text(&want), "step {step}");
+            // Both share the entry code: their order is also checked against the
+            // precedence rules themselves (a total order on served entries).
+            assert!(
+                got.model.routes.windows(2).all(|w| {
+                    crate::precedence::precedence(&w[0], &w[1]) == std::cmp::Ordering::Less
+                }),
+                "step {step}: entries out of precedence order"
+            );
             assert_eq!(memo.routes.len(), objects.routes.len(), "step {step}");
         }
         assert!(switched > 3, "the rules changed {switched} times");
