@@ -95,9 +95,11 @@ impl Authorization for AuthzGrpc {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         // A child of Envoy's ext_authz span: Envoy sends `traceparent` with the call.
-        let span = tracing::info_span!("authz.check", otel.kind = "server");
         let md = request.metadata();
-        portcullis_process::continue_trace(&span, |k| md.get(k).and_then(|v| v.to_str().ok()));
+        let span = portcullis_process::call_span(
+            || tracing::info_span!("authz.check", otel.kind = "server"),
+            |k| md.get(k).and_then(|v| v.to_str().ok()),
+        );
         // Never a gRPC error: every failure is a decision with its own HTTP status, so
         // Envoy's `status_on_error` only covers this service being unreachable.
         let response = AuthzGrpc::check(self, request.get_ref())

@@ -2,7 +2,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use std::sync::Arc;
@@ -47,6 +48,17 @@ pub struct Metrics {
     check: HistogramVec,
     key_reloads: IntCounterVec,
     cache_entries: CacheEntries,
+    /// The children of a cache-hit allowed Check, resolved once: looking a child up by
+    /// its label values hashes them on every call.
+    hot: Hot,
+}
+
+#[derive(Clone)]
+struct Hot {
+    /// `decisions{result="allowed", shadow=…}`, indexed by shadow.
+    allowed: [IntCounter; 2],
+    allowed_seconds: Histogram,
+    hit: IntCounter,
 }
 
 impl Metrics {
@@ -126,6 +138,14 @@ impl Metrics {
         registry.register(Box::new(breaker.clone()))?;
         registry.register(Box::new(check.clone()))?;
         registry.register(Box::new(key_reloads.clone()))?;
+        let hot = Hot {
+            allowed: [
+                decisions.with_label_values(&["allowed", "false"]),
+                decisions.with_label_values(&["allowed", "true"]),
+            ],
+            allowed_seconds: check.with_label_values(&["allowed"]),
+            hit: cache.with_label_values(&["hit"]),
+        };
         Ok(Metrics {
             decisions,
             cache,
@@ -134,10 +154,16 @@ impl Metrics {
             check,
             key_reloads,
             cache_entries,
+            hot,
         })
     }
 
     pub fn decision(&self, result: &str, shadow: bool, took: Duration) {
+        if result == "allowed" {
+            self.hot.allowed[usize::from(shadow)].inc();
+            self.hot.allowed_seconds.observe(took.as_secs_f64());
+            return;
+        }
         self.decisions
             .with_label_values(&[result, if shadow { "true" } else { "false" }])
             .inc();
@@ -153,6 +179,9 @@ impl Metrics {
     }
 
     pub fn cache(&self, outcome: &str) {
+        if outcome == "hit" {
+            return self.hot.hit.inc();
+        }
         self.cache.with_label_values(&[outcome]).inc();
     }
 
@@ -176,5 +205,58 @@ impl Metrics {
         self.key_reloads
             .with_label_values(&[if ok { "ok" } else { "invalid" }])
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(r: &Registry, family: &str, labels: &[(&str, &str)]) -> u64 {
+        let text = portcullis_process::render_metrics(r);
+        let want: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .find(|l| want.iter().all(|w| l.contains(w.as_str())))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(u64::MAX)
+    }
+
+    #[test]
+    fn the_pre_resolved_children_count_under_their_own_labels() {
+        let r = Registry::new();
+        let m = Metrics::new(&r).unwrap();
+        let d = Duration::from_micros(50);
+        m.decision("allowed", false, d);
+        m.decision("allowed", true, d);
+        m.decision("allowed", true, d);
+        m.decision("forbidden", false, d);
+        m.cache("hit");
+        m.cache("miss");
+        m.cache("miss");
+        let decisions = "portcullis_authz_decisions_total";
+        assert_eq!(
+            count(&r, decisions, &[("result", "allowed"), ("shadow", "false")]),
+            1
+        );
+        assert_eq!(
+            count(&r, decisions, &[("result", "allowed"), ("shadow", "true")]),
+            2
+        );
+        assert_eq!(
+            count(
+                &r,
+                decisions,
+                &[("result", "forbidden"), ("shadow", "false")]
+            ),
+            1
+        );
+        let cache = "portcullis_authz_cache_total";
+        assert_eq!(count(&r, cache, &[("outcome", "hit")]), 1);
+        assert_eq!(count(&r, cache, &[("outcome", "miss")]), 2);
+        assert_eq!(m.cache_count("hit"), 1);
+        let seconds = "portcullis_authz_check_seconds_count";
+        assert_eq!(count(&r, seconds, &[("result", "allowed")]), 3);
+        assert_eq!(count(&r, seconds, &[("result", "forbidden")]), 1);
     }
 }

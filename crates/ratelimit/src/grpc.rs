@@ -25,9 +25,11 @@ impl RateLimitGrpc {
         // Never an error: store failures are decided by each limit's failure policy,
         // so Envoy's own `failure_mode_deny` only covers this service being unreachable.
         // A child of Envoy's rate-limit call span (`traceparent` in the metadata).
-        let span = tracing::info_span!("ratelimit.should_rate_limit", otel.kind = "server");
         let md = request.metadata();
-        portcullis_process::continue_trace(&span, |k| md.get(k).and_then(|v| v.to_str().ok()));
+        let span = portcullis_process::call_span(
+            || tracing::info_span!("ratelimit.should_rate_limit", otel.kind = "server"),
+            |k| md.get(k).and_then(|v| v.to_str().ok()),
+        );
         let response = self
             .0
             .should_rate_limit(request.get_ref())
