@@ -195,6 +195,14 @@ fn parse(text: &str, log: &str) -> anyhow::Result<Run> {
     })
 }
 
+/// The request headers of a gRPC call, as h2load `-H` arguments.
+pub fn grpc_headers() -> Vec<String> {
+    vec![
+        "content-type: application/grpc".into(),
+        "te: trailers".into(),
+    ]
+}
+
 /// A gRPC message as it travels in an HTTP/2 DATA frame: uncompressed flag, 4-byte
 /// big-endian length, the encoded message.
 pub fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {

@@ -101,6 +101,23 @@ pub fn verdict_min(value: f64, target: f64) -> &'static str {
     }
 }
 
+/// The sum of the named counters in a Prometheus text exposition: each `(name,
+/// filter)` takes the samples of `name` (with or without labels) whose line holds
+/// `filter`.
+pub fn counter_sum(text: &str, counters: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            counters.iter().any(|(name, filter)| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+                    && l.contains(filter)
+            })
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Fails the run when a row is more than 2× off its target (the regression guard).
 pub fn guard(rows: &[Row]) -> anyhow::Result<()> {
     let failed: Vec<&str> = rows

@@ -26,8 +26,8 @@ type Keyed = (PrecedenceKey, Arc<RouteEntry>);
 pub(crate) struct KeptEntries {
     /// The accepted Services, in key order.
     services: Vec<Arc<Service>>,
-    /// The served Routes.
-    routes: Vec<Arc<Route>>,
+    /// The served Routes, with their keys.
+    routes: Vec<(ObjectKey, Arc<Route>)>,
     /// Their entries, in precedence order, each beside its [`precedence_key`].
     sorted: Vec<Keyed>,
 }
@@ -35,15 +35,6 @@ pub(crate) struct KeptEntries {
 /// Each key compared once, then [`precedence`] (which reads the entries) only on ties.
 fn order(a: &Keyed, b: &Keyed) -> Ordering {
     a.0.cmp(&b.0).then_with(|| precedence(&a.1, &b.1))
-}
-
-/// The namespace and name a Route is known by, borrowed from its metadata.
-fn name_of(route: &Route) -> (&str, &str) {
-    let meta = &route.metadata;
-    (
-        meta.namespace.as_deref().unwrap_or("default"),
-        meta.name.as_deref().unwrap_or_default(),
-    )
 }
 
 impl KeptEntries {
@@ -84,7 +75,10 @@ impl KeptEntries {
         let entries = sorted.iter().map(|(_, e)| Arc::clone(e)).collect();
         *self = KeptEntries {
             services: accepted.values().cloned().collect(),
-            routes: served.iter().map(|(_, r)| Arc::clone(r)).collect(),
+            routes: served
+                .iter()
+                .map(|&(k, r)| (k.clone(), Arc::clone(r)))
+                .collect(),
             sorted,
         };
         entries
@@ -92,7 +86,7 @@ impl KeptEntries {
 
     /// The entries of Routes still served as they were (not changed, deleted or
     /// refused since), and the positions in `served` of the Routes whose entries need
-    /// building. Both lists are walked side by side by name: in key order (as sources
+    /// building. Both lists are walked side by side by key: in key order (as sources
     /// hand Routes over) each Route is looked at once. Out of order the walk only
     /// keeps less: a Route's entries are kept only beside its very own allocation.
     fn unchanged(self, served: &[(&ObjectKey, &Arc<Route>)]) -> (Vec<Keyed>, Vec<usize>) {
@@ -101,10 +95,10 @@ impl KeptEntries {
         let (mut i, mut j) = (0, 0);
         while i < self.routes.len() || j < served.len() {
             let old = self.routes.get(i);
-            let new = served.get(j).map(|(_, r)| *r);
-            let same = matches!((old, new), (Some(o), Some(n)) if Arc::ptr_eq(o, n));
+            let new = served.get(j).copied();
+            let same = matches!((old, new), (Some((_, o)), Some((_, n))) if Arc::ptr_eq(o, n));
             let (pass_old, pass_new) = match (old, new) {
-                (Some(o), Some(n)) if !same => match name_of(o).cmp(&name_of(n)) {
+                (Some((ko, _)), Some((kn, _))) if !same => match ko.cmp(kn) {
                     Ordering::Less => (true, false),
                     Ordering::Greater => (false, true),
                     Ordering::Equal => (true, true),
@@ -115,7 +109,7 @@ impl KeptEntries {
             };
             if pass_old {
                 if !same {
-                    gone.insert(Arc::as_ptr(&self.routes[i]));
+                    gone.insert(Arc::as_ptr(&self.routes[i].1));
                 }
                 i += 1;
             }

@@ -102,14 +102,6 @@ const NEUTRAL_CONNECTIONS: usize = 20;
 const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 const HEALTH_PATH: &str = "/grpc.health.v1.Health/Check";
 
-/// Sum of the samples of `metric` whose labels include `label` in Prometheus text.
-fn counter(text: &str, metric: &str, label: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Row 2: Check and health check at `RATE`/s from h2load, latency from its log. The
 /// frames are first sent once through tonic (h2load sees HTTP status, not gRPC's), and
 /// authz's own counters must show every Check of the run allowed from the cache.
@@ -152,10 +144,7 @@ async fn neutral(
             streams: 100,
             every: Some(Duration::from_secs(1) * NEUTRAL_CONNECTIONS as u32 / RATE),
             data: Some(data),
-            headers: vec![
-                "content-type: application/grpc".into(),
-                "te: trailers".into(),
-            ],
+            headers: h2load::grpc_headers(),
             h1: false,
             duration: d,
             warm_up: Duration::from_secs(1),
@@ -167,13 +156,15 @@ async fn neutral(
             .text()
             .await?;
         anyhow::Ok((
-            counter(&text, "portcullis_authz_decisions_total", ""),
-            counter(
+            counter_sum(&text, &[("portcullis_authz_decisions_total", "")]),
+            counter_sum(
                 &text,
-                "portcullis_authz_decisions_total",
-                "result=\"allowed\"",
+                &[("portcullis_authz_decisions_total", "result=\"allowed\"")],
             ),
-            counter(&text, "portcullis_authz_cache_total", "outcome=\"hit\""),
+            counter_sum(
+                &text,
+                &[("portcullis_authz_cache_total", "outcome=\"hit\"")],
+            ),
         ))
     };
     let load = |s: h2load::Spec| tokio::task::block_in_place(|| h2load::run(&s, scratch));

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use portcullis_bench::h2load::{self, Spec};
-use portcullis_bench::report::Row;
+use portcullis_bench::report::{Row, counter_sum, verdict_min};
 
 use super::{decision_request, fetch_text, versus::cpu_seconds};
 
@@ -39,21 +39,6 @@ pub struct Target {
 pub const OURS: &[(&str, &str)] = &[("portcullis_ratelimit_decisions_total", "outcome=\"ok\"")];
 /// Limitador: calls let through and calls limited.
 pub const LIMITADOR: &[(&str, &str)] = &[("authorized_calls", ""), ("limited_calls", "")];
-
-/// The sum of the named counters in a Prometheus text exposition.
-fn counter_sum(text: &str, counters: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            counters.iter().any(|(name, filter)| {
-                l.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
-                    && l.contains(filter)
-            })
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 async fn decided(t: &Target) -> anyhow::Result<f64> {
     let (status, text) = fetch_text(&t.metrics).await?;
@@ -116,10 +101,7 @@ pub async fn versus(
         streams: STREAMS,
         every: None,
         data: Some(frame.clone()),
-        headers: vec![
-            "content-type: application/grpc".into(),
-            "te: trailers".into(),
-        ],
+        headers: h2load::grpc_headers(),
         h1: false,
         duration: Duration::from_secs(secs),
         warm_up: Duration::ZERO,
@@ -179,12 +161,9 @@ pub fn row(what: &str, target: f64, r: Option<&(Tally, Tally)>, theirs: &str) ->
         target: target_text,
         baseline: format!("Limitador `{theirs}`: {b_text}"),
         ratio: format!("{ratio:.2}×"),
-        verdict: if ratio >= target && clean {
-            "ok"
-        } else if ratio >= target / 2.0 {
-            "MISS"
-        } else {
-            "FAIL"
+        verdict: match verdict_min(ratio, target) {
+            "ok" if !clean => "MISS",
+            v => v,
         },
     }
 }
