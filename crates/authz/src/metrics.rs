@@ -48,17 +48,16 @@ pub struct Metrics {
     check: HistogramVec,
     key_reloads: IntCounterVec,
     cache_entries: CacheEntries,
-    /// The children of a cache-hit allowed Check, resolved once: looking a child up by
-    /// its label values hashes them on every call.
-    hot: Hot,
+    /// Every child of the per-Check series, resolved once: looking one up by its
+    /// label values hashes them on every call.
+    resolved: Resolved,
 }
 
 #[derive(Clone)]
-struct Hot {
-    /// `decisions{result="allowed", shadow=…}`, indexed by shadow.
-    allowed: [IntCounter; 2],
-    allowed_seconds: Histogram,
-    hit: IntCounter,
+struct Resolved {
+    /// Per result: `decisions{shadow="false"}`, `decisions{shadow="true"}`, `check`.
+    decisions: Vec<(&'static str, [IntCounter; 2], Histogram)>,
+    cache: Vec<(&'static str, IntCounter)>,
 }
 
 impl Metrics {
@@ -117,20 +116,25 @@ impl Metrics {
             count: Arc::default(),
         };
         // Present at 0 from the start, so rate() and alerts see them before the first event.
-        for result in [
-            "allowed",
-            "anonymous",
-            "unauthenticated",
-            "forbidden",
-            "unavailable",
-        ] {
-            for shadow in ["true", "false"] {
-                decisions.with_label_values(&[result, shadow]);
-            }
-        }
-        for outcome in ["hit", "negative_hit", "miss", "coalesced", "stale", "shed"] {
-            cache.with_label_values(&[outcome]);
-        }
+        let resolved = Resolved {
+            decisions: [
+                "allowed",
+                "anonymous",
+                "unauthenticated",
+                "forbidden",
+                "unavailable",
+            ]
+            .into_iter()
+            .map(|r| {
+                let d = |shadow| decisions.with_label_values(&[r, shadow]);
+                (r, [d("false"), d("true")], check.with_label_values(&[r]))
+            })
+            .collect(),
+            cache: ["hit", "negative_hit", "miss", "coalesced", "stale", "shed"]
+                .into_iter()
+                .map(|o| (o, cache.with_label_values(&[o])))
+                .collect(),
+        };
         registry.register(Box::new(cache_entries.clone()))?;
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(cache.clone()))?;
@@ -138,14 +142,6 @@ impl Metrics {
         registry.register(Box::new(breaker.clone()))?;
         registry.register(Box::new(check.clone()))?;
         registry.register(Box::new(key_reloads.clone()))?;
-        let hot = Hot {
-            allowed: [
-                decisions.with_label_values(&["allowed", "false"]),
-                decisions.with_label_values(&["allowed", "true"]),
-            ],
-            allowed_seconds: check.with_label_values(&["allowed"]),
-            hit: cache.with_label_values(&["hit"]),
-        };
         Ok(Metrics {
             decisions,
             cache,
@@ -154,15 +150,16 @@ impl Metrics {
             check,
             key_reloads,
             cache_entries,
-            hot,
+            resolved,
         })
     }
 
     pub fn decision(&self, result: &str, shadow: bool, took: Duration) {
-        if result == "allowed" {
-            self.hot.allowed[usize::from(shadow)].inc();
-            self.hot.allowed_seconds.observe(took.as_secs_f64());
-            return;
+        if let Some((_, counters, seconds)) =
+            self.resolved.decisions.iter().find(|(r, ..)| *r == result)
+        {
+            counters[usize::from(shadow)].inc();
+            return seconds.observe(took.as_secs_f64());
         }
         self.decisions
             .with_label_values(&[result, if shadow { "true" } else { "false" }])
@@ -179,8 +176,8 @@ impl Metrics {
     }
 
     pub fn cache(&self, outcome: &str) {
-        if outcome == "hit" {
-            return self.hot.hit.inc();
+        if let Some((_, counter)) = self.resolved.cache.iter().find(|(o, _)| *o == outcome) {
+            return counter.inc();
         }
         self.cache.with_label_values(&[outcome]).inc();
     }
