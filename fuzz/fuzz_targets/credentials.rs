@@ -6,7 +6,9 @@
 //! with bearer tokens that are often validly signed (ES256, a key made at start-up)
 //! over fuzzed claims, so claim handling is reached. Beyond not panicking: a Check
 //! without a credential, or with an API key the store does not hold, is denied unless
-//! the route says credentials are optional or shadow mode is on.
+//! the route says credentials are optional or shadow mode is on; and what the gRPC
+//! server sends for the same request (`AuthzGrpc::answer`, with its lean decode and
+//! shared "allowed" answers) decodes to that same CheckResponse.
 #![no_main]
 
 use std::collections::HashMap;
@@ -17,14 +19,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arbitrary::{Arbitrary, Result, Unstructured};
 use base64::Engine;
 use envoy_types::pb::envoy::service::auth::v3::{
-    AttributeContext, CheckRequest,
+    AttributeContext, CheckRequest, CheckResponse,
     attribute_context::{HttpRequest, Request},
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use libfuzzer_sys::fuzz_target;
+use prost::Message;
 use portcullis_authz::store::FileStore;
 use portcullis_authz::{
-    Authorizer, AuthzGrpc, CacheConfig, Config, Digest, IdentityCache, IdentityHeaders, JwksSource,
+    Authorizer, AuthzGrpc, CacheConfig, CheckCall, Config, Digest, IdentityCache, IdentityHeaders, JwksSource,
     JwtConfig, JwtValidator, KeyStore, Metrics,
 };
 use portcullis_contract::authz::{DEFAULT_API_KEY_HEADER, FORWARD_CREDENTIAL, REQUIRED, ROUTE, SCOPES, SHADOW};
@@ -134,6 +137,14 @@ fn check(w: &World, u: &mut Unstructured<'_>) -> Result<()> {
     let code = resp.status.as_ref().map_or(0, |s| s.code);
     if must_deny {
         assert_ne!(code, 0, "admitted: {headers:?} {context:?}");
+    }
+    // What the gRPC server sends (lean decode; an allowed identity's answer encoded
+    // once, then shared) is, decoded, this same answer: now from the cache, and again.
+    let lean: CheckCall = Message::decode(req.encode_to_vec().as_slice()).expect("lean decode");
+    for _ in 0..2 {
+        let sent = w.rt.block_on(w.grpc.answer(&lean)).encode_to_vec();
+        let got = CheckResponse::decode(sent.as_slice()).expect("the answer decodes");
+        assert_eq!(got, resp, "{headers:?} {context:?}");
     }
     Ok(())
 }

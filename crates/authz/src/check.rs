@@ -1,5 +1,4 @@
 //! The decision: who is calling and may they use this route.
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::cache::{IdentityCache, Outcome};
@@ -7,6 +6,7 @@ use crate::credential::{self, Credential, Missing};
 use crate::identity::{Digest, Identity};
 use crate::metrics::Metrics;
 use crate::policy::RoutePolicy;
+use crate::request::Pairs;
 use crate::store::KeyStore;
 
 /// What a Check concludes, before shadow mode is applied.
@@ -91,7 +91,7 @@ impl Authorizer {
 
     pub async fn decide(
         &self,
-        headers: &HashMap<String, String>,
+        headers: &(impl Pairs + Sync + ?Sized),
         policy: &RoutePolicy,
     ) -> Decision {
         let key_header = self.key_header(policy);

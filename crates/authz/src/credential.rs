@@ -1,7 +1,7 @@
 //! Finding the credential in a request: an API key header (default `x-api-key`) or
 //! `Authorization: Bearer <token>`. A bearer token shaped like a JWT (three base64url
 //! parts) is validated locally; any other token is an opaque key for the key store.
-use std::collections::HashMap;
+use crate::request::Pairs;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
@@ -20,15 +20,15 @@ pub enum Missing {
 }
 
 /// Envoy lower-cases header names in `CheckRequest.attributes.request.http.headers`.
-pub fn extract(headers: &HashMap<String, String>, key_header: &str) -> Result<Credential, Missing> {
-    if let Some(key) = headers.get(key_header) {
+pub fn extract(headers: &(impl Pairs + ?Sized), key_header: &str) -> Result<Credential, Missing> {
+    if let Some(key) = headers.value(key_header) {
         let key = key.trim();
         if key.is_empty() {
             return Err(Missing::Malformed("empty API key header"));
         }
         return Ok(Credential::ApiKey(key.to_string()));
     }
-    let Some(auth) = headers.get("authorization") else {
+    let Some(auth) = headers.value("authorization") else {
         return Err(Missing::None);
     };
     let (scheme, token) = auth.trim().split_once(' ').unwrap_or((auth.trim(), ""));
@@ -60,6 +60,7 @@ fn looks_like_jwt(token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn h(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -3,53 +3,113 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
-    Authorization, AuthorizationServer,
-};
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::SERVICE_NAME;
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
+use portcullis_process::unary::{UnaryMethod, UnaryServer};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use crate::answer::Answer;
 use crate::check::{Authorizer, Decision};
 use crate::policy::RoutePolicy;
+use crate::request::{CheckCall, Pairs};
 use crate::response::{self, IdentityHeaders};
 
 #[derive(Clone)]
 pub struct AuthzGrpc {
     authorizer: Arc<Authorizer>,
     names: Arc<IdentityHeaders>,
+    /// Names this instance's settings (header names, API-key header) in the answers
+    /// its identities keep ([`crate::answer::AnswerMemo`]); unique in the process.
+    settings: u64,
 }
 
 impl AuthzGrpc {
     pub fn new(authorizer: Arc<Authorizer>, names: IdentityHeaders) -> AuthzGrpc {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         AuthzGrpc {
             authorizer,
             names: Arc::new(names),
+            settings: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
     /// The whole Check, without the transport (benchmarks and tests call it directly).
     pub async fn check(&self, req: &CheckRequest) -> CheckResponse {
-        let started = tokio::time::Instant::now();
         let attrs = req.attributes.as_ref();
         let empty = HashMap::new();
         let headers = attrs
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref())
             .map_or(&empty, |h| &h.headers);
-        let policy = RoutePolicy::from_context(attrs.map_or(&empty, |a| &a.context_extensions));
-        let request_id = headers.get("x-request-id").map_or("-", String::as_str);
+        let context = attrs.map_or(&empty, |a| &a.context_extensions);
+        let decided = self.decide(headers, context).await;
+        self.build(&decided)
+    }
+
+    /// [`AuthzGrpc::check`] as the gRPC server answers it: an allowed identity on a
+    /// Route with the service's own settings gets its answer encoded once and shared
+    /// ([`crate::answer::AnswerMemo`]); anything else is built for the call.
+    pub async fn answer(&self, req: &CheckCall) -> Answer {
+        let decided = self.decide(req.headers(), req.context()).await;
+        let policy = &decided.policy;
+        let own_settings = policy.identity_headers.is_none()
+            && policy.api_key_header.is_none()
+            && !policy.forward_credential
+            && !policy.shadow;
+        if let (Decision::Allowed(identity), true) = (&decided.decision, own_settings) {
+            // This instance's settings are fixed for its lifetime.
+            if let Some(bytes) = identity.answer.get(self.settings, || self.build(&decided)) {
+                return Answer::Encoded(bytes);
+            }
+        }
+        Answer::Built(Box::new(self.build(&decided)))
+    }
+
+    /// The decision on a request's headers and its Route's context, logged and counted.
+    async fn decide<'r>(
+        &self,
+        headers: &'r (impl Pairs + Sync + ?Sized),
+        context: &(impl Pairs + ?Sized),
+    ) -> Decided<'r> {
+        let started = tokio::time::Instant::now();
+        let request_id = headers.value("x-request-id").unwrap_or("-");
+        let policy = RoutePolicy::from_context(context);
         let decision = self.authorizer.decide(headers, &policy).await;
         let admit = decision.admits() || policy.shadow;
         log(&decision, &policy, admit, request_id);
         self.authorizer
             .metrics
             .decision(decision.label(), policy.shadow, started.elapsed());
-        let names = policy.identity_headers.as_ref().unwrap_or(&self.names);
-        let key_header = self.authorizer.key_header(&policy);
-        let strip = credential_headers(&decision, &policy, key_header);
-        response::build(&decision, admit, names, &strip, &policy.route, request_id)
+        Decided {
+            decision,
+            policy,
+            admit,
+            request_id,
+        }
     }
+
+    fn build(&self, d: &Decided<'_>) -> CheckResponse {
+        let names = d.policy.identity_headers.as_ref().unwrap_or(&self.names);
+        let key_header = self.authorizer.key_header(&d.policy);
+        let strip = credential_headers(&d.decision, &d.policy, key_header);
+        response::build(
+            &d.decision,
+            d.admit,
+            names,
+            &strip,
+            &d.policy.route,
+            d.request_id,
+        )
+    }
+}
+
+struct Decided<'r> {
+    decision: Decision,
+    policy: RoutePolicy,
+    /// False only for an enforced (non-shadow) denial.
+    admit: bool,
+    request_id: &'r str,
 }
 
 /// The credential headers removed before the request goes upstream: both headers this
@@ -88,12 +148,16 @@ fn log(d: &Decision, policy: &RoutePolicy, admit: bool, request_id: &str) {
     }
 }
 
-#[tonic::async_trait]
-impl Authorization for AuthzGrpc {
-    async fn check(
-        &self,
-        request: Request<CheckRequest>,
-    ) -> Result<Response<CheckResponse>, Status> {
+/// Served with small per-call buffers ([`portcullis_process::unary`]) and boxed once,
+/// where the generated `AuthorizationServer` starts each call with 8 KiB buffers and
+/// boxes the handler again through `async_trait`.
+impl UnaryMethod for AuthzGrpc {
+    const SERVICE: &'static str = SERVICE_NAME;
+    const METHOD: &'static str = "Check";
+    type Request = CheckCall;
+    type Response = Answer;
+
+    async fn call(&self, request: Request<CheckCall>) -> Result<Response<Answer>, Status> {
         // A child of Envoy's ext_authz span: Envoy sends `traceparent` with the call.
         let md = request.metadata();
         let span = portcullis_process::call_span(
@@ -102,9 +166,7 @@ impl Authorization for AuthzGrpc {
         );
         // Never a gRPC error: every failure is a decision with its own HTTP status, so
         // Envoy's `status_on_error` only covers this service being unreachable.
-        let response = AuthzGrpc::check(self, request.get_ref())
-            .instrument(span)
-            .await;
+        let response = self.answer(request.get_ref()).instrument(span).await;
         Ok(Response::new(response))
     }
 }
@@ -116,10 +178,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<AuthorizationServer<AuthzGrpc>>().await;
+    health.set_serving::<UnaryServer<AuthzGrpc>>().await;
     tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(AuthorizationServer::new(service))
+        .add_service(UnaryServer(service))
         .serve_with_incoming_shutdown(
             portcullis_tls::mtls::incoming(listener, transport),
             shutdown,
@@ -157,11 +219,89 @@ mod tests {
     }
 
     fn service() -> AuthzGrpc {
-        let metrics = Metrics::new(&prometheus::Registry::new()).unwrap();
+        AuthzGrpc::new(
+            authorizer(&prometheus::Registry::new()),
+            IdentityHeaders::default(),
+        )
+    }
+
+    fn authorizer(registry: &prometheus::Registry) -> Arc<Authorizer> {
+        let metrics = Metrics::new(registry).unwrap();
         let cache = IdentityCache::new(CacheConfig::default());
         let store: Arc<dyn KeyStore> = Arc::new(OneKey);
-        let a = Authorizer::new("x-api-key", cache, Some(store), None, metrics);
-        AuthzGrpc::new(Arc::new(a), IdentityHeaders::default())
+        Arc::new(Authorizer::new(
+            "x-api-key",
+            cache,
+            Some(store),
+            None,
+            metrics,
+        ))
+    }
+
+    /// The request as the gRPC server decodes it.
+    fn lean(r: &CheckRequest) -> CheckCall {
+        prost::Message::decode(prost::Message::encode_to_vec(r).as_slice()).unwrap()
+    }
+
+    /// What the gRPC server sends, decoded as Envoy would.
+    fn sent(a: &Answer) -> CheckResponse {
+        prost::Message::decode(prost::Message::encode_to_vec(a).as_slice()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_shared_allowed_answer_is_the_built_one_and_only_on_the_services_own_settings() {
+        let registry = prometheus::Registry::new();
+        let authorizer = authorizer(&registry);
+        let svc = AuthzGrpc::new(authorizer.clone(), IdentityHeaders::default());
+        let key = [("x-api-key", "k1")];
+        // The service's own settings: encoded on the first allowed Check, then shared,
+        // each time the same answer as the one built for the call.
+        for _ in 0..2 {
+            let a = svc.answer(&lean(&request(&key, &[]))).await;
+            assert!(matches!(a, Answer::Encoded(_)), "{a:?}");
+            assert_eq!(sent(&a), svc.check(&request(&key, &[])).await);
+        }
+        // Every per-Route setting that changes the answer gets its own, built.
+        let tenant = [("x-tenant-key", "k1")];
+        let cases = [
+            (&key[..], (c::FORWARD_CREDENTIAL, "true")),
+            (&key[..], (c::SHADOW, "true")),
+            (&tenant[..], (c::API_KEY_HEADER, "x-tenant-key")),
+            (&key[..], (c::IDENTITY_HEADER_NAMES, "user=x-id-user")),
+        ];
+        for (headers, ext) in cases {
+            let a = svc.answer(&lean(&request(headers, &[ext]))).await;
+            assert!(matches!(a, Answer::Built(_)), "{ext:?}: {a:?}");
+            let built = svc.check(&request(headers, &[ext])).await;
+            assert_eq!(sent(&a), built, "{ext:?}");
+            assert_eq!(answer(&built).0, 200, "{ext:?}");
+        }
+        // Denials are never shared.
+        let denied = svc
+            .answer(&lean(&request(&[("x-api-key", "nope")], &[])))
+            .await;
+        assert!(matches!(denied, Answer::Built(_)));
+        assert_eq!(answer(&sent(&denied)).0, 401);
+        // Another service over the same identities (same cache) with other header
+        // names does not get the first one's answer.
+        let names = IdentityHeaders::parse("user=x-other-user").unwrap();
+        let other = AuthzGrpc::new(authorizer, names);
+        let a = other.answer(&lean(&request(&key, &[]))).await;
+        assert!(matches!(a, Answer::Built(_)), "{a:?}");
+        assert_eq!(answer(&sent(&a)).1, vec!["x-other-user"]);
+        // Shared answers are still decisions: counted (and logged) like built ones.
+        let text = portcullis_process::render_metrics(&registry);
+        let allowed: f64 = text
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    r#"portcullis_authz_decisions_total{result="allowed",shadow="false"}"#,
+                )
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap();
+        // 4 from the first loop, 2 for each non-shadow case, 1 from the other service.
+        assert_eq!(allowed, 11.0, "{text}");
     }
 
     fn request(headers: &[(&str, &str)], ext: &[(&str, &str)]) -> CheckRequest {

@@ -18,6 +18,10 @@ pub struct Identity {
     /// When the credential itself stops being valid (a JWT's `exp`): a cached identity
     /// is never served past it.
     pub expires_at: Option<SystemTime>,
+    /// This identity's encoded "allowed" answer, made on its first allowed Check and
+    /// shared by the later ones while the identity stays cached (not part of what the
+    /// identity is: it compares equal and clones empty).
+    pub answer: crate::answer::AnswerMemo,
 }
 
 impl Identity {

@@ -136,6 +136,7 @@ impl JwtValidator {
             claims: crate::limits::bounded_claims(&claims),
             scopes,
             user,
+            ..Default::default()
         })
     }
 }

@@ -10,6 +10,7 @@
 //! body. See README.md.
 #![forbid(unsafe_code)]
 
+mod answer;
 mod args;
 mod breaker;
 mod cache;
@@ -24,11 +25,13 @@ mod jwt;
 mod limits;
 mod metrics;
 mod policy;
+mod request;
 mod response;
 mod run;
 
 pub mod store;
 
+pub use answer::Answer;
 pub use args::Args;
 pub use breaker::{Breaker, BreakerConfig, BreakerState};
 pub use cache::{CacheConfig, IdentityCache, Outcome};
@@ -40,6 +43,7 @@ pub use identity::{Digest, Identity};
 pub use jwt::{JwksSource, JwtConfig, JwtValidator};
 pub use metrics::Metrics;
 pub use policy::RoutePolicy;
+pub use request::{CheckCall, Pairs};
 pub use response::IdentityHeaders;
 pub use run::{build, run, run_bound};
 pub use store::{KeyStore, StoreError};

@@ -1,12 +1,12 @@
 //! A route's auth policy, as the control plane put it in the route's ext_authz
 //! `context_extensions` (so this service needs no routing config of its own), together
 //! with the header names the control plane owns.
-use std::collections::HashMap;
-
 pub use portcullis_contract::authz::{
     API_KEY_HEADER, FORWARD_CREDENTIAL, IDENTITY_HEADER_NAMES, REQUIRED, ROUTE, SCOPES, SHADOW,
 };
 use portcullis_contract::authz::{IdentityHeaderNames, check_header_name};
+
+use crate::request::Pairs;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutePolicy {
@@ -29,26 +29,26 @@ impl RoutePolicy {
     /// credential. Header names that do not parse are ignored (the service's own
     /// setting applies): the control plane validated them, so only a version skew
     /// gets here.
-    pub fn from_context(ext: &HashMap<String, String>) -> RoutePolicy {
-        let flag = |k: &str, default: bool| match ext.get(k).map(String::as_str) {
+    pub fn from_context(ext: &(impl Pairs + ?Sized)) -> RoutePolicy {
+        let flag = |k: &str, default: bool| match ext.value(k) {
             Some("true") => true,
             Some("false") => false,
             _ => default,
         };
         let api_key_header = ext
-            .get(API_KEY_HEADER)
+            .value(API_KEY_HEADER)
             .map(|h| h.to_ascii_lowercase())
             .filter(|h| check_header_name(h).is_ok() && h != "authorization");
-        let identity_headers = ext.get(IDENTITY_HEADER_NAMES).and_then(|t| {
+        let identity_headers = ext.value(IDENTITY_HEADER_NAMES).and_then(|t| {
             let names = IdentityHeaderNames::parse(t).ok()?;
             let key = api_key_header.as_deref().unwrap_or("authorization");
             names.check(key).is_ok().then_some(names)
         });
         RoutePolicy {
-            route: ext.get(ROUTE).cloned().unwrap_or_else(|| "-".into()),
+            route: ext.value(ROUTE).unwrap_or("-").to_string(),
             required: flag(REQUIRED, true),
             scopes: ext
-                .get(SCOPES)
+                .value(SCOPES)
                 .map(|s| {
                     s.split(',')
                         .map(str::trim)
@@ -68,6 +68,7 @@ impl RoutePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn ext(kv: &[(&str, &str)]) -> HashMap<String, String> {
         kv.iter()

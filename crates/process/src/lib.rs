@@ -2,11 +2,13 @@
 //!
 //! Logs go to stderr through `tracing` (plain text for people, JSON for collectors);
 //! metrics live in one `prometheus::Registry` per process, served at `/metrics` with
-//! the process metrics and `portcullis_build_info` of [`process`] appended.
+//! the process metrics and `portcullis_build_info` of [`process`] appended. The filter
+//! services' gRPC methods are served by [`unary`].
 #![forbid(unsafe_code)]
 
 pub mod http;
 pub mod process;
+pub mod unary;
 
 use prometheus::{Encoder, Registry, TextEncoder};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};

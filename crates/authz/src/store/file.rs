@@ -170,7 +170,7 @@ fn parse(path: &Path, text: &str) -> Result<Index, FileStoreError> {
                 scopes: k.scopes,
                 key_id: k.id,
                 claims: k.claims,
-                expires_at: None,
+                ..Default::default()
             }),
         ));
     }

@@ -196,6 +196,7 @@ impl IntrospectionStore {
             key_id: Digest::of(token.as_bytes()).short_id(),
             claims,
             expires_at: a.exp.and_then(crate::identity::expiry_at),
+            ..Default::default()
         })
     }
 }
