@@ -87,18 +87,23 @@ fn the_lean_decode_reads_what_the_generated_one_reads() {
     }
 }
 
+/// The request's header map, made if absent.
+fn headers_mut(r: &mut CheckRequest) -> &mut HashMap<String, String> {
+    let request = r
+        .attributes
+        .get_or_insert_default()
+        .request
+        .get_or_insert_default();
+    &mut request.http.get_or_insert_default().headers
+}
+
 #[test]
 fn a_key_sent_twice_reads_as_its_last_value_as_in_a_protobuf_map() {
     // Two encodings back to back are one message whose maps hold both entries.
     let one = |key: &str, route: &str| {
         let mut r = CheckRequest::default();
+        headers_mut(&mut r).insert("x-api-key".into(), key.into());
         let a = r.attributes.get_or_insert_default();
-        let http = a
-            .request
-            .get_or_insert_default()
-            .http
-            .get_or_insert_default();
-        http.headers.insert("x-api-key".into(), key.into());
         a.context_extensions
             .insert("portcullis.route".into(), route.into());
         r.encode_to_vec()
@@ -116,13 +121,7 @@ fn malformed_maps_are_refused_like_the_generated_decode_refuses_them() {
     let mut rng = fastrand::Rng::with_seed(11);
     let valid = {
         let mut r = check(&mut rng);
-        let a = r.attributes.get_or_insert_default();
-        let http = a
-            .request
-            .get_or_insert_default()
-            .http
-            .get_or_insert_default();
-        http.headers.insert("x-api-key".into(), "@@@@".into());
+        headers_mut(&mut r).insert("x-api-key".into(), "@@@@".into());
         r.encode_to_vec()
     };
     // A header value that is not UTF-8.
