@@ -3,6 +3,7 @@
 use std::sync::OnceLock;
 
 use envoy_types::pb::envoy::service::auth::v3::CheckResponse;
+use portcullis_contract::authz::IdentityHeaderNames;
 use prost::Message;
 use prost::bytes::Bytes;
 
@@ -53,21 +54,35 @@ impl prost::Message for Answer {
     }
 }
 
-/// An identity's encoded "allowed" answer, for the one service (`owner`) whose header
-/// names and API-key header it was made with. The answer is a function of the
-/// identity, those names and the credential headers removed, so only Routes using the
-/// service's own settings share it (see `AuthzGrpc::answer`).
+/// An identity's encoded "allowed" answer, with the settings it was made with: the
+/// identity header names and the credential headers removed. The answer is a function
+/// of the identity and those two alone (see `AuthzGrpc::answer`), so a Check whose
+/// Route resolves to the same settings can send the same bytes, and one that resolves
+/// to others (a Route forwarding the credential, say) builds its own.
 #[derive(Default)]
-pub struct AnswerMemo(OnceLock<(u64, Bytes)>);
+pub struct AnswerMemo(OnceLock<Memo>);
+
+struct Memo {
+    names: IdentityHeaderNames,
+    strip: Vec<String>,
+    bytes: Bytes,
+}
 
 impl AnswerMemo {
-    /// The bytes for `owner`, made by `make` the first time; none when another owner
-    /// made them (its settings may differ).
-    pub fn get(&self, owner: u64, make: impl FnOnce() -> CheckResponse) -> Option<Bytes> {
-        let (made_by, bytes) = self
-            .0
-            .get_or_init(|| (owner, Bytes::from(make().encode_to_vec())));
-        (*made_by == owner).then(|| bytes.clone())
+    /// The bytes for these settings, made by `make` the first time; none when they were
+    /// made for other settings (only the first settings are kept: one slot, bounded).
+    pub fn get(
+        &self,
+        names: &IdentityHeaderNames,
+        strip: &[&str],
+        make: impl FnOnce() -> CheckResponse,
+    ) -> Option<Bytes> {
+        let memo = self.0.get_or_init(|| Memo {
+            names: names.clone(),
+            strip: strip.iter().map(|h| h.to_string()).collect(),
+            bytes: Bytes::from(make().encode_to_vec()),
+        });
+        (memo.names == *names && memo.strip.iter().eq(strip.iter())).then(|| memo.bytes.clone())
     }
 }
 
@@ -88,7 +103,7 @@ impl Eq for AnswerMemo {}
 
 impl std::fmt::Debug for AnswerMemo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let made = self.0.get().map_or(0, |(_, b)| b.len());
+        let made = self.0.get().map_or(0, |m| m.bytes.len());
         write!(f, "AnswerMemo({made} bytes)")
     }
 }

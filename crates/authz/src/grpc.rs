@@ -19,18 +19,13 @@ use crate::response::{self, IdentityHeaders};
 pub struct AuthzGrpc {
     authorizer: Arc<Authorizer>,
     names: Arc<IdentityHeaders>,
-    /// Names this instance's settings (header names, API-key header) in the answers
-    /// its identities keep ([`crate::answer::AnswerMemo`]); unique in the process.
-    settings: u64,
 }
 
 impl AuthzGrpc {
     pub fn new(authorizer: Arc<Authorizer>, names: IdentityHeaders) -> AuthzGrpc {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         AuthzGrpc {
             authorizer,
             names: Arc::new(names),
-            settings: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -47,19 +42,18 @@ impl AuthzGrpc {
         self.build(&decided)
     }
 
-    /// [`AuthzGrpc::check`] as the gRPC server answers it: an allowed identity on a
-    /// Route with the service's own settings gets its answer encoded once and shared
-    /// ([`crate::answer::AnswerMemo`]); anything else is built for the call.
+    /// [`AuthzGrpc::check`] as the gRPC server answers it: an allowed identity's
+    /// answer is encoded once and shared by the Checks whose Routes resolve to the same
+    /// header names and credential headers ([`crate::answer::AnswerMemo`]); anything
+    /// else is built for the call.
     pub async fn answer(&self, req: &CheckCall) -> Answer {
         let decided = self.decide(req.headers(), req.context()).await;
-        let policy = &decided.policy;
-        let own_settings = policy.identity_headers.is_none()
-            && policy.api_key_header.is_none()
-            && !policy.forward_credential
-            && !policy.shadow;
-        if let (Decision::Allowed(identity), true) = (&decided.decision, own_settings) {
-            // This instance's settings are fixed for its lifetime.
-            if let Some(bytes) = identity.answer.get(self.settings, || self.build(&decided)) {
+        let (names, strip) = self.settings(&decided);
+        if let Decision::Allowed(identity) = &decided.decision {
+            // An allowed answer depends on the identity, `names` and `strip` alone
+            // (not on the route, the request id or the scopes asked for).
+            let make = || self.build(&decided);
+            if let Some(bytes) = identity.answer.get(names, &strip, make) {
                 return Answer::Encoded(bytes);
             }
         }
@@ -89,10 +83,19 @@ impl AuthzGrpc {
         }
     }
 
-    fn build(&self, d: &Decided<'_>) -> CheckResponse {
+    /// The identity header names this Check writes and the credential headers it
+    /// removes: the Route's, else this service's own.
+    fn settings<'a>(&'a self, d: &'a Decided<'_>) -> (&'a IdentityHeaders, Vec<&'a str>) {
         let names = d.policy.identity_headers.as_ref().unwrap_or(&self.names);
         let key_header = self.authorizer.key_header(&d.policy);
-        let strip = credential_headers(&d.decision, &d.policy, key_header);
+        (
+            names,
+            credential_headers(&d.decision, &d.policy, key_header),
+        )
+    }
+
+    fn build(&self, d: &Decided<'_>) -> CheckResponse {
+        let (names, strip) = self.settings(d);
         response::build(
             &d.decision,
             d.admit,
@@ -249,17 +252,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_shared_allowed_answer_is_the_built_one_and_only_on_the_services_own_settings() {
+    async fn the_shared_allowed_answer_is_the_built_one_and_only_for_the_same_settings() {
         let registry = prometheus::Registry::new();
         let authorizer = authorizer(&registry);
         let svc = AuthzGrpc::new(authorizer.clone(), IdentityHeaders::default());
         let key = [("x-api-key", "k1")];
-        // The service's own settings: encoded on the first allowed Check, then shared,
-        // each time the same answer as the one built for the call.
-        for _ in 0..2 {
-            let a = svc.answer(&lean(&request(&key, &[]))).await;
-            assert!(matches!(a, Answer::Encoded(_)), "{a:?}");
-            assert_eq!(sent(&a), svc.check(&request(&key, &[])).await);
+        // The service's own settings, whether the context leaves them out or names
+        // them as the control plane does on every Route (other route, other scopes,
+        // other request id): encoded on the first allowed Check, then shared, each
+        // time the same answer as the one built for the call.
+        let names = IdentityHeaders::default().to_string();
+        let explicit = [
+            (c::API_KEY_HEADER, "x-api-key"),
+            (c::IDENTITY_HEADER_NAMES, names.as_str()),
+            (c::ROUTE, "ns/other"),
+            (c::SCOPES, ""),
+            (c::REQUIRED, "true"),
+        ];
+        let with_id = [("x-api-key", "k1"), ("x-request-id", "r-2")];
+        for (headers, ext) in [(&key[..], &[][..]), (&with_id[..], &explicit[..])] {
+            for _ in 0..2 {
+                let a = svc.answer(&lean(&request(headers, ext))).await;
+                assert!(matches!(a, Answer::Encoded(_)), "{ext:?}: {a:?}");
+                assert_eq!(sent(&a), svc.check(&request(headers, ext)).await);
+            }
         }
         // Every per-Route setting that changes the answer gets its own, built.
         let tenant = [("x-tenant-key", "k1")];
@@ -283,7 +299,7 @@ mod tests {
         assert!(matches!(denied, Answer::Built(_)));
         assert_eq!(answer(&sent(&denied)).0, 401);
         // Another service over the same identities (same cache) with other header
-        // names does not get the first one's answer.
+        // names does not get the answer made with the first one's.
         let names = IdentityHeaders::parse("user=x-other-user").unwrap();
         let other = AuthzGrpc::new(authorizer, names);
         let a = other.answer(&lean(&request(&key, &[]))).await;
@@ -300,8 +316,8 @@ mod tests {
             })
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
             .unwrap();
-        // 4 from the first loop, 2 for each non-shadow case, 1 from the other service.
-        assert_eq!(allowed, 11.0, "{text}");
+        // 8 from the first loop, 2 for each non-shadow case, 1 from the other service.
+        assert_eq!(allowed, 15.0, "{text}");
     }
 
     fn request(headers: &[(&str, &str)], ext: &[(&str, &str)]) -> CheckRequest {

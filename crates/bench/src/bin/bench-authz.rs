@@ -22,6 +22,7 @@ const RATE: u32 = 5_000;
 const KEY: &str = "bench-key";
 
 fn check_request() -> CheckRequest {
+    use portcullis_contract::authz as c;
     CheckRequest {
         attributes: Some(AttributeContext {
             request: Some(attribute_context::Request {
@@ -33,10 +34,22 @@ fn check_request() -> CheckRequest {
                 }),
                 ..Default::default()
             }),
+            // What the control plane puts on a Route with `auth: {scopes: [read]}`
+            // (crates/translate `authz_per_route`): its header names are the service's
+            // own, so the Check shares the identity's encoded answer as in production.
             context_extensions: [
-                ("portcullis.route".to_string(), "bench/auth".to_string()),
-                ("portcullis.auth.scopes".to_string(), "read".to_string()),
+                (c::ROUTE, "bench/auth".to_string()),
+                (c::SCOPES, "read".to_string()),
+                (c::REQUIRED, "true".to_string()),
+                (c::SHADOW, "false".to_string()),
+                (c::FORWARD_CREDENTIAL, "false".to_string()),
+                (c::API_KEY_HEADER, c::DEFAULT_API_KEY_HEADER.to_string()),
+                (
+                    c::IDENTITY_HEADER_NAMES,
+                    portcullis_authz::IdentityHeaders::default().to_string(),
+                ),
             ]
+            .map(|(k, v)| (k.to_string(), v))
             .into(),
             ..Default::default()
         }),
@@ -371,7 +384,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
 
     let body = format!(
-        "## Authentication (`make bench-authz`)\n\nCommand: `make bench-authz` (= `cargo run --release -p portcullis-bench --bin bench-authz -- --out docs/benchmarks.md`).\nMachine: {}; load average {load_at_start} at the start, {} at the end (the machine is shared with other builds). Key file: {} keys; every Check hits the identity cache (the point of the cache).\n\n{}\nVerdicts: ok = within the target, MISS = up to 2× off it, FAIL = more than 2× off it (the run then exits non-zero: the regression guard). Notes: fixed-rate latency is measured from each call's send to its answer by a client in the same process (5 calls per 1 ms tick over 4 HTTP/2 connections), so it includes the client's own gRPC stack; the health check on the same server at the same rate is that floor. The neutral client is h2load in its own process (one thread, 20 HTTP/2 connections each sending one request every 4 ms from a timing script, after a 1 s warm-up run; the rate it actually offered is in the row). The script is timed from h2load's start, so the 20 connections send together: a burst of 20 every 4 ms, which the server answers one call at a time. The p99 is mostly that queue, and the ratio is close to the ratio of CPU per call (`--rps` bursts the same way, every 10 ms): it posts the length-prefixed frame of the same prost-encoded CheckRequest (`content-type: application/grpc`, `te: trailers`), and the empty HealthCheckRequest the same way; p50/p99 come from its per-request log (request start to end of response). h2load sees only HTTP status, so the same bytes first go once through tonic and must answer OK (allowed, SERVING), and during the run authz's own counters must show every answered Check allowed and a cache hit. Through Envoy, one load generator (32 keep-alive connections, closed loop) drives the same Route with and without `auth`; Envoy runs with one worker thread and shares the 2 cores with the generator, the echo backend and authz.\n",
+        "## Authentication (`make bench-authz`)\n\nCommand: `make bench-authz` (= `cargo run --release -p portcullis-bench --bin bench-authz -- --out docs/benchmarks.md`).\nMachine: {}; load average {load_at_start} at the start, {} at the end (the machine is shared with other builds). Key file: {} keys; every Check hits the identity cache (the point of the cache).\n\n{}\nVerdicts: ok = within the target, MISS = up to 2× off it, FAIL = more than 2× off it (the run then exits non-zero: the regression guard). Notes: fixed-rate latency is measured from each call's send to its answer by a client in the same process (5 calls per 1 ms tick over 4 HTTP/2 connections), so it includes the client's own gRPC stack; the health check on the same server at the same rate is that floor. The neutral client is h2load in its own process (one thread, 20 HTTP/2 connections each sending one request every 4 ms from a timing script, after a 1 s warm-up run; the rate it actually offered is in the row). The script is timed from h2load's start, so the 20 connections send together: a burst of 20 every 4 ms, which the server answers one call at a time. The p99 is mostly that queue, and the ratio is close to the ratio of CPU per call (`--rps` bursts the same way, every 10 ms): it posts the length-prefixed frame of the same prost-encoded CheckRequest (one `x-api-key` header and the seven `context_extensions` the control plane sets on a Route with `auth`; `content-type: application/grpc`, `te: trailers`), and the empty HealthCheckRequest the same way; p50/p99 come from its per-request log (request start to end of response). h2load sees only HTTP status, so the same bytes first go once through tonic and must answer OK (allowed, SERVING), and during the run authz's own counters must show every answered Check allowed and a cache hit. Through Envoy, one load generator (32 keep-alive connections, closed loop) drives the same Route with and without `auth`; Envoy runs with one worker thread and shares the 2 cores with the generator, the echo backend and authz.\n",
         machine(),
         load_average(),
         if args.quick { 1_001 } else { 100_001 },
