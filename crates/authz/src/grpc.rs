@@ -52,12 +52,12 @@ impl AuthzGrpc {
         if let Decision::Allowed(identity) = &decided.decision {
             // An allowed answer depends on the identity, `names` and `strip` alone
             // (not on the route, the request id or the scopes asked for).
-            let make = || self.build(&decided);
+            let make = || respond(&decided, names, &strip);
             if let Some(bytes) = identity.answer.get(names, &strip, make) {
                 return Answer::Encoded(bytes);
             }
         }
-        Answer::Built(Box::new(self.build(&decided)))
+        Answer::Built(Box::new(respond(&decided, names, &strip)))
     }
 
     /// The decision on a request's headers and its Route's context, logged and counted.
@@ -96,15 +96,20 @@ impl AuthzGrpc {
 
     fn build(&self, d: &Decided<'_>) -> CheckResponse {
         let (names, strip) = self.settings(d);
-        response::build(
-            &d.decision,
-            d.admit,
-            names,
-            &strip,
-            &d.policy.route,
-            d.request_id,
-        )
+        respond(d, names, &strip)
     }
+}
+
+/// The answer to a decided Check under its [`AuthzGrpc::settings`].
+fn respond(d: &Decided<'_>, names: &IdentityHeaders, strip: &[&str]) -> CheckResponse {
+    response::build(
+        &d.decision,
+        d.admit,
+        names,
+        strip,
+        &d.policy.route,
+        d.request_id,
+    )
 }
 
 struct Decided<'r> {
