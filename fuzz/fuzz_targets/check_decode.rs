@@ -36,11 +36,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(
             full.len(),
             lean.iter()
-                .map(|p| p.key.as_str())
+                .map(|(k, _)| k)
                 .collect::<std::collections::HashSet<_>>()
                 .len()
         );
-        for k in full.keys().map(String::as_str).chain(lean.iter().map(|p| p.key.as_str())) {
+        for k in full.keys().map(String::as_str).chain(lean.iter().map(|(k, _)| k)) {
             assert_eq!(full.value(k), lean.value(k), "{k:?}");
         }
     }

@@ -11,22 +11,28 @@ use tracing::Instrument;
 
 use crate::answer::Answer;
 use crate::check::{Authorizer, Decision};
+use crate::policies::Policies;
 use crate::policy::RoutePolicy;
 use crate::request::{CheckCall, Pairs};
 use crate::response::{self, IdentityHeaders};
 
+/// Cloned twice per call by the server: one reference count.
 #[derive(Clone)]
-pub struct AuthzGrpc {
+pub struct AuthzGrpc(Arc<Inner>);
+
+struct Inner {
     authorizer: Arc<Authorizer>,
-    names: Arc<IdentityHeaders>,
+    names: IdentityHeaders,
+    policies: Policies,
 }
 
 impl AuthzGrpc {
     pub fn new(authorizer: Arc<Authorizer>, names: IdentityHeaders) -> AuthzGrpc {
-        AuthzGrpc {
+        AuthzGrpc(Arc::new(Inner {
             authorizer,
-            names: Arc::new(names),
-        }
+            names,
+            policies: Policies::default(),
+        }))
     }
 
     /// The whole Check, without the transport (benchmarks and tests call it directly).
@@ -38,41 +44,47 @@ impl AuthzGrpc {
             .and_then(|r| r.http.as_ref())
             .map_or(&empty, |h| &h.headers);
         let context = attrs.map_or(&empty, |a| &a.context_extensions);
-        let decided = self.decide(headers, context).await;
+        let policy = Arc::new(RoutePolicy::from_context(context));
+        let decided = self.decide(headers, policy).await;
         self.build(&decided)
     }
 
     /// [`AuthzGrpc::check`] as the gRPC server answers it: an allowed identity's
     /// answer is encoded once and shared by the Checks whose Routes resolve to the same
     /// header names and credential headers ([`crate::answer::AnswerMemo`]); anything
-    /// else is built for the call.
+    /// else is built for the call. The Route's policy is read once per distinct
+    /// context ([`Policies`]).
     pub async fn answer(&self, req: &CheckCall) -> Answer {
-        let decided = self.decide(req.headers(), req.context()).await;
+        let headers = req.headers();
+        let policy = self.0.policies.get(req.context());
+        let decided = self.decide(&headers, policy).await;
         let (names, strip) = self.settings(&decided);
+        let strip = listed(&strip);
         if let Decision::Allowed(identity) = &decided.decision {
             // An allowed answer depends on the identity, `names` and `strip` alone
             // (not on the route, the request id or the scopes asked for).
-            let make = || respond(&decided, names, &strip);
-            if let Some(bytes) = identity.answer.get(names, &strip, make) {
+            let make = || respond(&decided, names, strip);
+            if let Some(bytes) = identity.answer.get(names, strip, make) {
                 return Answer::Encoded(bytes);
             }
         }
-        Answer::Built(Box::new(respond(&decided, names, &strip)))
+        Answer::Built(Box::new(respond(&decided, names, strip)))
     }
 
-    /// The decision on a request's headers and its Route's context, logged and counted.
+    /// The decision on a request's headers under its Route's policy, logged and
+    /// counted.
     async fn decide<'r>(
         &self,
         headers: &'r (impl Pairs + Sync + ?Sized),
-        context: &(impl Pairs + ?Sized),
+        policy: Arc<RoutePolicy>,
     ) -> Decided<'r> {
         let started = tokio::time::Instant::now();
         let request_id = headers.value("x-request-id").unwrap_or("-");
-        let policy = RoutePolicy::from_context(context);
-        let decision = self.authorizer.decide(headers, &policy).await;
+        let decision = self.0.authorizer.decide(headers, &policy).await;
         let admit = decision.admits() || policy.shadow;
         log(&decision, &policy, admit, request_id);
-        self.authorizer
+        self.0
+            .authorizer
             .metrics
             .decision(decision.label(), policy.shadow, started.elapsed());
         Decided {
@@ -85,9 +97,9 @@ impl AuthzGrpc {
 
     /// The identity header names this Check writes and the credential headers it
     /// removes: the Route's, else this service's own.
-    fn settings<'a>(&'a self, d: &'a Decided<'_>) -> (&'a IdentityHeaders, Vec<&'a str>) {
-        let names = d.policy.identity_headers.as_ref().unwrap_or(&self.names);
-        let key_header = self.authorizer.key_header(&d.policy);
+    fn settings<'a>(&'a self, d: &'a Decided<'_>) -> (&'a IdentityHeaders, Option<[&'a str; 2]>) {
+        let names = d.policy.identity_headers.as_ref().unwrap_or(&self.0.names);
+        let key_header = self.0.authorizer.key_header(&d.policy);
         (
             names,
             credential_headers(&d.decision, &d.policy, key_header),
@@ -96,7 +108,7 @@ impl AuthzGrpc {
 
     fn build(&self, d: &Decided<'_>) -> CheckResponse {
         let (names, strip) = self.settings(d);
-        respond(d, names, &strip)
+        respond(d, names, listed(&strip))
     }
 }
 
@@ -112,9 +124,14 @@ fn respond(d: &Decided<'_>, names: &IdentityHeaders, strip: &[&str]) -> CheckRes
     )
 }
 
+/// [`credential_headers`] as a list (kept in an array: no allocation per call).
+fn listed<'a>(strip: &'a Option<[&'a str; 2]>) -> &'a [&'a str] {
+    strip.as_ref().map_or(&[], |s| s)
+}
+
 struct Decided<'r> {
     decision: Decision,
-    policy: RoutePolicy,
+    policy: Arc<RoutePolicy>,
     /// False only for an enforced (non-shadow) denial.
     admit: bool,
     request_id: &'r str,
@@ -128,12 +145,16 @@ struct Decided<'r> {
 /// shadow mode: shadow only adds (identity headers), so a backend that still checks
 /// credentials itself keeps working while the Route's auth is rolled out. Anonymous
 /// requests carry neither header.
-fn credential_headers<'a>(d: &Decision, policy: &RoutePolicy, key_header: &'a str) -> Vec<&'a str> {
+fn credential_headers<'a>(
+    d: &Decision,
+    policy: &RoutePolicy,
+    key_header: &'a str,
+) -> Option<[&'a str; 2]> {
     match d {
         Decision::Allowed(_) if !policy.forward_credential && !policy.shadow => {
-            vec![key_header, "authorization"]
+            Some([key_header, "authorization"])
         }
-        _ => Vec::new(),
+        _ => None,
     }
 }
 

@@ -1,16 +1,26 @@
 //! The part of Envoy's `CheckRequest` this service reads (the request's headers and
-//! the Route's `context_extensions`), decoded without the rest. The generated message
-//! decodes both maps into `HashMap`s (a hasher seeded and a table grown per map) and
-//! every other field too: that was a tenth of a cache-hit Check's CPU.
+//! the Route's `context_extensions`), found in the received bytes without decoding
+//! the rest. The generated message decodes both maps into `HashMap`s of owned strings
+//! (a hasher seeded, a table grown and two allocations per entry) and every other
+//! field too: that was a tenth of a cache-hit Check's CPU. Here the call keeps the
+//! `attributes` bytes tonic received (shared, not copied) and one list of where each
+//! map entry's key and value lie in them.
 //!
 //! The field numbers are those of `envoy.service.auth.v3.CheckRequest`; a protobuf
-//! `map<string, string>` is on the wire a repeated message of key (1) and value (2),
-//! which is what [`Pair`] decodes. Fields this service does not read are skipped
-//! unparsed, so a malformed one there (a non-UTF-8 `path`, say) is not refused as the
-//! generated message would refuse it; the two maps are validated the same way, except
-//! that a map entry must be sent length-delimited, as protobuf says (prost's map
-//! decoding also takes one tagged with another wire type).
+//! `map<string, string>` is on the wire a repeated message of key (1) and value (2).
+//! Fields this service does not read are skipped unparsed, so a malformed one there (a
+//! non-UTF-8 `path`, say) is not refused as the generated message would refuse it;
+//! the two maps are validated the same way (UTF-8 keys and values), except that a map
+//! entry must be sent length-delimited, as protobuf says (prost's map decoding also
+//! takes one tagged with another wire type).
 use std::collections::HashMap;
+
+use prost::DecodeError;
+use prost::bytes::{Buf, BufMut, Bytes};
+use prost::encoding::{
+    DecodeContext, WireType, check_wire_type, decode_key, decode_varint, encode_key, encode_varint,
+    encoded_len_varint, skip_field,
+};
 
 /// Looking a key up in a decoded map.
 pub trait Pairs {
@@ -24,68 +34,252 @@ impl Pairs for HashMap<String, String> {
     }
 }
 
-impl Pairs for [Pair] {
-    /// The last entry of `key`, as a protobuf map keeps the last one decoded.
-    fn value(&self, key: &str) -> Option<&str> {
-        self.iter()
-            .rev()
-            .find(|p| p.key == key)
-            .map(|p| p.value.as_str())
-    }
-}
-
-/// `CheckRequest`, with only `attributes` (1).
-#[derive(Clone, PartialEq, prost::Message)]
+/// `CheckRequest` as the gRPC server receives it: its `attributes` (field 1) bytes and
+/// where the header and context entries lie in them.
+#[derive(Debug, Clone, Default)]
 pub struct CheckCall {
-    #[prost(message, optional, tag = "1")]
-    pub attributes: Option<Attributes>,
+    /// Every occurrence of `attributes`, concatenated (protobuf merges a message field
+    /// sent twice as if its encodings were one); `None` when it was never sent.
+    attributes: Option<Bytes>,
+    entries: Vec<Entry>,
 }
 
-/// `AttributeContext`: `request` (4) and `context_extensions` (10).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Attributes {
-    #[prost(message, optional, tag = "4")]
-    pub request: Option<Request>,
-    #[prost(message, repeated, tag = "10")]
-    pub context_extensions: Vec<Pair>,
+/// Which map an entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Map {
+    Headers,
+    Context,
 }
 
-/// `AttributeContext.Request`: `http` (2).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Request {
-    #[prost(message, optional, tag = "2")]
-    pub http: Option<Http>,
+/// One map entry: byte ranges of its key and value in [`CheckCall::attributes`].
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    map: Map,
+    key: (u32, u32),
+    value: (u32, u32),
 }
 
-/// `AttributeContext.HttpRequest`: `headers` (3).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Http {
-    #[prost(message, repeated, tag = "3")]
-    pub headers: Vec<Pair>,
+/// The messages on the way down to the two maps.
+#[derive(Clone, Copy)]
+enum Level {
+    /// `AttributeContext`: `request` (4), `context_extensions` (10).
+    Attributes,
+    /// `AttributeContext.Request`: `http` (2).
+    Request,
+    /// `AttributeContext.HttpRequest`: `headers` (3).
+    Http,
 }
 
-/// One entry of a `map<string, string>`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Pair {
-    #[prost(string, tag = "1")]
-    pub key: String,
-    #[prost(string, tag = "2")]
-    pub value: String,
-}
+/// Entries a Check usually carries (a dozen headers and seven context keys): the list
+/// is allocated once at this size.
+const TYPICAL_ENTRIES: usize = 32;
 
 impl CheckCall {
-    pub fn headers(&self) -> &[Pair] {
-        self.attributes
-            .as_ref()
-            .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref())
-            .map_or(&[], |h| &h.headers)
+    pub fn headers(&self) -> MapView<'_> {
+        MapView {
+            call: self,
+            map: Map::Headers,
+        }
     }
 
-    pub fn context(&self) -> &[Pair] {
+    pub fn context(&self) -> MapView<'_> {
+        MapView {
+            call: self,
+            map: Map::Context,
+        }
+    }
+
+    fn bytes(&self, (from, to): (u32, u32)) -> &[u8] {
         self.attributes
             .as_ref()
-            .map_or(&[], |a| &a.context_extensions)
+            .and_then(|a| a.get(from as usize..to as usize))
+            .unwrap_or_default()
+    }
+
+    /// One more occurrence of `attributes`: its entries are appended in wire order.
+    fn merge_attributes(&mut self, more: Bytes) -> Result<(), DecodeError> {
+        let (all, from) = match self.attributes.take() {
+            None => (more, 0),
+            // Never from Envoy; copied once so every range points into one buffer.
+            Some(had) => {
+                let from = had.len();
+                (Bytes::from([&had[..], &more[..]].concat()), from)
+            }
+        };
+        if u32::try_from(all.len()).is_err() {
+            return Err(error("CheckRequest.attributes over 4 GiB"));
+        }
+        if self.entries.capacity() == 0 {
+            self.entries.reserve(TYPICAL_ENTRIES);
+        }
+        walk(&all, from, all.len(), Level::Attributes, &mut self.entries)?;
+        self.attributes = Some(all);
+        Ok(())
+    }
+}
+
+/// Reads the fields of the message at `all[from..to]`, a `level`, recording the map
+/// entries below it and skipping everything else.
+fn walk(
+    all: &[u8],
+    from: usize,
+    to: usize,
+    level: Level,
+    out: &mut Vec<Entry>,
+) -> Result<(), DecodeError> {
+    let mut buf = &all[from..to];
+    while buf.has_remaining() {
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        let inner = match (level, tag) {
+            (Level::Attributes, 4) => Ok(Level::Request),
+            (Level::Attributes, 10) => Err(Map::Context),
+            (Level::Request, 2) => Ok(Level::Http),
+            (Level::Http, 3) => Err(Map::Headers),
+            _ => {
+                skip_field(wire_type, tag, &mut buf, DecodeContext::default())?;
+                continue;
+            }
+        };
+        let (start, end) = delimited(wire_type, &mut buf, to)?;
+        match inner {
+            Ok(level) => walk(all, start, end, level, out)?,
+            Err(map) => out.push(entry(all, start, end, map)?),
+        }
+    }
+    Ok(())
+}
+
+/// The bounds (in the whole buffer, which `buf` ends at `to` within) of the
+/// length-delimited field whose key was just read; `buf` is moved past it.
+fn delimited(
+    wire_type: WireType,
+    buf: &mut &[u8],
+    to: usize,
+) -> Result<(usize, usize), DecodeError> {
+    check_wire_type(WireType::LengthDelimited, wire_type)?;
+    let len = decode_varint(buf)?;
+    if len > buf.len() as u64 {
+        return Err(error("buffer underflow"));
+    }
+    let start = to - buf.len();
+    buf.advance(len as usize);
+    Ok((start, start + len as usize))
+}
+
+/// One `map<string, string>` entry at `all[from..to]`: the last key and value sent
+/// win, an absent one is empty, both must be UTF-8 (as the generated decode checks).
+fn entry(all: &[u8], from: usize, to: usize, map: Map) -> Result<Entry, DecodeError> {
+    let mut buf = &all[from..to];
+    let empty = (from as u32, from as u32);
+    let (mut key, mut value) = (empty, empty);
+    while buf.has_remaining() {
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        let slot = match tag {
+            1 => &mut key,
+            2 => &mut value,
+            _ => {
+                skip_field(wire_type, tag, &mut buf, DecodeContext::default())?;
+                continue;
+            }
+        };
+        let (start, end) = delimited(wire_type, &mut buf, to)?;
+        if std::str::from_utf8(&all[start..end]).is_err() {
+            return Err(error("invalid string value: data is not UTF-8 encoded"));
+        }
+        // In range: `merge_attributes` refused buffers past u32.
+        *slot = (start as u32, end as u32);
+    }
+    Ok(Entry { map, key, value })
+}
+
+/// prost has no other public way to make a decode error of one's own.
+#[allow(deprecated)]
+fn error(what: &'static str) -> DecodeError {
+    DecodeError::new(what)
+}
+
+/// One of a [`CheckCall`]'s two maps.
+#[derive(Clone, Copy)]
+pub struct MapView<'a> {
+    call: &'a CheckCall,
+    map: Map,
+}
+
+impl<'a> MapView<'a> {
+    /// The entries as sent (a key sent twice appears twice), each as raw bytes.
+    pub fn raw(&self) -> impl DoubleEndedIterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let (call, map) = (self.call, self.map);
+        call.entries
+            .iter()
+            .filter(move |e| e.map == map)
+            .map(move |e| (call.bytes(e.key), call.bytes(e.value)))
+    }
+
+    /// The entries as sent, as text (validated when decoded).
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&'a str, &'a str)> + 'a {
+        self.raw().map(|(k, v)| (text(k), text(v)))
+    }
+
+    /// Entries sent, a repeated key counted each time.
+    pub fn len(&self) -> usize {
+        self.raw().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.raw().next().is_none()
+    }
+}
+
+fn text(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
+impl Pairs for MapView<'_> {
+    /// The last entry of `key`, as a protobuf map keeps the last one decoded.
+    fn value(&self, key: &str) -> Option<&str> {
+        self.raw()
+            .rev()
+            .find(|(k, _)| *k == key.as_bytes())
+            .map(|(_, v)| text(v))
+    }
+}
+
+impl prost::Message for CheckCall {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        if let Some(a) = &self.attributes {
+            encode_key(1, WireType::LengthDelimited, buf);
+            encode_varint(a.len() as u64, buf);
+            buf.put_slice(a);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        if tag != 1 {
+            return skip_field(wire_type, tag, buf, ctx);
+        }
+        check_wire_type(WireType::LengthDelimited, wire_type)?;
+        let len = decode_varint(buf)?;
+        if len > buf.remaining() as u64 {
+            return Err(error("buffer underflow"));
+        }
+        // tonic's buffer hands these bytes over without a copy.
+        self.merge_attributes(buf.copy_to_bytes(len as usize))
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.attributes
+            .as_ref()
+            .map_or(0, |a| 1 + encoded_len_varint(a.len() as u64) + a.len())
+    }
+
+    fn clear(&mut self) {
+        *self = CheckCall::default();
     }
 }
 

@@ -68,7 +68,7 @@ fn agree(full: &CheckRequest, lean: &CheckCall) {
         let keys = full
             .keys()
             .map(String::as_str)
-            .chain(lean.iter().map(|p| p.key.as_str()))
+            .chain(lean.iter().map(|(k, _)| k))
             .chain(["absent", ""]);
         for k in keys {
             assert_eq!(full.value(k), lean.value(k), "{k:?}");
@@ -177,5 +177,31 @@ fn a_map_entry_with_the_wrong_wire_type_is_refused() {
             .headers()
             .value("k"),
         Some("v")
+    );
+}
+
+#[test]
+fn the_maps_are_read_in_place_from_the_received_bytes() {
+    // tonic hands the message over as shared bytes; a lookup returns a slice of them.
+    let mut r = CheckRequest::default();
+    headers_mut(&mut r).insert("x-api-key".into(), "k1".into());
+    r.attributes
+        .get_or_insert_default()
+        .context_extensions
+        .insert("portcullis.route".into(), "ns/a".into());
+    let bytes = prost::bytes::Bytes::from(r.encode_to_vec());
+    let lean = CheckCall::decode(bytes.clone()).unwrap();
+    let inside = bytes.as_ptr_range();
+    for v in [
+        lean.headers().value("x-api-key").unwrap(),
+        lean.context().value("portcullis.route").unwrap(),
+    ] {
+        assert!(inside.contains(&v.as_ptr()), "{v:?} was copied");
+    }
+    assert_eq!((lean.headers().len(), lean.context().len()), (1, 1));
+    // Re-encoded, it is the same message.
+    assert_eq!(
+        CheckRequest::decode(lean.encode_to_vec().as_slice()).unwrap(),
+        r
     );
 }

@@ -43,6 +43,8 @@ pub struct Run {
     pub sent_per_sec: f64,
     pub p50: Duration,
     pub p99: Duration,
+    /// The latency of every logged 2xx answer, sorted.
+    pub took: Vec<Duration>,
     /// h2load's "TLS Protocol" and "Application protocol" lines, when it printed them.
     pub protocol: String,
 }
@@ -191,8 +193,27 @@ fn parse(text: &str, log: &str) -> anyhow::Result<Run> {
         sent_per_sec,
         p50: quantile(&took, 0.5),
         p99: quantile(&took, 0.99),
+        took,
         protocol,
     })
+}
+
+/// Runs of the same load as one: counts added, rates averaged, quantiles over every
+/// answer of every run.
+pub fn pooled(runs: &[Run]) -> Run {
+    let n = runs.len().max(1) as f64;
+    let mut took: Vec<Duration> = runs.iter().flat_map(|r| r.took.iter().copied()).collect();
+    took.sort();
+    Run {
+        ok: runs.iter().map(|r| r.ok).sum(),
+        bad: runs.iter().map(|r| r.bad).sum(),
+        per_sec: runs.iter().map(|r| r.per_sec).sum::<f64>() / n,
+        sent_per_sec: runs.iter().map(|r| r.sent_per_sec).sum::<f64>() / n,
+        p50: quantile(&took, 0.5),
+        p99: quantile(&took, 0.99),
+        took,
+        protocol: runs.first().map(|r| r.protocol.clone()).unwrap_or_default(),
+    }
 }
 
 /// The request headers of a gRPC call, as h2load `-H` arguments.

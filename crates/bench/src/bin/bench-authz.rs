@@ -112,6 +112,10 @@ fn us(d: Duration) -> String {
 }
 
 const NEUTRAL_CONNECTIONS: usize = 20;
+/// The neutral row's health and Check runs alternate in this many rounds, each taking
+/// its turn first, so a change in the machine's load during the run (it is shared)
+/// lands on both sides.
+const NEUTRAL_ROUNDS: u32 = 4;
 const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 const HEALTH_PATH: &str = "/grpc.health.v1.Health/Check";
 
@@ -144,6 +148,7 @@ async fn neutral(
         HealthCheckResponse::decode(&answer[..])?.status == 1,
         "the health frame does not answer SERVING"
     );
+    let d = d / NEUTRAL_ROUNDS;
     let spec = |path: &str, frame: &[u8]| -> anyhow::Result<h2load::Spec> {
         let data = scratch.join(path.replace('/', "_"));
         std::fs::write(&data, frame)?;
@@ -180,11 +185,29 @@ async fn neutral(
             ),
         ))
     };
-    let load = |s: h2load::Spec| tokio::task::block_in_place(|| h2load::run(&s, scratch));
-    let base = load(spec(HEALTH_PATH, &health)?)?;
+    let load = |s: &h2load::Spec| tokio::task::block_in_place(|| h2load::run(s, scratch));
+    let (health_spec, check_spec) = (spec(HEALTH_PATH, &health)?, spec(CHECK_PATH, &check)?);
+    let (mut bases, mut hits) = (Vec::new(), Vec::new());
     let before = scrape().await?;
-    let hit = load(spec(CHECK_PATH, &check)?)?;
+    for round in 0..NEUTRAL_ROUNDS {
+        let (base, hit) = if round % 2 == 0 {
+            let base = load(&health_spec)?;
+            (base, load(&check_spec)?)
+        } else {
+            let hit = load(&check_spec)?;
+            (load(&health_spec)?, hit)
+        };
+        println!(
+            "h2load round {round}: check p99 {:?}, health p99 {:?} ({:.2}×)",
+            hit.p99,
+            base.p99,
+            hit.p99.as_secs_f64() / base.p99.as_secs_f64().max(1e-9)
+        );
+        bases.push(base);
+        hits.push(hit);
+    }
     let after = scrape().await?;
+    let (base, hit) = (h2load::pooled(&bases), h2load::pooled(&hits));
     let (decided, allowed, hits) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
     anyhow::ensure!(
         base.bad == 0 && hit.bad == 0 && hit.ok > 0,
@@ -384,7 +407,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
 
     let body = format!(
-        "## Authentication (`make bench-authz`)\n\nCommand: `make bench-authz` (= `cargo run --release -p portcullis-bench --bin bench-authz -- --out docs/benchmarks.md`).\nMachine: {}; load average {load_at_start} at the start, {} at the end (the machine is shared with other builds). Key file: {} keys; every Check hits the identity cache (the point of the cache).\n\n{}\nVerdicts: ok = within the target, MISS = up to 2× off it, FAIL = more than 2× off it (the run then exits non-zero: the regression guard). Notes: fixed-rate latency is measured from each call's send to its answer by a client in the same process (5 calls per 1 ms tick over 4 HTTP/2 connections), so it includes the client's own gRPC stack; the health check on the same server at the same rate is that floor. The neutral client is h2load in its own process (one thread, 20 HTTP/2 connections each sending one request every 4 ms from a timing script, after a 1 s warm-up run; the rate it actually offered is in the row). The script is timed from h2load's start, so the 20 connections send together: a burst of 20 every 4 ms, which the server answers one call at a time. The p99 is mostly that queue, and the ratio is close to the ratio of CPU per call (`--rps` bursts the same way, every 10 ms): it posts the length-prefixed frame of the same prost-encoded CheckRequest (one `x-api-key` header and the seven `context_extensions` the control plane sets on a Route with `auth`; `content-type: application/grpc`, `te: trailers`), and the empty HealthCheckRequest the same way; p50/p99 come from its per-request log (request start to end of response). h2load sees only HTTP status, so the same bytes first go once through tonic and must answer OK (allowed, SERVING), and during the run authz's own counters must show every answered Check allowed and a cache hit. Through Envoy, one load generator (32 keep-alive connections, closed loop) drives the same Route with and without `auth`; Envoy runs with one worker thread and shares the 2 cores with the generator, the echo backend and authz.\n",
+        "## Authentication (`make bench-authz`)\n\nCommand: `make bench-authz` (= `cargo run --release -p portcullis-bench --bin bench-authz -- --out docs/benchmarks.md`).\nMachine: {}; load average {load_at_start} at the start, {} at the end (the machine is shared with other builds). Key file: {} keys; every Check hits the identity cache (the point of the cache).\n\n{}\nVerdicts: ok = within the target, MISS = up to 2× off it, FAIL = more than 2× off it (the run then exits non-zero: the regression guard). Notes: fixed-rate latency is measured from each call's send to its answer by a client in the same process (5 calls per 1 ms tick over 4 HTTP/2 connections), so it includes the client's own gRPC stack; the health check on the same server at the same rate is that floor. The neutral client is h2load in its own process (one thread, 20 HTTP/2 connections each sending one request every 4 ms from a timing script, after a 1 s warm-up run; the rate it actually offered is in the row). Check and health check alternate in four rounds of a quarter of the time each, each side going first in two of them, and p50/p99 are over all four rounds' calls: a single health run then a single Check run put any change in the shared machine's load on one side only (single pairs of the same build ranged 1.01–1.35×). The script is timed from h2load's start, so the 20 connections send together: a burst of 20 every 4 ms, which the server answers one call at a time. The p99 is mostly that queue, and the ratio is close to the ratio of CPU per call (`--rps` bursts the same way, every 10 ms): it posts the length-prefixed frame of the same prost-encoded CheckRequest (one `x-api-key` header and the seven `context_extensions` the control plane sets on a Route with `auth`; `content-type: application/grpc`, `te: trailers`), and the empty HealthCheckRequest the same way; p50/p99 come from its per-request log (request start to end of response). h2load sees only HTTP status, so the same bytes first go once through tonic and must answer OK (allowed, SERVING), and during the run authz's own counters must show every answered Check allowed and a cache hit. Through Envoy, one load generator (32 keep-alive connections, closed loop) drives the same Route with and without `auth`; Envoy runs with one worker thread and shares the 2 cores with the generator, the echo backend and authz.\n",
         machine(),
         load_average(),
         if args.quick { 1_001 } else { 100_001 },

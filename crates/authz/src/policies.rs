@@ -1,0 +1,110 @@
+//! Route policies already read, by the context they were read from. Every Check on a
+//! Route carries the same `context_extensions`, and reading them
+//! ([`RoutePolicy::from_context`]: lower-casing, checking and parsing header names,
+//! splitting scopes) allocated a dozen strings per call. A policy is a function of the
+//! context alone, so the same context bytes can share one.
+//!
+//! Bounded: at most [`MAX_POLICIES`] contexts of at most [`MAX_CONTEXT_BYTES`] each;
+//! a larger context is read for its call and not kept, and when the table is full it
+//! is emptied (more Routes with `auth` than that, all in use, read their contexts per
+//! call as before). Keyed by a seeded hash and confirmed by comparing every byte, so a
+//! collision, crafted or not, costs a read and never another Route's policy.
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::policy::RoutePolicy;
+use crate::request::MapView;
+
+/// Distinct contexts kept: one per Route with `auth` in use.
+pub const MAX_POLICIES: usize = 16_384;
+/// A context the control plane writes is a few hundred bytes.
+pub const MAX_CONTEXT_BYTES: usize = 4_096;
+
+#[derive(Default)]
+pub struct Policies {
+    hasher: foldhash::fast::RandomState,
+    known: RwLock<HashMap<u64, Known>>,
+}
+
+struct Known {
+    /// The context's entries as sent, in order: keys and values, each followed by a
+    /// 0xff byte (never part of UTF-8 text).
+    context: Box<[u8]>,
+    policy: Arc<RoutePolicy>,
+}
+
+impl Policies {
+    /// The policy `context` reads as.
+    pub fn get(&self, context: MapView<'_>) -> Arc<RoutePolicy> {
+        let mut h = self.hasher.build_hasher();
+        let mut size = 0;
+        for (k, v) in context.raw() {
+            h.write(k);
+            h.write_u8(0xff);
+            h.write(v);
+            h.write_u8(0xff);
+            size += k.len() + v.len() + 2;
+        }
+        let hash = h.finish();
+        if let Some(known) = self.known.read().get(&hash)
+            && same(&known.context, context)
+        {
+            return known.policy.clone();
+        }
+        let policy = Arc::new(RoutePolicy::from_context(&context));
+        if size <= MAX_CONTEXT_BYTES {
+            let mut flat = Vec::with_capacity(size);
+            for (k, v) in context.raw() {
+                flat.extend_from_slice(k);
+                flat.push(0xff);
+                flat.extend_from_slice(v);
+                flat.push(0xff);
+            }
+            let mut known = self.known.write();
+            if known.len() >= MAX_POLICIES {
+                known.clear();
+            }
+            known.insert(
+                hash,
+                Known {
+                    context: flat.into(),
+                    policy: policy.clone(),
+                },
+            );
+        }
+        policy
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.known.read().len()
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Whether `flat` holds exactly `context`'s entries, in order.
+fn same(flat: &[u8], context: MapView<'_>) -> bool {
+    let mut rest = flat;
+    for (k, v) in context.raw() {
+        for part in [k, v] {
+            match rest.split_at_checked(part.len()) {
+                Some((head, tail)) if head == part && tail.first() == Some(&0xff) => {
+                    rest = &tail[1..];
+                }
+                _ => return false,
+            }
+        }
+    }
+    rest.is_empty()
+}
+
+#[cfg(test)]
+#[path = "policies_tests.rs"]
+mod tests;
