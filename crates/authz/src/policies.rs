@@ -4,10 +4,10 @@
 //! splitting scopes) allocated a dozen strings per call. A policy is a function of the
 //! context alone, so the same context bytes can share one.
 //!
-//! Bounded: at most [`MAX_POLICIES`] contexts of at most [`MAX_CONTEXT_BYTES`] each;
-//! a larger context is read for its call and not kept, and when the table is full it
-//! is emptied (more Routes with `auth` than that, all in use, read their contexts per
-//! call as before). Keyed by a seeded hash and confirmed by comparing every byte, so a
+//! Bounded: at most [`MAX_POLICIES`] contexts, of at most [`MAX_CONTEXT_BYTES`] each
+//! and [`MAX_TABLE_BYTES`] together; a larger context is read for its call and not
+//! kept, and when the table is full it is emptied (more Routes with `auth` than that,
+//! all in use, read their contexts per call as before). Keyed by a seeded hash and confirmed by comparing every byte, so a
 //! collision, crafted or not, costs a read and never another Route's policy.
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -22,11 +22,21 @@ use crate::request::MapView;
 pub const MAX_POLICIES: usize = 16_384;
 /// A context the control plane writes is a few hundred bytes.
 pub const MAX_CONTEXT_BYTES: usize = 4_096;
+/// Context bytes kept in all (10,000 Routes of ~300 bytes fit): with the policies read
+/// from them, a few times this in memory at most, whatever a peer sends.
+pub const MAX_TABLE_BYTES: usize = 8 << 20;
 
 #[derive(Default)]
 pub struct Policies {
     hasher: foldhash::fast::RandomState,
-    known: RwLock<HashMap<u64, Known>>,
+    known: RwLock<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    by_hash: HashMap<u64, Known>,
+    /// The sum of every kept context's length.
+    bytes: usize,
 }
 
 struct Known {
@@ -49,7 +59,7 @@ impl Policies {
             size += k.len() + v.len() + 2;
         }
         let hash = h.finish();
-        if let Some(known) = self.known.read().get(&hash)
+        if let Some(known) = self.known.read().by_hash.get(&hash)
             && same(&known.context, context)
         {
             return known.policy.clone();
@@ -63,24 +73,31 @@ impl Policies {
                 flat.extend_from_slice(v);
                 flat.push(0xff);
             }
-            let mut known = self.known.write();
-            if known.len() >= MAX_POLICIES {
-                known.clear();
+            let mut table = self.known.write();
+            if table.by_hash.len() >= MAX_POLICIES || table.bytes + size > MAX_TABLE_BYTES {
+                *table = Table::default();
             }
-            known.insert(
-                hash,
-                Known {
-                    context: flat.into(),
-                    policy: policy.clone(),
-                },
-            );
+            let known = Known {
+                context: flat.into(),
+                policy: policy.clone(),
+            };
+            // A collision replaces the other context (each gets its own policy).
+            if let Some(old) = table.by_hash.insert(hash, known) {
+                table.bytes -= old.context.len();
+            }
+            table.bytes += size;
         }
         policy
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.known.read().len()
+        self.known.read().by_hash.len()
+    }
+
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.known.read().bytes
     }
 
     #[cfg(test)]

@@ -92,6 +92,7 @@ fn same_compares_every_entry_and_its_boundaries() {
         policies.get(c.context());
         let known = policies.known.read();
         known
+            .by_hash
             .values()
             .find(|k| same(&k.context, c.context()))
             .map(|k| k.context.clone())
@@ -125,4 +126,15 @@ fn the_table_is_bounded_in_entries_and_in_bytes() {
         assert!(policies.len() <= MAX_POLICIES);
     }
     assert!(!policies.is_empty());
+    // Contexts as large as may be kept fill the byte budget before the entry cap.
+    let policies = Policies::default();
+    let most = MAX_CONTEXT_BYTES - SCOPES.len() - 2 - 8;
+    for i in 0..2 * MAX_TABLE_BYTES / MAX_CONTEXT_BYTES {
+        let scopes = format!("{i:08}{}", "s".repeat(most));
+        let got = policies.get(call(&[(SCOPES, &scopes)]).context());
+        assert_eq!(got.scopes, vec![scopes]);
+        assert!(policies.bytes() <= MAX_TABLE_BYTES, "{}", policies.bytes());
+        assert!(policies.len() <= MAX_TABLE_BYTES / most);
+    }
+    assert!(policies.len() > 1);
 }
