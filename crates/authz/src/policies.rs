@@ -7,8 +7,9 @@
 //! Bounded: at most [`MAX_POLICIES`] contexts, of at most [`MAX_CONTEXT_BYTES`] each
 //! and [`MAX_TABLE_BYTES`] together; a larger context is read for its call and not
 //! kept, and when the table is full it is emptied (more Routes with `auth` than that,
-//! all in use, read their contexts per call as before). Keyed by a seeded hash and confirmed by comparing every byte, so a
-//! collision, crafted or not, costs a read and never another Route's policy.
+//! all in use, read their contexts per call as before). Keyed by a seeded hash and
+//! confirmed by comparing every byte, so a collision, crafted or not, costs a read and
+//! never another Route's policy.
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -40,8 +41,7 @@ struct Table {
 }
 
 struct Known {
-    /// The context's entries as sent, in order: keys and values, each followed by a
-    /// 0xff byte (never part of UTF-8 text).
+    /// The context's [`parts`], one after another.
     context: Box<[u8]>,
     policy: Arc<RoutePolicy>,
 }
@@ -49,14 +49,14 @@ struct Known {
 impl Policies {
     /// The policy `context` reads as.
     pub fn get(&self, context: MapView<'_>) -> Arc<RoutePolicy> {
-        let mut h = self.hasher.build_hasher();
-        let mut size = 0;
+        // The hash reads the same bytes as [`parts`], the separator as one byte.
+        let (mut h, mut size) = (self.hasher.build_hasher(), 0);
         for (k, v) in context.raw() {
             h.write(k);
-            h.write_u8(0xff);
+            h.write_u8(SEPARATOR[0]);
             h.write(v);
-            h.write_u8(0xff);
-            size += k.len() + v.len() + 2;
+            h.write_u8(SEPARATOR[0]);
+            size += k.len() + v.len() + 2 * SEPARATOR.len();
         }
         let hash = h.finish();
         if let Some(known) = self.known.read().by_hash.get(&hash)
@@ -66,13 +66,7 @@ impl Policies {
         }
         let policy = Arc::new(RoutePolicy::from_context(&context));
         if size <= MAX_CONTEXT_BYTES {
-            let mut flat = Vec::with_capacity(size);
-            for (k, v) in context.raw() {
-                flat.extend_from_slice(k);
-                flat.push(0xff);
-                flat.extend_from_slice(v);
-                flat.push(0xff);
-            }
+            let flat: Vec<u8> = parts(context).flatten().copied().collect();
             let mut table = self.known.write();
             if table.by_hash.len() >= MAX_POLICIES || table.bytes + size > MAX_TABLE_BYTES {
                 *table = Table::default();
@@ -106,17 +100,24 @@ impl Policies {
     }
 }
 
-/// Whether `flat` holds exactly `context`'s entries, in order.
+/// The context's entries as sent, in order: each key and each value followed by a
+/// 0xff byte (never part of UTF-8 text, so the boundaries are part of what is hashed
+/// and compared).
+fn parts<'a>(context: MapView<'a>) -> impl Iterator<Item = &'a [u8]> + 'a {
+    context
+        .raw()
+        .flat_map(|(k, v)| [k, SEPARATOR, v, SEPARATOR])
+}
+
+const SEPARATOR: &[u8] = &[0xff];
+
+/// Whether `flat` holds exactly `context`'s [`parts`].
 fn same(flat: &[u8], context: MapView<'_>) -> bool {
     let mut rest = flat;
-    for (k, v) in context.raw() {
-        for part in [k, v] {
-            match rest.split_at_checked(part.len()) {
-                Some((head, tail)) if head == part && tail.first() == Some(&0xff) => {
-                    rest = &tail[1..];
-                }
-                _ => return false,
-            }
+    for part in parts(context) {
+        match rest.strip_prefix(part) {
+            Some(tail) => rest = tail,
+            None => return false,
         }
     }
     rest.is_empty()

@@ -118,6 +118,20 @@ impl CheckCall {
     }
 }
 
+impl Level {
+    /// What field `tag` of this message leads to: a message further down, or a map's
+    /// entry; `None` for a field this service does not read.
+    fn below(self, tag: u32) -> Option<Result<Level, Map>> {
+        match (self, tag) {
+            (Level::Attributes, 4) => Some(Ok(Level::Request)),
+            (Level::Attributes, 10) => Some(Err(Map::Context)),
+            (Level::Request, 2) => Some(Ok(Level::Http)),
+            (Level::Http, 3) => Some(Err(Map::Headers)),
+            _ => None,
+        }
+    }
+}
+
 /// Reads the fields of the message at `all[from..to]`, a `level`, recording the map
 /// entries below it and skipping everything else.
 fn walk(
@@ -127,69 +141,68 @@ fn walk(
     level: Level,
     out: &mut Vec<Entry>,
 ) -> Result<(), DecodeError> {
-    let mut buf = &all[from..to];
-    while buf.has_remaining() {
-        let (tag, wire_type) = decode_key(&mut buf)?;
-        let inner = match (level, tag) {
-            (Level::Attributes, 4) => Ok(Level::Request),
-            (Level::Attributes, 10) => Err(Map::Context),
-            (Level::Request, 2) => Ok(Level::Http),
-            (Level::Http, 3) => Err(Map::Headers),
-            _ => {
-                skip_field(wire_type, tag, &mut buf, DecodeContext::default())?;
-                continue;
+    fields(
+        all,
+        from,
+        to,
+        |tag| level.below(tag),
+        |next, start, end| match next {
+            Ok(level) => walk(all, start, end, level, out),
+            Err(map) => {
+                out.push(entry(all, start, end, map)?);
+                Ok(())
             }
-        };
-        let (start, end) = delimited(wire_type, &mut buf, to)?;
-        match inner {
-            Ok(level) => walk(all, start, end, level, out)?,
-            Err(map) => out.push(entry(all, start, end, map)?),
-        }
-    }
-    Ok(())
-}
-
-/// The bounds (in the whole buffer, which `buf` ends at `to` within) of the
-/// length-delimited field whose key was just read; `buf` is moved past it.
-fn delimited(
-    wire_type: WireType,
-    buf: &mut &[u8],
-    to: usize,
-) -> Result<(usize, usize), DecodeError> {
-    check_wire_type(WireType::LengthDelimited, wire_type)?;
-    let len = decode_varint(buf)?;
-    if len > buf.len() as u64 {
-        return Err(error("buffer underflow"));
-    }
-    let start = to - buf.len();
-    buf.advance(len as usize);
-    Ok((start, start + len as usize))
+        },
+    )
 }
 
 /// One `map<string, string>` entry at `all[from..to]`: the last key and value sent
 /// win, an absent one is empty, both must be UTF-8 (as the generated decode checks).
 fn entry(all: &[u8], from: usize, to: usize, map: Map) -> Result<Entry, DecodeError> {
-    let mut buf = &all[from..to];
+    // In range: `merge_attributes` refused buffers past u32.
     let empty = (from as u32, from as u32);
     let (mut key, mut value) = (empty, empty);
-    while buf.has_remaining() {
-        let (tag, wire_type) = decode_key(&mut buf)?;
-        let slot = match tag {
-            1 => &mut key,
-            2 => &mut value,
-            _ => {
-                skip_field(wire_type, tag, &mut buf, DecodeContext::default())?;
-                continue;
-            }
-        };
-        let (start, end) = delimited(wire_type, &mut buf, to)?;
+    let wanted = |tag| matches!(tag, 1 | 2).then_some(tag);
+    fields(all, from, to, wanted, |tag, start, end| {
         if std::str::from_utf8(&all[start..end]).is_err() {
             return Err(error("invalid string value: data is not UTF-8 encoded"));
         }
-        // In range: `merge_attributes` refused buffers past u32.
+        let slot = if tag == 1 { &mut key } else { &mut value };
         *slot = (start as u32, end as u32);
-    }
+        Ok(())
+    })?;
     Ok(Entry { map, key, value })
+}
+
+/// Calls `found` with what `wanted` makes of a field's tag and with the field's bounds
+/// (in `all`), for each field of the message at `all[from..to]` that `wanted` keeps,
+/// in wire order; such a field must be length-delimited. Every other field is skipped
+/// as protobuf says.
+fn fields<T>(
+    all: &[u8],
+    from: usize,
+    to: usize,
+    wanted: impl Fn(u32) -> Option<T>,
+    mut found: impl FnMut(T, usize, usize) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    let mut buf = &all[from..to];
+    while buf.has_remaining() {
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        let Some(what) = wanted(tag) else {
+            skip_field(wire_type, tag, &mut buf, DecodeContext::default())?;
+            continue;
+        };
+        check_wire_type(WireType::LengthDelimited, wire_type)?;
+        let len = decode_varint(&mut buf)?;
+        if len > buf.len() as u64 {
+            return Err(error("buffer underflow"));
+        }
+        // `buf` always ends at `to`.
+        let start = to - buf.len();
+        buf.advance(len as usize);
+        found(what, start, start + len as usize)?;
+    }
+    Ok(())
 }
 
 /// prost has no other public way to make a decode error of one's own.
@@ -207,7 +220,7 @@ pub struct MapView<'a> {
 
 impl<'a> MapView<'a> {
     /// The entries as sent (a key sent twice appears twice), each as raw bytes.
-    pub fn raw(&self) -> impl DoubleEndedIterator<Item = (&'a [u8], &'a [u8])> + 'a {
+    pub fn raw(&self) -> impl DoubleEndedIterator<Item = (&'a [u8], &'a [u8])> + use<'a> {
         let (call, map) = (self.call, self.map);
         call.entries
             .iter()
@@ -216,7 +229,7 @@ impl<'a> MapView<'a> {
     }
 
     /// The entries as sent, as text (validated when decoded).
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&'a str, &'a str)> + 'a {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&'a str, &'a str)> + use<'a> {
         self.raw().map(|(k, v)| (text(k), text(v)))
     }
 
