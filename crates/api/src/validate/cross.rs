@@ -1,16 +1,16 @@
 //! Cross-object rules: duplicate names, references between Routes and Services, and
 //! match conflicts between Routes. The oldest Route keeps a contested match, so a new
 //! manifest can never take traffic a running service already has (docs/decisions.md).
-use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc};
 
 // These maps live for one validation and are only looked up, never shown: a fast
 // hash pays (SipHash was a sixth of an edit's instructions at 10k Routes), and
 // foldhash's per-map seed keeps crafted names from colliding in every map.
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashSet, HashSetExt};
 
 use super::{Issue, Report};
 use crate::{
-    Duration, HeaderMatch, Model, ObjectKey, Route, RouteEntry, Service,
+    Duration, Model, ObjectKey, Route, RouteEntry, Service,
     precedence::{age_key, age_order},
 };
 
@@ -42,11 +42,6 @@ pub(super) fn duplicates<T>(reports: &mut [(Report, &T)]) -> bool {
     }
     sorted
 }
-
-/// One thing a request can match: host ("*" for any), method ("*"), path (lower-cased:
-/// Envoy matches paths without regard to case), headers. Borrowed from the Routes where
-/// it can be: at 10k Routes, allocating every key was a visible part of each rebuild.
-type MatchKey<'a> = (&'a str, Cow<'a, str>, bool, Cow<'a, str>, Vec<HeaderMatch>);
 
 /// Older first, then by key: who keeps a contested match or a place in the budget.
 pub(super) fn age_then_key(
@@ -125,37 +120,8 @@ pub(super) fn resolve(
         }
     }
 
-    // Conflicts: oldest first, each Route claims its matches; a later Route that wants
-    // a claimed match is Conflicted as a whole (serving half a Route would surprise).
     let by_age = served_by_age(routes, routes_in_key_order);
-    let mut owners: HashMap<MatchKey<'_>, usize> = HashMap::with_capacity(by_age.len());
-    // One buffer for every Route's keys: most Routes have one, and allocating a list
-    // per Route was a visible part of each edit at 10k Routes.
-    let (mut keys, mut methods) = (Vec::new(), Vec::new());
-    for &i in &by_age {
-        let route: &Route = routes[i].1;
-        keys.clear();
-        push_match_keys(route, &mut methods, &mut keys);
-        if let Some((k, owner)) = keys.iter().find_map(|k| owners.get(k).map(|&o| (k, o))) {
-            let (host, method, exact, path, _) = k;
-            let message = format!(
-                "host {host} method {method} {} {path} is already served by the older {}; change the match or remove one of them",
-                if *exact { "exact" } else { "prefix" },
-                routes[owner].0.key,
-            );
-            let report = &mut routes[i].0;
-            report.conflict = Some(Box::new(Issue {
-                object: report.key.clone(),
-                field: "spec.match".into(),
-                message,
-            }));
-            continue;
-        }
-        for k in keys.drain(..) {
-            owners.insert(k, i);
-        }
-    }
-
+    super::conflicts::apply(routes, &by_age);
     super::budget::apply(routes, &by_age, route_table_bytes);
 
     let served: Vec<(&ObjectKey, &Arc<Route>)> = routes
@@ -230,24 +196,6 @@ fn shadow_issues(
         .collect()
 }
 
-fn normalized_headers(route: &Route) -> Vec<HeaderMatch> {
-    if route.spec.match_.headers.is_empty() {
-        return Vec::new();
-    }
-    let mut headers: Vec<HeaderMatch> = route
-        .spec
-        .match_
-        .headers
-        .iter()
-        .map(|h| HeaderMatch {
-            name: h.name.to_ascii_lowercase(),
-            ..h.clone()
-        })
-        .collect();
-    headers.sort();
-    headers
-}
-
 fn normalized_methods(route: &Route) -> Vec<String> {
     let mut methods: Vec<String> = route
         .spec
@@ -259,60 +207,6 @@ fn normalized_methods(route: &Route) -> Vec<String> {
     methods.sort();
     methods.dedup();
     methods
-}
-
-/// `route`'s match keys, added to `keys`; `methods` is a buffer reused across Routes.
-fn push_match_keys<'a>(
-    route: &'a Route,
-    methods: &mut Vec<Cow<'a, str>>,
-    keys: &mut Vec<MatchKey<'a>>,
-) {
-    let spec = &route.spec;
-    methods.clear();
-    methods.extend(spec.match_.methods.iter().map(|m| upper(m)));
-    methods.sort();
-    methods.dedup();
-    let any_method = [Cow::Borrowed("*")];
-    let methods = if methods.is_empty() {
-        &any_method[..]
-    } else {
-        &methods[..]
-    };
-    let headers = normalized_headers(route);
-    let mut on_host = |h: &'a str| {
-        for m in methods {
-            for p in &spec.match_.paths {
-                let (exact, path) = match (&p.exact, &p.prefix) {
-                    (Some(v), _) => (true, v),
-                    (None, Some(v)) => (false, v),
-                    (None, None) => continue,
-                };
-                keys.push((h, m.clone(), exact, lower(path), headers.clone()));
-            }
-        }
-    };
-    if spec.hosts.is_empty() {
-        on_host("*");
-    }
-    for h in &spec.hosts {
-        on_host(h);
-    }
-}
-
-fn upper(s: &str) -> Cow<'_, str> {
-    if s.bytes().any(|b| b.is_ascii_lowercase()) {
-        Cow::Owned(s.to_ascii_uppercase())
-    } else {
-        Cow::Borrowed(s)
-    }
-}
-
-fn lower(s: &str) -> Cow<'_, str> {
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(s.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(s)
-    }
 }
 
 /// One entry per path of a served Route. Its backends were all resolved to accepted
@@ -342,7 +236,7 @@ fn push_entries(
         .or(longest)
         .unwrap_or(Duration::from_secs(10));
     let mut methods = normalized_methods(route);
-    let mut headers = normalized_headers(route);
+    let mut headers = super::conflicts::normalized_headers(route);
     let paths = &route.spec.match_.paths;
     for (path_index, path) in paths.iter().enumerate() {
         // The last path takes the lists; earlier ones copy them.

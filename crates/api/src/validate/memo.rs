@@ -65,18 +65,23 @@ pub(super) fn check_all<'a, T: kube::Resource>(
     objects
         .iter()
         .map(|o| {
-            let meta = o.meta();
-            let key = (
-                meta.namespace.as_deref().unwrap_or("default"),
-                meta.name.as_deref().unwrap_or_default(),
-            );
+            // Read only when the walk's front is not this very object: an unchanged
+            // object's memory is then not touched at all (at 10k Routes, a cache miss
+            // per object was a visible part of an edit).
+            let key = || {
+                let meta = o.meta();
+                (
+                    meta.namespace.as_deref().unwrap_or("default"),
+                    meta.name.as_deref().unwrap_or_default(),
+                )
+            };
             let mut kept = None;
             while let Some((old, report)) = previous.peek() {
                 if Arc::ptr_eq(old, o) {
                     kept = previous.next().map(|(_, r)| r);
                     break;
                 }
-                match (report.key.namespace.as_str(), report.key.name.as_str()).cmp(&key) {
+                match (report.key.namespace.as_str(), report.key.name.as_str()).cmp(&key()) {
                     // Deleted since, or an older version of this object: let it go.
                     std::cmp::Ordering::Less => drop(previous.next()),
                     std::cmp::Ordering::Equal => {

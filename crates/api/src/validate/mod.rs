@@ -5,6 +5,7 @@
 //! read them are service teams applying a manifest, not the platform team.
 mod bounds;
 mod budget;
+mod conflicts;
 mod cross;
 mod destinations;
 mod entries;
