@@ -270,8 +270,17 @@ fn a_service_edit_re_encodes_only_its_cluster() {
     let options = Options::default();
     let mut incremental = Incremental::new();
     incremental.translate(&world.model(), &options);
-    let ptr =
-        |inc: &Incremental, s: &str| inc.clusters[&ObjectKey::service("t", s)].cluster.1.as_ptr();
+    let ptr = |inc: &Incremental, s: &str| {
+        let key = ObjectKey::service("t", s);
+        inc.clusters
+            .iter()
+            .find(|(k, _)| *k == key)
+            .unwrap()
+            .1
+            .cluster
+            .1
+            .as_ptr()
+    };
     let (s0, s1) = (ptr(&incremental, "s0"), ptr(&incremental, "s1"));
     world.hash_header[1] = Some("x-user".into());
     // Parsed again: equal Services are new objects, recognised by their spec.
