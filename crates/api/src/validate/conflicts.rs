@@ -4,11 +4,13 @@
 //! running service already has (docs/decisions.md).
 //!
 //! Every edit runs this over every served Route. Claims are kept as 64-bit hashes of
-//! the keys under a seed drawn per pass, so the table holds integers instead of
-//! borrowed tuples of strings and header lists (at 10k Routes, building, hashing twice
-//! and moving those tuples was a tenth of an edit). A claimed hash is confirmed on the
-//! keys themselves; if two different keys ever share a hash, the pass is run again on
-//! the keys themselves, so hashes only ever decide how fast the answer comes.
+//! the keys, so the table holds integers instead of borrowed tuples of strings and
+//! header lists (at 10k Routes, building, hashing twice and moving those tuples was a
+//! tenth of an edit). The hashes are under a seed drawn per memo (or per validation
+//! without one), and the memo keeps each Route's hashes, so an edit hashes only the
+//! Routes it changed. A claimed hash is confirmed on the keys themselves; if two
+//! different keys ever share a hash, the pass is run again on the keys, so hashes only
+//! ever decide how fast the answer comes, never what it is.
 use std::{borrow::Cow, hash::BuildHasher, sync::Arc};
 
 use foldhash::{HashMap, HashMapExt};
@@ -21,6 +23,71 @@ use crate::{HeaderMatch, Route};
 /// from the Routes where it can be.
 type MatchKey<'a> = (&'a str, Cow<'a, str>, bool, Cow<'a, str>, Vec<HeaderMatch>);
 
+/// Each served Route's key hashes under one seed, kept from one validation to the next
+/// beside the memo's Routes, so that an edit hashes only the Routes it changed instead
+/// of reading every Route's hosts, methods and paths again.
+#[derive(Default)]
+pub(super) struct KeptHashes {
+    /// Drawn when the memo is made, kept for its life: the kept hashes must agree.
+    seed: foldhash::fast::RandomState,
+    /// Beside the memo's Routes, in its order. Each Route is held with its hashes, so
+    /// hashes are only ever taken for the very object they were made from.
+    routes: Vec<(Arc<Route>, Box<[u64]>)>,
+}
+
+impl KeptHashes {
+    /// The key hashes of `routes`, by position. `from` is what
+    /// [`super::memo::check_all_from`] said of each: the position of the same object
+    /// in the memo's previous list, whose hashes are then taken rather than made.
+    pub(super) fn update(
+        &mut self,
+        routes: &[(Report, &Arc<Route>)],
+        from: &[Option<usize>],
+    ) -> Vec<&[u64]> {
+        let mut previous = std::mem::take(&mut self.routes);
+        let mut buffers = (Vec::new(), Vec::new());
+        self.routes = routes
+            .iter()
+            .enumerate()
+            .map(|(i, (_, route))| {
+                let kept = from
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .and_then(|at| previous.get_mut(at))
+                    .filter(|(old, _)| Arc::ptr_eq(old, route));
+                let hashes = match kept {
+                    Some((_, hashes)) => std::mem::take(hashes),
+                    None => hash_keys(route, &self.seed, &mut buffers),
+                };
+                (Arc::clone(route), hashes)
+            })
+            .collect();
+        self.routes.iter().map(|(_, h)| &h[..]).collect()
+    }
+}
+
+/// Every Route's key hashes under a seed drawn now (a validation without a memo).
+pub(super) fn fresh_hashes(routes: &[(Report, &Arc<Route>)]) -> Vec<Box<[u64]>> {
+    let seed = foldhash::fast::RandomState::default();
+    let mut buffers = (Vec::new(), Vec::new());
+    routes
+        .iter()
+        .map(|(_, route)| hash_keys(route, &seed, &mut buffers))
+        .collect()
+}
+
+/// `route`'s match keys, each hashed; `buffers` are reused across Routes.
+fn hash_keys<'a>(
+    route: &'a Route,
+    seed: &impl BuildHasher,
+    (methods, keys): &mut (Vec<Cow<'a, str>>, Vec<MatchKey<'a>>),
+) -> Box<[u64]> {
+    keys.clear();
+    push_match_keys(route, methods, keys);
+    keys.iter().map(|k| seed.hash_one(k)).collect()
+}
+
 /// A Conflicted Route: its position, the older owner's, and the key they share.
 struct Lost {
     route: usize,
@@ -30,9 +97,10 @@ struct Lost {
 
 /// Marks every Conflicted Route among `by_age` (positions of served Routes, oldest
 /// first) with the key it wants and the Route that has it.
-pub(super) fn apply(routes: &mut [(Report, &Arc<Route>)], by_age: &[usize]) {
-    let lost = by_hash(routes, by_age, &foldhash::fast::RandomState::default())
-        .unwrap_or_else(|| by_key(routes, by_age));
+/// `hashes`: each Route's key hashes by position, in the order of its match keys, all
+/// under one seed ([`KeptHashes::update`], [`fresh_hashes`]).
+pub(super) fn apply(routes: &mut [(Report, &Arc<Route>)], by_age: &[usize], hashes: &[&[u64]]) {
+    let lost = by_hash(routes, by_age, hashes).unwrap_or_else(|| by_key(routes, by_age));
     for Lost { route, owner, key } in lost {
         let message = format!(
             "{key} is already served by the older {}; change the match or remove one of them",
@@ -51,36 +119,30 @@ pub(super) fn apply(routes: &mut [(Report, &Arc<Route>)], by_age: &[usize]) {
 fn by_hash(
     routes: &[(Report, &Arc<Route>)],
     by_age: &[usize],
-    seed: &impl BuildHasher,
+    hashes: &[&[u64]],
 ) -> Option<Vec<Lost>> {
     let mut owners: HashMap<u64, usize> = HashMap::with_capacity(by_age.len());
-    let (mut keys, mut methods, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
     let mut lost = Vec::new();
     for &i in by_age {
-        keys.clear();
-        push_match_keys(routes[i].1, &mut methods, &mut keys);
-        hashes.clear();
-        hashes.extend(keys.iter().map(|k| seed.hash_one(k)));
         // The first key another Route claimed, as the pass on keys finds it: an equal
         // key has an equal hash, so no earlier key of this Route is claimed.
-        let claimed = hashes
+        let claimed = hashes[i]
             .iter()
             .enumerate()
             .find_map(|(at, h)| owners.get(h).map(|&o| (at, o)));
         if let Some((at, owner)) = claimed {
-            let mut theirs = Vec::new();
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            push_match_keys(routes[i].1, &mut Vec::new(), &mut ours);
             push_match_keys(routes[owner].1, &mut Vec::new(), &mut theirs);
-            if !theirs.contains(&keys[at]) {
-                return None;
-            }
+            let key = ours.get(at).filter(|k| theirs.contains(k))?;
             lost.push(Lost {
                 route: i,
                 owner,
-                key: describe(&keys[at]),
+                key: describe(key),
             });
             continue;
         }
-        for &h in &hashes {
+        for &h in hashes[i] {
             owners.entry(h).or_insert(i);
         }
     }
@@ -261,6 +323,14 @@ mod tests {
             .collect()
     }
 
+    fn colliding(routes: &[(Report, &Arc<Route>)]) -> Vec<Box<[u64]>> {
+        let mut buffers = (Vec::new(), Vec::new());
+        routes
+            .iter()
+            .map(|(_, r)| hash_keys(r, &Colliding, &mut buffers))
+            .collect()
+    }
+
     fn texts(lost: &[Lost]) -> Vec<(usize, usize, String)> {
         lost.iter()
             .map(|l| (l.route, l.owner, l.key.clone()))
@@ -280,10 +350,14 @@ mod tests {
             let mut order: Vec<usize> = (0..pairs.len()).collect();
             order.rotate_left((seed % 60) as usize);
             let want = texts(&by_key(&pairs, &order));
-            let seeded = by_hash(&pairs, &order, &foldhash::fast::RandomState::default());
-            assert_eq!(texts(&seeded.expect("no collision in 64 bits")), want);
+            let seeded = fresh_hashes(&pairs);
+            let seeded: Vec<&[u64]> = seeded.iter().map(|h| &h[..]).collect();
+            let got = by_hash(&pairs, &order, &seeded);
+            assert_eq!(texts(&got.expect("no collision in 64 bits")), want);
             // Every key on one hash: refused at the first claim that is not the key.
-            let colliding = by_hash(&pairs, &order, &Colliding);
+            let colliding = colliding(&pairs);
+            let colliding: Vec<&[u64]> = colliding.iter().map(|h| &h[..]).collect();
+            let colliding = by_hash(&pairs, &order, &colliding);
             if let Some(lost) = colliding {
                 assert_eq!(texts(&lost), want, "seed {seed}");
             }
@@ -300,9 +374,55 @@ mod tests {
             .into_iter()
             .map(|r| (Report::new(ObjectKey::new("Route", &r.metadata), None), r))
             .collect();
-        assert!(by_hash(&pairs, &[0, 1], &Colliding).is_none());
+        let hashes = colliding(&pairs);
+        let hashes: Vec<&[u64]> = hashes.iter().map(|h| &h[..]).collect();
+        assert!(by_hash(&pairs, &[0, 1], &hashes).is_none());
         let mut pairs = pairs;
-        apply(&mut pairs, &[0, 1]);
+        apply(&mut pairs, &[0, 1], &hashes);
         assert!(pairs.iter().all(|(r, _)| r.conflict.is_none()));
+    }
+
+    #[test]
+    fn kept_hashes_are_taken_only_for_the_very_same_route() {
+        let a = Arc::new(mk_route("a", 0, vec![PathMatch::prefix("/a")]));
+        let b = Arc::new(mk_route("b", 1, vec![PathMatch::prefix("/b")]));
+        let b2 = Arc::new(mk_route("b", 1, vec![PathMatch::prefix("/a")]));
+        let pairs = |routes: &[&Arc<Route>]| -> Vec<(Report, Arc<Route>)> {
+            routes
+                .iter()
+                .map(|r| {
+                    (
+                        Report::new(ObjectKey::new("Route", &r.metadata), None),
+                        (*r).clone(),
+                    )
+                })
+                .collect()
+        };
+        fn refs(p: &[(Report, Arc<Route>)]) -> Vec<(Report, &Arc<Route>)> {
+            p.iter().map(|(r, a)| (r.clone(), a)).collect()
+        }
+        let mut kept = KeptHashes::default();
+        let first = pairs(&[&a, &b]);
+        let first_hashes: Vec<Vec<u64>> = kept
+            .update(&refs(&first), &[None, None])
+            .iter()
+            .map(|h| h.to_vec())
+            .collect();
+        // b is replaced by b2 at the same position, and the memo (wrongly) says it is
+        // the same object: its hashes are made anew, not taken from b.
+        let second = pairs(&[&a, &b2]);
+        let got: Vec<Vec<u64>> = kept
+            .update(&refs(&second), &[Some(0), Some(1)])
+            .iter()
+            .map(|h| h.to_vec())
+            .collect();
+        assert_eq!(got[0], first_hashes[0]);
+        assert_ne!(got[1], first_hashes[1]);
+        // b2 wants a's path: the kept hashes find the conflict.
+        let mut second = refs(&second);
+        let hashes: Vec<Vec<u64>> = got;
+        let hashes: Vec<&[u64]> = hashes.iter().map(|h| &h[..]).collect();
+        apply(&mut second, &[0, 1], &hashes);
+        assert!(second[1].0.conflict.is_some());
     }
 }

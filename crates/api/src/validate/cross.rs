@@ -70,10 +70,18 @@ fn served_by_age(routes: &[(Report, &Arc<Route>)], in_key_order: bool) -> Vec<us
     by_age.into_iter().map(|(_, i)| i).collect()
 }
 
+/// What the conflict pass needs to know of the Routes besides themselves.
+pub(super) struct Order<'a> {
+    /// As [`duplicates`] found the Routes.
+    pub in_key_order: bool,
+    /// Each Route's match-key hashes, by position (`conflicts::apply`).
+    pub hashes: &'a [&'a [u64]],
+}
+
 pub(super) fn resolve(
     services: &[(Report, &Arc<Service>)],
     routes: &mut [(Report, &Arc<Route>)],
-    routes_in_key_order: bool,
+    order: Order<'_>,
     hosts: BTreeMap<ObjectKey, crate::model::ServedHost>,
     route_table_bytes: usize,
     kept: &mut super::entries::KeptEntries,
@@ -120,8 +128,8 @@ pub(super) fn resolve(
         }
     }
 
-    let by_age = served_by_age(routes, routes_in_key_order);
-    super::conflicts::apply(routes, &by_age);
+    let by_age = served_by_age(routes, order.in_key_order);
+    super::conflicts::apply(routes, &by_age, order.hashes);
     super::budget::apply(routes, &by_age, route_table_bytes);
 
     let served: Vec<(&ObjectKey, &Arc<Route>)> = routes

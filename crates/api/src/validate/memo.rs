@@ -21,6 +21,8 @@ pub struct Memo {
     pub(super) hosts: Kept<Host>,
     /// The served Routes' entries, in precedence order.
     pub(super) entries: super::entries::KeptEntries,
+    /// Each Route's match-key hashes, beside `routes`.
+    pub(super) hashes: super::conflicts::KeptHashes,
 }
 
 /// The previous objects, each with its report, in the order they were handed over.
@@ -55,14 +57,29 @@ pub(super) fn check_all<'a, T: kube::Resource>(
     objects: &'a [Arc<T>],
     memo: Option<&mut Kept<T>>,
     check: impl Fn(&T) -> Report,
-) -> Vec<(Report, &'a Arc<T>)> {
+) -> Checked<'a, T> {
+    check_all_from(objects, memo, check).0
+}
+
+/// Each object's single-object report, beside the object.
+pub(super) type Checked<'a, T> = Vec<(Report, &'a Arc<T>)>;
+
+/// As [`check_all`], with, for each object, the position in the memo's previous list
+/// of the very same object whose report was reused (`None`: checked now), so that
+/// other memories kept beside that list can be carried over as well.
+pub(super) fn check_all_from<'a, T: kube::Resource>(
+    objects: &'a [Arc<T>],
+    memo: Option<&mut Kept<T>>,
+    check: impl Fn(&T) -> Report,
+) -> (Checked<'a, T>, Vec<Option<usize>>) {
     let Some(memo) = memo else {
-        return objects.iter().map(|o| (check(o), o)).collect();
+        return (objects.iter().map(|o| (check(o), o)).collect(), Vec::new());
     };
     let previous = std::mem::take(memo);
-    let mut previous = previous.into_iter().peekable();
+    let mut previous = previous.into_iter().enumerate().peekable();
     memo.reserve(objects.len());
-    objects
+    let mut from = Vec::with_capacity(objects.len());
+    let reports = objects
         .iter()
         .map(|o| {
             // Read only when the walk's front is not this very object: an unchanged
@@ -76,9 +93,10 @@ pub(super) fn check_all<'a, T: kube::Resource>(
                 )
             };
             let mut kept = None;
-            while let Some((old, report)) = previous.peek() {
+            while let Some((at, (old, report))) = previous.peek() {
                 if Arc::ptr_eq(old, o) {
-                    kept = previous.next().map(|(_, r)| r);
+                    let at = *at;
+                    kept = previous.next().map(|(_, (_, r))| (at, r));
                     break;
                 }
                 match (report.key.namespace.as_str(), report.key.name.as_str()).cmp(&key()) {
@@ -91,11 +109,13 @@ pub(super) fn check_all<'a, T: kube::Resource>(
                     std::cmp::Ordering::Greater => break,
                 }
             }
-            let report = kept.unwrap_or_else(|| check(o));
+            from.push(kept.as_ref().map(|(at, _)| *at));
+            let report = kept.map_or_else(|| check(o), |(_, r)| r);
             memo.push((o.clone(), report.clone()));
             (report, o)
         })
-        .collect()
+        .collect();
+    (reports, from)
 }
 
 #[cfg(test)]

@@ -180,7 +180,7 @@ fn validate_all(
             })
         },
     );
-    let mut route_reports = memo::check_all(
+    let (mut route_reports, routes_from) = memo::check_all_from(
         &objects.routes,
         memo.as_deref_mut().map(|m| &mut m.routes),
         |r| check_one("Route", r, &r.metadata, route::check),
@@ -196,15 +196,29 @@ fn validate_all(
     let upstream_tls = upstream_tls::resolve(&mut service_reports, certificates);
     let served_hosts = hosts::resolve(&mut host_reports, certificates);
     hosts::admit_routes(&mut route_reports, &served_hosts, rules);
-    // Without a memo, nothing is kept: every entry is built.
+    // Without a memo, nothing is kept: every entry is built, every Route hashed.
     let mut fresh = entries::KeptEntries::default();
+    let fresh_hashes;
+    let (kept, hashes) = match memo {
+        Some(m) => (
+            &mut m.entries,
+            m.hashes.update(&route_reports, &routes_from),
+        ),
+        None => {
+            fresh_hashes = conflicts::fresh_hashes(&route_reports);
+            (&mut fresh, fresh_hashes.iter().map(|h| &h[..]).collect())
+        }
+    };
     let mut model = cross::resolve(
         &service_reports,
         &mut route_reports,
-        routes_in_key_order,
+        cross::Order {
+            in_key_order: routes_in_key_order,
+            hashes: &hashes,
+        },
         served_hosts,
         rules.route_table_bytes,
-        memo.map_or(&mut fresh, |m| &mut m.entries),
+        kept,
     );
     model.upstream_tls = upstream_tls;
     // Kinds in key order (Host < Route < Service): sources hand each kind over in key
