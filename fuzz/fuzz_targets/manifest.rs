@@ -5,6 +5,13 @@
 //! libfuzzer-sys aborts on any panic, even one `isolate` would catch, so a panic
 //! inside per-object isolation is reported as a crash here rather than hidden.
 //!
+//! What validation keeps from one edit to the next (`validate::Memo`: reports, served
+//! entries, each Route's conflict hashes) must give what a fresh validation gives: the
+//! same objects go through a memo in three steps (half the Routes, all of them, then
+//! some copied into new allocations, as an edit hands them over) and each outcome is
+//! compared with validating those objects from nothing. A kept hash that hid a
+//! conflict would let one tenant's Route take another's traffic.
+//!
 //! Explained requests: one per served route entry (its host, method, path and header
 //! values, plus spellings Envoy normalizes), and one from a `#> METHOD TARGET HOST`
 //! comment line of the input, so the fuzzer can steer requests too.
@@ -13,8 +20,10 @@
 use libfuzzer_sys::fuzz_target;
 use portcullis_api::explain::{self, Outcome, Request};
 use portcullis_api::isolate::INTERNAL_FIELD;
-use portcullis_api::validate::{Rules, validate_with};
-use portcullis_api::{Document, Model, Objects, parse_documents};
+use std::sync::Arc;
+
+use portcullis_api::validate::{Memo, Rules, validate_objects, validate_with};
+use portcullis_api::{Certificates, Document, Model, Objects, Route, parse_documents};
 use portcullis_translate::{Options, translate};
 
 fuzz_target!(|data: &[u8]| {
@@ -22,9 +31,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let docs: Vec<Document> = parse_documents(text).into_iter().flatten().collect();
+    let objects = Objects::from_documents(&docs);
+    memo_agrees(&objects);
     let Objects {
         routes, services, ..
-    } = Objects::from_documents(&docs);
+    } = objects;
     for rules in [Rules::file_mode(), Rules::default()] {
         let outcome = validate_with(&routes, &services, &rules);
         for report in &outcome.reports {
@@ -45,6 +56,38 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Validating through a memo, step by step, gives what validating from nothing gives.
+fn memo_agrees(objects: &Objects) {
+    let text = |o: &portcullis_api::validate::Outcome| format!("{:?}\n{:?}", o.reports, o.model);
+    let half = Objects {
+        routes: objects.routes.iter().step_by(2).cloned().collect(),
+        ..objects.clone()
+    };
+    let copied = Objects {
+        routes: objects
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                if i % 3 == 0 {
+                    Arc::new(Route::clone(r))
+                } else {
+                    Arc::clone(r)
+                }
+            })
+            .collect(),
+        ..objects.clone()
+    };
+    let certificates = Certificates::new();
+    let rules = Rules::default();
+    let mut memo = Memo::new();
+    for (step, objects) in [&half, objects, &copied].into_iter().enumerate() {
+        let kept = memo.validate(objects, &certificates, &rules);
+        let fresh = validate_objects(objects, &certificates, &rules);
+        assert_eq!(text(&kept), text(&fresh), "step {step}");
+    }
+}
 
 fn options() -> Options {
     Options {
