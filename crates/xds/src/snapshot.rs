@@ -84,6 +84,13 @@ fn same_bytes(a: &Bytes, b: &Bytes) -> bool {
     a.as_ptr() == b.as_ptr() && a.len() == b.len()
 }
 
+impl Entry {
+    /// Whether this entry was made from these very bytes (an [`EncodedResource`]'s).
+    fn took(&self, value: &Bytes) -> bool {
+        self.source.as_ref().is_some_and(|s| same_bytes(s, value))
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TypeSet {
     pub(crate) version: String,
@@ -103,6 +110,22 @@ impl Input {
             Input::Encoded(e) => e.type_url,
         }
     }
+
+    fn name(&self) -> &str {
+        match self {
+            Input::Resource(r) => &r.name,
+            Input::Encoded(e) => &e.name,
+        }
+    }
+
+    /// Whether `kept` (an entry under the same type and name) holds this input's body
+    /// as it is: encoded bytes known by their allocation, a resource compared.
+    fn is_held_by(&self, kept: &Entry) -> bool {
+        match self {
+            Input::Encoded(e) => kept.took(&e.value),
+            Input::Resource(r) => kept.resource.body == r.body,
+        }
+    }
 }
 
 impl TypeSet {
@@ -116,14 +139,7 @@ impl TypeSet {
             // resource: one copy fewer per kept entry.
             let (name, entry) = match input {
                 Input::Encoded(e) => match before(&e.name) {
-                    Some(kept)
-                        if kept
-                            .source
-                            .as_ref()
-                            .is_some_and(|s| same_bytes(s, &e.value)) =>
-                    {
-                        (e.name, kept.clone())
-                    }
+                    Some(kept) if kept.took(&e.value) => (e.name, kept.clone()),
                     _ => {
                         let body = Any {
                             type_url: e.type_url.to_owned(),
@@ -161,16 +177,7 @@ impl TypeSet {
             && inputs
                 .iter()
                 .zip(&self.entries)
-                .all(|(input, (name, kept))| match input {
-                    Input::Encoded(e) => {
-                        e.name == *name
-                            && kept
-                                .source
-                                .as_ref()
-                                .is_some_and(|s| same_bytes(s, &e.value))
-                    }
-                    Input::Resource(r) => r.name == *name && kept.resource.body == r.body,
-                })
+                .all(|(input, (name, kept))| input.name() == name && input.is_held_by(kept))
     }
 }
 
@@ -257,7 +264,8 @@ impl Snapshot {
         let mut groups: Vec<(String, Vec<Input>)> = Vec::new();
         for input in inputs {
             let type_url = input.type_url();
-            match groups.iter_mut().find(|(t, _)| t == type_url) {
+            // Inputs come grouped by type: the last group is almost always the one.
+            match groups.iter_mut().rev().find(|(t, _)| t == type_url) {
                 Some((_, group)) => group.push(input),
                 None => groups.push((type_url.to_owned(), vec![input])),
             }

@@ -23,50 +23,6 @@ use crate::{HeaderMatch, Route};
 /// from the Routes where it can be.
 type MatchKey<'a> = (&'a str, Cow<'a, str>, bool, Cow<'a, str>, Vec<HeaderMatch>);
 
-/// Each served Route's key hashes under one seed, kept from one validation to the next
-/// beside the memo's Routes, so that an edit hashes only the Routes it changed instead
-/// of reading every Route's hosts, methods and paths again.
-#[derive(Default)]
-pub(super) struct KeptHashes {
-    /// Drawn when the memo is made, kept for its life: the kept hashes must agree.
-    seed: foldhash::fast::RandomState,
-    /// Beside the memo's Routes, in its order. Each Route is held with its hashes, so
-    /// hashes are only ever taken for the very object they were made from.
-    routes: Vec<(Arc<Route>, Box<[u64]>)>,
-}
-
-impl KeptHashes {
-    /// The key hashes of `routes`, by position. `from` is what
-    /// [`super::memo::check_all_from`] said of each: the position of the same object
-    /// in the memo's previous list, whose hashes are then taken rather than made.
-    pub(super) fn update(
-        &mut self,
-        routes: &[(Report, &Arc<Route>)],
-        from: &[Option<usize>],
-    ) -> Vec<&[u64]> {
-        let mut previous = std::mem::take(&mut self.routes);
-        let mut buffers = (Vec::new(), Vec::new());
-        self.routes = routes
-            .iter()
-            .enumerate()
-            .map(|(i, (_, route))| {
-                let kept = from
-                    .get(i)
-                    .copied()
-                    .flatten()
-                    .and_then(|at| previous.get_mut(at))
-                    .filter(|(old, _)| Arc::ptr_eq(old, route));
-                let hashes = match kept {
-                    Some((_, hashes)) => std::mem::take(hashes),
-                    None => hash_keys(route, &self.seed, &mut buffers),
-                };
-                (Arc::clone(route), hashes)
-            })
-            .collect();
-        self.routes.iter().map(|(_, h)| &h[..]).collect()
-    }
-}
-
 /// Every Route's key hashes under a seed drawn now (a validation without a memo).
 pub(super) fn fresh_hashes(routes: &[(Report, &Arc<Route>)]) -> Vec<Box<[u64]>> {
     let seed = foldhash::fast::RandomState::default();
@@ -77,8 +33,9 @@ pub(super) fn fresh_hashes(routes: &[(Report, &Arc<Route>)]) -> Vec<Box<[u64]>> 
         .collect()
 }
 
-/// `route`'s match keys, each hashed; `buffers` are reused across Routes.
-fn hash_keys<'a>(
+/// `route`'s match keys, each hashed, in the order [`apply`] confirms them in;
+/// `buffers` are reused across Routes.
+pub(super) fn hash_keys<'a>(
     route: &'a Route,
     seed: &impl BuildHasher,
     (methods, keys): &mut (Vec<Cow<'a, str>>, Vec<MatchKey<'a>>),
@@ -98,7 +55,7 @@ struct Lost {
 /// Marks every Conflicted Route among `by_age` (positions of served Routes, oldest
 /// first) with the key it wants and the Route that has it.
 /// `hashes`: each Route's key hashes by position, in the order of its match keys, all
-/// under one seed ([`KeptHashes::update`], [`fresh_hashes`]).
+/// under one seed (kept with each Route by the memo, or [`fresh_hashes`]).
 pub(super) fn apply(routes: &mut [(Report, &Arc<Route>)], by_age: &[usize], hashes: &[&[u64]]) {
     let lost = by_hash(routes, by_age, hashes).unwrap_or_else(|| by_key(routes, by_age));
     for Lost { route, owner, key } in lost {
@@ -384,45 +341,36 @@ mod tests {
 
     #[test]
     fn kept_hashes_are_taken_only_for_the_very_same_route() {
+        use crate::validate::memo::{Kept, check_all_with};
         let a = Arc::new(mk_route("a", 0, vec![PathMatch::prefix("/a")]));
         let b = Arc::new(mk_route("b", 1, vec![PathMatch::prefix("/b")]));
+        // The same key as b, a new object that wants a's path.
         let b2 = Arc::new(mk_route("b", 1, vec![PathMatch::prefix("/a")]));
-        let pairs = |routes: &[&Arc<Route>]| -> Vec<(Report, Arc<Route>)> {
-            routes
-                .iter()
-                .map(|r| {
-                    (
-                        Report::new(ObjectKey::new("Route", &r.metadata), None),
-                        (*r).clone(),
-                    )
-                })
-                .collect()
+        let seed = foldhash::fast::RandomState::default();
+        let made = std::cell::Cell::new(0);
+        let check = |r: &Route| Report::new(ObjectKey::new("Route", &r.metadata), None);
+        let derive = |r: &Route| {
+            made.set(made.get() + 1);
+            hash_keys(r, &seed, &mut Default::default())
         };
-        fn refs(p: &[(Report, Arc<Route>)]) -> Vec<(Report, &Arc<Route>)> {
-            p.iter().map(|(r, a)| (r.clone(), a)).collect()
-        }
-        let mut kept = KeptHashes::default();
-        let first = pairs(&[&a, &b]);
-        let first_hashes: Vec<Vec<u64>> = kept
-            .update(&refs(&first), &[None, None])
-            .iter()
-            .map(|h| h.to_vec())
-            .collect();
-        // b is replaced by b2 at the same position, and the memo (wrongly) says it is
-        // the same object: its hashes are made anew, not taken from b.
-        let second = pairs(&[&a, &b2]);
-        let got: Vec<Vec<u64>> = kept
-            .update(&refs(&second), &[Some(0), Some(1)])
-            .iter()
-            .map(|h| h.to_vec())
-            .collect();
+        let mut kept: Kept<Route, Box<[u64]>> = Kept::default();
+        let hashes = |kept: &Kept<Route, Box<[u64]>>| -> Vec<Vec<u64>> {
+            kept.iter().map(|(_, _, h)| h.to_vec()).collect()
+        };
+        check_all_with(&[a.clone(), b], Some(&mut kept), check, derive);
+        let first_hashes = hashes(&kept);
+        made.set(0);
+        // b is replaced by b2 under the same key: its hashes are made anew, not taken
+        // from b; a's are carried over.
+        let second = [a, b2];
+        let mut reports = check_all_with(&second, Some(&mut kept), check, derive);
+        let got = hashes(&kept);
+        assert_eq!(made.get(), 1);
         assert_eq!(got[0], first_hashes[0]);
         assert_ne!(got[1], first_hashes[1]);
         // b2 wants a's path: the kept hashes find the conflict.
-        let mut second = refs(&second);
-        let hashes: Vec<Vec<u64>> = got;
-        let hashes: Vec<&[u64]> = hashes.iter().map(|h| &h[..]).collect();
-        apply(&mut second, &[0, 1], &hashes);
-        assert!(second[1].0.conflict.is_some());
+        let hashes: Vec<&[u64]> = got.iter().map(|h| &h[..]).collect();
+        apply(&mut reports, &[0, 1], &hashes);
+        assert!(reports[1].0.conflict.is_some());
     }
 }

@@ -16,17 +16,20 @@ use crate::{Host, Route, Service};
 #[derive(Default)]
 pub struct Memo {
     rules: Option<Rules>,
-    pub(super) routes: Kept<Route>,
+    /// With each Route, its match-key hashes (`conflicts::hash_keys`).
+    pub(super) routes: Kept<Route, Box<[u64]>>,
     pub(super) services: Kept<Service>,
     pub(super) hosts: Kept<Host>,
     /// The served Routes' entries, in precedence order.
     pub(super) entries: super::entries::KeptEntries,
-    /// Each Route's match-key hashes, beside `routes`.
-    pub(super) hashes: super::conflicts::KeptHashes,
+    /// The seed of the match-key hashes kept with each Route (`conflicts`): drawn when
+    /// the memo is made, kept for its life, as kept hashes must agree.
+    pub(super) seed: foldhash::fast::RandomState,
 }
 
-/// The previous objects, each with its report, in the order they were handed over.
-pub(super) type Kept<T> = Vec<(Arc<T>, Report)>;
+/// The previous objects, each with its report and what else was derived from it alone
+/// (a Route's match-key hashes), in the order they were handed over.
+pub(super) type Kept<T, X = ()> = Vec<(Arc<T>, Report, X)>;
 
 impl Memo {
     pub fn new() -> Self {
@@ -58,28 +61,28 @@ pub(super) fn check_all<'a, T: kube::Resource>(
     memo: Option<&mut Kept<T>>,
     check: impl Fn(&T) -> Report,
 ) -> Checked<'a, T> {
-    check_all_from(objects, memo, check).0
+    check_all_with(objects, memo, check, |_| ())
 }
 
 /// Each object's single-object report, beside the object.
 pub(super) type Checked<'a, T> = Vec<(Report, &'a Arc<T>)>;
 
-/// As [`check_all`], with, for each object, the position in the memo's previous list
-/// of the very same object whose report was reused (`None`: checked now), so that
-/// other memories kept beside that list can be carried over as well.
-pub(super) fn check_all_from<'a, T: kube::Resource>(
+/// As [`check_all`], and the memo also keeps `derive(object)` with each object: made
+/// for the objects checked now, carried over with the report for the very same object
+/// (so it is never taken for another). The memo's list is in `objects`' order.
+pub(super) fn check_all_with<'a, T: kube::Resource, X>(
     objects: &'a [Arc<T>],
-    memo: Option<&mut Kept<T>>,
+    memo: Option<&mut Kept<T, X>>,
     check: impl Fn(&T) -> Report,
-) -> (Checked<'a, T>, Vec<Option<usize>>) {
+    derive: impl Fn(&T) -> X,
+) -> Checked<'a, T> {
     let Some(memo) = memo else {
-        return (objects.iter().map(|o| (check(o), o)).collect(), Vec::new());
+        return objects.iter().map(|o| (check(o), o)).collect();
     };
     let previous = std::mem::take(memo);
-    let mut previous = previous.into_iter().enumerate().peekable();
+    let mut previous = previous.into_iter().peekable();
     memo.reserve(objects.len());
-    let mut from = Vec::with_capacity(objects.len());
-    let reports = objects
+    objects
         .iter()
         .map(|o| {
             // Read only when the walk's front is not this very object: an unchanged
@@ -93,10 +96,9 @@ pub(super) fn check_all_from<'a, T: kube::Resource>(
                 )
             };
             let mut kept = None;
-            while let Some((at, (old, report))) = previous.peek() {
+            while let Some((old, report, _)) = previous.peek() {
                 if Arc::ptr_eq(old, o) {
-                    let at = *at;
-                    kept = previous.next().map(|(_, (_, r))| (at, r));
+                    kept = previous.next().map(|(_, r, x)| (r, x));
                     break;
                 }
                 match (report.key.namespace.as_str(), report.key.name.as_str()).cmp(&key()) {
@@ -109,13 +111,11 @@ pub(super) fn check_all_from<'a, T: kube::Resource>(
                     std::cmp::Ordering::Greater => break,
                 }
             }
-            from.push(kept.as_ref().map(|(at, _)| *at));
-            let report = kept.map_or_else(|| check(o), |(_, r)| r);
-            memo.push((o.clone(), report.clone()));
+            let (report, derived) = kept.unwrap_or_else(|| (check(o), derive(o)));
+            memo.push((o.clone(), report.clone(), derived));
             (report, o)
         })
-        .collect();
-    (reports, from)
+        .collect()
 }
 
 #[cfg(test)]
@@ -275,7 +275,7 @@ mod tests {
         assert!(
             kept.iter()
                 .zip(&changed)
-                .all(|((k, _), o)| Arc::ptr_eq(k, o))
+                .all(|((k, _, _), o)| Arc::ptr_eq(k, o))
         );
         // Out of key order nothing is lost, only less is reused.
         let mut reversed = changed.clone();

@@ -180,10 +180,12 @@ fn validate_all(
             })
         },
     );
-    let (mut route_reports, routes_from) = memo::check_all_from(
+    let seed = memo.as_ref().map(|m| m.seed.clone()).unwrap_or_default();
+    let mut route_reports = memo::check_all_with(
         &objects.routes,
         memo.as_deref_mut().map(|m| &mut m.routes),
         |r| check_one("Route", r, &r.metadata, route::check),
+        |r| conflicts::hash_keys(r, &seed, &mut Default::default()),
     );
     let mut host_reports = memo::check_all(
         &objects.hosts,
@@ -199,10 +201,11 @@ fn validate_all(
     // Without a memo, nothing is kept: every entry is built, every Route hashed.
     let mut fresh = entries::KeptEntries::default();
     let fresh_hashes;
-    let (kept, hashes) = match memo {
+    let (kept, hashes): (_, Vec<&[u64]>) = match memo {
+        // The memo holds exactly these Routes, in this order, each with its hashes.
         Some(m) => (
             &mut m.entries,
-            m.hashes.update(&route_reports, &routes_from),
+            m.routes.iter().map(|(_, _, h)| &h[..]).collect(),
         ),
         None => {
             fresh_hashes = conflicts::fresh_hashes(&route_reports);
