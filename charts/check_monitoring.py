@@ -327,7 +327,8 @@ def uses(expr):
                     j += 1
                 i = j + 1
                 continue
-            if nxt == "(" or t in KEYWORDS or t in AGGREGATIONS:
+            # `group_left` may stand without a label list.
+            if nxt == "(" or t in KEYWORDS or t in AGGREGATIONS or t in GROUPING:
                 i += 1
                 continue
             matchers = set()
@@ -503,7 +504,7 @@ def check_dashboard(tool, tmp, allowed, objs):
                 fail(f"dashboard variable {v.get('name')}: {m.group(1)} has no label {m.group(2)}")
     # Every query parses: promtool checks them as recording rules.
     promtool_check(tool, tmp, [{"name": "dashboard", "rules": exprs}], "dashboard")
-    groups = {"portcullis_authz_", "portcullis_ratelimit_", "portcullis_xds_", "envoy_cluster_"}
+    groups = {"portcullis_authz_", "portcullis_ratelimit_", "portcullis_xds_", "portcullis_accesslog_", "envoy_cluster_"}
     for g in groups:
         if not any(n.startswith(g) for n in names):
             fail(f"dashboard: no panel shows {g}* metrics")
