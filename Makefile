@@ -10,7 +10,7 @@ PYTHON       ?= python3
 CARGO        ?= cargo
 export ENVOY_BIN
 
-.PHONY: fuzz proptest help tools prometheus redis postgres chromium run test test-kafka test-unit test-e2e bench bench-xds bench-authz bench-ratelimit bench-console bench-tls h2load limitador crds fmt lint check clean
+.PHONY: fuzz proptest help tools prometheus redis postgres chromium run test test-kafka test-unit test-e2e bench bench-xds bench-authz bench-ratelimit bench-console bench-tls h2load limitador go-ads crds fmt lint check clean
 
 help:
 	@echo "make run        build and start the whole stack (control plane, demo backends, Envoy)"
@@ -154,7 +154,9 @@ fuzz: $(FUZZ_BIN)
 bench:
 	$(MAKE) -k bench-xds bench-authz bench-ratelimit bench-console bench-tls
 
+# Without go-ads (a failed `make go-ads`), its grpc-go rows read "not measured".
 bench-xds: tools
+	-@$(MAKE) --no-print-directory go-ads
 	ulimit -n 16384 2>/dev/null; $(CARGO) run --release -p portcullis-bench --bin bench-xds -- --out docs/benchmarks.md
 
 # h2load (nghttp2's load generator), the neutral client of bench-authz, bench-ratelimit and bench-tls,
@@ -192,6 +194,26 @@ limitador:
 		git clone --quiet --depth 1 --branch $(LIMITADOR_REF) $(LIMITADOR_SRC) $(TOOLS)/limitador/src && \
 		cd $(TOOLS)/limitador/src && \
 		CARGO_TARGET_DIR=$(TOOLS)/limitador/target nice -n 10 $(CARGO) build --release -p limitador-server; }
+
+# go-ads (crates/bench/go-ads), bench-xds's per-client memory baseline: an ADS server on
+# grpc-go, the stack go-control-plane serves xDS with. Built with Debian's Go and its
+# grpc-go and protobuf packages (installed as root; ~150 MB) into $(TOOLS)/go-ads, for the
+# benchmark only (never part of `make test`). bench-xds finds $(GO_ADS_BIN) (or $$GO_ADS_BIN).
+GO_ADS_BIN := $(TOOLS)/go-ads/go-ads
+GO_ADS_DEBS := golang-go golang-google-grpc-dev golang-google-protobuf-dev
+GOCODE := /usr/share/gocode
+go-ads:
+	@test $(GO_ADS_BIN) -nt crates/bench/go-ads/main.go || { \
+		if ! command -v go >/dev/null 2>&1 || [ ! -d $(GOCODE)/src/google.golang.org/grpc ] || [ ! -d $(GOCODE)/src/google.golang.org/protobuf ]; then \
+			if [ "$$(id -u)" = 0 ]; then \
+				echo "installing Go and grpc-go (Debian $(GO_ADS_DEBS))"; \
+				apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(GO_ADS_DEBS) >/dev/null; \
+			else \
+				echo "go-ads needs: sudo apt-get install $(GO_ADS_DEBS)"; exit 1; \
+			fi; \
+		fi; \
+		mkdir -p $(TOOLS)/go-ads && \
+		GO111MODULE=off GOPATH=$(GOCODE) GOCACHE=$(TOOLS)/go-ads/cache go build -o $(GO_ADS_BIN) ./crates/bench/go-ads; }
 
 bench-console:
 	$(CARGO) run --release -p portcullis-bench --bin bench-console -- --out docs/benchmarks.md

@@ -181,7 +181,7 @@ async fn connect(addr: &str) -> anyhow::Result<Grpc> {
 }
 
 /// The types every client subscribes, in the order it asks for them.
-const TYPES: [&str; 4] = [
+pub const TYPES: [&str; 4] = [
     type_url::CLUSTER,
     type_url::CLUSTER_LOAD_ASSIGNMENT,
     type_url::LISTENER,

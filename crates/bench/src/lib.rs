@@ -4,6 +4,7 @@
 
 pub mod ads_clients;
 pub mod gateway;
+pub mod go_ads;
 pub mod h2load;
 pub mod limitador;
 pub mod local_ratelimit;

@@ -4,6 +4,7 @@
 use std::{
     collections::BTreeSet,
     io::{BufRead, Write},
+    path::PathBuf,
     process::{Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
@@ -14,7 +15,7 @@ use portcullis_api::{
     Document,
     validate::{Memo, Rules},
 };
-use portcullis_bench::{ads_clients::Clients, manifests, report::*};
+use portcullis_bench::{ads_clients::Clients, go_ads, manifests, report::*};
 use portcullis_plane::publish::{to_snapshot, to_snapshot_reusing};
 use portcullis_plane::reconcile::{Objects, reconcile, reconcile_with};
 use portcullis_translate::{Incremental, Options, translate};
@@ -326,8 +327,8 @@ fn main() -> anyhow::Result<()> {
     let storm_routes = 1000;
     for shared in [false, true].into_iter().filter(|_| want("memory")) {
         let mode = if shared { Mode::Shared } else { Mode::Copy };
-        let m = memory(storm_routes, clients, 0, mode)?;
-        let s = memory(slope_routes, clients, more, mode)?;
+        let m = memory(&Server::Ours, storm_routes, clients, 0, mode)?;
+        let s = memory(&Server::Ours, slope_routes, clients, more, mode)?;
         println!(
             "{}: {clients} clients ACKed in {:?}, peak RSS {:.1} MiB (snapshot {:.1} MiB encoded); \
              {} → {} clients RSS {:.1} → {:.1} MiB",
@@ -344,8 +345,8 @@ fn main() -> anyhow::Result<()> {
     }
     let kib = |s: &Memory| (s.rss_after - s.rss_before) * 1024.0 / more as f64;
     let floor = if want("memory") {
-        let f = memory(slope_routes, clients, more, Mode::Idle)?;
-        let d = memory(slope_routes, clients, more, Mode::Delta)?;
+        let f = memory(&Server::Ours, slope_routes, clients, more, Mode::Idle)?;
+        let d = memory(&Server::Ours, slope_routes, clients, more, Mode::Delta)?;
         for (what, m) in [("idle connections", &f), ("delta", &d)] {
             println!(
                 "{what}: {clients} → {} RSS {:.1} → {:.1} MiB",
@@ -357,6 +358,33 @@ fn main() -> anyhow::Result<()> {
         Some((f, d))
     } else {
         None
+    };
+    // The same clients against grpc-go (go-control-plane's transport) answering with the
+    // same resources: what per-client memory costs elsewhere.
+    let go = match go_ads::find().filter(|_| want("memory")) {
+        Some(bin) => {
+            let dir = tempfile::tempdir()?;
+            let (routes, services) = manifests::objects(slope_routes, SERVICES);
+            go_ads::write_responses(dir.path(), &build(&routes, &services), "portcullis")?;
+            let server = Server::Go(bin, dir.path().to_owned());
+            let mut kibs = [0.0; 3];
+            for (k, mode) in [Mode::Shared, Mode::Delta, Mode::Idle]
+                .into_iter()
+                .enumerate()
+            {
+                let m = memory(&server, slope_routes, clients, more, mode)?;
+                println!(
+                    "grpc-go {}: {clients} → {} RSS {:.1} → {:.1} MiB",
+                    ["sotw", "delta", "idle connections"][k],
+                    clients + more,
+                    m.rss_before,
+                    m.rss_after
+                );
+                kibs[k] = kib(&m);
+            }
+            Some(kibs)
+        }
+        None => None,
     };
     if let ([old, new], Some((floor, delta))) = (&storms[..], &floor) {
         rows.push(Row {
@@ -410,13 +438,36 @@ fn main() -> anyhow::Result<()> {
             ratio: format!("{:.2}×", kib(floor) / kib(&new.1).max(0.1)),
             verdict: "ok",
         });
+        let ours = [kib(&new.1), kib(delta), kib(floor)];
+        let what = [
+            "RSS per extra SotW ADS client",
+            "RSS per extra Delta ADS client",
+            "RSS per extra idle connection",
+        ];
+        for k in 0..3 {
+            rows.push(Row {
+                metric: format!(
+                    "grpc-go baseline (go-ads: go-control-plane's server options, the same clients and resources): {}",
+                    what[k]
+                ),
+                value: go.map_or("not measured: go-ads not built (make go-ads)".into(), |g| {
+                    format!("{:.1} KiB", g[k])
+                }),
+                target: "—".into(),
+                baseline: format!("{:.1} KiB portcullis", ours[k]),
+                ratio: go.map_or("—".into(), |g| {
+                    format!("{:.2}× portcullis", g[k] / ours[k].max(0.1))
+                }),
+                verdict: "—",
+            });
+        }
     }
 
     let envoy_version = Command::new(portcullis::envoy::find_envoy()?)
         .arg("--version")
         .output()?;
     let body = format!(
-        "## Control plane (`make bench-xds`)\n\nCommand: `make bench-xds` (= `cargo run --release -p portcullis-bench --bin bench-xds -- --out docs/benchmarks.md`{}).\nMachine: {}. Envoy: {}.\n\n{}\nVerdicts: ok = within the target, MISS = up to 2× over it, FAIL = more than 2× over it (the run then exits non-zero: the regression guard). Notes: p99 is by nearest rank (of 50 edits, the 50th). Edit→ACK includes validating, translating and versioning the whole model, the push, and Envoy applying and ACKing it. The ADS clients each open their own connection and subscribe CDS, EDS (all 2,000 clusters by name), LDS and RDS, ACK every response and hold their streams open; the server runs in its own process so its RSS is its own. The baseline is the same server with `Cache::set_copy_per_stream` on: each response carries its own copy of every resource and is written by tonic's encoder, as before responses shared the snapshot's encodings (`Any.value` cloned per response, a per-stream encode buffer).\n",
+        "## Control plane (`make bench-xds`)\n\nCommand: `make bench-xds` (= `cargo run --release -p portcullis-bench --bin bench-xds -- --out docs/benchmarks.md`{}).\nMachine: {}. Envoy: {}.\n\n{}\nVerdicts: ok = within the target, MISS = up to 2× over it, FAIL = more than 2× over it (the run then exits non-zero: the regression guard). Notes: p99 is by nearest rank (of 50 edits, the 50th). Edit→ACK includes validating, translating and versioning the whole model, the push, and Envoy applying and ACKing it. The ADS clients each open their own connection and subscribe CDS, EDS (all 2,000 clusters by name), LDS and RDS, ACK every response and hold their streams open; the server runs in its own process so its RSS is its own. The baseline is the same server with `Cache::set_copy_per_stream` on: each response carries its own copy of every resource and is written by tonic's encoder, as before responses shared the snapshot's encodings (`Any.value` cloned per response, a per-stream encode buffer). The grpc-go rows run the same clients against `go-ads` (crates/bench/go-ads, built by `make go-ads`): an ADS server on grpc-go, the stack go-control-plane serves xDS with (so Envoy Gateway, Contour and Istio), with go-control-plane's example server options, answering each subscription with the same resources, encoded once and shared by every stream; it hands freed heap back to the OS before each reading (`debug.FreeOSMemory`), its best case.\n",
         if quick { ", run with --quick" } else { "" },
         machine(),
         String::from_utf8_lossy(&envoy_version.stdout)
@@ -750,15 +801,41 @@ enum Mode {
     Idle,
 }
 
+/// The server [`memory`] measures, in its own process.
+enum Server {
+    /// `portcullis_xds::serve`, in a child of this benchmark.
+    Ours,
+    /// `go-ads` (grpc-go) at this path, answering with the responses in this directory
+    /// ([`go_ads::write_responses`]).
+    Go(PathBuf, PathBuf),
+}
+
 /// `clients` connect at once to a fresh server of `routes` Routes and hold their streams;
 /// then `more` join.
-fn memory(routes: usize, clients: usize, more: usize, mode: Mode) -> anyhow::Result<Memory> {
-    let mut args = vec!["--child-server".to_string(), routes.to_string()];
-    if mode == Mode::Copy {
-        args.push("--copy".into());
-    }
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(&args)
+fn memory(
+    server: &Server,
+    routes: usize,
+    clients: usize,
+    more: usize,
+    mode: Mode,
+) -> anyhow::Result<Memory> {
+    let mut command = match server {
+        Server::Ours => {
+            let mut c = Command::new(std::env::current_exe()?);
+            c.args(["--child-server", &routes.to_string()]);
+            if mode == Mode::Copy {
+                c.arg("--copy");
+            }
+            c
+        }
+        Server::Go(bin, responses) => {
+            anyhow::ensure!(mode != Mode::Copy, "go-ads has no copy-per-stream mode");
+            let mut c = Command::new(bin);
+            c.arg(responses);
+            c
+        }
+    };
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
