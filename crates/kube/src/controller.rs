@@ -2,7 +2,7 @@
 //! expansion → publish; and one status round: reports + Envoy's ACKs → the conditions
 //! every object should carry, offered to the status queue.
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -12,10 +12,11 @@ use std::{
 use parking_lot::RwLock;
 use portcullis_api::{
     Document, ObjectKey,
+    status::ObjectStatus,
     validate::{Memo, Report},
 };
 use portcullis_plane::{
-    file_source::{Board, ObjectView},
+    file_source::Board,
     publish::Publisher,
     reconcile::{Objects, reconcile_with},
     state::Created,
@@ -110,29 +111,28 @@ impl Controller {
         for issue in result.outcome.problems() {
             tracing::debug!("{issue}");
         }
-        let mut board = Board {
-            version: version.clone(),
-            file_errors: invalid,
-            file_errors_since: Default::default(),
-            objects: result
-                .outcome
-                .reports
-                .iter()
-                .map(|r| ObjectView {
-                    object: r.key.to_string(),
-                    served: result.served.contains_key(&r.key),
-                    conditions: r.conditions(),
-                })
-                .collect(),
-        };
-        board.mark_failed(&published.failed);
         {
-            let previous = self.board.read();
-            board.carry_over(&previous, &portcullis_plane::console::now_rfc3339());
-            // Set by the status round, not by a reconcile: kept until it runs again.
-            board.keep_conditions(&previous, portcullis_api::status::types::PROGRAMMED);
+            // Held while the next board is made from it, so no reader sees it half-made.
+            let mut shown = self.board.write();
+            let now = portcullis_plane::console::now_rfc3339();
+            let objects = shown.next_objects(
+                &self.reports,
+                &result.outcome.reports,
+                |k| result.served.contains_key(k),
+                &published.failed,
+                // Set by the status round, not by a reconcile: kept until it runs again.
+                portcullis_api::status::types::PROGRAMMED,
+                &now,
+            );
+            let mut board = Board {
+                version: version.clone(),
+                file_errors: invalid,
+                file_errors_since: Default::default(),
+                objects,
+            };
+            board.carry_file_errors(&shown, &now);
+            *shown = board;
         }
-        *self.board.write() = board;
         self.reports = result.outcome.reports;
         self.last_served = result.served;
         for (key, panic) in &published.failed {
@@ -150,8 +150,11 @@ impl Controller {
     /// `envoys`: those of every replica (this one's and its peers' reports).
     pub async fn status_round(&self, envoys: &[EnvoyGroup], queue: &StatusQueue) {
         let now = jiff::Timestamp::now().to_string();
-        let served: BTreeSet<&ObjectKey> = self.last_served.keys().collect();
-        let mut offers = Vec::with_capacity(self.reports.len());
+        let none = ObjectStatus::default();
+        // Most objects' status is already what it should be: only the others are
+        // copied and offered (at 10k objects, copying every status was most of a round).
+        let mut offers = Vec::new();
+        let mut settled = Vec::with_capacity(self.reports.len());
         let mut programmed_conditions = Vec::new();
         {
             let index = self.index.read();
@@ -165,9 +168,10 @@ impl Controller {
                 if !exists {
                     continue;
                 }
-                let current = index.statuses.get(&report.key).cloned().unwrap_or_default();
-                let programmed = served
-                    .contains(&report.key)
+                let current = index.statuses.get(&report.key).unwrap_or(&none);
+                let programmed = self
+                    .last_served
+                    .contains_key(&report.key)
                     .then(|| self.programmed.condition(&report.key, envoys))
                     .flatten();
                 let problems = self
@@ -178,17 +182,21 @@ impl Controller {
                 if let Some(c) = &programmed {
                     programmed_conditions.push((report.key.to_string(), c.clone()));
                 }
-                let want = desired(report, programmed, problems, &current, &now);
-                offers.push((report.key.clone(), want, current));
+                let want = desired(report, programmed, problems, current, &now);
+                if want == *current {
+                    settled.push(&report.key);
+                } else {
+                    offers.push((report.key.clone(), want, current.clone()));
+                }
             }
+            queue.settled(settled);
         }
         // The console's Problems list objects some Envoy does not run yet.
         if !programmed_conditions.is_empty() {
             let now = portcullis_plane::console::now_rfc3339();
-            let mut board = self.board.write();
-            for (object, c) in programmed_conditions {
-                board.set_condition(&object, c, &now);
-            }
+            self.board
+                .write()
+                .set_conditions(programmed_conditions, &now);
         }
         for (key, want, current) in offers {
             queue.offer(key, want, &current).await;

@@ -2,11 +2,13 @@
 //! contains this object as it is served now?
 //!
 //! xDS versions are content hashes per resource type, so "the node ACKed type version
-//! V" pins down exactly which content it runs. For each published snapshot we record,
-//! per type, which objects (at which generation) that type version carried; a node has
-//! programmed an object when, for every type the object lives in, its ACKed version
-//! is one that carried the object at its served generation. A NACK of a version that
-//! carried it makes the condition False with Envoy's message. The Envoys are those of
+//! V" pins down exactly which content it runs. Versions are numbered per type as they
+//! are published, and each served object keeps, per type it lives in, the first version
+//! that carried it at its served generation: every later version carries it too, since
+//! an object that changes or leaves is placed anew. A node has programmed an object when,
+//! for every type the object lives in, its ACKed version is that one or later (among the
+//! last few remembered). A NACK of such a version makes the condition False with Envoy's
+//! message. The Envoys are those of
 //! every replica ([`crate::fleet`]), not only the ones connected to the lease holder.
 use std::collections::{BTreeMap, VecDeque};
 
@@ -16,112 +18,149 @@ use portcullis_xds::{Snapshot, type_url};
 
 use crate::fleet::EnvoyGroup;
 
-/// Objects a type version carried: key → served generation (0 when unknown).
-type Carried = BTreeMap<ObjectKey, i64>;
+/// The types an object can live in, in the order a condition checks them.
+const TYPES: [&str; 5] = [
+    type_url::CLUSTER,
+    type_url::CLUSTER_LOAD_ASSIGNMENT,
+    type_url::ROUTE_CONFIGURATION,
+    type_url::LISTENER,
+    type_url::SECRET,
+];
+const CLUSTER: u8 = 1 << 0;
+const ENDPOINTS: u8 = 1 << 1;
+const ROUTES: u8 = 1 << 2;
+const LISTENER: u8 = 1 << 3;
+const SECRET: u8 = 1 << 4;
 
 /// How many published type versions are remembered per type. A node that ACKed an
 /// older one than this is counted as not (yet) programmed, which is the safe answer.
 const HISTORY: usize = 64;
 
+/// One type's recent versions, each with the sequence number it was (last) published
+/// under, newest last.
+#[derive(Default)]
+struct Versions {
+    seq: u64,
+    recent: VecDeque<(String, u64)>,
+}
+
+impl Versions {
+    /// `version` is being published now; returns its sequence number. A version
+    /// published again (an edit undone) is numbered anew: it carries what is served now.
+    fn publish(&mut self, version: &str) -> u64 {
+        if self.recent.back().is_some_and(|(v, _)| v == version) {
+            return self.seq;
+        }
+        self.recent.retain(|(v, _)| v != version);
+        self.seq += 1;
+        self.recent.push_back((version.to_owned(), self.seq));
+        while self.recent.len() > HISTORY {
+            self.recent.pop_front();
+        }
+        self.seq
+    }
+
+    fn seq_of(&self, version: &str) -> Option<u64> {
+        self.recent
+            .iter()
+            .rev()
+            .find(|(v, _)| v == version)
+            .map(|&(_, s)| s)
+    }
+}
+
+/// Where a served object is: its generation, the types it lives in, and per type the
+/// first version (sequence number) that carried it at that generation. Every version
+/// published since carried it too: an object that changes or leaves is placed anew.
+struct Placed {
+    generation: i64,
+    types: u8,
+    since: [u64; TYPES.len()],
+    /// The last [`Programmed::record`] that found it served.
+    seen: u64,
+}
+
 #[derive(Default)]
 pub struct Programmed {
-    /// type URL → recent (type version, what it carried), newest last.
-    history: BTreeMap<&'static str, VecDeque<(String, Carried)>>,
-    /// Types each served object lives in.
-    types_of: BTreeMap<ObjectKey, Vec<&'static str>>,
-    generation: Carried,
+    versions: [Versions; TYPES.len()],
+    placed: BTreeMap<ObjectKey, Placed>,
+    records: u64,
 }
 
 impl Programmed {
     /// Records what `snapshot` (translated from `model`) carries. Call after every
-    /// publish, identical snapshots included (a no-op then).
+    /// publish, identical snapshots included (a no-op then). Touches only the objects
+    /// that are new, changed generation or moved between types, so an edit of one
+    /// object among thousands costs a lookup per object.
     pub fn record(&mut self, model: &Model, snapshot: &Snapshot) {
-        let mut carried: BTreeMap<&'static str, Carried> = BTreeMap::new();
-        let mut types_of: BTreeMap<ObjectKey, Vec<&'static str>> = BTreeMap::new();
-        let mut generation = Carried::new();
-        for (key, svc) in &model.services {
-            let g = svc.metadata.generation.unwrap_or(0);
-            generation.insert(key.clone(), g);
-            let cluster = cluster_name(key);
-            let mut types = vec![type_url::CLUSTER];
-            carried
-                .entry(type_url::CLUSTER)
-                .or_default()
-                .insert(key.clone(), g);
-            if snapshot
-                .get(type_url::CLUSTER_LOAD_ASSIGNMENT, &cluster)
-                .is_some()
-            {
-                types.push(type_url::CLUSTER_LOAD_ASSIGNMENT);
-                carried
-                    .entry(type_url::CLUSTER_LOAD_ASSIGNMENT)
-                    .or_default()
-                    .insert(key.clone(), g);
+        self.records += 1;
+        let mut seq = [0; TYPES.len()];
+        for (i, t) in TYPES.iter().enumerate() {
+            if let Some(version) = snapshot.type_version(t) {
+                seq[i] = self.versions[i].publish(version);
             }
-            types_of.insert(key.clone(), types);
+        }
+        for (key, svc) in &model.services {
+            let endpoints = snapshot
+                .get(type_url::CLUSTER_LOAD_ASSIGNMENT, &cluster_name(key))
+                .is_some();
+            let types = CLUSTER | if endpoints { ENDPOINTS } else { 0 };
+            self.place(key, svc.metadata.generation.unwrap_or(0), types, &seq);
         }
         for entry in &model.routes {
             let g = entry.route.metadata.generation.unwrap_or(0);
-            generation.insert(entry.key.clone(), g);
-            carried
-                .entry(type_url::ROUTE_CONFIGURATION)
-                .or_default()
-                .insert(entry.key.clone(), g);
-            types_of.insert(entry.key.clone(), vec![type_url::ROUTE_CONFIGURATION]);
+            self.place(&entry.key, g, ROUTES, &seq);
         }
         // A Host shapes the route configuration (ownership, redirects); with a
         // certificate it is also a filter chain of the HTTPS listener and an SDS secret.
         for (key, served) in &model.hosts {
-            let g = served.host.metadata.generation.unwrap_or(0);
-            generation.insert(key.clone(), g);
-            let mut types = vec![type_url::ROUTE_CONFIGURATION];
-            if served.certificate.is_some()
+            let tls = served.certificate.is_some()
                 && snapshot
                     .get(
                         type_url::SECRET,
                         &portcullis_translate::tls::secret_name(key),
                     )
-                    .is_some()
-            {
-                types.extend([type_url::LISTENER, type_url::SECRET]);
-            }
-            for t in &types {
-                carried.entry(t).or_default().insert(key.clone(), g);
-            }
-            types_of.insert(key.clone(), types);
+                    .is_some();
+            let types = ROUTES | if tls { LISTENER | SECRET } else { 0 };
+            let g = served.host.metadata.generation.unwrap_or(0);
+            self.place(key, g, types, &seq);
         }
-        for t in [
-            type_url::CLUSTER,
-            type_url::CLUSTER_LOAD_ASSIGNMENT,
-            type_url::ROUTE_CONFIGURATION,
-            type_url::LISTENER,
-            type_url::SECRET,
-        ] {
-            let Some(version) = snapshot.type_version(t) else {
-                continue;
-            };
-            let now = carried.remove(t).unwrap_or_default();
-            let h = self.history.entry(t).or_default();
-            // Same content, maybe newer generations (an edit that changes no output):
-            // the version carries both.
-            if let Some((_, c)) = h.iter_mut().find(|(v, _)| v == version) {
-                c.extend(now);
-                continue;
-            }
-            h.push_back((version.to_owned(), now));
-            while h.len() > HISTORY {
-                h.pop_front();
+        let records = self.records;
+        self.placed.retain(|_, p| p.seen == records);
+    }
+
+    /// `key` is served at generation `g` in `types`; `seq` numbers the versions being
+    /// published. A type it newly lives in, or any type after a new generation, is
+    /// carried from this publish on.
+    fn place(&mut self, key: &ObjectKey, g: i64, types: u8, seq: &[u64; TYPES.len()]) {
+        let seen = self.records;
+        let Some(p) = self.placed.get_mut(key) else {
+            self.placed.insert(
+                key.clone(),
+                Placed {
+                    generation: g,
+                    types,
+                    since: *seq,
+                    seen,
+                },
+            );
+            return;
+        };
+        let renewed = if p.generation == g { !p.types } else { u8::MAX };
+        for (i, since) in p.since.iter_mut().enumerate() {
+            if types & renewed & (1 << i) != 0 {
+                *since = seq[i];
             }
         }
-        self.types_of = types_of;
-        self.generation = generation;
+        p.generation = g;
+        p.types = types;
+        p.seen = seen;
     }
 
     /// The condition for `key`, given the Envoys connected to every replica. `None`
     /// when the object is not served (its other conditions already say why).
     pub fn condition(&self, key: &ObjectKey, envoys: &[EnvoyGroup]) -> Option<Condition> {
-        let types = self.types_of.get(key)?;
-        let generation = self.generation.get(key).copied().unwrap_or(0);
+        let placed = self.placed.get(key)?;
         let total: usize = envoys.iter().map(|g| g.count).sum();
         if total == 0 {
             return Some(Condition {
@@ -136,14 +175,17 @@ impl Programmed {
         }
         let mut pending = 0;
         for group in envoys {
-            for t in types {
+            for (i, t) in TYPES.iter().enumerate() {
+                if placed.types & (1 << i) == 0 {
+                    continue;
+                }
                 let state = group.types.get(*t);
                 let acked = state.and_then(|s| s.acked.as_deref());
-                if acked.is_some_and(|v| self.carries(t, v, key, generation)) {
+                if acked.is_some_and(|v| self.carries(i, v, placed)) {
                     continue;
                 }
                 if let Some(nack) = state.and_then(|s| s.nack.as_ref())
-                    && self.carries(t, &nack.version, key, generation)
+                    && self.carries(i, &nack.version, placed)
                 {
                     return Some(Condition::new(
                         PROGRAMMED,
@@ -177,11 +219,11 @@ impl Programmed {
         })
     }
 
-    fn carries(&self, type_url: &str, version: &str, key: &ObjectKey, generation: i64) -> bool {
-        self.history.get(type_url).is_some_and(|h| {
-            h.iter()
-                .any(|(v, c)| v == version && c.get(key) == Some(&generation))
-        })
+    /// Whether `version` of type `i` carries the object `placed` as it is served now.
+    fn carries(&self, i: usize, version: &str, placed: &Placed) -> bool {
+        self.versions[i]
+            .seq_of(version)
+            .is_some_and(|s| s >= placed.since[i])
     }
 }
 

@@ -226,3 +226,92 @@ fn a_host_is_programmed_once_envoy_runs_its_listener_and_certificate() {
     let c = cond(&p, &host, &[no_secret]).unwrap();
     assert_eq!(c.reason, "Pending", "{c:?}");
 }
+
+/// Publishes the Routes `(name, path, generation)` over one Service.
+fn publish_routes(p: &mut Programmed, routes: &[(&str, &str, i64)]) -> Snapshot {
+    let routes: Vec<_> = routes
+        .iter()
+        .map(|&(name, path, g)| {
+            let mut r = mk_route("team", name, 0, path, "echo");
+            r.metadata.generation = Some(g);
+            r
+        })
+        .collect();
+    let outcome = validate(&routes, &[mk_service("team", "echo")]);
+    let snapshot = to_snapshot(&translate(&outcome.model, &Options::default()));
+    p.record(&outcome.model, &snapshot);
+    snapshot
+}
+
+fn status(p: &Programmed, key: &ObjectKey, acked: &Snapshot) -> String {
+    cond(p, key, &[node("a", acked, None)]).unwrap().reason
+}
+
+#[test]
+fn an_older_version_carries_what_did_not_change_since_and_nothing_that_did() {
+    let mut p = Programmed::default();
+    let (a, b) = (ObjectKey::route("team", "a"), ObjectKey::route("team", "b"));
+    let v1 = publish_routes(&mut p, &[("a", "/a", 1), ("b", "/b", 1)]);
+    let v2 = publish_routes(&mut p, &[("a", "/a", 1), ("b", "/b2", 2)]);
+    let v3 = publish_routes(&mut p, &[("a", "/a", 1), ("b", "/b3", 3)]);
+    assert_eq!(status(&p, &a, &v1), "Programmed", "a is unchanged since v1");
+    assert_eq!(status(&p, &b, &v1), "Pending");
+    assert_eq!(
+        status(&p, &b, &v2),
+        "Pending",
+        "v2 carried b's generation 2"
+    );
+    assert_eq!(status(&p, &b, &v3), "Programmed");
+}
+
+#[test]
+fn an_edit_undone_makes_the_old_version_current_again_and_the_one_between_stale() {
+    let mut p = Programmed::default();
+    let b = ObjectKey::route("team", "b");
+    let v1 = publish_routes(&mut p, &[("b", "/b", 1)]);
+    let v2 = publish_routes(&mut p, &[("b", "/b2", 2)]);
+    // Generation 3 puts the path back: the same content, so the same version as v1.
+    let v3 = publish_routes(&mut p, &[("b", "/b", 3)]);
+    let rds = type_url::ROUTE_CONFIGURATION;
+    assert_eq!(v1.type_version(rds), v3.type_version(rds));
+    assert_eq!(
+        status(&p, &b, &v1),
+        "Programmed",
+        "v1 is what is served now"
+    );
+    assert_eq!(status(&p, &b, &v2), "Pending", "v2 carried generation 2");
+}
+
+#[test]
+fn an_object_that_left_and_came_back_is_carried_only_from_its_return() {
+    let mut p = Programmed::default();
+    let b = ObjectKey::route("team", "b");
+    let v1 = publish_routes(&mut p, &[("a", "/a", 1), ("b", "/b", 1)]);
+    let v2 = publish_routes(&mut p, &[("a", "/a", 1)]);
+    assert!(
+        cond(&p, &b, &[node("a", &v2, None)]).is_none(),
+        "not served"
+    );
+    let v3 = publish_routes(&mut p, &[("a", "/a", 1), ("b", "/b", 1)]);
+    // v3 has v1's content and so v1's version: republished, it is current again.
+    assert_eq!(status(&p, &b, &v3), "Programmed");
+    assert_eq!(status(&p, &b, &v2), "Pending", "v2 did not carry b");
+    assert_eq!(status(&p, &b, &v1), "Programmed");
+}
+
+#[test]
+fn versions_older_than_the_history_are_not_programmed() {
+    let mut p = Programmed::default();
+    let a = ObjectKey::route("team", "a");
+    let first = publish_routes(&mut p, &[("a", "/a", 1), ("b", "/b0", 1)]);
+    let mut last = first.clone();
+    for i in 1..=HISTORY {
+        last = publish_routes(&mut p, &[("a", "/a", 1), ("b", &format!("/b{i}"), 1)]);
+    }
+    assert_eq!(status(&p, &a, &last), "Programmed");
+    assert_eq!(
+        status(&p, &a, &first),
+        "Pending",
+        "forgotten: the safe answer"
+    );
+}

@@ -143,11 +143,11 @@ impl StatusQueue {
     /// Enqueues `status` unless the API server (`current`) or the queue already has it.
     /// Waits when the queue is full.
     pub async fn offer(&self, key: ObjectKey, status: ObjectStatus, current: &ObjectStatus) {
+        if &status == current {
+            self.settled([&key]);
+            return;
+        }
         let queued = self.pending.with(|pending| {
-            if &status == current {
-                pending.remove(&key);
-                return false;
-            }
             if pending.get(&key) == Some(&status) {
                 return false;
             }
@@ -161,6 +161,16 @@ impl StatusQueue {
         let _ = self.tx.send(StatusUpdate { key, status }).await;
     }
 
+    /// These objects' status is already what it should be: anything queued for them
+    /// is dropped (it would overwrite a newer write).
+    pub fn settled<'a>(&self, keys: impl IntoIterator<Item = &'a ObjectKey>) {
+        self.pending.with(|pending| {
+            for key in keys {
+                pending.remove(key);
+            }
+        });
+    }
+
     /// Forget everything queued (on losing the lease: the next holder recomputes).
     pub fn clear(&self) {
         self.pending.with(|p| p.clear());
@@ -168,8 +178,8 @@ impl StatusQueue {
 }
 
 impl StatusWriter {
-    /// Takes one queued update without writing it (tests read the queue this way).
-    #[cfg(test)]
+    /// Takes one queued update without writing it (tests and the benchmark, which have
+    /// no API server, read the queue this way).
     pub fn try_recv(&mut self) -> Result<StatusUpdate, mpsc::error::TryRecvError> {
         self.rx.try_recv()
     }

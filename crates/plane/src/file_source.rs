@@ -9,7 +9,6 @@ use std::{
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use portcullis_api::{Document, ObjectKey};
-use serde::Serialize;
 
 use crate::{
     files,
@@ -17,132 +16,7 @@ use crate::{
     state::Created,
 };
 
-/// What the last reload found, for logs and `GET /debug/objects`.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Board {
-    /// Snapshot version published by the last reload.
-    pub version: String,
-    /// Documents that could not be read: `file: document N (Kind name): field: message`.
-    pub file_errors: Vec<String>,
-    /// Every object with its conditions.
-    pub objects: Vec<ObjectView>,
-    /// When each of `file_errors` was first reported (RFC 3339), for the console's
-    /// newest-first order.
-    #[serde(skip)]
-    pub file_errors_since: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ObjectView {
-    pub object: String,
-    pub served: bool,
-    pub conditions: Vec<portcullis_api::Condition>,
-}
-
-impl Board {
-    /// Stamps `lastTransitionTime` on every condition: kept from `previous` when the
-    /// object had the same condition with the same status and reason (as Kubernetes
-    /// does), else `now`. File errors keep their first-seen time the same way.
-    pub fn carry_over(&mut self, previous: &Board, now: &str) {
-        let before: std::collections::HashMap<&str, &ObjectView> = previous
-            .objects
-            .iter()
-            .map(|o| (o.object.as_str(), o))
-            .collect();
-        for view in &mut self.objects {
-            let old = before.get(view.object.as_str());
-            for c in &mut view.conditions {
-                let kept = old.and_then(|o| {
-                    o.conditions
-                        .iter()
-                        .find(|p| {
-                            p.type_ == c.type_ && p.status == c.status && p.reason == c.reason
-                        })
-                        .and_then(|p| p.last_transition_time.clone())
-                });
-                c.last_transition_time = Some(kept.unwrap_or_else(|| now.to_string()));
-            }
-        }
-        self.file_errors_since = self
-            .file_errors
-            .iter()
-            .map(|e| {
-                let since = previous.file_errors_since.get(e).cloned();
-                (e.clone(), since.unwrap_or_else(|| now.to_string()))
-            })
-            .collect();
-    }
-
-    /// Keeps `previous`' conditions of `type_` on the objects still here, for conditions
-    /// set after a reload (`Programmed`) rather than by it.
-    pub fn keep_conditions(&mut self, previous: &Board, type_: &str) {
-        let before: std::collections::HashMap<&str, &ObjectView> = previous
-            .objects
-            .iter()
-            .map(|o| (o.object.as_str(), o))
-            .collect();
-        for view in &mut self.objects {
-            if view.conditions.iter().any(|c| c.type_ == type_) {
-                continue;
-            }
-            if let Some(c) = before
-                .get(view.object.as_str())
-                .and_then(|o| o.conditions.iter().find(|c| c.type_ == type_))
-            {
-                view.conditions.push(c.clone());
-            }
-        }
-    }
-
-    /// Sets `object`'s condition of `c`'s type (e.g. `Programmed`, which only the
-    /// controller knows), keeping the transition time when status and reason are
-    /// unchanged.
-    pub fn set_condition(&mut self, object: &str, mut c: portcullis_api::Condition, now: &str) {
-        let Some(view) = self.objects.iter_mut().find(|o| o.object == object) else {
-            return;
-        };
-        match view.conditions.iter_mut().find(|o| o.type_ == c.type_) {
-            Some(old) => {
-                c.last_transition_time = if old.status == c.status && old.reason == c.reason {
-                    old.last_transition_time.clone()
-                } else {
-                    Some(now.to_string())
-                };
-                *old = c;
-            }
-            None => {
-                c.last_transition_time = Some(now.to_string());
-                view.conditions.push(c);
-            }
-        }
-    }
-
-    /// Marks objects the translator left out (it panicked on them) as not served,
-    /// `Accepted=False` with reason `InternalError`.
-    pub fn mark_failed(&mut self, failed: &[(ObjectKey, String)]) {
-        for (key, panic) in failed {
-            let name = key.to_string();
-            let Some(view) = self.objects.iter_mut().find(|o| o.object == name) else {
-                continue;
-            };
-            view.served = false;
-            let message = portcullis_api::isolate::internal_message("translation", panic);
-            for c in &mut view.conditions {
-                if c.type_ == portcullis_api::status::types::ACCEPTED {
-                    *c = portcullis_api::Condition {
-                        observed_generation: c.observed_generation,
-                        ..portcullis_api::Condition::new(
-                            portcullis_api::status::types::ACCEPTED,
-                            false,
-                            "InternalError",
-                            message.clone(),
-                        )
-                    };
-                }
-            }
-        }
-    }
-}
+pub use crate::board::{Board, ObjectView};
 
 pub struct FileSource {
     dir: PathBuf,

@@ -5,6 +5,7 @@
 pub mod admin;
 mod admin_state;
 pub mod args;
+pub mod board;
 pub mod certificates;
 pub mod console;
 pub mod expiry;
