@@ -11,13 +11,7 @@ use prost::Message;
 
 /// `$GO_ADS_BIN`, else `tools/go-ads/go-ads` above this crate; `None` when neither exists.
 pub fn find() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("GO_ADS_BIN") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|d| d.join("tools/go-ads/go-ads"))
-        .find(|p| p.is_file())
+    crate::find_tool("GO_ADS_BIN", "tools/go-ads/go-ads")
 }
 
 /// Writes into `dir` what `go-ads` answers each subscription of

@@ -13,3 +13,15 @@ pub mod new_conns;
 pub mod redis;
 pub mod report;
 pub mod rpc_load;
+
+/// A benchmark-only tool: `$env` when set (and a file), else `rel` under the first
+/// ancestor of this crate that has it (the repository's `tools/`).
+pub fn find_tool(env: &str, rel: &str) -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Some(std::path::PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join(rel))
+        .find(|p| p.is_file())
+}

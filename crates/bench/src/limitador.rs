@@ -9,13 +9,10 @@ use anyhow::Context;
 /// `$LIMITADOR_BIN`, else `tools/limitador/target/release/limitador-server` above
 /// this crate; `None` when neither exists.
 pub fn find() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("LIMITADOR_BIN") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|d| d.join("tools/limitador/target/release/limitador-server"))
-        .find(|p| p.is_file())
+    crate::find_tool(
+        "LIMITADOR_BIN",
+        "tools/limitador/target/release/limitador-server",
+    )
 }
 
 /// What Limitador should do with the descriptor the benchmark sends: one limit per
