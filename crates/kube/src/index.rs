@@ -189,16 +189,21 @@ impl Index {
     /// Valid objects as reconcile input, and the keys whose current version failed to
     /// deserialize (reconcile keeps their last served version).
     pub fn objects(&self) -> (Objects, BTreeSet<ObjectKey>) {
-        let mut objects = Objects::new();
-        for (k, r) in &self.routes {
-            objects.insert(k.clone(), Document::Route(r.clone()));
-        }
-        for (k, s) in &self.services {
-            objects.insert(k.clone(), Document::Service(s.clone()));
-        }
-        for (k, h) in &self.hosts {
-            objects.insert(k.clone(), Document::Host(h.clone()));
-        }
+        // Collected, not inserted one by one: a map built from keys in order is built
+        // in one pass (the kinds sort Host < Route < Service, each map in key order).
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|(k, h)| (k.clone(), Document::Host(h.clone())));
+        let routes = self
+            .routes
+            .iter()
+            .map(|(k, r)| (k.clone(), Document::Route(r.clone())));
+        let services = self
+            .services
+            .iter()
+            .map(|(k, s)| (k.clone(), Document::Service(s.clone())));
+        let objects = hosts.chain(routes).chain(services).collect();
         (objects, self.invalid.keys().cloned().collect())
     }
 }
