@@ -130,24 +130,14 @@ impl Board {
             .collect();
     }
 
-    /// Keeps `previous`' conditions of `type_` on the objects still here, for conditions
-    /// set after a reload (`Programmed`) rather than by it.
-    pub fn keep_conditions(&mut self, previous: &Board, type_: &str) {
-        let before = by_name(&previous.objects);
-        for view in &mut self.objects {
-            let old = before.get(view.object.as_str()).copied();
-            view.keep(old, type_);
-        }
-    }
-
     /// The views of `reports` (in key order) after a reconcile, made from this board's,
     /// which were made from `before` (the last reconcile's reports, in the same order):
     /// - an object whose report and served state are as last time keeps its view as it
     ///   is, with its transition times and the conditions set since (`set_conditions`);
     /// - any other object gets a new view, `Accepted=False` `InternalError` when `failed`
     ///   names it (the translator panicked on it), its conditions stamped as by
-    ///   [`Board::carry_over`] and its old condition of type `keep` kept as by
-    ///   [`Board::keep_conditions`].
+    ///   [`Board::carry_over`], and its old condition of type `keep` kept (one set
+    ///   after a reload, like `Programmed`, rather than by it).
     ///
     /// Leaves this board without objects. At 10k objects a one-object edit so builds
     /// one view instead of all of them, which was most of the controller's reconcile.
