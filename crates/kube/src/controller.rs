@@ -11,7 +11,7 @@ use std::{
 
 use parking_lot::RwLock;
 use portcullis_api::{
-    Document, ObjectKey,
+    Condition, Document, ObjectKey,
     status::ObjectStatus,
     validate::{Memo, Report},
 };
@@ -45,7 +45,20 @@ pub struct Controller {
     /// same `Arc`, so an edit checks only what it changed.
     memo: Memo,
     reports: Vec<Report>,
+    /// Beside each of `reports`: what the last status round wanted for the object.
+    wanted: Vec<Option<Wanted>>,
     ref_problems: BTreeMap<ObjectKey, Vec<String>>,
+}
+
+/// An object's desired status and what it was made from besides the object's report
+/// (which a reconcile compares before carrying this over). While those are unchanged and
+/// the API server holds this status, a status round has nothing to compute or offer:
+/// `desired` of a status it made is that status again. At 10k objects, computing every
+/// object's conditions was most of each round, and a round follows every ACK.
+struct Wanted {
+    programmed: Option<Condition>,
+    problems: Vec<String>,
+    status: ObjectStatus,
 }
 
 impl Controller {
@@ -60,6 +73,7 @@ impl Controller {
             last_served: Objects::new(),
             memo: Memo::new(),
             reports: Vec::new(),
+            wanted: Vec::new(),
             ref_problems: BTreeMap::new(),
         }
     }
@@ -93,7 +107,7 @@ impl Controller {
         };
         let result = reconcile_with(
             Some(&mut self.memo),
-            &objects,
+            objects,
             &failed,
             &self.last_served,
             &certificates,
@@ -118,7 +132,14 @@ impl Controller {
             let objects = shown.next_objects(
                 &self.reports,
                 &result.outcome.reports,
-                |k| result.served.contains_key(k),
+                // Asked in key order: a walk of the served map, not a lookup per object.
+                {
+                    let mut served = result.served.keys().peekable();
+                    move |k| {
+                        while served.next_if(|s| *s < k).is_some() {}
+                        served.peek() == Some(&k)
+                    }
+                },
                 &published.failed,
                 // Set by the status round, not by a reconcile: kept until it runs again.
                 portcullis_api::status::types::PROGRAMMED,
@@ -133,7 +154,7 @@ impl Controller {
             board.carry_file_errors(&shown, &now);
             *shown = board;
         }
-        self.reports = result.outcome.reports;
+        let before = std::mem::replace(&mut self.reports, result.outcome.reports);
         self.last_served = result.served;
         for (key, panic) in &published.failed {
             self.last_served.remove(key);
@@ -141,6 +162,7 @@ impl Controller {
                 r.internal("translation", panic);
             }
         }
+        self.wanted = carried(&before, std::mem::take(&mut self.wanted), &self.reports);
         self.ready.store(true, Ordering::Release);
         tracing::info!(version, objects = self.reports.len(), "published");
         version
@@ -148,7 +170,7 @@ impl Controller {
 
     /// Offers every object's desired status; the queue drops what is already written.
     /// `envoys`: those of every replica (this one's and its peers' reports).
-    pub async fn status_round(&self, envoys: &[EnvoyGroup], queue: &StatusQueue) {
+    pub async fn status_round(&mut self, envoys: &[EnvoyGroup], queue: &StatusQueue) {
         let now = jiff::Timestamp::now().to_string();
         let none = ObjectStatus::default();
         // Most objects' status is already what it should be: only the others are
@@ -158,7 +180,7 @@ impl Controller {
         let mut programmed_conditions = Vec::new();
         {
             let index = self.index.read();
-            for report in &self.reports {
+            for (report, last) in self.reports.iter().zip(self.wanted.iter_mut()) {
                 // Objects that vanished since the reconcile have nothing to write to.
                 let exists = match report.key.kind {
                     "Route" => index.routes.contains_key(&report.key),
@@ -179,15 +201,28 @@ impl Controller {
                     .get(&report.key)
                     .map(Vec::as_slice)
                     .unwrap_or_default();
-                if let Some(c) = &programmed {
+                let same_inputs = last
+                    .as_ref()
+                    .is_some_and(|w| w.programmed == programmed && w.problems == problems);
+                if same_inputs && last.as_ref().is_some_and(|w| w.status == *current) {
+                    settled.push(&report.key);
+                    continue;
+                }
+                // The board keeps `Programmed` across reconciles: set only what changed.
+                if !same_inputs && let Some(c) = &programmed {
                     programmed_conditions.push((report.key.to_string(), c.clone()));
                 }
-                let want = desired(report, programmed, problems, current, &now);
+                let want = desired(report, programmed.clone(), problems, current, &now);
                 if want == *current {
                     settled.push(&report.key);
                 } else {
-                    offers.push((report.key.clone(), want, current.clone()));
+                    offers.push((report.key.clone(), want.clone(), current.clone()));
                 }
+                *last = Some(Wanted {
+                    programmed,
+                    problems: problems.to_vec(),
+                    status: want,
+                });
             }
             queue.settled(settled);
         }
@@ -202,6 +237,24 @@ impl Controller {
             queue.offer(key, want, &current).await;
         }
     }
+}
+
+/// `wanted` (beside `before`) carried over to `reports` for each object whose report
+/// is unchanged; `None` for the others. Both lists are in key order.
+fn carried(
+    before: &[Report],
+    wanted: Vec<Option<Wanted>>,
+    reports: &[Report],
+) -> Vec<Option<Wanted>> {
+    let mut old = before.iter().zip(wanted).peekable();
+    reports
+        .iter()
+        .map(|r| {
+            while old.next_if(|(b, _)| b.key < r.key).is_some() {}
+            old.next_if(|(b, _)| b.key == r.key)
+                .and_then(|(b, w)| if b == r { w } else { None })
+        })
+        .collect()
 }
 
 /// `serviceRef`s of served Services that resolve to nothing, per Service.

@@ -10,10 +10,10 @@
 //! last few remembered). A NACK of such a version makes the condition False with Envoy's
 //! message. The Envoys are those of
 //! every replica ([`crate::fleet`]), not only the ones connected to the lease holder.
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use portcullis_api::{Condition, Model, ObjectKey, status::types::PROGRAMMED};
-use portcullis_translate::cluster_name;
+use portcullis_translate::write_cluster_name;
 use portcullis_xds::{Snapshot, type_url};
 
 use crate::fleet::EnvoyGroup;
@@ -83,7 +83,9 @@ struct Placed {
 #[derive(Default)]
 pub struct Programmed {
     versions: [Versions; TYPES.len()],
-    placed: BTreeMap<ObjectKey, Placed>,
+    /// Hashed, not ordered: every record and every status round looks up each object,
+    /// and at 10k objects a B-tree's string compares were most of `record`.
+    placed: HashMap<ObjectKey, Placed, foldhash::fast::RandomState>,
     records: u64,
 }
 
@@ -100,9 +102,11 @@ impl Programmed {
                 seq[i] = self.versions[i].publish(version);
             }
         }
+        let mut cluster = String::new();
         for (key, svc) in &model.services {
+            write_cluster_name(&mut cluster, key);
             let endpoints = snapshot
-                .get(type_url::CLUSTER_LOAD_ASSIGNMENT, &cluster_name(key))
+                .get(type_url::CLUSTER_LOAD_ASSIGNMENT, &cluster)
                 .is_some();
             let types = CLUSTER | if endpoints { ENDPOINTS } else { 0 };
             self.place(key, svc.metadata.generation.unwrap_or(0), types, &seq);

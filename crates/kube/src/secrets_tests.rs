@@ -86,7 +86,7 @@ fn key_line(pem: &str) -> &str {
 }
 
 /// Status conditions offered for `key` in one status round.
-async fn conditions_of(c: &Controller, key: &ObjectKey) -> Vec<portcullis_api::Condition> {
+async fn conditions_of(c: &mut Controller, key: &ObjectKey) -> Vec<portcullis_api::Condition> {
     let (q, mut writer) = queue(64, crate::metrics::KubeMetrics::unregistered());
     c.status_round(&[], &q).await;
     let mut out = Vec::new();
@@ -121,7 +121,7 @@ async fn a_host_and_its_secret_reach_the_snapshot_and_a_rotation_replaces_it() {
     let secret = sds(&c, &key).unwrap();
     assert!(contains(&secret, &second.0), "the rotated certificate");
     assert!(!contains(&secret, &first.0));
-    let refs = conditions_of(&c, &key).await;
+    let refs = conditions_of(&mut c, &key).await;
     let resolved = refs.iter().find(|c| c.type_ == "ResolvedRefs").unwrap();
     assert!(resolved.is_true(), "{resolved:?}");
 }
@@ -150,7 +150,7 @@ async fn a_bad_secret_keeps_the_last_good_certificate_and_says_why() {
         c.reconcile();
         let secret = sds(&c, &key).expect("still served");
         assert!(contains(&secret, &good.0), "the last good one");
-        let conditions = conditions_of(&c, &key).await;
+        let conditions = conditions_of(&mut c, &key).await;
         let resolved = conditions
             .iter()
             .find(|c| c.type_ == "ResolvedRefs")
@@ -200,7 +200,7 @@ async fn a_host_never_reads_another_namespaces_secret() {
     c.reconcile();
     let api = ObjectKey::new("Host", &meta("team", "api", 0));
     assert!(sds(&c, &api).is_none());
-    let conditions = conditions_of(&c, &api).await;
+    let conditions = conditions_of(&mut c, &api).await;
     let resolved = conditions
         .iter()
         .find(|c| c.type_ == "ResolvedRefs")
@@ -211,7 +211,7 @@ async fn a_host_never_reads_another_namespaces_secret() {
         resolved.message
     );
     let cross = ObjectKey::new("Host", &meta("team", "cross", 0));
-    let conditions = conditions_of(&c, &cross).await;
+    let conditions = conditions_of(&mut c, &cross).await;
     let accepted = conditions.iter().find(|c| c.type_ == "Accepted").unwrap();
     assert_eq!(accepted.status, "False");
     assert!(
@@ -292,7 +292,7 @@ async fn a_service_reads_its_ca_and_client_certificate_from_secrets() {
     assert!(state.problem.is_none(), "{:?}", state.problem);
     assert_eq!(state.trusted_ca.unwrap().count, 1);
     assert!(state.serving.is_some());
-    let conditions = conditions_of(&c, &key).await;
+    let conditions = conditions_of(&mut c, &key).await;
     let accepted = conditions.iter().find(|c| c.type_ == "Accepted").unwrap();
     assert!(accepted.is_true(), "{accepted:?}");
 
@@ -370,7 +370,7 @@ async fn a_secret_of_the_wrong_type_or_without_a_key_is_refused_naming_it() {
         let mut c = controller(&index);
         c.reconcile();
         assert!(sds(&c, &key).is_none(), "never served: {problem}");
-        let conditions = conditions_of(&c, &key).await;
+        let conditions = conditions_of(&mut c, &key).await;
         let resolved = conditions
             .iter()
             .find(|c| c.type_ == "ResolvedRefs")

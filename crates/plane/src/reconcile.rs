@@ -30,21 +30,29 @@ pub fn reconcile(
     certificates: &Certificates,
     rules: &Rules,
 ) -> Reconciled {
-    reconcile_with(None, current, failed, last_served, certificates, rules)
+    reconcile_with(
+        None,
+        current.clone(),
+        failed,
+        last_served,
+        certificates,
+        rules,
+    )
 }
 
 /// [`reconcile`], with `memo` carrying single-object reports from one call to the
 /// next (the controller keeps one: an edit then checks only the objects it changed;
-/// file mode parses every object anew, so a memo would never hit there).
+/// file mode parses every object anew, so a memo would never hit there). Takes
+/// `current` by value: it becomes `served`, and a copy per edit showed at 10k Routes.
 pub fn reconcile_with(
     mut memo: Option<&mut Memo>,
-    current: &Objects,
+    current: Objects,
     failed: &BTreeSet<ObjectKey>,
     last_served: &Objects,
     certificates: &Certificates,
     rules: &Rules,
 ) -> Reconciled {
-    let mut objects = current.clone();
+    let mut objects = current;
     let mut kept = BTreeSet::new();
     for key in failed {
         if !objects.contains_key(key)

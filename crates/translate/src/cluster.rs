@@ -20,7 +20,18 @@ use crate::{cluster_policy, proto};
 
 /// `namespace/name`: reads as the Service in Envoy's stats and logs.
 pub fn cluster_name(service: &ObjectKey) -> String {
-    format!("{}/{}", service.namespace, service.name)
+    let mut out = String::new();
+    write_cluster_name(&mut out, service);
+    out
+}
+
+/// [`cluster_name`] into `out` (cleared first), for callers that look up every
+/// Service's cluster and reuse one buffer.
+pub fn write_cluster_name(out: &mut String, service: &ObjectKey) {
+    out.clear();
+    out.push_str(&service.namespace);
+    out.push('/');
+    out.push_str(&service.name);
 }
 
 /// Envoy's stat tags end at the first `.` after a cluster, virtual host or route

@@ -30,7 +30,7 @@ use envoy_types::pb::envoy::config::{
 };
 use portcullis_api::{Model, ObjectKey, isolate::isolate};
 
-pub use cluster::cluster_name;
+pub use cluster::{cluster_name, write_cluster_name};
 pub use incremental::Incremental;
 pub use portcullis_proto::ratelimit::v1::{
     RateLimitConfig, TYPE_URL as RATE_LIMIT_CONFIG_TYPE_URL,

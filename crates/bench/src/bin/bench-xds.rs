@@ -115,7 +115,7 @@ impl Kept {
     fn model(&mut self, shape: &Shape) -> portcullis_api::Model {
         let r = reconcile_with(
             Some(&mut self.memo),
-            &shape.current,
+            shape.current.clone(),
             &BTreeSet::new(),
             &self.served,
             &shape.certificates,
