@@ -20,6 +20,7 @@ use portcullis_plane::{
     publish::Publisher,
     reconcile::{Objects, reconcile_with},
     state::Created,
+    walk::Walk,
 };
 
 use crate::{
@@ -59,6 +60,21 @@ struct Wanted {
     programmed: Option<Condition>,
     problems: Vec<String>,
     status: ObjectStatus,
+    /// The API server's copy last found equal to `status`: the index keeps a repeated
+    /// status's shared copy, so most rounds compare a pointer, not every condition.
+    seen: Option<Arc<ObjectStatus>>,
+}
+
+impl Wanted {
+    /// Whether `current` (the API server's copy) is this status.
+    fn holds(&mut self, current: &Arc<ObjectStatus>) -> bool {
+        if self.seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, current)) {
+            return true;
+        }
+        let same = self.status == **current;
+        self.seen = same.then(|| Arc::clone(current));
+        same
+    }
 }
 
 impl Controller {
@@ -134,11 +150,8 @@ impl Controller {
                 &result.outcome.reports,
                 // Asked in key order: a walk of the served map, not a lookup per object.
                 {
-                    let mut served = result.served.keys().peekable();
-                    move |k| {
-                        while served.next_if(|s| *s < k).is_some() {}
-                        served.peek() == Some(&k)
-                    }
+                    let mut served = Walk::new(result.served.iter());
+                    move |k| served.at(k).is_some()
                 },
                 &published.failed,
                 // Set by the status round, not by a reconcile: kept until it runs again.
@@ -172,7 +185,7 @@ impl Controller {
     /// `envoys`: those of every replica (this one's and its peers' reports).
     pub async fn status_round(&mut self, envoys: &[EnvoyGroup], queue: &StatusQueue) {
         let now = jiff::Timestamp::now().to_string();
-        let none = ObjectStatus::default();
+        let none = Arc::new(ObjectStatus::default());
         // Most objects' status is already what it should be: only the others are
         // copied and offered (at 10k objects, copying every status was most of a round).
         let mut offers = Vec::new();
@@ -180,31 +193,37 @@ impl Controller {
         let mut programmed_conditions = Vec::new();
         {
             let index = self.index.read();
+            // The reports and every map below are in key order (kinds sort Host <
+            // Route < Service): each map is walked once beside the reports.
+            let mut exists = Walk::new(
+                (index.hosts.keys())
+                    .chain(index.routes.keys())
+                    .chain(index.services.keys())
+                    .map(|k| (k, ())),
+            );
+            let mut statuses = Walk::new(index.statuses.iter());
+            let mut served = Walk::new(self.last_served.iter());
+            let mut ref_problems = Walk::new(self.ref_problems.iter());
             for (report, last) in self.reports.iter().zip(self.wanted.iter_mut()) {
                 // Objects that vanished since the reconcile have nothing to write to.
-                let exists = match report.key.kind {
-                    "Route" => index.routes.contains_key(&report.key),
-                    "Host" => index.hosts.contains_key(&report.key),
-                    _ => index.services.contains_key(&report.key),
-                };
-                if !exists {
+                if exists.at(&report.key).is_none() {
                     continue;
                 }
-                let current = index.statuses.get(&report.key).unwrap_or(&none);
-                let programmed = self
-                    .last_served
-                    .contains_key(&report.key)
-                    .then(|| self.programmed.condition(&report.key, envoys))
-                    .flatten();
-                let problems = self
-                    .ref_problems
-                    .get(&report.key)
+                let current = statuses.at(&report.key).unwrap_or(&none);
+                let programmed = served
+                    .at(&report.key)
+                    .and_then(|_| self.programmed.condition(&report.key, envoys));
+                let problems = ref_problems
+                    .at(&report.key)
                     .map(Vec::as_slice)
                     .unwrap_or_default();
                 let same_inputs = last
                     .as_ref()
                     .is_some_and(|w| w.programmed == programmed && w.problems == problems);
-                if same_inputs && last.as_ref().is_some_and(|w| w.status == *current) {
+                if same_inputs
+                    && let Some(w) = last.as_mut()
+                    && w.holds(current)
+                {
                     settled.push(&report.key);
                     continue;
                 }
@@ -213,15 +232,18 @@ impl Controller {
                     programmed_conditions.push((report.key.to_string(), c.clone()));
                 }
                 let want = desired(report, programmed.clone(), problems, current, &now);
-                if want == *current {
+                let seen = if want == **current {
                     settled.push(&report.key);
+                    Some(Arc::clone(current))
                 } else {
-                    offers.push((report.key.clone(), want.clone(), current.clone()));
-                }
+                    offers.push((report.key.clone(), want.clone(), (**current).clone()));
+                    None
+                };
                 *last = Some(Wanted {
                     programmed,
                     problems: problems.to_vec(),
                     status: want,
+                    seen,
                 });
             }
             queue.settled(settled);
@@ -246,12 +268,11 @@ fn carried(
     wanted: Vec<Option<Wanted>>,
     reports: &[Report],
 ) -> Vec<Option<Wanted>> {
-    let mut old = before.iter().zip(wanted).peekable();
+    let mut old = Walk::new(before.iter().zip(wanted).map(|(b, w)| (&b.key, (b, w))));
     reports
         .iter()
         .map(|r| {
-            while old.next_if(|(b, _)| b.key < r.key).is_some() {}
-            old.next_if(|(b, _)| b.key == r.key)
+            old.at(&r.key)
                 .and_then(|(b, w)| if b == r { w } else { None })
         })
         .collect()

@@ -35,7 +35,7 @@ pub struct Index {
     /// Objects whose current version does not deserialize, with serde's message.
     pub invalid: BTreeMap<ObjectKey, String>,
     /// `.status` as last seen on the API server, to write only what changed.
-    pub statuses: BTreeMap<ObjectKey, ObjectStatus>,
+    pub statuses: BTreeMap<ObjectKey, Arc<ObjectStatus>>,
     pub kube_services: BTreeMap<NsName, KubeService>,
     pub slices: BTreeMap<NsName, EndpointSlice>,
     /// The deployment's validation rules (allowed destination ranges), shared by
@@ -289,7 +289,11 @@ impl<K: Portcullis> Indexed for DeserializeGuard<K> {
             Ok(mut obj) => {
                 let key = ObjectKey::new(K::KIND, obj.meta());
                 let status = obj.take_status().unwrap_or_default();
-                index.statuses.insert(key.clone(), status);
+                // A repeated status keeps its shared copy, so the status round knows it
+                // by pointer (`Controller::status_round`).
+                if index.statuses.get(&key).is_none_or(|s| **s != status) {
+                    index.statuses.insert(key.clone(), Arc::new(status));
+                }
                 // Fields the API server bumps on every write (resourceVersion,
                 // managedFields) must not count as a change, or our own status
                 // writes would loop back into reconciles.

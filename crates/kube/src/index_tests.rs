@@ -94,6 +94,18 @@ fn status_only_changes_do_not_wake_the_reconcile_loop() {
     assert_eq!(*rx.borrow(), after_add);
     let key = ObjectKey::service("team", "echo");
     assert_eq!(index.read().statuses[&key].observed_generation, Some(1));
+    // The same status again (a watch re-delivery) keeps its shared copy, which the
+    // status round recognises by pointer; a different one replaces it.
+    let before = index.read().statuses[&key].clone();
+    let mut again = mk_service("team", "echo");
+    again.status = Some((*before).clone());
+    index.apply(DeserializeGuard(Ok(again.clone())));
+    assert!(Arc::ptr_eq(&before, &index.read().statuses[&key]));
+    again.status.as_mut().unwrap().observed_generation = Some(2);
+    index.apply(DeserializeGuard(Ok(again)));
+    let after = index.read().statuses[&key].clone();
+    assert!(!Arc::ptr_eq(&before, &after));
+    assert_eq!(after.observed_generation, Some(2));
 }
 
 #[test]

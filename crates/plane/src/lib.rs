@@ -15,3 +15,4 @@ pub mod publish;
 pub mod reconcile;
 pub mod serve;
 pub mod state;
+pub mod walk;
