@@ -59,20 +59,21 @@ pub struct Controller {
 struct Wanted {
     programmed: Option<Condition>,
     problems: Vec<String>,
-    status: ObjectStatus,
-    /// The API server's copy last found equal to `status`: the index keeps a repeated
-    /// status's shared copy, so most rounds compare a pointer, not every condition.
-    seen: Option<Arc<ObjectStatus>>,
+    /// The index's shared copy of the API server's status (a repeated status keeps
+    /// it), so most rounds compare a pointer, and no status is held twice.
+    status: Arc<ObjectStatus>,
 }
 
 impl Wanted {
     /// Whether `current` (the API server's copy) is this status.
     fn holds(&mut self, current: &Arc<ObjectStatus>) -> bool {
-        if self.seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, current)) {
+        if Arc::ptr_eq(&self.status, current) {
             return true;
         }
-        let same = self.status == **current;
-        self.seen = same.then(|| Arc::clone(current));
+        let same = *self.status == **current;
+        if same {
+            self.status = Arc::clone(current);
+        }
         same
     }
 }
@@ -232,19 +233,19 @@ impl Controller {
                     programmed_conditions.push((report.key.to_string(), c.clone()));
                 }
                 let want = desired(report, programmed.clone(), problems, current, &now);
-                let seen = if want == **current {
+                // Remembered once the API server holds it: an offered status is not
+                // kept (the queue holds it), and the next round computes it again.
+                *last = if want == **current {
                     settled.push(&report.key);
-                    Some(Arc::clone(current))
+                    Some(Wanted {
+                        programmed,
+                        problems: problems.to_vec(),
+                        status: Arc::clone(current),
+                    })
                 } else {
-                    offers.push((report.key.clone(), want.clone(), (**current).clone()));
+                    offers.push((report.key.clone(), want, (**current).clone()));
                     None
                 };
-                *last = Some(Wanted {
-                    programmed,
-                    problems: problems.to_vec(),
-                    status: want,
-                    seen,
-                });
             }
             queue.settled(settled);
         }
