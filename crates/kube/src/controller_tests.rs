@@ -67,15 +67,7 @@ async fn reconcile_publishes_and_a_status_round_offers_every_changed_status() {
     );
     assert_eq!(offered.len(), 3);
     // The console's board carries Programmed too, and keeps it across a reconcile.
-    let on_board = |c: &Controller| {
-        c.board
-            .read()
-            .objects
-            .iter()
-            .find(|o| o.object == "Route team/items")
-            .and_then(|o| o.conditions.iter().find(|c| c.type_ == "Programmed"))
-            .cloned()
-    };
+    let on_board = |c: &Controller| programmed_on_board(c, "Route team/items");
     let before = on_board(&controller).expect("Programmed on the board");
     assert_eq!(
         (before.reason.as_str(), before.status.as_str()),
@@ -100,6 +92,17 @@ async fn reconcile_publishes_and_a_status_round_offers_every_changed_status() {
             ("Service team/echo".to_string(), true),
         ]
     );
+}
+
+/// The `Programmed` condition of `object` on the console's board.
+fn programmed_on_board(c: &Controller, object: &str) -> Option<Condition> {
+    c.board
+        .read()
+        .objects
+        .iter()
+        .find(|o| o.object == object)
+        .and_then(|o| o.conditions.iter().find(|c| c.type_ == "Programmed"))
+        .cloned()
 }
 
 /// One status round's offers, written back into the index as the watch brings them.
@@ -197,15 +200,7 @@ async fn a_status_round_offers_only_what_changed_and_restores_a_status_written_b
             update.key
         );
     }
-    let on_board = |c: &Controller| {
-        c.board
-            .read()
-            .objects
-            .iter()
-            .find(|o| o.object == "Route team/items")
-            .and_then(|o| o.conditions.iter().find(|c| c.type_ == "Programmed"))
-            .map(|c| c.reason.clone())
-    };
+    let on_board = |c: &Controller| programmed_on_board(c, "Route team/items").map(|c| c.reason);
     assert_eq!(on_board(&c).as_deref(), Some("Programmed"));
     assert!(round(&mut c, &envoys).await.is_empty());
 
