@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use portcullis_api::{Condition, ObjectKey, validate::Report};
 use serde::Serialize;
 
+use crate::walk::Walk;
+
 /// What the last reload found, for logs and `GET /debug/objects`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Board {
@@ -180,18 +182,18 @@ impl Board {
                 })
                 .collect();
         }
-        let mut old = before.iter().zip(old).peekable();
-        let mut next = Vec::with_capacity(reports.len());
-        for r in reports {
-            while old.next_if(|(b, _)| b.key < r.key).is_some() {}
-            let now_served = served(&r.key);
-            next.push(match old.next_if(|(b, _)| b.key == r.key) {
-                Some((b, view)) if b == r && view.served == now_served => view,
-                Some((_, view)) => fresh(r, now_served, Some(&view)),
-                None => fresh(r, now_served, None),
-            });
-        }
-        next
+        let mut old = Walk::new(before.iter().zip(old).map(|(b, v)| (&b.key, (b, v))));
+        reports
+            .iter()
+            .map(|r| {
+                let now_served = served(&r.key);
+                match old.at(&r.key) {
+                    Some((b, view)) if b == r && view.served == now_served => view,
+                    Some((_, view)) => fresh(r, now_served, Some(&view)),
+                    None => fresh(r, now_served, None),
+                }
+            })
+            .collect()
     }
 
     /// Sets each object's condition of its type (e.g. `Programmed`, which only the

@@ -8,6 +8,8 @@ use portcullis_api::{
     validate::{Issue, Memo, Outcome, Rules, validate_objects},
 };
 
+use crate::walk::Walk;
+
 /// The objects a source currently sees, by key.
 pub type Objects = BTreeMap<ObjectKey, Document>;
 
@@ -87,18 +89,10 @@ pub fn reconcile_with(
     // Objects and reports are both in key order, so one walk pairs them: a lookup per
     // object was a visible part of each edit at 10k Routes. The first of equal keys
     // is the object's own report, as `Outcome::report` finds it.
-    let mut reports = outcome.reports.iter().peekable();
+    let mut reports = Walk::new(outcome.reports.iter().map(|r| (&r.key, r)));
     let not_served: Vec<ObjectKey> = objects
         .keys()
-        .filter(|k| {
-            loop {
-                match reports.peek().map(|r| (r.key.cmp(k), r.is_served())) {
-                    Some((std::cmp::Ordering::Less, _)) => drop(reports.next()),
-                    Some((std::cmp::Ordering::Equal, served)) => break !served,
-                    _ => break true,
-                }
-            }
-        })
+        .filter(|k| reports.at(*k).is_none_or(|r| !r.is_served()))
         .cloned()
         .collect();
     // Usually every object is served: the map is kept, not rebuilt (at 10k Routes
