@@ -73,6 +73,27 @@ impl PartialEq for Document {
 }
 
 impl Document {
+    /// The same object in every field (metadata, spec, status), unlike `==`, which
+    /// ignores bookkeeping. What was derived from one (a validation report reads the
+    /// creation time and generation) holds for the other.
+    pub fn identical(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Document::Route(a), Document::Route(b)) => {
+                Arc::ptr_eq(a, b)
+                    || (a.metadata == b.metadata && a.spec == b.spec && a.status == b.status)
+            }
+            (Document::Service(a), Document::Service(b)) => {
+                Arc::ptr_eq(a, b)
+                    || (a.metadata == b.metadata && a.spec == b.spec && a.status == b.status)
+            }
+            (Document::Host(a), Document::Host(b)) => {
+                Arc::ptr_eq(a, b)
+                    || (a.metadata == b.metadata && a.spec == b.spec && a.status == b.status)
+            }
+            _ => false,
+        }
+    }
+
     pub fn key(&self) -> ObjectKey {
         match self {
             Document::Route(r) => ObjectKey::new("Route", &r.metadata),

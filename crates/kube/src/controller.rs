@@ -156,7 +156,7 @@ impl Controller {
                 },
                 &published.failed,
                 // Set by the status round, not by a reconcile: kept until it runs again.
-                portcullis_api::status::types::PROGRAMMED,
+                Some(portcullis_api::status::types::PROGRAMMED),
                 &now,
             );
             let mut board = Board {

@@ -74,7 +74,8 @@ impl ObjectView {
 
     /// Keeps `old`'s condition of `type_` when this view has none (conditions set after
     /// a reload, like `Programmed`, rather than by it).
-    fn keep(&mut self, old: Option<&ObjectView>, type_: &str) {
+    fn keep(&mut self, old: Option<&ObjectView>, type_: Option<&str>) {
+        let Some(type_) = type_ else { return };
         if self.conditions.iter().any(|c| c.type_ == type_) {
             return;
         }
@@ -152,7 +153,7 @@ impl Board {
         reports: &[Report],
         mut served: impl FnMut(&ObjectKey) -> bool,
         failed: &[(ObjectKey, String)],
-        keep: &str,
+        keep: Option<&str>,
         now: &str,
     ) -> Vec<ObjectView> {
         let old = std::mem::take(&mut self.objects);
@@ -219,17 +220,6 @@ impl Board {
         };
         for (i, c) in found {
             self.objects[i].set_condition(c, now);
-        }
-    }
-
-    /// Marks objects the translator left out (it panicked on them) as not served,
-    /// `Accepted=False` with reason `InternalError`.
-    pub fn mark_failed(&mut self, failed: &[(ObjectKey, String)]) {
-        for (key, panic) in failed {
-            let name = key.to_string();
-            if let Some(view) = self.objects.iter_mut().find(|o| o.object == name) {
-                view.fail(panic);
-            }
         }
     }
 }

@@ -31,7 +31,7 @@ fn programmed(status: bool) -> Condition {
 /// A board made from `reports` at `t0`, with Programmed set on every object.
 fn board_of(reports: &[Report]) -> Board {
     let mut board = Board::default();
-    board.objects = board.next_objects(&[], reports, |_| true, &[], PROGRAMMED, "t0");
+    board.objects = board.next_objects(&[], reports, |_| true, &[], Some(PROGRAMMED), "t0");
     let all = reports
         .iter()
         .map(|r| (r.key.to_string(), programmed(true)));
@@ -60,7 +60,7 @@ fn an_unchanged_object_keeps_its_view_and_a_changed_one_gets_a_new_one() {
         report("b", Some("bad")),
         report("d", None),
     ];
-    let next = board.next_objects(&before, &after, |_| true, &[], PROGRAMMED, "t1");
+    let next = board.next_objects(&before, &after, |_| true, &[], Some(PROGRAMMED), "t1");
     assert!(board.objects.is_empty(), "the views were taken");
     let names: Vec<&str> = next.iter().map(|o| o.object.as_str()).collect();
     assert_eq!(names, ["Route team/a", "Route team/b", "Route team/d"]);
@@ -99,7 +99,7 @@ fn a_view_is_remade_when_served_or_the_translator_changes_its_mind() {
     let mut board = board_of(&before);
     let failed = [(ObjectKey::route("team", "a"), "boom".to_string())];
     let served_b = |k: &ObjectKey| k.name.as_str() != "b";
-    let next = board.next_objects(&before, &before, served_b, &failed, PROGRAMMED, "t1");
+    let next = board.next_objects(&before, &before, served_b, &failed, Some(PROGRAMMED), "t1");
     let a = view(&next, "a");
     assert!(!a.served);
     let accepted = condition(a, "Accepted");
@@ -108,7 +108,7 @@ fn a_view_is_remade_when_served_or_the_translator_changes_its_mind() {
     assert!(!view(&next, "b").served, "served changed: a new view");
     // Failing again with the same report: the view and its time stay.
     board.objects = next;
-    let again = board.next_objects(&before, &before, served_b, &failed, PROGRAMMED, "t2");
+    let again = board.next_objects(&before, &before, served_b, &failed, Some(PROGRAMMED), "t2");
     let accepted = condition(view(&again, "a"), "Accepted");
     assert_eq!(accepted.reason, "InternalError");
     assert_eq!(accepted.last_transition_time.as_deref(), Some("t1"));
@@ -119,7 +119,7 @@ fn views_not_made_from_the_given_reports_are_paired_by_name() {
     let before = [report("a", None), report("b", None)];
     let mut board = board_of(&before);
     // The caller lost track (another length): nothing is reused, times still carry.
-    let next = board.next_objects(&before[..1], &before, |_| true, &[], PROGRAMMED, "t1");
+    let next = board.next_objects(&before[..1], &before, |_| true, &[], Some(PROGRAMMED), "t1");
     for name in ["a", "b"] {
         let v = view(&next, name);
         assert_eq!(

@@ -1,19 +1,23 @@
-//! File mode: a directory of manifests, read whole on every change, reconciled against
-//! what is serving, and published.
+//! File mode: a directory of manifests, read on every change (parsing only the files
+//! that changed), reconciled against what is serving, and published.
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::{BTreeSet, HashSet, btree_map::Entry},
     path::{Path, PathBuf},
     sync::Arc,
 };
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use portcullis_api::{Document, ObjectKey};
+use portcullis_api::{
+    Document, ObjectKey,
+    validate::{Memo, Report},
+};
 
 use crate::{
     files,
-    reconcile::{Objects, reconcile},
+    reconcile::{Objects, reconcile_with},
     state::Created,
+    walk::Walk,
 };
 
 pub use crate::board::{Board, ObjectView};
@@ -30,12 +34,22 @@ pub struct FileSource {
     pub certificates: crate::certificates::FileCertificates,
     /// First-seen times: the creation time of objects that do not carry one.
     pub created: Created,
+    /// The files as last read: an unchanged file is not parsed again, and its objects
+    /// are the same `Arc`s, so `memo` reuses their single-object reports.
+    reader: crate::reader::Reader,
+    memo: Memo,
+    /// The last reload's reports and file errors, for the next board.
+    reports: Vec<Report>,
+    file_errors: Vec<String>,
+    /// The reports the shown board's views were made from (`Board::next_objects`).
+    shown: Vec<Report>,
+    /// Whether a reload has checked every first-seen time (the first one does).
+    pruned: bool,
 }
 
 /// Result of one reload.
 pub struct Reloaded {
     pub model: portcullis_api::Model,
-    pub board: Board,
 }
 
 impl FileSource {
@@ -47,6 +61,12 @@ impl FileSource {
             last_served: Objects::new(),
             certificates: Default::default(),
             created,
+            reader: crate::reader::Reader::by_piece(),
+            memo: Memo::new(),
+            reports: Vec::new(),
+            file_errors: Vec::new(),
+            shown: Vec::new(),
+            pruned: false,
         }
     }
 
@@ -55,9 +75,12 @@ impl FileSource {
     }
 
     /// Reads the directory and reconciles it. Never fails: an unreadable directory is
-    /// reported and everything last served stays served.
+    /// reported and everything last served stays served. The board follows with
+    /// [`FileSource::next_board`] once the model is published.
     pub fn reload(&mut self) -> Reloaded {
-        let loaded = match files::load(&self.dir) {
+        let now = Timestamp::now();
+        let created = &mut self.created;
+        let loaded = match self.reader.load(&self.dir, |doc| stamp(created, doc, now)) {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(dir = %self.dir.display(), error = %e, "cannot read the config directory; keeping what is served");
@@ -73,24 +96,23 @@ impl FileSource {
                 });
                 // Unattributable failure: keep every object.
                 let failed: BTreeSet<ObjectKey> = self.last_served.keys().cloned().collect();
-                return self.finish(Objects::new(), failed, &l);
+                return self.finish(Objects::new(), failed, l);
             }
         };
         let mut failed: BTreeSet<ObjectKey> = loaded.failed_keys().cloned().collect();
         // A broken YAML stream hides the objects after the break: keep those from that file.
-        let broken: BTreeSet<&Path> = loaded.broken_files().collect();
+        let broken = loaded.broken_files().next().is_some();
         let mut current = Objects::new();
-        let now = Timestamp::now();
-        for (file, doc) in &loaded.documents {
-            let mut doc = doc.clone();
-            self.stamp(&mut doc, now);
-            let key = doc.key();
-            if current.contains_key(&key) {
+        for (file, key, doc) in &loaded.documents {
+            match current.entry(key.clone()) {
                 // Duplicate across files: validation reports it; first copy wins.
-                tracing::warn!(object = %key, file = %file.display(), "object defined more than once; the first copy wins");
-                continue;
+                Entry::Occupied(_) => {
+                    tracing::warn!(object = %key, file = %file.display(), "object defined more than once; the first copy wins");
+                }
+                Entry::Vacant(v) => {
+                    v.insert(doc.clone());
+                }
             }
-            current.insert(key, doc);
         }
         for mut doc in self.extra.clone() {
             // The directory's own Host for the same hostname takes the extra one's place.
@@ -101,10 +123,17 @@ impl FileSource {
             {
                 continue;
             }
-            self.stamp(&mut doc, now);
-            current.entry(doc.key()).or_insert(doc);
+            stamp(&mut self.created, &mut doc, now);
+            let key = doc.key();
+            // The one served before, when identical, so the memo knows it.
+            if let Some(old) = self.last_served.get(&key)
+                && old.identical(&doc)
+            {
+                doc = old.clone();
+            }
+            current.entry(key).or_insert(doc);
         }
-        if !broken.is_empty() {
+        if broken {
             failed.extend(
                 self.last_served
                     .keys()
@@ -112,14 +141,14 @@ impl FileSource {
                     .cloned(),
             );
         }
-        self.finish(current, failed, &loaded)
+        self.finish(current, failed, loaded)
     }
 
     fn finish(
         &mut self,
         current: Objects,
         failed: BTreeSet<ObjectKey>,
-        loaded: &files::Loaded,
+        loaded: files::Loaded,
     ) -> Reloaded {
         // Relative certificate paths start at the manifest directory.
         let base = if self.dir.is_file() {
@@ -127,20 +156,39 @@ impl FileSource {
         } else {
             self.dir.clone()
         };
-        // Hosts read now, and those kept from the last served set (their new version
-        // failed to parse) with the files that version named.
-        let kept = self
-            .last_served
-            .iter()
-            .filter(|(k, _)| !current.contains_key(*k))
-            .map(|(_, d)| d);
+        // Objects served last time that are not in the files now (deleted, or their
+        // new version failed to parse). Both in key order: a walk, not a lookup each.
+        let left: Vec<(&ObjectKey, &Document)> = {
+            let mut now = Walk::new(current.iter());
+            let left = self
+                .last_served
+                .iter()
+                .filter(|(k, _)| now.at(*k).is_none());
+            left.collect()
+        };
+        // Hosts read now, and those kept from the last served set with the files that
+        // version named.
         let certificates = self.certificates.load(
             &base,
-            current.values().chain(kept),
+            current.values().chain(left.iter().map(|(_, d)| *d)),
             Timestamp::now().as_second(),
         );
-        let result = reconcile(
-            &current,
+        // Objects that may have left both the files and what is served: the first-seen
+        // times of those that did go below (a re-created object counts as new). Only
+        // these are looked at, not every object: building a name per object for that
+        // was a visible part of a reload at 10k Routes. The first reload looks at every
+        // time, as a restored state file may hold some of objects long gone.
+        let mut gone: Vec<ObjectKey> = left.iter().map(|(k, _)| (*k).clone()).collect();
+        gone.extend(loaded.dropped.iter().cloned());
+        gone.extend(self.extra.iter().map(Document::key));
+        gone.retain(|k| !current.contains_key(k));
+        let every_name = (!self.pruned).then(|| {
+            let names = current.keys().map(ToString::to_string);
+            names.collect::<HashSet<String>>()
+        });
+        let result = reconcile_with(
+            Some(&mut self.memo),
+            current,
             &failed,
             &self.last_served,
             &certificates,
@@ -152,122 +200,87 @@ impl FileSource {
         for issue in result.outcome.problems() {
             tracing::warn!("{issue}");
         }
-        let objects = result
-            .outcome
-            .reports
-            .iter()
-            .map(|r| ObjectView {
-                object: r.key.to_string(),
-                served: result.served.contains_key(&r.key),
-                conditions: r.conditions(),
-            })
-            .collect();
-        // First-seen times of objects neither in the files nor served any more go. One
-        // set of names, not a scan of every object per entry: that was quadratic, ~5 s
-        // per reload at 10k Routes (tens of millions of key strings built).
-        let live: HashSet<String> = current
-            .keys()
-            .chain(result.served.keys())
-            .map(ToString::to_string)
-            .collect();
-        self.created.retain(|k, _| live.contains(k));
+        match every_name {
+            Some(mut live) => {
+                live.extend(result.served.keys().map(ToString::to_string));
+                self.created.retain(|k, _| live.contains(k));
+                self.pruned = true;
+            }
+            None => {
+                for key in gone.iter().filter(|k| !result.served.contains_key(*k)) {
+                    self.created.remove(&key.to_string());
+                }
+            }
+        }
         self.last_served = result.served;
+        self.reports = result.outcome.reports;
+        self.file_errors = loaded.errors.iter().map(ToString::to_string).collect();
         Reloaded {
             model: result.outcome.model,
-            board: Board {
-                version: String::new(),
-                file_errors: loaded.errors.iter().map(ToString::to_string).collect(),
-                objects,
-                file_errors_since: Default::default(),
-            },
         }
     }
 
-    /// Objects from files carry no creation time; the first time the source saw them
-    /// stands in, so "older wins" means "registered first", as in Kubernetes.
-    fn stamp(&mut self, doc: &mut Document, now: Timestamp) {
-        let key = doc.key().to_string();
-        // Freshly parsed, so not shared: `make_mut` does not copy.
-        let meta = match doc {
-            Document::Route(r) => &mut Arc::make_mut(r).metadata,
-            Document::Service(s) => &mut Arc::make_mut(s).metadata,
-            Document::Host(h) => &mut Arc::make_mut(h).metadata,
+    /// The board after the last reload, made from `shown` (the board made after the
+    /// reload before it, which this leaves without objects): an object whose report
+    /// and served state are unchanged keeps its view, so a one-object edit makes one
+    /// view, not one per object. `failed`: what the translator left out.
+    pub fn next_board(
+        &mut self,
+        shown: &mut Board,
+        version: String,
+        failed: &[(ObjectKey, String)],
+        now: &str,
+    ) -> Board {
+        let objects = shown.next_objects(
+            &self.shown,
+            &self.reports,
+            // Asked in key order: a walk of the served map, not a lookup per object.
+            {
+                let mut served = Walk::new(self.last_served.iter());
+                move |k| served.at(k).is_some()
+            },
+            failed,
+            // File mode sets no condition after a reload.
+            None,
+            now,
+        );
+        self.shown = std::mem::take(&mut self.reports);
+        let mut board = Board {
+            version,
+            file_errors: self.file_errors.clone(),
+            objects,
+            file_errors_since: Default::default(),
         };
-        if meta.creation_timestamp.is_some() {
-            return;
-        }
-        let seen = self.created.entry(key).or_insert_with(|| now.to_string());
-        let ts = seen.parse::<Timestamp>().unwrap_or(now);
-        meta.creation_timestamp = Some(Time(ts));
+        board.carry_file_errors(shown, now);
+        board
     }
+}
+
+/// Objects from files carry no creation time; the first time the source saw them
+/// stands in, so "older wins" means "registered first", as in Kubernetes. The same
+/// object gets the same time while it exists, as the reader's reuse needs.
+fn stamp(created: &mut Created, doc: &mut Document, now: Timestamp) {
+    let meta = match doc {
+        Document::Route(r) => &r.metadata,
+        Document::Service(s) => &s.metadata,
+        Document::Host(h) => &h.metadata,
+    };
+    if meta.creation_timestamp.is_some() {
+        return;
+    }
+    let seen = created
+        .entry(doc.key().to_string())
+        .or_insert_with(|| now.to_string());
+    let ts = seen.parse::<Timestamp>().unwrap_or(now);
+    // Freshly parsed documents are not shared, so `make_mut` does not copy them.
+    let meta = match doc {
+        Document::Route(r) => &mut Arc::make_mut(r).metadata,
+        Document::Service(s) => &mut Arc::make_mut(s).metadata,
+        Document::Host(h) => &mut Arc::make_mut(h).metadata,
+    };
+    meta.creation_timestamp = Some(Time(ts));
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn host(ns: &str, name: &str, hostname: &str) -> String {
-        format!(
-            "---\napiVersion: portcullis.dev/v1alpha1\nkind: Host\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{hostname: {hostname}}}\n"
-        )
-    }
-
-    fn hosts(source: &mut FileSource) -> Vec<String> {
-        source
-            .reload()
-            .model
-            .hosts
-            .keys()
-            .map(ToString::to_string)
-            .collect()
-    }
-
-    #[test]
-    fn extra_objects_are_served_unless_the_directory_has_the_hostname_or_the_object() {
-        let dir = tempfile::tempdir().unwrap();
-        let extra = portcullis_api::parse_documents(&host("zz-up", "api", "api.localhost"))
-            .remove(0)
-            .unwrap();
-        let mut source = FileSource::new(dir.path().to_path_buf(), Created::default());
-        source.extra = vec![extra];
-        std::fs::write(
-            dir.path().join("a.yaml"),
-            host("shop", "web", "web.localhost"),
-        )
-        .unwrap();
-        assert_eq!(hosts(&mut source), ["Host shop/web", "Host zz-up/api"]);
-        // The directory's Host for the same name replaces it (whatever its key).
-        std::fs::write(
-            dir.path().join("b.yaml"),
-            host("team", "mine", "api.localhost"),
-        )
-        .unwrap();
-        assert_eq!(hosts(&mut source), ["Host shop/web", "Host team/mine"]);
-    }
-
-    // First-seen times stand in for creation times ("older wins"): each object keeps
-    // its own across reloads, and it goes once the object is neither in the files nor
-    // served, so a re-created object counts as new.
-    #[test]
-    fn first_seen_times_stay_while_an_object_exists_and_go_with_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut source = FileSource::new(dir.path().to_path_buf(), Created::default());
-        let both = host("shop", "web", "web.localhost") + &host("shop", "api", "api.localhost");
-        std::fs::write(dir.path().join("a.yaml"), &both).unwrap();
-        source.reload();
-        let first = source.created.clone();
-        let names: Vec<&str> = first.keys().map(String::as_str).collect();
-        assert_eq!(names, ["Host shop/api", "Host shop/web"]);
-        source.reload();
-        assert_eq!(source.created, first, "kept across a reload");
-        std::fs::write(
-            dir.path().join("a.yaml"),
-            host("shop", "web", "web.localhost"),
-        )
-        .unwrap();
-        source.reload();
-        let names: Vec<&str> = source.created.keys().map(String::as_str).collect();
-        assert_eq!(names, ["Host shop/web"], "the deleted Host's time is gone");
-        assert_eq!(source.created["Host shop/web"], first["Host shop/web"]);
-    }
-}
+#[path = "file_source_tests.rs"]
+mod tests;

@@ -8,10 +8,11 @@
 use std::{
     fmt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
-use portcullis_api::{Document, ObjectKey, ParseError, parse_documents};
+use portcullis_api::{Document, ObjectKey, ParseError};
 
 /// One document that could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,9 +30,13 @@ impl fmt::Display for FileError {
 /// A directory read once.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    /// Documents in file-name order, then document order.
-    pub documents: Vec<(PathBuf, Document)>,
+    /// Documents in file-name order, then document order, with their file and key.
+    pub documents: Vec<(Arc<Path>, ObjectKey, Document)>,
     pub errors: Vec<FileError>,
+    /// Objects that were in a file the last time and are not now (a `Reader`'s
+    /// loads only): edited out, renamed, or in a file deleted or now unreadable. Some
+    /// may have moved to another file.
+    pub dropped: Vec<ObjectKey>,
 }
 
 impl Loaded {
@@ -54,7 +59,7 @@ impl Loaded {
 /// file is a mistake (or a YAML bomb), not a config.
 pub const MAX_FILE_BYTES: u64 = 4 << 20;
 
-fn read_bounded(file: &Path) -> std::io::Result<String> {
+pub(crate) fn read_bounded(file: &Path) -> std::io::Result<String> {
     let size = std::fs::metadata(file)?.len();
     if size > MAX_FILE_BYTES {
         return Err(std::io::Error::other(format!(
@@ -62,38 +67,6 @@ fn read_bounded(file: &Path) -> std::io::Result<String> {
         )));
     }
     std::fs::read_to_string(file)
-}
-
-/// Reads every manifest under `dir` (or `dir` itself when it is a file).
-pub fn load(dir: &Path) -> std::io::Result<Loaded> {
-    let mut loaded = Loaded::default();
-    for file in manifest_files(dir)? {
-        let text = match read_bounded(&file) {
-            Ok(t) => t,
-            Err(e) => {
-                loaded.errors.push(FileError {
-                    file: file.clone(),
-                    error: ParseError {
-                        index: 0,
-                        key: None,
-                        object: None,
-                        message: format!("cannot read: {e}"),
-                    },
-                });
-                continue;
-            }
-        };
-        for doc in parse_documents(&text) {
-            match doc {
-                Ok(d) => loaded.documents.push((file.clone(), d)),
-                Err(error) => loaded.errors.push(FileError {
-                    file: file.clone(),
-                    error,
-                }),
-            }
-        }
-    }
-    Ok(loaded)
 }
 
 /// Manifest files, sorted, so the load order (and first-copy-wins) is deterministic.
@@ -171,36 +144,5 @@ pub async fn watch<F: PartialEq>(
         }
         seen = now;
         on_change();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loads_recursively_and_reports_bad_documents_with_file_and_index() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("team")).unwrap();
-        std::fs::create_dir(dir.path().join("..data")).unwrap();
-        std::fs::write(
-            dir.path().join("team/svc.yaml"),
-            "apiVersion: portcullis.dev/v1alpha1\nkind: Service\nmetadata: {name: s}\nspec: {destinations: [{name: a, address: '127.0.0.1:1'}]}\n---\napiVersion: portcullis.dev/v1alpha1\nkind: Service\nmetadata: {name: t}\nspec: {destinations: 3}\n",
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("..data/ignored.yaml"), "garbage: [").unwrap();
-        std::fs::write(dir.path().join("notes.txt"), "garbage: [").unwrap();
-        let loaded = load(dir.path()).unwrap();
-        assert_eq!(loaded.documents.len(), 1);
-        assert_eq!(loaded.errors.len(), 1);
-        let msg = loaded.errors[0].to_string();
-        assert!(
-            msg.contains("team/svc.yaml: document 1 (Service t): spec.destinations"),
-            "{msg}"
-        );
-        assert_eq!(
-            loaded.failed_keys().next().unwrap().to_string(),
-            "Service default/t"
-        );
     }
 }

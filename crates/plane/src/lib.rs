@@ -12,6 +12,7 @@ pub mod expiry;
 pub mod file_source;
 pub mod files;
 pub mod publish;
+pub mod reader;
 pub mod reconcile;
 pub mod serve;
 pub mod state;

@@ -43,8 +43,8 @@ pub fn reconcile(
 }
 
 /// [`reconcile`], with `memo` carrying single-object reports from one call to the
-/// next (the controller keeps one: an edit then checks only the objects it changed;
-/// file mode parses every object anew, so a memo would never hit there). Takes
+/// next (both sources keep one: they hand an unchanged object over as the same `Arc`,
+/// so an edit checks only the objects it changed). Takes
 /// `current` by value: it becomes `served`, and a copy per edit showed at 10k Routes.
 pub fn reconcile_with(
     mut memo: Option<&mut Memo>,

@@ -110,23 +110,9 @@ pub async fn run_with(
     let mut reload = {
         let cert_files = cert_files.clone();
         move || {
-            let reloaded = source.reload();
+            let (now_serving, _) = reload_and_publish(&mut source, &publisher, &board);
             *cert_files.lock() = source.certificates.files.clone();
-            let published = publisher.publish(&reloaded.model, &source.created);
-            let version = published.version;
-            tracing::info!(
-                version,
-                routes = reloaded.model.routes.len(),
-                services = reloaded.model.services.len(),
-                "published"
-            );
-            *model.write() = Arc::new(reloaded.model);
-            let mut b = reloaded.board;
-            b.version = version;
-            b.mark_failed(&published.failed);
-            let now = crate::console::now_rfc3339();
-            b.carry_over(&board.read(), &now);
-            *board.write() = b;
+            *model.write() = Arc::new(now_serving);
             ready.store(true, std::sync::atomic::Ordering::Release);
         }
     };
@@ -156,4 +142,30 @@ pub async fn run_with(
     admin_task.await??;
     let _ = sampler.await;
     Ok(())
+}
+
+/// One reload as `portcullis serve` runs it on a change: read the directory, reconcile,
+/// publish, and make the next board from the shown one. Returns the model served and
+/// the snapshot version.
+pub fn reload_and_publish(
+    source: &mut FileSource,
+    publisher: &Publisher,
+    board: &RwLock<Board>,
+) -> (portcullis_api::Model, String) {
+    let reloaded = source.reload();
+    let published = publisher.publish(&reloaded.model, &source.created);
+    let version = published.version;
+    tracing::info!(
+        version,
+        routes = reloaded.model.routes.len(),
+        services = reloaded.model.services.len(),
+        "published"
+    );
+    {
+        // Held while the next board is made from it, so no reader sees it half-made.
+        let mut shown = board.write();
+        let now = crate::console::now_rfc3339();
+        *shown = source.next_board(&mut shown, version.clone(), &published.failed, &now);
+    }
+    (reloaded.model, version)
 }

@@ -5,7 +5,7 @@ use portcullis_api::{
     Objects,
     validate::{Rules, validate_objects},
 };
-use portcullis_plane::files;
+use portcullis_plane::reader;
 
 pub fn run(paths: &[PathBuf], rules: &Rules) -> ExitCode {
     let (objects, mut errors) = load(paths);
@@ -51,11 +51,10 @@ pub fn load(paths: &[PathBuf]) -> (Objects, Vec<String>) {
             errors.push(format!("{}: no such file or directory", path.display()));
             continue;
         }
-        match files::load(path) {
+        match reader::load(path) {
             Ok(loaded) => {
                 errors.extend(loaded.errors.iter().map(ToString::to_string));
-                for (file, doc) in loaded.documents {
-                    let key = doc.key();
+                for (file, key, doc) in loaded.documents {
                     if objects.contains_key(&key) {
                         errors.push(format!(
                             "{}: {key} is defined more than once; rename or remove the later copy",

@@ -28,9 +28,12 @@ async fn console(
     std::fs::write(dir.path().join("all.yaml"), yaml).unwrap();
     let mut source = FileSource::new(dir.path().to_path_buf(), Default::default());
     let reloaded = source.reload();
-    let mut board = reloaded.board;
-    board.version = "0123456789abcdef".into();
-    board.carry_over(&Default::default(), &super::now_rfc3339());
+    let board = source.next_board(
+        &mut Default::default(),
+        "0123456789abcdef".into(),
+        &[],
+        &super::now_rfc3339(),
+    );
     let registry = Registry::new();
     let cache = Cache::new(&registry);
     let resources = portcullis_translate::translate(&reloaded.model, &Default::default());
