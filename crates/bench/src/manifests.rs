@@ -112,12 +112,18 @@ pub fn tls_hosts() -> (Vec<portcullis_api::Host>, portcullis_api::Certificate) {
             h
         })
         .collect();
-    let ca = portcullis_tls::mtls::generate::LocalCa::new("bench CA").expect("a CA");
-    let leaf = ca.issue("bench", &["*.example.com"], &[]).expect("a leaf");
+    let leaf = tls_leaf();
     let now = Timestamp::now().as_second();
     let cert = portcullis_tls::check(&leaf.cert_pem, &leaf.key_pem, "api0.example.com", now)
         .expect("the bench certificate checks");
     (hosts, cert)
+}
+
+/// The certificate the bench Hosts serve, as PEM: `*.example.com`, from a throwaway CA.
+/// The Hosts name it `bench.crt` and `bench.key`.
+pub fn tls_leaf() -> portcullis_tls::mtls::generate::Issued {
+    let ca = portcullis_tls::mtls::generate::LocalCa::new("bench CA").expect("a CA");
+    ca.issue("bench", &["*.example.com"], &[]).expect("a leaf")
 }
 
 /// The objects as a source hands them to reconcile: shared documents by key.

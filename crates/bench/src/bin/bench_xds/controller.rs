@@ -167,8 +167,7 @@ fn written_back(index: &SharedIndex, writer: &mut status::StatusWriter) {
 
 /// The Hosts' certificate as the `kubernetes.io/tls` Secret `edge/bench-tls`.
 fn tls_secret() -> anyhow::Result<Secret> {
-    let ca = portcullis_tls::mtls::generate::LocalCa::new("bench CA")?;
-    let leaf = ca.issue("bench", &["*.example.com"], &[])?;
+    let leaf = manifests::tls_leaf();
     let mut secret = Secret {
         type_: Some("kubernetes.io/tls".into()),
         ..Default::default()
