@@ -145,21 +145,31 @@ impl Parsed {
                 (docs.map(|d| d.map(Fresh::Parsed)).collect(), None)
             }
         };
-        let mut documents: Vec<Parse> = found
+        // The last version's documents by key: made once, and only when something
+        // was parsed now (a reused piece is already the last version's document).
+        let mut last_by_key: Option<HashMap<&ObjectKey, &Document>> = None;
+        let documents: Vec<Parse> = found
             .into_iter()
             .map(|found| {
                 found.map(|f| match f {
                     Fresh::Reused(k, d) => (k, d),
                     Fresh::Parsed(mut d) => {
                         prepare(&mut d);
-                        (d.key(), d)
+                        let key = d.key();
+                        let last = last_by_key.get_or_insert_with(|| {
+                            let docs = last.into_iter().flat_map(|l| l.documents.iter());
+                            docs.flatten().map(|(k, d)| (k, d)).collect()
+                        });
+                        // Identical to its last version: that version, so what was
+                        // derived from it is reused.
+                        match last.get(&key) {
+                            Some(old) if d.identical(old) => (key, (*old).clone()),
+                            _ => (key, d),
+                        }
                     }
                 })
             })
             .collect();
-        if let Some(last) = last {
-            reuse_identical(&mut documents, &last.documents);
-        }
         Parsed {
             file: Arc::from(file),
             text,
@@ -270,19 +280,6 @@ fn split_documents(text: &str) -> Option<Vec<&str>> {
 
 fn keys(parsed: &Parsed) -> impl Iterator<Item = &ObjectKey> {
     parsed.documents.iter().flatten().map(|(k, _)| k)
-}
-
-/// Replaces each of `documents` that is identical to a document of `last` (the same
-/// file's previous parse) with that one.
-fn reuse_identical(documents: &mut [Parse], last: &[Parse]) {
-    let last: HashMap<&ObjectKey, &Document> = last.iter().flatten().map(|(k, d)| (k, d)).collect();
-    for (key, doc) in documents.iter_mut().flatten() {
-        if let Some(old) = last.get(key)
-            && doc.identical(old)
-        {
-            *doc = (*old).clone();
-        }
-    }
 }
 
 #[cfg(test)]
