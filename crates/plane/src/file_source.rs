@@ -94,14 +94,10 @@ impl FileSource {
                         message: e.to_string(),
                     },
                 });
-                // Unattributable failure: keep every object.
-                let failed: BTreeSet<ObjectKey> = self.last_served.keys().cloned().collect();
-                return self.finish(Objects::new(), failed, l);
+                // Unattributable, as a broken file is: every object served keeps serving.
+                return self.finish(Objects::new(), l);
             }
         };
-        let mut failed: BTreeSet<ObjectKey> = loaded.failed_keys().cloned().collect();
-        // A broken YAML stream hides the objects after the break: keep those from that file.
-        let broken = loaded.broken_files().next().is_some();
         let mut current = Objects::new();
         for (file, key, doc) in &loaded.documents {
             match current.entry(key.clone()) {
@@ -133,23 +129,10 @@ impl FileSource {
             }
             current.entry(key).or_insert(doc);
         }
-        if broken {
-            failed.extend(
-                self.last_served
-                    .keys()
-                    .filter(|k| !current.contains_key(*k))
-                    .cloned(),
-            );
-        }
-        self.finish(current, failed, loaded)
+        self.finish(current, loaded)
     }
 
-    fn finish(
-        &mut self,
-        current: Objects,
-        failed: BTreeSet<ObjectKey>,
-        loaded: files::Loaded,
-    ) -> Reloaded {
+    fn finish(&mut self, current: Objects, loaded: files::Loaded) -> Reloaded {
         // Relative certificate paths start at the manifest directory.
         let base = if self.dir.is_file() {
             self.dir.parent().unwrap_or(Path::new(".")).to_path_buf()
@@ -166,6 +149,13 @@ impl FileSource {
                 .filter(|(k, _)| now.at(*k).is_none());
             left.collect()
         };
+        // Objects whose new document failed to parse keep their last version. A broken
+        // YAML stream hides the objects after the break, and an unreadable file or
+        // directory hides them all: every object served and not read now keeps serving.
+        let mut failed: BTreeSet<ObjectKey> = loaded.failed_keys().cloned().collect();
+        if loaded.broken_files().next().is_some() {
+            failed.extend(left.iter().map(|(k, _)| (*k).clone()));
+        }
         // Hosts read now, and those kept from the last served set with the files that
         // version named.
         let certificates = self.certificates.load(

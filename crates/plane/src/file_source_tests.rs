@@ -192,3 +192,33 @@ fn an_edit_of_metadata_alone_takes_effect() {
     write("2025-12-01T00:00:00Z");
     assert_eq!(served(&mut source), ["Route default/b"]);
 }
+
+// A directory that cannot be read (unmounted, deleted, permissions) says so and takes
+// nothing away; a file that is not YAML keeps what it held; both recover when fixed.
+#[test]
+fn an_unreadable_directory_or_broken_file_keeps_everything_served() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("config");
+    std::fs::create_dir(&dir).unwrap();
+    let both = host("shop", "web", "web.localhost") + &host("shop", "api", "api.localhost");
+    std::fs::write(dir.join("a.yaml"), &both).unwrap();
+    let mut source = FileSource::new(dir.clone(), Created::default());
+    assert_eq!(hosts(&mut source), ["Host shop/api", "Host shop/web"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(hosts(&mut source), ["Host shop/api", "Host shop/web"]);
+    let errors = &source.file_errors;
+    assert!(
+        errors.len() == 1 && errors[0].contains("config"),
+        "{errors:?}"
+    );
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("a.yaml"),
+        host("shop", "web", "web.localhost") + "kind: [\n",
+    )
+    .unwrap();
+    assert_eq!(hosts(&mut source), ["Host shop/api", "Host shop/web"]);
+    std::fs::write(dir.join("a.yaml"), host("shop", "web", "web.localhost")).unwrap();
+    assert_eq!(hosts(&mut source), ["Host shop/web"]);
+    assert!(source.file_errors.is_empty());
+}
