@@ -138,21 +138,10 @@ fn write_status(index: &SharedIndex, key: &ObjectKey, status: ObjectStatus) {
 
 /// One Envoy that ACKed everything the controller serves now.
 fn all_acked(c: &Controller) -> Vec<EnvoyGroup> {
-    let snapshot = c.publisher.cache.snapshot();
-    vec![EnvoyGroup {
-        count: 1,
-        nodes: vec!["edge-1".into()],
-        types: snapshot
-            .type_urls()
-            .map(|t| {
-                let state = crate::fleet::TypeState {
-                    acked: snapshot.type_version(t).map(str::to_owned),
-                    nack: None,
-                };
-                (t.to_owned(), state)
-            })
-            .collect(),
-    }]
+    vec![EnvoyGroup::all_acked(
+        "edge-1",
+        &c.publisher.cache.snapshot(),
+    )]
 }
 
 fn programmed_of(update: &crate::status::StatusUpdate) -> (String, String) {

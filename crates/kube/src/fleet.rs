@@ -44,6 +44,25 @@ pub struct EnvoyGroup {
     pub types: BTreeMap<String, TypeState>,
 }
 
+impl EnvoyGroup {
+    /// One Envoy, `node`, that ACKed every type of `snapshot` at its version: the fleet
+    /// of the controller's tests and benchmark, where no Envoy runs.
+    pub fn all_acked(node: &str, snapshot: &portcullis_xds::Snapshot) -> EnvoyGroup {
+        let types = snapshot.type_urls().map(|t| {
+            let state = TypeState {
+                acked: snapshot.type_version(t).map(str::to_owned),
+                nack: None,
+            };
+            (t.to_owned(), state)
+        });
+        EnvoyGroup {
+            count: 1,
+            nodes: vec![node.to_owned()],
+            types: types.collect(),
+        }
+    }
+}
+
 /// One replica's Envoys, as published in its ConfigMap.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -8,11 +8,7 @@ use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::core::DeserializeGuard;
 use portcullis_bench::manifests;
 use portcullis_kube::{
-    controller::Controller,
-    fleet::{EnvoyGroup, TypeState},
-    index::SharedIndex,
-    metrics::KubeMetrics,
-    status,
+    controller::Controller, fleet::EnvoyGroup, index::SharedIndex, metrics::KubeMetrics, status,
 };
 use portcullis_plane::publish::Publisher;
 use portcullis_xds::Cache;
@@ -71,21 +67,10 @@ pub fn child_controller(n: usize, edits: usize) -> anyhow::Result<()> {
     // its watch would bring it, so later rounds offer only what changed, as in a cluster.
     let (queue, mut writer) = status::queue(1 << 15, KubeMetrics::new(&registry)?);
     let acked = |c: &Controller| {
-        let snapshot = c.publisher.cache.snapshot();
-        vec![EnvoyGroup {
-            count: 1,
-            nodes: vec!["bench".into()],
-            types: snapshot
-                .type_urls()
-                .map(|t| {
-                    let state = TypeState {
-                        acked: snapshot.type_version(t).map(str::to_owned),
-                        nack: None,
-                    };
-                    (t.to_owned(), state)
-                })
-                .collect(),
-        }]
+        vec![EnvoyGroup::all_acked(
+            "bench",
+            &c.publisher.cache.snapshot(),
+        )]
     };
     let t = Instant::now();
     rt.block_on(controller.status_round(&acked(&controller), &queue));
