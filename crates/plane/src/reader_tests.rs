@@ -222,3 +222,23 @@ fn loads_recursively_and_reports_bad_documents_with_file_and_index() {
         "Service default/t"
     );
 }
+
+// A file of nothing but markers (a careless generator, or a hostile one): up to the cap
+// it is read piece by piece without a parser per piece, past it parsed whole; either
+// way it gives no document and no error, and an edit after it is read as usual.
+#[test]
+fn a_file_of_empty_documents_gives_nothing_on_either_side_of_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reader = Reader::by_piece();
+    for n in [MAX_PIECES, MAX_PIECES + 1] {
+        std::fs::write(dir.path().join("a.yaml"), "---\n".repeat(n)).unwrap();
+        let read = reader.load(dir.path(), |_| {}).unwrap();
+        assert!(read.documents.is_empty() && read.errors.is_empty(), "{n}");
+        let by_piece = reader.files.values().all(|p| p.pieces.is_some());
+        assert_eq!(by_piece, n == MAX_PIECES, "{n}");
+    }
+    let text = "---\n".repeat(10) + &service("s", "127.0.0.1:1");
+    std::fs::write(dir.path().join("a.yaml"), text).unwrap();
+    let read = reader.load(dir.path(), |_| {}).unwrap();
+    assert_eq!(read.documents.len(), 1);
+}
