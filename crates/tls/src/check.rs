@@ -31,6 +31,12 @@ pub const MAX_CA_CERTIFICATES: usize = 256;
 /// Checks a bundle of trusted CA certificates: PEM, at least one, each parses.
 /// Expired CAs are refused: Envoy would reject every backend they signed anyway.
 pub fn check_ca(pem: &str, now: i64) -> Result<TrustBundle, String> {
+    parse_ca(pem)?.at(pem, now)
+}
+
+/// What a CA bundle holds, whatever the time: [`check_ca`] is this, then
+/// [`ParsedCa::at`].
+pub(crate) fn parse_ca(pem: &str) -> Result<ParsedCa, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("the CA bundle is not PEM ({e})"))?;
@@ -45,23 +51,63 @@ pub fn check_ca(pem: &str, now: i64) -> Result<TrustBundle, String> {
             certs.len()
         ));
     }
+    let mut expiries = Vec::with_capacity(certs.len());
     for (i, der) in certs.iter().enumerate() {
-        let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(der)
-            .map_err(|e| format!("CA certificate {} does not parse ({e})", i + 1))?;
-        if now > parsed.validity().not_after.timestamp() {
-            return Err(format!(
-                "CA certificate {} ({}) expired at {}",
-                i + 1,
-                parsed.subject(),
-                parsed.validity().not_after
-            ));
+        // Certificates are checked in order: one that does not parse is the answer
+        // unless one before it has expired by then, so the list stops at it.
+        match x509_parser::certificate::X509Certificate::from_der(der) {
+            Ok((_, parsed)) => {
+                let not_after = parsed.validity().not_after;
+                expiries.push(Ok((
+                    not_after.timestamp(),
+                    format!(
+                        "CA certificate {} ({}) expired at {not_after}",
+                        i + 1,
+                        parsed.subject()
+                    ),
+                )));
+            }
+            Err(e) => {
+                expiries.push(Err(format!(
+                    "CA certificate {} does not parse ({e})",
+                    i + 1
+                )));
+                break;
+            }
         }
     }
-    Ok(TrustBundle {
-        pem: pem.to_string(),
+    Ok(ParsedCa {
         count: certs.len(),
         fingerprint: hex(ring::digest::digest(&ring::digest::SHA256, &certs[0]).as_ref()),
+        expiries,
     })
+}
+
+/// A CA bundle parsed: what [`check_ca`] decides at any time.
+pub(crate) struct ParsedCa {
+    count: usize,
+    fingerprint: String,
+    /// Each certificate's expiry (unix seconds) and the error once it has passed, in
+    /// bundle order, ending at the first that does not parse.
+    expiries: Vec<Result<(i64, String), String>>,
+}
+
+impl ParsedCa {
+    /// The bundle at `now`; `pem` is the text it was parsed from.
+    pub(crate) fn at(&self, pem: &str, now: i64) -> Result<TrustBundle, String> {
+        for expiry in &self.expiries {
+            match expiry {
+                Ok((not_after, _)) if now <= *not_after => {}
+                Ok((_, expired)) => return Err(expired.clone()),
+                Err(e) => return Err(e.clone()),
+            }
+        }
+        Ok(TrustBundle {
+            pem: pem.to_string(),
+            count: self.count,
+            fingerprint: self.fingerprint.clone(),
+        })
+    }
 }
 
 fn check_pair(
@@ -70,6 +116,13 @@ fn check_pair(
     hostname: Option<&str>,
     now: i64,
 ) -> Result<Certificate, String> {
+    parse_pair(chain_pem, key_pem)?.at(chain_pem, key_pem, hostname, now)
+}
+
+/// What a certificate chain and key hold, whatever the time or the hostname:
+/// [`check`] is this, then [`ParsedPair::at`]. Deriving the key's public half is most
+/// of it, which is why a [`crate::Store`] keeps the result while the material stays.
+pub(crate) fn parse_pair(chain_pem: &str, key_pem: &str) -> Result<ParsedPair, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("the certificate is not PEM ({e})"))?;
@@ -93,40 +146,69 @@ fn check_pair(
     }
     let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(leaf)
         .map_err(|e| format!("the certificate does not parse ({e})"))?;
-    let not_before = parsed.validity().not_before.timestamp();
-    let not_after = parsed.validity().not_after.timestamp();
-    if now < not_before {
-        return Err(format!(
+    let validity = parsed.validity();
+    Ok(ParsedPair {
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+        too_early: format!(
             "the certificate is not valid before {}",
-            parsed.validity().not_before
-        ));
-    }
-    if now > not_after {
-        return Err(format!(
-            "the certificate expired at {}",
-            parsed.validity().not_after
-        ));
-    }
-    let names = dns_names(&parsed);
-    if let Some(hostname) = hostname
-        && !names.iter().any(|n| name_covers(n, hostname))
-    {
-        return Err(format!(
-            "the certificate does not cover {hostname} (it names {}); issue one with {hostname} in its subject alternative names",
-            if names.is_empty() {
-                "no DNS names".to_string()
-            } else {
-                names.join(", ")
-            }
-        ));
-    }
-    Ok(Certificate {
-        chain_pem: chain_pem.to_string(),
-        key: PrivateKey(key_pem.to_string()),
-        not_after,
+            validity.not_before
+        ),
+        expired: format!("the certificate expired at {}", validity.not_after),
         fingerprint: hex(ring::digest::digest(&ring::digest::SHA256, leaf).as_ref()),
-        names,
+        names: dns_names(&parsed),
     })
+}
+
+/// A certificate and key that parse and match: what [`check`] decides at any time
+/// and for any hostname.
+pub(crate) struct ParsedPair {
+    not_before: i64,
+    not_after: i64,
+    /// The errors before and after the validity period.
+    too_early: String,
+    expired: String,
+    fingerprint: String,
+    names: Vec<String>,
+}
+
+impl ParsedPair {
+    /// The certificate at `now` for `hostname` (none for a client certificate);
+    /// `chain_pem` and `key_pem` are the texts it was parsed from.
+    pub(crate) fn at(
+        &self,
+        chain_pem: &str,
+        key_pem: &str,
+        hostname: Option<&str>,
+        now: i64,
+    ) -> Result<Certificate, String> {
+        if now < self.not_before {
+            return Err(self.too_early.clone());
+        }
+        if now > self.not_after {
+            return Err(self.expired.clone());
+        }
+        let names = &self.names;
+        if let Some(hostname) = hostname
+            && !names.iter().any(|n| name_covers(n, hostname))
+        {
+            return Err(format!(
+                "the certificate does not cover {hostname} (it names {}); issue one with {hostname} in its subject alternative names",
+                if names.is_empty() {
+                    "no DNS names".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        }
+        Ok(Certificate {
+            chain_pem: chain_pem.to_string(),
+            key: PrivateKey(key_pem.to_string()),
+            not_after: self.not_after,
+            fingerprint: self.fingerprint.clone(),
+            names: names.clone(),
+        })
+    }
 }
 
 fn dns_names(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
