@@ -10,9 +10,12 @@
 //! last few remembered). A NACK of such a version makes the condition False with Envoy's
 //! message. The Envoys are those of
 //! every replica ([`crate::fleet`]), not only the ones connected to the lease holder.
-use std::collections::{HashMap, VecDeque};
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::Arc,
+};
 
-use portcullis_api::{Condition, Model, ObjectKey, status::types::PROGRAMMED};
+use portcullis_api::{Condition, Model, ObjectKey, RouteEntry, status::types::PROGRAMMED};
 use portcullis_translate::write_cluster_name;
 use portcullis_xds::{Snapshot, type_url};
 
@@ -87,6 +90,11 @@ pub struct Programmed {
     /// and at 10k objects a B-tree's string compares were most of `record`.
     placed: HashMap<ObjectKey, Placed, foldhash::fast::RandomState>,
     records: u64,
+    /// The route entries the last record placed (shared with its model). An entry of
+    /// this record that is one of them, the very same allocation, is its Route served
+    /// as it was then, so nothing of it changed: looking up its Route by key and
+    /// reading its generation, per entry, was most of `record` at 10k Routes.
+    entries: Vec<Arc<RouteEntry>>,
 }
 
 impl Programmed {
@@ -111,7 +119,17 @@ impl Programmed {
             let types = CLUSTER | if endpoints { ENDPOINTS } else { 0 };
             self.place(key, svc.metadata.generation.unwrap_or(0), types, &seq);
         }
+        // Each last entry, and whether this record still has it.
+        let mut last: HashMap<*const RouteEntry, bool, foldhash::fast::RandomState> = self
+            .entries
+            .iter()
+            .map(|e| (Arc::as_ptr(e), false))
+            .collect();
         for entry in &model.routes {
+            if let Some(still) = last.get_mut(&Arc::as_ptr(entry)) {
+                *still = true;
+                continue;
+            }
             let g = entry.route.metadata.generation.unwrap_or(0);
             self.place(&entry.key, g, ROUTES, &seq);
         }
@@ -130,7 +148,32 @@ impl Programmed {
             self.place(key, g, types, &seq);
         }
         let records = self.records;
-        self.placed.retain(|_, p| p.seen == records);
+        // Routes whose entries all left and were not placed again (served no more).
+        // A Route's entries are built together, so one that left usually means its
+        // Route was edited (placed again) or removed; checking that none of its entries
+        // stayed costs a pass over the entries only when a Route was removed.
+        let placed = &self.placed;
+        let mut gone: HashSet<&ObjectKey, foldhash::fast::RandomState> = self
+            .entries
+            .iter()
+            .filter(|e| !last[&Arc::as_ptr(e)])
+            .map(|e| &e.key)
+            .filter(|k| placed.get(*k).is_some_and(|p| p.seen != records))
+            .collect();
+        if !gone.is_empty() {
+            for entry in &model.routes {
+                gone.remove(&entry.key);
+            }
+        }
+        let gone: Vec<ObjectKey> = gone.into_iter().cloned().collect();
+        for key in &gone {
+            self.placed.remove(key);
+        }
+        // Other objects are placed on every record: those not seen now are not served.
+        // Routes unchanged since the last record were not looked at (not `seen`).
+        self.placed
+            .retain(|k, p| p.seen == records || k.kind == "Route");
+        self.entries = model.routes.clone();
     }
 
     /// `key` is served at generation `g` in `types`; `seq` numbers the versions being

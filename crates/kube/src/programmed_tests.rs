@@ -315,3 +315,89 @@ fn versions_older_than_the_history_are_not_programmed() {
         "forgotten: the safe answer"
     );
 }
+
+#[test]
+fn a_record_that_skips_unchanged_entries_decides_as_one_that_places_every_entry() {
+    use portcullis_api::{
+        Certificates, Objects, Route,
+        validate::{Memo, Rules, validate_objects},
+    };
+    use std::sync::Arc;
+
+    // Two Programmeds: one fed the models a memo makes (unchanged Routes keep their
+    // entries, the same allocations, which `record` skips), one fed models built
+    // afresh (every entry new, so every one is placed). Over random edits, removals,
+    // returns and conflicts (a shared path refuses the younger Route), every Route's
+    // condition must agree for a node that ACKed any recent version, and a Route has
+    // a condition exactly while it is served.
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let paths = ["/p0", "/p1", "/p2", "/p3", "/p4", "/p5", "/p6", "/p7"];
+    let service = Arc::new(mk_service("team", "echo"));
+    let mut routes: BTreeMap<&str, Arc<Route>> = BTreeMap::new();
+    let (mut skipping, mut placing) = (Programmed::default(), Programmed::default());
+    let mut memo = Memo::new();
+    let rules = Rules::file_mode();
+    let mut history: Vec<Snapshot> = Vec::new();
+    let mut last_entries: Vec<Arc<portcullis_api::RouteEntry>> = Vec::new();
+    let (mut shared, mut left) = (0, 0);
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for step in 0..300 {
+        let name = names[next(names.len())];
+        match (routes.get(name), next(4)) {
+            (Some(_), 0) => {
+                routes.remove(name);
+            }
+            (old, _) => {
+                let age = names.iter().position(|n| *n == name).unwrap() as i64;
+                let mut r = mk_route("team", name, age, paths[next(paths.len())], "echo");
+                r.metadata.generation = Some(old.map_or(1, |o| o.metadata.generation.unwrap() + 1));
+                routes.insert(name, Arc::new(r));
+            }
+        }
+        let objects = Objects {
+            routes: routes.values().cloned().collect(),
+            services: vec![service.clone()],
+            hosts: Vec::new(),
+        };
+        let kept = memo.validate(&objects, &Certificates::new(), &rules);
+        let fresh = validate_objects(&objects, &Certificates::new(), &rules);
+        let snapshot = to_snapshot(&translate(&kept.model, &Options::default()));
+        let again = to_snapshot(&translate(&fresh.model, &Options::default()));
+        for t in TYPES {
+            assert_eq!(
+                snapshot.type_version(t),
+                again.type_version(t),
+                "step {step}"
+            );
+        }
+        skipping.record(&kept.model, &snapshot);
+        placing.record(&fresh.model, &snapshot);
+        let served = |key: &ObjectKey| kept.model.routes.iter().any(|e| &e.key == key);
+        shared += kept
+            .model
+            .routes
+            .iter()
+            .filter(|e| last_entries.iter().any(|l| Arc::ptr_eq(l, e)))
+            .count();
+        left += last_entries.iter().filter(|e| !served(&e.key)).count();
+        last_entries = kept.model.routes.clone();
+        history.push(snapshot);
+        for name in names {
+            let key = ObjectKey::route("team", name);
+            for acked in history.iter().rev().take(8) {
+                let nodes = [node("n", acked, None)];
+                let c = cond(&skipping, &key, &nodes);
+                assert_eq!(c.is_some(), served(&key), "step {step}, {key}: {c:?}");
+                assert_eq!(c, cond(&placing, &key, &nodes), "step {step}, {key}");
+            }
+        }
+    }
+    assert!(shared > 300, "the memo kept entries {shared} times");
+    assert!(left > 20, "Routes left the served set {left} times");
+}
