@@ -312,10 +312,15 @@ fn tls_problems(
     certificates: &portcullis_api::Certificates,
     out: &mut BTreeMap<ObjectKey, Vec<String>>,
 ) {
-    for key in served.keys() {
-        let Some(problem) = certificates.get(key).and_then(|c| c.problem.as_ref()) else {
+    // Walks the few objects with TLS material, not every served object (a lookup per
+    // served object was a visible part of each edit at 10k Routes).
+    for (key, state) in certificates {
+        let Some(problem) = &state.problem else {
             continue;
         };
+        if !served.contains_key(key) {
+            continue;
+        }
         out.entry(key.clone()).or_default().push(format!(
             "spec.tls: {key}: {problem}; the previous certificate keeps serving"
         ));

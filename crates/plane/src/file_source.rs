@@ -1,7 +1,7 @@
 //! File mode: a directory of manifests, read on every change (parsing only the files
 //! that changed), reconciled against what is serving, and published.
 use std::{
-    collections::{BTreeSet, HashSet, btree_map::Entry},
+    collections::{BTreeSet, HashSet},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -98,18 +98,26 @@ impl FileSource {
                 return self.finish(Objects::new(), l);
             }
         };
-        let mut current = Objects::new();
-        for (file, key, doc) in &loaded.documents {
-            match current.entry(key.clone()) {
-                // Duplicate across files: validation reports it; first copy wins.
-                Entry::Occupied(_) => {
+        // Sorted by key, then built in one pass: inserting document by document was a
+        // sixth of a reload at 10k Routes. Files hand over runs already in key order,
+        // which the stable sort merges; equal keys stay in file order.
+        let docs = &loaded.documents;
+        let mut order: Vec<usize> = (0..docs.len()).collect();
+        order.sort_by(|&a, &b| docs[a].1.cmp(&docs[b].1));
+        let mut last: Option<&ObjectKey> = None;
+        let mut current: Objects = order
+            .into_iter()
+            .filter_map(|i| {
+                let (file, key, doc) = &docs[i];
+                if last == Some(key) {
+                    // Duplicate across files: validation reports it; first copy wins.
                     tracing::warn!(object = %key, file = %file.display(), "object defined more than once; the first copy wins");
+                    return None;
                 }
-                Entry::Vacant(v) => {
-                    v.insert(doc.clone());
-                }
-            }
-        }
+                last = Some(key);
+                Some((key.clone(), doc.clone()))
+            })
+            .collect();
         for mut doc in self.extra.clone() {
             // The directory's own Host for the same hostname takes the extra one's place.
             if let Document::Host(extra) = &doc

@@ -8,8 +8,6 @@ use portcullis_api::{
     validate::{Issue, Memo, Outcome, Rules, validate_objects},
 };
 
-use crate::walk::Walk;
-
 /// The objects a source currently sees, by key.
 pub type Objects = BTreeMap<ObjectKey, Document>;
 
@@ -86,14 +84,15 @@ pub fn reconcile_with(
     } else {
         (first, None)
     };
-    // Objects and reports are both in key order, so one walk pairs them: a lookup per
-    // object was a visible part of each edit at 10k Routes. The first of equal keys
-    // is the object's own report, as `Outcome::report` finds it.
-    let mut reports = Walk::new(outcome.reports.iter().map(|r| (&r.key, r)));
-    let not_served: Vec<ObjectKey> = objects
-        .keys()
-        .filter(|k| reports.at(*k).is_none_or(|r| !r.is_served()))
-        .cloned()
+    // Validation gives every object one report (the keys of a map are unique), so the
+    // objects not served are those whose report says so: no walk pairing each object
+    // with its report (a visible part of each edit at 10k Routes).
+    debug_assert_eq!(outcome.reports.len(), objects.len());
+    let not_served: Vec<ObjectKey> = outcome
+        .reports
+        .iter()
+        .filter(|r| !r.is_served())
+        .map(|r| r.key.clone())
         .collect();
     // Usually every object is served: the map is kept, not rebuilt (at 10k Routes
     // rebuilding it was a visible part of each edit).

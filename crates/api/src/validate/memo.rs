@@ -98,7 +98,7 @@ pub(super) fn check_all_with<'a, T: kube::Resource, X>(
             let mut kept = None;
             while let Some((old, report, _)) = previous.peek() {
                 if Arc::ptr_eq(old, o) {
-                    kept = previous.next().map(|(_, r, x)| (r, x));
+                    kept = previous.next();
                     break;
                 }
                 match (report.key.namespace.as_str(), report.key.name.as_str()).cmp(&key()) {
@@ -111,8 +111,11 @@ pub(super) fn check_all_with<'a, T: kube::Resource, X>(
                     std::cmp::Ordering::Greater => break,
                 }
             }
-            let (report, derived) = kept.unwrap_or_else(|| (check(o), derive(o)));
-            memo.push((o.clone(), report.clone(), derived));
+            // A kept entry moves its own `Arc` over: cloning `o` and dropping the old
+            // one would touch the object's count, a cache miss per unchanged object.
+            let (kept, report, derived) =
+                kept.unwrap_or_else(|| (Arc::clone(o), check(o), derive(o)));
+            memo.push((kept, report.clone(), derived));
             (report, o)
         })
         .collect()
