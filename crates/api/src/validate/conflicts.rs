@@ -23,8 +23,9 @@ use crate::{HeaderMatch, Route};
 /// from the Routes where it can be.
 type MatchKey<'a> = (&'a str, Cow<'a, str>, bool, Cow<'a, str>, Vec<HeaderMatch>);
 
-/// Every Route's key hashes under a seed drawn now (a validation without a memo).
-pub(super) fn fresh_hashes(routes: &[(Report, &Arc<Route>)]) -> Vec<Box<[u64]>> {
+/// Every Route's key hashes under a seed drawn now.
+#[cfg(test)]
+fn fresh_hashes(routes: &[(Report, &Arc<Route>)]) -> Vec<Box<[u64]>> {
     let seed = foldhash::fast::RandomState::default();
     let mut buffers = (Vec::new(), Vec::new());
     routes
@@ -55,7 +56,7 @@ struct Lost {
 /// Marks every Conflicted Route among `by_age` (positions of served Routes, oldest
 /// first) with the key it wants and the Route that has it.
 /// `hashes`: each Route's key hashes by position, in the order of its match keys, all
-/// under one seed (kept with each Route by the memo, or [`fresh_hashes`]).
+/// under one seed (`memo::Derived`, kept with each Route by the memo or made afresh).
 pub(super) fn apply(routes: &mut [(Report, &Arc<Route>)], by_age: &[usize], hashes: &[&[u64]]) {
     let lost = by_hash(routes, by_age, hashes).unwrap_or_else(|| by_key(routes, by_age));
     for Lost { route, owner, key } in lost {

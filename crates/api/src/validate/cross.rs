@@ -9,10 +9,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use foldhash::{HashMap, HashSet, HashSetExt};
 
 use super::{Issue, Report};
-use crate::{
-    Duration, Model, ObjectKey, Route, RouteEntry, Service,
-    precedence::{age_key, age_order},
-};
+use crate::{Duration, Model, ObjectKey, Route, RouteEntry, Service, precedence::age_order};
 
 /// The same Kind namespace/name twice in the input: the first is kept. Says whether
 /// the input was in key order.
@@ -52,8 +49,12 @@ pub(super) fn age_then_key(
 }
 
 /// The served Routes' positions, ordered by [`age_then_key`]; `in_key_order` as
-/// [`duplicates`] found the Routes.
-fn served_by_age(routes: &[(Report, &Arc<Route>)], in_key_order: bool) -> Vec<usize> {
+/// [`duplicates`] found the Routes; `ages`: each one's [`age_key`], by position.
+fn served_by_age(
+    routes: &[(Report, &Arc<Route>)],
+    in_key_order: bool,
+    ages: impl Fn(usize) -> i128,
+) -> Vec<usize> {
     let served = (0..routes.len()).filter(|&i| routes[i].0.is_served());
     if !in_key_order {
         let mut by_age: Vec<usize> = served.collect();
@@ -63,9 +64,7 @@ fn served_by_age(routes: &[(Report, &Arc<Route>)], in_key_order: bool) -> Vec<us
     // In key order (as sources hand Routes over), position breaks ties as the key
     // does: sorting small (age, position) values beside each other beats following
     // each comparison to two Routes' metadata (a visible part of an edit at 10k).
-    let mut by_age: Vec<(i128, usize)> = served
-        .map(|i| (age_key(&routes[i].1.metadata), i))
-        .collect();
+    let mut by_age: Vec<(i128, usize)> = served.map(|i| (ages(i), i)).collect();
     by_age.sort_unstable();
     by_age.into_iter().map(|(_, i)| i).collect()
 }
@@ -74,8 +73,8 @@ fn served_by_age(routes: &[(Report, &Arc<Route>)], in_key_order: bool) -> Vec<us
 pub(super) struct Order<'a> {
     /// As [`duplicates`] found the Routes.
     pub in_key_order: bool,
-    /// Each Route's match-key hashes, by position (`conflicts::apply`).
-    pub hashes: &'a [&'a [u64]],
+    /// What the rules read of each Route, by position.
+    pub derived: &'a [&'a super::memo::Derived],
 }
 
 pub(super) fn resolve(
@@ -128,9 +127,12 @@ pub(super) fn resolve(
         }
     }
 
-    let by_age = served_by_age(routes, order.in_key_order);
-    super::conflicts::apply(routes, &by_age, order.hashes);
-    super::budget::apply(routes, &by_age, route_table_bytes);
+    let derived = order.derived;
+    let by_age = served_by_age(routes, order.in_key_order, |i| derived[i].age);
+    let hashes: Vec<&[u64]> = derived.iter().map(|d| &d.hashes[..]).collect();
+    super::conflicts::apply(routes, &by_age, &hashes);
+    let footprints: Vec<_> = derived.iter().map(|d| d.footprint).collect();
+    super::budget::apply(routes, &by_age, &footprints, route_table_bytes);
 
     let served: Vec<(&ObjectKey, &Arc<Route>)> = routes
         .iter()
@@ -270,7 +272,7 @@ fn take_or_copy<T: Clone>(v: &mut Vec<T>, take: bool) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{PathMatch, validate::tests::mk_route};
+    use crate::{PathMatch, precedence::age_key, validate::tests::mk_route};
 
     #[test]
     fn routes_in_key_order_are_aged_as_the_full_comparison_ages_them() {
@@ -303,11 +305,20 @@ mod tests {
             order
         };
         assert!(duplicates(&mut pairs), "in key order");
-        assert_eq!(served_by_age(&pairs, true), want(&pairs));
-        assert_eq!(served_by_age(&pairs, true), [7, 6, 0, 3, 1, 5]);
+        assert_eq!(
+            served_by_age(&pairs, true, |i| age_key(&pairs[i].1.metadata)),
+            want(&pairs)
+        );
+        assert_eq!(
+            served_by_age(&pairs, true, |i| age_key(&pairs[i].1.metadata)),
+            [7, 6, 0, 3, 1, 5]
+        );
         // Out of key order the full comparison decides.
         pairs.swap(0, 6);
         assert!(!duplicates(&mut pairs), "out of key order");
-        assert_eq!(served_by_age(&pairs, false), want(&pairs));
+        assert_eq!(
+            served_by_age(&pairs, false, |i| age_key(&pairs[i].1.metadata)),
+            want(&pairs)
+        );
     }
 }

@@ -16,8 +16,8 @@ use crate::{Host, Route, Service};
 #[derive(Default)]
 pub struct Memo {
     rules: Option<Rules>,
-    /// With each Route, its match-key hashes (`conflicts::hash_keys`).
-    pub(super) routes: Kept<Route, Box<[u64]>>,
+    /// With each Route, what the rules across Routes read of it.
+    pub(super) routes: Kept<Route, Derived>,
     pub(super) services: Kept<Service>,
     pub(super) hosts: Kept<Host>,
     /// The served Routes' entries, in precedence order.
@@ -25,6 +25,26 @@ pub struct Memo {
     /// The seed of the match-key hashes kept with each Route (`conflicts`): drawn when
     /// the memo is made, kept for its life, as kept hashes must agree.
     pub(super) seed: foldhash::fast::RandomState,
+}
+
+/// What the rules across Routes read of one Route, derived from it alone: made when the
+/// Route is checked and kept beside it, so their passes over every Route read these
+/// words in order instead of following each Route's pointers (at 10k Routes, each
+/// such pass was a visible part of an edit).
+pub(super) struct Derived {
+    /// Its match-key hashes (`conflicts::hash_keys`), under the memo's seed.
+    pub(super) hashes: Box<[u64]>,
+    /// `precedence::age_key` of its metadata.
+    pub(super) age: i128,
+    pub(super) footprint: super::budget::Footprint,
+}
+
+pub(super) fn derive(route: &Route, seed: &foldhash::fast::RandomState) -> Derived {
+    Derived {
+        hashes: super::conflicts::hash_keys(route, seed, &mut Default::default()),
+        age: crate::precedence::age_key(&route.metadata),
+        footprint: super::budget::footprint(route),
+    }
 }
 
 /// The previous objects, each with its report and what else was derived from it alone
@@ -189,7 +209,7 @@ mod tests {
             hosts: Vec::new(),
         };
         let (certificates, mut rules) = (crate::Certificates::new(), Rules::file_mode());
-        let mut switched = 0;
+        let (mut switched, mut full) = (0, 0);
         let mut memo = Memo::new();
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
         for step in 0..300 {
@@ -209,10 +229,20 @@ mod tests {
                 // a change of rules must not reuse file mode's verdict.
                 4 if step.is_multiple_of(3) => {
                     switched += 1;
-                    rules = if rules == Rules::file_mode() {
+                    let bytes = rules.route_table_bytes;
+                    rules = if rules.destinations == Rules::file_mode().destinations {
                         Rules::cluster(Vec::new())
                     } else {
                         Rules::file_mode()
+                    };
+                    rules.route_table_bytes = bytes;
+                }
+                // A tight route table: the budget refuses the newest Routes, from
+                // what the memo kept of each (its footprint and age).
+                7 if step.is_multiple_of(2) => {
+                    rules.route_table_bytes = match rules.route_table_bytes {
+                        4_000 => super::super::DEFAULT_ROUTE_TABLE_BYTES,
+                        _ => 4_000,
                     }
                 }
                 5 => objects.services[0] = service("svc", seed >> 16),
@@ -225,6 +255,10 @@ mod tests {
             let want = validate_objects(&objects, &certificates, &rules);
             let got = memo.validate(&objects, &certificates, &rules);
             assert_eq!(outcome_text(&got), outcome_text(&want), "step {step}");
+            full += got
+                .problems()
+                .filter(|i| i.message.contains("the route table is full"))
+                .count();
             // Both share the entry code: their order is also checked against the
             // precedence rules themselves (a total order on served entries).
             assert!(
@@ -236,6 +270,7 @@ mod tests {
             assert_eq!(memo.routes.len(), objects.routes.len(), "step {step}");
         }
         assert!(switched > 3, "the rules changed {switched} times");
+        assert!(full > 20, "the budget refused {full} times");
     }
 
     #[test]

@@ -185,7 +185,7 @@ fn validate_all(
         &objects.routes,
         memo.as_deref_mut().map(|m| &mut m.routes),
         |r| check_one("Route", r, &r.metadata, route::check),
-        |r| conflicts::hash_keys(r, &seed, &mut Default::default()),
+        |r| memo::derive(r, &seed),
     );
     let mut host_reports = memo::check_all(
         &objects.hosts,
@@ -198,18 +198,18 @@ fn validate_all(
     let upstream_tls = upstream_tls::resolve(&mut service_reports, certificates);
     let served_hosts = hosts::resolve(&mut host_reports, certificates);
     hosts::admit_routes(&mut route_reports, &served_hosts, rules);
-    // Without a memo, nothing is kept: every entry is built, every Route hashed.
+    // Without a memo, nothing is kept: every entry is built, every Route derived.
     let mut fresh = entries::KeptEntries::default();
-    let fresh_hashes;
-    let (kept, hashes): (_, Vec<&[u64]>) = match memo {
-        // The memo holds exactly these Routes, in this order, each with its hashes.
-        Some(m) => (
-            &mut m.entries,
-            m.routes.iter().map(|(_, _, h)| &h[..]).collect(),
-        ),
+    let fresh_derived: Vec<memo::Derived>;
+    let (kept, derived): (_, Vec<&memo::Derived>) = match memo {
+        // The memo holds exactly these Routes, in this order, each with its own.
+        Some(m) => (&mut m.entries, m.routes.iter().map(|(_, _, d)| d).collect()),
         None => {
-            fresh_hashes = conflicts::fresh_hashes(&route_reports);
-            (&mut fresh, fresh_hashes.iter().map(|h| &h[..]).collect())
+            let seed = foldhash::fast::RandomState::default();
+            fresh_derived = (route_reports.iter())
+                .map(|(_, r)| memo::derive(r, &seed))
+                .collect();
+            (&mut fresh, fresh_derived.iter().collect())
         }
     };
     let mut model = cross::resolve(
@@ -217,7 +217,7 @@ fn validate_all(
         &mut route_reports,
         cross::Order {
             in_key_order: routes_in_key_order,
-            hashes: &hashes,
+            derived: &derived,
         },
         served_hosts,
         rules.route_table_bytes,
