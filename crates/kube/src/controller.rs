@@ -149,11 +149,7 @@ impl Controller {
             let objects = shown.next_objects(
                 &self.reports,
                 &result.outcome.reports,
-                // Asked in key order: a walk of the served map, not a lookup per object.
-                {
-                    let mut served = Walk::new(result.served.iter());
-                    move |k| served.at(k).is_some()
-                },
+                |r| result.serves(r),
                 &published.failed,
                 // Set by the status round, not by a reconcile: kept until it runs again.
                 Some(portcullis_api::status::types::PROGRAMMED),

@@ -142,8 +142,8 @@ impl Board {
     ///   [`Board::carry_over`], and its old condition of type `keep` kept (one set
     ///   after a reload, like `Programmed`, rather than by it).
     ///
-    /// `served` is asked once per report, in `reports`' order, so it can answer by
-    /// walking a map in key order rather than looking each key up.
+    /// `served` says whether a report's object is served (`Reconciled::serves`); it is
+    /// asked once per report, in `reports`' order.
     ///
     /// Leaves this board without objects. At 10k objects a one-object edit so builds
     /// one view instead of all of them, which was most of the controller's reconcile.
@@ -151,7 +151,7 @@ impl Board {
         &mut self,
         before: &[Report],
         reports: &[Report],
-        mut served: impl FnMut(&ObjectKey) -> bool,
+        mut served: impl FnMut(&Report) -> bool,
         failed: &[(ObjectKey, String)],
         keep: Option<&str>,
         now: &str,
@@ -168,26 +168,20 @@ impl Board {
             view.keep(old, keep);
             view
         };
-        let mut served = |k: &ObjectKey| served(k) && !failed.contains_key(k);
+        let mut served = |r: &Report| served(r) && !failed.contains_key(&r.key);
         if old.len() != before.len() {
             // Not made from `before`: nothing to reuse, views paired by name.
             let names = by_name(&old);
             return reports
                 .iter()
-                .map(|r| {
-                    fresh(
-                        r,
-                        served(&r.key),
-                        names.get(r.key.to_string().as_str()).copied(),
-                    )
-                })
+                .map(|r| fresh(r, served(r), names.get(r.key.to_string().as_str()).copied()))
                 .collect();
         }
         let mut old = Walk::new(before.iter().zip(old).map(|(b, v)| (&b.key, (b, v))));
         reports
             .iter()
             .map(|r| {
-                let now_served = served(&r.key);
+                let now_served = served(r);
                 match old.at(&r.key) {
                     Some((b, view)) if b == r && view.served == now_served => view,
                     Some((_, view)) => fresh(r, now_served, Some(&view)),

@@ -98,7 +98,7 @@ fn a_view_is_remade_when_served_or_the_translator_changes_its_mind() {
     let before = [report("a", None), report("b", None)];
     let mut board = board_of(&before);
     let failed = [(ObjectKey::route("team", "a"), "boom".to_string())];
-    let served_b = |k: &ObjectKey| k.name.as_str() != "b";
+    let served_b = |r: &Report| r.key.name.as_str() != "b";
     let next = board.next_objects(&before, &before, served_b, &failed, Some(PROGRAMMED), "t1");
     let a = view(&next, "a");
     assert!(!a.served);

@@ -30,6 +30,8 @@ pub struct FileSource {
     /// File mode's validation rules (`require_host_ownership` set by the flag).
     pub rules: portcullis_api::validate::Rules,
     last_served: Objects,
+    /// Objects whose last served version the last reload kept (`Reconciled::kept`).
+    kept: BTreeSet<ObjectKey>,
     /// Hosts' certificates from their PEM files.
     pub certificates: crate::certificates::FileCertificates,
     /// First-seen times: the creation time of objects that do not carry one.
@@ -59,6 +61,7 @@ impl FileSource {
             extra: Vec::new(),
             rules: portcullis_api::validate::Rules::file_mode(),
             last_served: Objects::new(),
+            kept: BTreeSet::new(),
             certificates: Default::default(),
             created,
             reader: crate::reader::Reader::by_piece(),
@@ -211,6 +214,7 @@ impl FileSource {
             }
         }
         self.last_served = result.served;
+        self.kept = result.kept;
         self.reports = result.outcome.reports;
         self.file_errors = loaded.errors.iter().map(ToString::to_string).collect();
         Reloaded {
@@ -232,11 +236,7 @@ impl FileSource {
         let objects = shown.next_objects(
             &self.shown,
             &self.reports,
-            // Asked in key order: a walk of the served map, not a lookup per object.
-            {
-                let mut served = Walk::new(self.last_served.iter());
-                move |k| served.at(k).is_some()
-            },
+            |r| crate::reconcile::serves(r, &self.kept, &self.last_served),
             failed,
             // File mode sets no condition after a reload.
             None,

@@ -108,7 +108,8 @@ fn a_reload_that_reuses_gives_what_a_full_read_gives() {
     let mut reusing = FileSource::new(dir.path().to_path_buf(), Created::default());
     let mut full = FileSource::new(dir.path().to_path_buf(), Created::default());
     let mut rng = 0x2545_f491_4f6c_dd1d_u64;
-    let mut reused = 0;
+    let (mut reused, mut kept) = (0, 0);
+    let mut shown = Board::default();
     for step in 0..300 {
         let file = dir.path().join(format!("f{}.yaml", step % 3));
         // The first draw of a document that is not written: the count varies.
@@ -139,6 +140,20 @@ fn a_reload_that_reuses_gives_what_a_full_read_gives() {
         );
         assert_eq!(reusing.file_errors, full.file_errors, "step {step}");
         assert_eq!(reusing.created, full.created, "step {step}");
+        // The board says served exactly for the objects served, kept ones included
+        // (their reports carry the new version's errors).
+        let served: BTreeSet<String> = reusing.last_served.keys().map(|k| k.to_string()).collect();
+        kept += reusing.kept.len();
+        let board = reusing.next_board(&mut shown, format!("v{step}"), &[], "t");
+        for view in &board.objects {
+            assert_eq!(
+                view.served,
+                served.contains(&view.object),
+                "step {step}: {}",
+                view.object
+            );
+        }
+        shown = board;
         reused += reusing
             .reader
             .documents()
@@ -147,6 +162,7 @@ fn a_reload_that_reuses_gives_what_a_full_read_gives() {
             .count();
     }
     assert!(reused > 100, "the reader reused {reused} documents");
+    assert!(kept > 20, "a last served version was kept {kept} times");
 }
 
 fn same_arc(a: &Document, b: &Document) -> bool {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use portcullis_api::{
     Certificates, Document, ObjectKey,
-    validate::{Issue, Memo, Outcome, Rules, validate_objects},
+    validate::{Issue, Memo, Outcome, Report, Rules, validate_objects},
 };
 
 /// The objects a source currently sees, by key.
@@ -18,6 +18,25 @@ pub struct Reconciled {
     pub served: Objects,
     /// Objects whose last served version was kept because the new one failed.
     pub kept: BTreeSet<ObjectKey>,
+}
+
+impl Reconciled {
+    /// Whether the object `report` (one of `outcome.reports`) speaks of is served: its
+    /// report says so, or its last served version was kept (its report then carries
+    /// the new version's errors). The same as `served.contains_key(&report.key)`,
+    /// without comparing keys: the board asks it of every object on every edit.
+    pub fn serves(&self, report: &Report) -> bool {
+        serves(report, &self.kept, &self.served)
+    }
+}
+
+/// [`Reconciled::serves`] from a reconcile's `kept` (and `served`, which only debug
+/// builds look at, to check that the answer is the one a lookup gives).
+pub fn serves(report: &Report, kept: &BTreeSet<ObjectKey>, served: &Objects) -> bool {
+    let serves = report.is_served() || kept.contains(&report.key);
+    debug_assert_eq!(serves, served.contains_key(&report.key), "{}", report.key);
+    let _ = served;
+    serves
 }
 
 /// `current`: objects read now. `failed`: keys whose new document did not even parse.
