@@ -113,7 +113,7 @@ impl FileSource {
             .filter_map(|i| {
                 let (file, key, doc) = &docs[i];
                 if last == Some(key) {
-                    // Duplicate across files: validation reports it; first copy wins.
+                    // Only logged: validation sees the first copy alone.
                     tracing::warn!(object = %key, file = %file.display(), "object defined more than once; the first copy wins");
                     return None;
                 }

@@ -238,3 +238,40 @@ fn an_unreadable_directory_or_broken_file_keeps_everything_served() {
     assert_eq!(hosts(&mut source), ["Host shop/web"]);
     assert!(source.file_errors.is_empty());
 }
+
+// A careless (or hostile) copy of another team's object, in a later file or later in
+// the same file, never replaces the one served: the first copy in file-name order,
+// then document order, wins.
+#[test]
+fn the_first_copy_of_a_duplicated_object_wins_in_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = FileSource::new(dir.path().to_path_buf(), Created::default());
+    let hostname = |source: &mut FileSource| {
+        let model = source.reload().model;
+        let key = ObjectKey {
+            kind: "Host",
+            namespace: "shop".into(),
+            name: "web".into(),
+        };
+        model.hosts[&key].host.spec.hostname.clone()
+    };
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        host("shop", "web", "web.localhost") + &host("shop", "web", "evil.localhost"),
+    )
+    .unwrap();
+    assert_eq!(hostname(&mut source), "web.localhost", "first in the file");
+    std::fs::write(
+        dir.path().join("c.yaml"),
+        host("shop", "web", "taken.localhost"),
+    )
+    .unwrap();
+    assert_eq!(hostname(&mut source), "web.localhost", "a later file");
+    // A file that sorts first holds the first copy.
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        host("shop", "web", "first.localhost"),
+    )
+    .unwrap();
+    assert_eq!(hostname(&mut source), "first.localhost", "an earlier file");
+}

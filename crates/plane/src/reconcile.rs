@@ -35,7 +35,6 @@ impl Reconciled {
 pub fn serves(report: &Report, kept: &BTreeSet<ObjectKey>, served: &Objects) -> bool {
     let serves = report.is_served() || kept.contains(&report.key);
     debug_assert_eq!(serves, served.contains_key(&report.key), "{}", report.key);
-    let _ = served;
     serves
 }
 
