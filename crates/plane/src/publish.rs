@@ -198,7 +198,7 @@ fn resources(res: &Resources) -> impl Iterator<Item = Resource> + '_ {
 fn encoded(res: &Resources) -> impl Iterator<Item = EncodedResource> + '_ {
     use portcullis_xds::type_url::{CLUSTER, CLUSTER_LOAD_ASSIGNMENT, ROUTE_CONFIGURATION};
     let of = |type_url: &'static str| {
-        move |(name, value): &(String, prost::bytes::Bytes)| EncodedResource {
+        move |(name, value): &(std::sync::Arc<str>, prost::bytes::Bytes)| EncodedResource {
             type_url,
             name: name.clone(),
             value: value.clone(),

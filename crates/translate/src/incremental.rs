@@ -76,8 +76,8 @@ fn same_bytes(a: &Bytes, b: &Bytes) -> bool {
 struct CachedCluster {
     service: Arc<Service>,
     tls: Option<UpstreamTls>,
-    cluster: (String, Bytes),
-    assignment: Option<(String, Bytes)>,
+    cluster: (Arc<str>, Bytes),
+    assignment: Option<(Arc<str>, Bytes)>,
 }
 
 /// One domain's inputs and what they gave.
@@ -254,9 +254,10 @@ impl Incremental {
                         Ok((cluster, assignment)) => CachedCluster {
                             service: service.clone(),
                             tls: tls.cloned(),
-                            cluster: (cluster.name.clone(), cluster.encode_to_vec().into()),
-                            assignment: assignment
-                                .map(|a| (a.cluster_name.clone(), a.encode_to_vec().into())),
+                            cluster: (cluster.name.as_str().into(), cluster.encode_to_vec().into()),
+                            assignment: assignment.map(|a| {
+                                (a.cluster_name.as_str().into(), a.encode_to_vec().into())
+                            }),
                         },
                         Err(panic) => {
                             failed.push((key.clone(), panic));
@@ -341,8 +342,9 @@ impl Incremental {
                     parts,
                 });
                 let bytes = a.bytes.clone();
-                assembled.insert(name.clone(), a);
-                (name, bytes)
+                let shared = Arc::from(name.as_str());
+                assembled.insert(name, a);
+                (shared, bytes)
             })
             .collect();
         self.assembled = assembled;

@@ -150,7 +150,7 @@ fn full(model: &Model, options: &Options) -> (crate::Resources, crate::Encoded) 
     let encoded = res
         .route_configs
         .drain(..)
-        .map(|c| (c.name.clone(), c.encode_to_vec().into()))
+        .map(|c| (c.name.as_str().into(), c.encode_to_vec().into()))
         .collect();
     (res, encoded)
 }
@@ -189,8 +189,8 @@ fn every_edit_gives_what_a_full_translation_gives() {
         }
         // The Services' clusters and load assignments come encoded; the gRPC
         // service clusters stay structs, as in a full translation.
-        let services = |names: &[(String, prost::bytes::Bytes)]| -> Vec<String> {
-            names.iter().map(|(n, _)| n.clone()).collect()
+        let services = |names: &crate::Encoded| -> Vec<String> {
+            names.iter().map(|(n, _)| n.to_string()).collect()
         };
         let service_clusters: Vec<String> = services(&got.encoded_clusters);
         let (from_services, grpc): (Vec<_>, Vec<_>) = std::mem::take(&mut expected.clusters)
@@ -199,7 +199,7 @@ fn every_edit_gives_what_a_full_translation_gives() {
         expected.clusters = grpc;
         let want: crate::Encoded = from_services
             .iter()
-            .map(|c| (c.name.clone(), c.encode_to_vec().into()))
+            .map(|c| (c.name.as_str().into(), c.encode_to_vec().into()))
             .collect();
         assert_eq!(
             want.len(),
@@ -212,7 +212,7 @@ fn every_edit_gives_what_a_full_translation_gives() {
         );
         let want: crate::Encoded = std::mem::take(&mut expected.load_assignments)
             .iter()
-            .map(|a| (a.cluster_name.clone(), a.encode_to_vec().into()))
+            .map(|a| (a.cluster_name.as_str().into(), a.encode_to_vec().into()))
             .collect();
         assert!(
             std::mem::take(&mut got.encoded_load_assignments) == want,
@@ -290,7 +290,7 @@ fn a_service_edit_re_encodes_only_its_cluster() {
     let s1_cluster = res
         .encoded_clusters
         .iter()
-        .find(|(n, _)| n == "t/s1")
+        .find(|(n, _)| &**n == "t/s1")
         .map(|(_, b)| Cluster::decode(&b[..]).unwrap())
         .expect("s1's cluster is served");
     assert_eq!(

@@ -182,7 +182,7 @@ mod tests {
         let (_, got) = got
             .encoded_clusters
             .iter()
-            .find(|(n, _)| n == "a/s")
+            .find(|(n, _)| &**n == "a/s")
             .unwrap();
         assert!(
             *got == prost::Message::encode_to_vec(want),

@@ -57,7 +57,8 @@ pub enum SnapshotError {
 pub struct EncodedResource {
     /// One of a few well-known types: not copied per resource.
     pub type_url: &'static str,
-    pub name: String,
+    /// Shared with whoever handed it over: taking it costs no copy.
+    pub name: Arc<str>,
     pub value: Bytes,
 }
 
@@ -139,13 +140,13 @@ impl TypeSet {
             // resource: one copy fewer per kept entry.
             let (name, entry) = match input {
                 Input::Encoded(e) => match before(&e.name) {
-                    Some(kept) if kept.took(&e.value) => (e.name, kept.clone()),
+                    Some(kept) if kept.took(&e.value) => (e.name.to_string(), kept.clone()),
                     _ => {
                         let body = Any {
                             type_url: e.type_url.to_owned(),
                             value: e.value.to_vec(),
                         };
-                        let mut entry = entry_for(Resource::new(e.name, body), before);
+                        let mut entry = entry_for(Resource::new(&*e.name, body), before);
                         entry.source = Some(e.value);
                         (entry.resource.name.clone(), entry)
                     }

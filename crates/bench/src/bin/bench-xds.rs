@@ -907,7 +907,17 @@ fn memory(
 ) -> anyhow::Result<Memory> {
     let mut command = match server {
         Server::Ours => {
-            let mut c = Command::new(std::env::current_exe()?);
+            // A profiler to run the server under (e.g. a script calling heaptrack, whose
+            // own lines must not reach stdout): what docs/benchmarks.md's per-client
+            // breakdown was read with.
+            let mut c = match std::env::var("BENCH_XDS_SERVER_WRAP") {
+                Ok(w) => {
+                    let mut c = Command::new(w);
+                    c.arg(std::env::current_exe()?);
+                    c
+                }
+                Err(_) => Command::new(std::env::current_exe()?),
+            };
             c.args(["--child-server", &routes.to_string()]);
             if mode == Mode::Copy {
                 c.arg("--copy");
