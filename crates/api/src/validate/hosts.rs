@@ -149,17 +149,35 @@ fn certificate(report: &mut Report, state: &CertificateState) -> Option<crate::C
 
 /// Routes naming a hostname owned by a Host that does not admit their namespace are not
 /// served; with `require_host_ownership`, neither are Routes naming unowned hostnames.
+///
+/// `kept`: the memo's Routes, one for one with `routes`, and the stamp of what is read
+/// of `hosts` here ([`super::memo::Admission`]). A Route that was admitted on every
+/// hostname under that stamp is again, without reading its hostnames (at 10k Routes,
+/// following each Route to its hostnames was a visible part of every edit).
 pub(super) fn admit_routes(
     routes: &mut [(Report, &Arc<Route>)],
     hosts: &BTreeMap<ObjectKey, ServedHost>,
     rules: &Rules,
+    mut kept: Option<(u64, &mut super::memo::Kept<Route, super::memo::Derived>)>,
 ) {
+    debug_assert!(kept.as_ref().is_none_or(|(_, k)| {
+        k.len() == routes.len() && k.iter().zip(&*routes).all(|(k, r)| Arc::ptr_eq(&k.0, r.1))
+    }));
     // Many Routes name the same hostname: each one's owner is looked up once.
     let mut owners = foldhash::HashMap::default();
-    for (report, route) in routes.iter_mut() {
+    for (at, (report, route)) in routes.iter_mut().enumerate() {
         if !report.is_served() {
             continue;
         }
+        let mark = kept
+            .as_mut()
+            .map(|(stamp, k)| (*stamp, &mut k[at].2.admitted));
+        if let Some((stamp, admitted)) = &mark
+            && **admitted == *stamp
+        {
+            continue;
+        }
+        let refused_before = report.not_allowed.len();
         for (i, h) in route.spec.hosts.iter().enumerate() {
             let owner = *owners
                 .entry(h.as_str())
@@ -188,6 +206,11 @@ pub(super) fn admit_routes(
                 field: format!("spec.hosts[{i}]"),
                 message,
             });
+        }
+        if let Some((stamp, admitted)) = mark
+            && report.not_allowed.len() == refused_before
+        {
+            *admitted = stamp;
         }
     }
 }

@@ -7,9 +7,12 @@
 //! was made from, which the memo holds so that the address cannot be reused by another
 //! object, and only under the same rules. A source that parses every object anew (file
 //! mode) simply never hits. The cost: one report per object kept between validations.
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Report, Rules};
+use crate::host::AllowedRoutes;
+use crate::model::{ObjectKey, ServedHost};
 use crate::{Host, Route, Service};
 
 /// Single-object reports from the previous validation; see [`Memo::validate`].
@@ -25,6 +28,52 @@ pub struct Memo {
     /// The seed of the match-key hashes kept with each Route (`conflicts`): drawn when
     /// the memo is made, kept for its life, as kept hashes must agree.
     pub(super) seed: foldhash::fast::RandomState,
+    pub(super) admission: Admission,
+}
+
+/// What admitting Routes to Hosts (`hosts::admit_routes`) read of the served Hosts
+/// last time, and a stamp that changes whenever that changes. A Route admitted on every
+/// hostname under the current stamp is admitted again without reading its hostnames:
+/// its own part (hostnames, namespace) cannot have changed, as it is the same `Arc`.
+#[derive(Default)]
+pub(super) struct Admission {
+    /// Each served Host's key (its namespace admits its own Routes), hostname and
+    /// `allowedRoutes`: everything owning and admitting reads of it.
+    basis: Vec<(ObjectKey, String, Option<AllowedRoutes>)>,
+    /// 0 until the first validation, so no Route carries it.
+    stamp: u64,
+}
+
+impl Admission {
+    /// The stamp for `hosts`: the last one while what admission reads of them is the
+    /// same, compared in full (a few dozen Hosts), so equal stamps mean equal owners.
+    pub(super) fn stamp_for(&mut self, hosts: &BTreeMap<ObjectKey, ServedHost>) -> u64 {
+        let same = self.basis.len() == hosts.len()
+            && self
+                .basis
+                .iter()
+                .zip(hosts)
+                .all(|((k, name, allowed), (key, h))| {
+                    k == key
+                        && *name == h.host.spec.hostname
+                        && *allowed == h.host.spec.allowed_routes
+                });
+        if !same || self.stamp == 0 {
+            self.basis = hosts
+                .iter()
+                .map(|(k, h)| {
+                    let spec = &h.host.spec;
+                    (
+                        k.clone(),
+                        spec.hostname.clone(),
+                        spec.allowed_routes.clone(),
+                    )
+                })
+                .collect();
+            self.stamp += 1;
+        }
+        self.stamp
+    }
 }
 
 /// What the rules across Routes read of one Route, derived from it alone: made when the
@@ -37,6 +86,9 @@ pub(super) struct Derived {
     /// `precedence::age_key` of its metadata.
     pub(super) age: i128,
     pub(super) footprint: super::budget::Footprint,
+    /// The [`Admission`] stamp under which every hostname of it was last admitted; 0:
+    /// not yet, or one of them was refused then.
+    pub(super) admitted: u64,
 }
 
 pub(super) fn derive(route: &Route, seed: &foldhash::fast::RandomState) -> Derived {
@@ -44,6 +96,7 @@ pub(super) fn derive(route: &Route, seed: &foldhash::fast::RandomState) -> Deriv
         hashes: super::conflicts::hash_keys(route, seed, &mut Default::default()),
         age: crate::precedence::age_key(&route.metadata),
         footprint: super::budget::footprint(route),
+        admitted: 0,
     }
 }
 
@@ -179,6 +232,13 @@ mod tests {
                 1 => vec!["a.example.com".into()],
                 _ => vec!["*.example.com".into()],
             };
+            // A second hostname, and another team: Hosts below admit some of them.
+            if (v >> 11).is_multiple_of(4) {
+                r.spec.hosts.push("b.example.com".into());
+            }
+            if (v >> 13).is_multiple_of(3) {
+                r.metadata.namespace = Some("other".into());
+            }
             if (v >> 5).is_multiple_of(2) {
                 r.spec.match_.methods = vec!["GET".into()];
             }
@@ -203,16 +263,47 @@ mod tests {
             s.spec.timeout = Some(crate::Duration::from_secs(1 + timeout % 3));
             Arc::new(s)
         };
+        // Hosts that own the Routes' hostnames, exactly or by wildcard, and admit
+        // their own namespace, another, or every one: what admission reads of them.
+        // `v`: its hostname, `allowedRoutes` and namespace, two bits each.
+        let host = |name: &str, v: u64| {
+            let hostname = ["a.example.com", "*.example.com", "b.example.com"][v as usize % 3];
+            let allowed = match (v >> 2) % 4 {
+                0 => None,
+                1 => Some(vec!["other".to_string()]),
+                _ => Some(vec!["*".to_string()]),
+            };
+            let mut h = crate::Host::new(
+                name,
+                crate::HostSpec {
+                    hostname: hostname.into(),
+                    allowed_routes: allowed
+                        .map(|namespaces| crate::host::AllowedRoutes { namespaces }),
+                    ..Default::default()
+                },
+            );
+            h.metadata.namespace = Some(
+                if (v >> 4).is_multiple_of(2) {
+                    "team"
+                } else {
+                    "other"
+                }
+                .into(),
+            );
+            Arc::new(h)
+        };
+        let mut h0 = 0;
         let mut objects = Objects {
             routes: (0..20).map(|i| route(i, i as u64)).collect(),
             services: vec![Arc::new(mk_service("svc"))],
-            hosts: Vec::new(),
+            hosts: vec![host("h0", 0)],
         };
+        let mut refused = 0;
         let (certificates, mut rules) = (crate::Certificates::new(), Rules::file_mode());
         let (mut switched, mut full) = (0, 0);
         let mut memo = Memo::new();
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        for step in 0..300 {
+        for step in 0..600 {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
@@ -250,7 +341,23 @@ mod tests {
                     1 => objects.services.push(service("other", seed >> 16)),
                     _ => drop(objects.services.pop()),
                 },
+                // A Host edited, added or removed: admission changes for Routes the
+                // memo kept as they were.
+                8 => match (seed >> 20) % 4 {
+                    0 => h0 = seed >> 24,
+                    // Only whom it admits: the hostnames' owners stay the same.
+                    1 => h0 = (h0 & !0b1100) | ((seed >> 24) & 0b1100),
+                    2 if objects.hosts.len() == 1 => objects.hosts.push(host("h1", seed >> 24)),
+                    _ if objects.hosts.len() == 2 => drop(objects.hosts.pop()),
+                    _ => {}
+                },
                 _ => {}
+            }
+            // A new allocation only when the Host changed: an unchanged one is kept.
+            if objects.hosts[0].spec != host("h0", h0).spec
+                || objects.hosts[0].metadata.namespace != host("h0", h0).metadata.namespace
+            {
+                objects.hosts[0] = host("h0", h0);
             }
             let want = validate_objects(&objects, &certificates, &rules);
             let got = memo.validate(&objects, &certificates, &rules);
@@ -258,6 +365,10 @@ mod tests {
             full += got
                 .problems()
                 .filter(|i| i.message.contains("the route table is full"))
+                .count();
+            refused += got
+                .problems()
+                .filter(|i| i.message.contains("does not admit Routes"))
                 .count();
             // Both share the entry code: their order is also checked against the
             // precedence rules themselves (a total order on served entries).
@@ -271,6 +382,7 @@ mod tests {
         }
         assert!(switched > 3, "the rules changed {switched} times");
         assert!(full > 20, "the budget refused {full} times");
+        assert!(refused > 20, "Hosts refused Routes {refused} times");
     }
 
     #[test]

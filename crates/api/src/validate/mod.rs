@@ -197,7 +197,13 @@ fn validate_all(
     cross::duplicates(&mut host_reports);
     let upstream_tls = upstream_tls::resolve(&mut service_reports, certificates);
     let served_hosts = hosts::resolve(&mut host_reports, certificates);
-    hosts::admit_routes(&mut route_reports, &served_hosts, rules);
+    // With a memo, each Route beside its kept entry (the memo holds these Routes in
+    // this order) and the stamp of the Hosts' ownership.
+    let admission = memo.as_deref_mut().map(|m| {
+        let stamp = m.admission.stamp_for(&served_hosts);
+        (stamp, &mut m.routes)
+    });
+    hosts::admit_routes(&mut route_reports, &served_hosts, rules, admission);
     // Without a memo, nothing is kept: every entry is built, every Route derived.
     let mut fresh = entries::KeptEntries::default();
     let fresh_derived: Vec<memo::Derived>;
