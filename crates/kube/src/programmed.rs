@@ -119,13 +119,25 @@ impl Programmed {
             let types = CLUSTER | if endpoints { ENDPOINTS } else { 0 };
             self.place(key, svc.metadata.generation.unwrap_or(0), types, &seq);
         }
-        // Each last entry, and whether this record still has it.
-        let mut last: HashMap<*const RouteEntry, bool, foldhash::fast::RandomState> = self
-            .entries
-            .iter()
-            .map(|e| (Arc::as_ptr(e), false))
-            .collect();
-        for entry in &model.routes {
+        // Both lists are in precedence order, and an edit leaves most entries where they
+        // were: the same allocations at the front and at the back of both are passed
+        // by comparing pointers in step, and only the middle is looked up (at 10k
+        // Routes, a map of every entry per record was a visible part of an edit).
+        let old = std::mem::take(&mut self.entries);
+        let new = &model.routes;
+        let same = |(a, b): (&Arc<RouteEntry>, &Arc<RouteEntry>)| Arc::ptr_eq(a, b);
+        let front = old.iter().zip(new).take_while(|&p| same(p)).count();
+        let back = (old[front..].iter().rev())
+            .zip(new[front..].iter().rev())
+            .take_while(|&p| same(p))
+            .count();
+        let (old_middle, new_middle) =
+            (&old[front..old.len() - back], &new[front..new.len() - back]);
+        // Each last entry in the middle, and whether this record still has it. Entries
+        // are distinct allocations, so one passed above is not among these.
+        let mut last: HashMap<*const RouteEntry, bool, foldhash::fast::RandomState> =
+            old_middle.iter().map(|e| (Arc::as_ptr(e), false)).collect();
+        for entry in new_middle {
             if let Some(still) = last.get_mut(&Arc::as_ptr(entry)) {
                 *still = true;
                 continue;
@@ -153,8 +165,7 @@ impl Programmed {
         // Route was edited (placed again) or removed; checking that none of its entries
         // stayed costs a pass over the entries only when a Route was removed.
         let placed = &self.placed;
-        let mut gone: HashSet<&ObjectKey, foldhash::fast::RandomState> = self
-            .entries
+        let mut gone: HashSet<&ObjectKey, foldhash::fast::RandomState> = old_middle
             .iter()
             .filter(|e| !last[&Arc::as_ptr(e)])
             .map(|e| &e.key)
