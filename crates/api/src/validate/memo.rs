@@ -38,9 +38,11 @@ pub struct Memo {
 #[derive(Default)]
 pub(super) struct Admission {
     /// Each served Host's key (its namespace admits its own Routes), hostname and
-    /// `allowedRoutes`: everything owning and admitting reads of it.
-    basis: Vec<(ObjectKey, String, Option<AllowedRoutes>)>,
-    /// 0 until the first validation, so no Route carries it.
+    /// `allowedRoutes`: everything owning and admitting reads of it. `None` before the
+    /// first validation.
+    basis: Option<Vec<(ObjectKey, String, Option<AllowedRoutes>)>>,
+    /// Moves on with every new basis, from 1: a Route's 0 (`Derived::admitted`) is
+    /// never a stamp.
     stamp: u64,
 }
 
@@ -48,28 +50,27 @@ impl Admission {
     /// The stamp for `hosts`: the last one while what admission reads of them is the
     /// same, compared in full (a few dozen Hosts), so equal stamps mean equal owners.
     pub(super) fn stamp_for(&mut self, hosts: &BTreeMap<ObjectKey, ServedHost>) -> u64 {
-        let same = self.basis.len() == hosts.len()
-            && self
-                .basis
-                .iter()
-                .zip(hosts)
-                .all(|((k, name, allowed), (key, h))| {
-                    k == key
-                        && *name == h.host.spec.hostname
-                        && *allowed == h.host.spec.allowed_routes
-                });
-        if !same || self.stamp == 0 {
-            self.basis = hosts
-                .iter()
-                .map(|(k, h)| {
-                    let spec = &h.host.spec;
-                    (
-                        k.clone(),
-                        spec.hostname.clone(),
-                        spec.allowed_routes.clone(),
-                    )
-                })
-                .collect();
+        let same = self.basis.as_ref().is_some_and(|basis| {
+            basis.len() == hosts.len()
+                && basis
+                    .iter()
+                    .zip(hosts)
+                    .all(|((k, name, allowed), (key, h))| {
+                        k == key
+                            && *name == h.host.spec.hostname
+                            && *allowed == h.host.spec.allowed_routes
+                    })
+        });
+        if !same {
+            let basis = hosts.iter().map(|(k, h)| {
+                let spec = &h.host.spec;
+                (
+                    k.clone(),
+                    spec.hostname.clone(),
+                    spec.allowed_routes.clone(),
+                )
+            });
+            self.basis = Some(basis.collect());
             self.stamp += 1;
         }
         self.stamp
@@ -327,6 +328,8 @@ mod tests {
                         Rules::file_mode()
                     };
                     rules.route_table_bytes = bytes;
+                    // Every other switch, unowned hostnames are refused too.
+                    rules.require_host_ownership = switched % 4 < 2;
                 }
                 // A tight route table: the budget refuses the newest Routes, from
                 // what the memo kept of each (its footprint and age).
@@ -383,6 +386,33 @@ mod tests {
         assert!(switched > 3, "the rules changed {switched} times");
         assert!(full > 20, "the budget refused {full} times");
         assert!(refused > 20, "Hosts refused Routes {refused} times");
+    }
+
+    // A Route naming a hostname no Host owns, on a gateway that requires ownership:
+    // refused from the memo's very first validation on, when there is no Host at all
+    // (the stamp a Route starts with is never the memo's).
+    #[test]
+    fn an_unowned_hostname_is_refused_from_the_first_validation() {
+        let mut route = mk_route("r", 0, vec![PathMatch::prefix("/")]);
+        route.spec.hosts = vec!["a.example.com".into()];
+        let objects = Objects {
+            routes: vec![Arc::new(route)],
+            services: vec![Arc::new(mk_service("svc"))],
+            hosts: Vec::new(),
+        };
+        let certificates = crate::Certificates::new();
+        let mut rules = Rules::file_mode();
+        rules.require_host_ownership = true;
+        let want = validate_objects(&objects, &certificates, &rules);
+        assert!(
+            want.model.routes.is_empty(),
+            "a fresh validation refuses it"
+        );
+        let mut memo = Memo::new();
+        for round in 0..2 {
+            let got = memo.validate(&objects, &certificates, &rules);
+            assert_eq!(outcome_text(&got), outcome_text(&want), "round {round}");
+        }
     }
 
     #[test]
