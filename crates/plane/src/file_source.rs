@@ -39,6 +39,8 @@ pub struct FileSource {
     /// The files as last read: an unchanged file is not parsed again, and its objects
     /// are the same `Arc`s, so `memo` reuses their single-object reports.
     reader: crate::reader::Reader,
+    /// The directory's objects as the reader's last load gave them, for the next.
+    directory: crate::directory::Directory,
     memo: Memo,
     /// The last reload's reports and file errors, for the next board.
     reports: Vec<Report>,
@@ -65,6 +67,7 @@ impl FileSource {
             certificates: Default::default(),
             created,
             reader: crate::reader::Reader::by_piece(),
+            directory: Default::default(),
             memo: Memo::new(),
             reports: Vec::new(),
             file_errors: Vec::new(),
@@ -98,29 +101,11 @@ impl FileSource {
                     },
                 });
                 // Unattributable, as a broken file is: every object served keeps serving.
+                self.directory.forget();
                 return self.finish(Objects::new(), l);
             }
         };
-        // Sorted by key, then built in one pass: inserting document by document was a
-        // sixth of a reload at 10k Routes. Files hand over runs already in key order,
-        // which the stable sort merges; equal keys stay in file order.
-        let docs = &loaded.documents;
-        let mut order: Vec<usize> = (0..docs.len()).collect();
-        order.sort_by(|&a, &b| docs[a].1.cmp(&docs[b].1));
-        let mut last: Option<&ObjectKey> = None;
-        let mut current: Objects = order
-            .into_iter()
-            .filter_map(|i| {
-                let (file, key, doc) = &docs[i];
-                if last == Some(key) {
-                    // Only logged: validation sees the first copy alone.
-                    tracing::warn!(object = %key, file = %file.display(), "object defined more than once; the first copy wins");
-                    return None;
-                }
-                last = Some(key);
-                Some((key.clone(), doc.clone()))
-            })
-            .collect();
+        let mut current = self.directory.objects(&loaded);
         for mut doc in self.extra.clone() {
             // The directory's own Host for the same hostname takes the extra one's place.
             if let Document::Host(extra) = &doc

@@ -124,6 +124,7 @@ fn a_reload_that_reuses_gives_what_a_full_read_gives() {
         let a = reusing.reload();
         // Everything anew, with the same first-seen times.
         full.reader = Default::default();
+        full.directory = Default::default();
         full.memo = Memo::new();
         full.pruned = false;
         full.created = reusing.created.clone();

@@ -37,6 +37,19 @@ pub struct Loaded {
     /// loads only): edited out, renamed, or in a file deleted or now unreadable. Some
     /// may have moved to another file.
     pub dropped: Vec<ObjectKey>,
+    /// Each file read now whose text differs from the last load's (every file, on a
+    /// reader's first load), and each file gone since: the keys it held then, and
+    /// where its documents are in `documents` now.
+    pub edits: Vec<FileEdit>,
+}
+
+/// One file's change between two loads of a `Reader`.
+#[derive(Debug, Default)]
+pub struct FileEdit {
+    /// The keys of the objects it held at the last load (none when it is new).
+    pub before: Vec<ObjectKey>,
+    /// Its documents in [`Loaded::documents`] now (empty when it is gone).
+    pub after: std::ops::Range<usize>,
 }
 
 impl Loaded {

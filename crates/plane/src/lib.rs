@@ -8,6 +8,7 @@ pub mod args;
 pub mod board;
 pub mod certificates;
 pub mod console;
+pub mod directory;
 pub mod expiry;
 pub mod file_source;
 pub mod files;

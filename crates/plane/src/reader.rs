@@ -16,7 +16,7 @@ use std::{
 
 use portcullis_api::{Document, ObjectKey, ParseError, parse_documents};
 
-use crate::files::{FileError, Loaded, manifest_files, read_bounded};
+use crate::files::{FileEdit, FileError, Loaded, manifest_files, read_bounded};
 
 /// Reads every manifest under `dir` (or `dir` itself when it is a file), once.
 pub fn load(dir: &Path) -> std::io::Result<Loaded> {
@@ -93,17 +93,20 @@ impl Reader {
                     continue;
                 }
             };
-            let parsed = match previous.remove(&file) {
-                Some(last) if last.text == text => last,
+            let start = loaded.documents.len();
+            let (parsed, before) = match previous.remove(&file) {
+                Some(last) if last.text == text => (last, None),
                 last => {
                     let piece = self.by_piece || last.is_some();
                     let parsed = Parsed::new(&file, text, last.as_ref(), piece, &mut prepare);
+                    let mut before = Vec::new();
                     if let Some(last) = last {
                         let now: HashSet<&ObjectKey> = keys(&parsed).collect();
                         let gone = keys(&last).filter(|k| !now.contains(k));
                         loaded.dropped.extend(gone.cloned());
+                        before = keys(&last).cloned().collect();
                     }
-                    parsed
+                    (parsed, Some(before))
                 }
             };
             for doc in &parsed.documents {
@@ -119,10 +122,20 @@ impl Reader {
                     }),
                 }
             }
+            if let Some(before) = before {
+                let after = start..loaded.documents.len();
+                loaded.edits.push(FileEdit { before, after });
+            }
             self.files.insert(file, parsed);
         }
         for gone in previous.values() {
             loaded.dropped.extend(keys(gone).cloned());
+            let before = keys(gone).cloned().collect();
+            let at = loaded.documents.len();
+            loaded.edits.push(FileEdit {
+                before,
+                after: at..at,
+            });
         }
         Ok(loaded)
     }
