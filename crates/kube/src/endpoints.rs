@@ -142,7 +142,8 @@ const SCALE: u64 = 100;
 /// endpoints are IPs), so endpoint churn changes only the EDS type version: an
 /// EDS-only push. Services without `serviceRef` are left untouched, byte for byte.
 pub fn expand(model: &Model, endpoints: &ServiceEndpoints) -> Model {
-    let mut out = model.clone();
+    // Only Services change here: the routing table comes along.
+    let mut out = model.copy_for_services();
     for (key, svc) in out.services.iter_mut() {
         if svc
             .spec

@@ -150,6 +150,7 @@ pub(super) fn resolve(
         upstream_tls: BTreeMap::new(),
         table_cache: Default::default(),
     };
+    kept.table(&model);
     let mut shadows = crate::shadow::shadows(&model);
     for (report, route) in routes.iter_mut() {
         if let Some(list) = shadows.remove(&report.key) {

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use foldhash::{HashSet, HashSetExt};
 
 use crate::precedence::{PrecedenceKey, precedence, precedence_key};
-use crate::{ObjectKey, Route, RouteEntry, Service};
+use crate::table::{Moves, SharedTable, Stamp};
+use crate::{HostSpec, ObjectKey, Route, RouteEntry, Service};
 
 type Keyed = (PrecedenceKey, Arc<RouteEntry>);
 
@@ -30,7 +31,18 @@ pub(crate) struct KeptEntries {
     routes: Vec<(ObjectKey, Arc<Route>)>,
     /// Their entries, in precedence order, each beside its [`precedence_key`].
     sorted: Vec<Keyed>,
+    /// How the last call's list became this one's, for patching the routing table.
+    pub(super) moves: Option<Moves>,
+    /// The last model's routing table, and the Hosts that admitted its entries.
+    pub(super) table: Option<KeptTable>,
+    /// How many tables were patched (for tests that must see patches happen).
+    #[cfg(test)]
+    pub(crate) patched: usize,
 }
+
+/// The last model's Hosts, the address and length of its entries, and its table
+/// (once someone built it).
+pub(super) type KeptTable = (Vec<(ObjectKey, HostSpec)>, Stamp, SharedTable);
 
 /// Each key compared once, then [`precedence`] (which reads the entries) only on ties.
 fn order(a: &Keyed, b: &Keyed) -> Ordering {
@@ -49,17 +61,23 @@ impl KeptEntries {
     ) -> Vec<Arc<RouteEntry>> {
         // Taken out while it is worked on: should anything below panic, the next
         // call finds nothing kept and builds everything.
-        let last = std::mem::take(self);
+        let mut last = std::mem::take(self);
+        // Moves not taken: the last list's table was never made, so the one kept
+        // is older than the moves (a panic between the two calls, say).
+        let table = last.table.take().filter(|_| last.moves.is_none());
+        let last_len = last.sorted.len();
+        #[cfg(test)]
+        let patched = last.patched;
         let same_services = last.services.len() == accepted.len()
             && last
                 .services
                 .iter()
                 .zip(accepted.values())
                 .all(|(a, b)| Arc::ptr_eq(a, b));
-        let (kept, added) = if same_services {
+        let (kept, kept_from, added, gone_hosts) = if same_services {
             last.unchanged(served)
         } else {
-            (Vec::new(), (0..served.len()).collect())
+            (Vec::new(), Vec::new(), (0..served.len()).collect(), None)
         };
         let mut built = Vec::new();
         for &i in &added {
@@ -71,9 +89,22 @@ impl KeptEntries {
             .map(|e| (precedence_key(&e), Arc::new(e)))
             .collect();
         new.sort_unstable_by(order);
-        let sorted = merged(kept, new);
+        let (sorted, kept_at, new_at) = merged(kept, new);
+        let mut remap = vec![None; last_len];
+        for (&from, &to) in kept_from.iter().zip(&kept_at) {
+            remap[from] = Some(to);
+        }
+        let moves = gone_hosts.map(|gone_hosts| Moves {
+            remap,
+            added: new_at,
+            gone_hosts,
+        });
         let entries = sorted.iter().map(|(_, e)| Arc::clone(e)).collect();
         *self = KeptEntries {
+            moves,
+            table,
+            #[cfg(test)]
+            patched,
             services: accepted.values().cloned().collect(),
             routes: served
                 .iter()
@@ -84,12 +115,43 @@ impl KeptEntries {
         entries
     }
 
+    /// Gives `model` (made from the last [`KeptEntries::update`]'s entries) its
+    /// routing table, patched from the last model's when that was built and can be
+    /// patched, and keeps a handle on it for the next. Builds nothing: a model whose
+    /// table no one reads (a webhook's check) costs no table.
+    pub(super) fn table(&mut self, model: &crate::Model) {
+        let hosts: Vec<(ObjectKey, HostSpec)> = model
+            .hosts
+            .iter()
+            .map(|(k, h)| (k.clone(), h.host.spec.clone()))
+            .collect();
+        let moves = self.moves.take();
+        // A table built from entries other than the ones the moves start from (the
+        // model's changed since validation) is not patched.
+        if let (Some(moves), Some((last_hosts, stamp, last))) = (moves, self.table.take())
+            && last_hosts == hosts
+            && let Some((built, last)) = last.get()
+            && *built == stamp
+            && let Some(patched) = model.patched_positions(last, &moves)
+        {
+            model.keep_positions(patched);
+            #[cfg(test)]
+            {
+                self.patched += 1;
+            }
+        }
+        let stamp = (model.routes.as_ptr() as usize, model.routes.len());
+        self.table = Some((hosts, stamp, model.shared_table()));
+    }
+
     /// The entries of Routes still served as they were (not changed, deleted or
-    /// refused since), and the positions in `served` of the Routes whose entries need
-    /// building. Both lists are walked side by side by key: in key order (as sources
-    /// hand Routes over) each Route is looked at once. Out of order the walk only
-    /// keeps less: a Route's entries are kept only beside its very own allocation.
-    fn unchanged(self, served: &[(&ObjectKey, &Arc<Route>)]) -> (Vec<Keyed>, Vec<usize>) {
+    /// refused since) with their positions in the last list, the positions in
+    /// `served` of the Routes whose entries need building, and the hostnames the
+    /// entries no longer kept named (`None` when one named a wildcard or no host).
+    /// Both lists are walked side by side by key: in key order (as sources hand
+    /// Routes over) each Route is looked at once. Out of order the walk only keeps
+    /// less: a Route's entries are kept only beside its very own allocation.
+    fn unchanged(self, served: &[(&ObjectKey, &Arc<Route>)]) -> Unchanged {
         let mut gone: HashSet<*const Route> = HashSet::new();
         let mut added = Vec::new();
         let (mut i, mut j) = (0, 0);
@@ -120,35 +182,53 @@ impl KeptEntries {
                 j += 1;
             }
         }
-        let mut sorted = self.sorted;
-        if !gone.is_empty() {
-            sorted.retain(|(_, e)| !gone.contains(&Arc::as_ptr(&e.route)));
+        let mut gone_hosts = Some(Vec::new());
+        let mut kept_from = Vec::with_capacity(self.sorted.len());
+        let mut sorted = Vec::with_capacity(self.sorted.len());
+        for (i, keyed) in self.sorted.into_iter().enumerate() {
+            if gone.is_empty() || !gone.contains(&Arc::as_ptr(&keyed.1.route)) {
+                kept_from.push(i);
+                sorted.push(keyed);
+            } else if let Some(hosts) = &mut gone_hosts {
+                match crate::table::plain_hosts(&keyed.1) {
+                    Some(named) => hosts.extend(named.iter().cloned()),
+                    None => gone_hosts = None,
+                }
+            }
         }
-        (sorted, added)
+        (sorted, kept_from, added, gone_hosts)
     }
 }
 
-/// Two lists in [`order`], merged into one.
-fn merged(old: Vec<Keyed>, new: Vec<Keyed>) -> Vec<Keyed> {
+/// What [`KeptEntries::unchanged`] finds.
+type Unchanged = (Vec<Keyed>, Vec<usize>, Vec<usize>, Option<Vec<String>>);
+
+/// Two lists in [`order`], merged into one, with where each item of `old` and of
+/// `new` went.
+fn merged(old: Vec<Keyed>, new: Vec<Keyed>) -> (Vec<Keyed>, Vec<usize>, Vec<usize>) {
     if new.is_empty() {
-        return old;
-    }
-    if old.is_empty() {
-        return new;
+        let at = (0..old.len()).collect();
+        return (old, at, Vec::new());
     }
     let mut out = Vec::with_capacity(old.len() + new.len());
+    let (mut old_at, mut new_at) = (Vec::with_capacity(old.len()), Vec::new());
     let (mut old, mut new) = (old.into_iter().peekable(), new.into_iter().peekable());
-    while let (Some(a), Some(b)) = (old.peek(), new.peek()) {
-        let next = if order(a, b).is_le() {
-            old.next()
-        } else {
-            new.next()
+    loop {
+        let from_old = match (old.peek(), new.peek()) {
+            (Some(a), Some(b)) => order(a, b).is_le(),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
         };
+        let (next, at) = if from_old {
+            (old.next(), &mut old_at)
+        } else {
+            (new.next(), &mut new_at)
+        };
+        at.push(out.len());
         out.extend(next);
     }
-    out.extend(old);
-    out.extend(new);
-    out
+    (out, old_at, new_at)
 }
 
 #[cfg(test)]

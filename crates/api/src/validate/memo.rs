@@ -196,6 +196,14 @@ pub(super) fn check_all_with<'a, T: kube::Resource, X>(
 }
 
 #[cfg(test)]
+impl Memo {
+    /// How many routing tables were patched from the last one.
+    pub(crate) fn tables_patched(&self) -> usize {
+        self.entries.patched
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
