@@ -51,6 +51,11 @@ pub struct Index {
     /// [`Index::referenced_secrets`] as of the last Host or Service change: a relist
     /// of many Secrets asks it once per Secret.
     referenced: BTreeSet<NsName>,
+    /// `routes`, `services` and `hosts` as one map, kept beside them (a change to
+    /// them goes through [`put`] and [`take`]): a reconcile takes a copy, which is
+    /// cheaper than building the map from the three (~2 ms of an edit at 10k Routes).
+    /// The cost: the map's nodes a second time; the objects are shared.
+    all: Objects,
 }
 
 /// The index plus its change counter; shared by watchers, reconcile and webhook.
@@ -189,6 +194,30 @@ impl Index {
     /// Valid objects as reconcile input, and the keys whose current version failed to
     /// deserialize (reconcile keeps their last served version).
     pub fn objects(&self) -> (Objects, BTreeSet<ObjectKey>) {
+        let objects = self.all.clone();
+        #[cfg(debug_assertions)]
+        {
+            let collected = self.collected();
+            let same = |(k, d): (&ObjectKey, &Document), (ck, cd): (&ObjectKey, &Document)| {
+                k == ck
+                    && match (d, cd) {
+                        (Document::Route(a), Document::Route(b)) => Arc::ptr_eq(a, b),
+                        (Document::Service(a), Document::Service(b)) => Arc::ptr_eq(a, b),
+                        (Document::Host(a), Document::Host(b)) => Arc::ptr_eq(a, b),
+                        _ => false,
+                    }
+            };
+            assert!(
+                objects.len() == collected.len()
+                    && objects.iter().zip(&collected).all(|(a, b)| same(a, b)),
+                "the map of every object differs from the maps by kind"
+            );
+        }
+        (objects, self.invalid.keys().cloned().collect())
+    }
+
+    /// The three maps by kind as one, built from them.
+    fn collected(&self) -> Objects {
         // Collected, not inserted one by one: a map built from keys in order is built
         // in one pass (the kinds sort Host < Route < Service, each map in key order).
         let hosts = self
@@ -203,9 +232,21 @@ impl Index {
             .services
             .iter()
             .map(|(k, s)| (k.clone(), Document::Service(s.clone())));
-        let objects = hosts.chain(routes).chain(services).collect();
-        (objects, self.invalid.keys().cloned().collect())
+        hosts.chain(routes).chain(services).collect()
     }
+}
+
+/// Puts `obj` in its kind's map and in the map of every object.
+fn put<K: Portcullis>(index: &mut Index, key: ObjectKey, obj: Arc<K>) {
+    index.all.insert(key.clone(), K::document(obj.clone()));
+    K::map(index).insert(key, obj);
+}
+
+/// Takes `key` out of its kind's map and out of the map of every object; whether it
+/// was there.
+fn take<K: Portcullis>(index: &mut Index, key: &ObjectKey) -> bool {
+    index.all.remove(key);
+    K::map(index).remove(key).is_some()
 }
 
 pub(crate) fn ns_name<K: kube::Resource>(o: &K) -> NsName {
@@ -233,10 +274,14 @@ trait Portcullis: kube::Resource<DynamicType = ()> + Clone {
     fn take_status(&mut self) -> Option<ObjectStatus>;
     /// Same metadata and spec (the CRD types do not derive `PartialEq`).
     fn same(&self, other: &Self) -> bool;
+    fn document(obj: Arc<Self>) -> Document;
 }
 
 impl Portcullis for Route {
     const KIND: &'static str = "Route";
+    fn document(obj: Arc<Self>) -> Document {
+        Document::Route(obj)
+    }
     fn same(&self, other: &Self) -> bool {
         self.metadata == other.metadata && self.spec == other.spec
     }
@@ -253,6 +298,9 @@ impl Portcullis for Route {
 
 impl Portcullis for Service {
     const KIND: &'static str = "Service";
+    fn document(obj: Arc<Self>) -> Document {
+        Document::Service(obj)
+    }
     fn same(&self, other: &Self) -> bool {
         self.metadata == other.metadata && self.spec == other.spec
     }
@@ -269,6 +317,9 @@ impl Portcullis for Service {
 
 impl Portcullis for Host {
     const KIND: &'static str = "Host";
+    fn document(obj: Arc<Self>) -> Document {
+        Document::Host(obj)
+    }
     fn same(&self, other: &Self) -> bool {
         self.metadata == other.metadata && self.spec == other.spec
     }
@@ -305,7 +356,7 @@ impl<K: Portcullis> Indexed for DeserializeGuard<K> {
                 // An unchanged object keeps its shared copy, so what was built from it
                 // (encoded virtual hosts) is recognised by pointer.
                 if !same {
-                    K::map(index).insert(key, Arc::new(obj));
+                    put(index, key, Arc::new(obj));
                 }
                 was_invalid || !same
             }
@@ -314,7 +365,7 @@ impl<K: Portcullis> Indexed for DeserializeGuard<K> {
                 tracing::warn!(object = %key, error = %invalid.error, "object does not deserialize; skipped (its last served version stays)");
                 // Drop the stale valid copy: reconcile's `failed` keeps the last
                 // *served* version, which is the right thing to keep.
-                K::map(index).remove(&key);
+                take::<K>(index, &key);
                 index.invalid.insert(key, invalid.error);
                 true
             }
@@ -328,7 +379,7 @@ impl<K: Portcullis> Indexed for DeserializeGuard<K> {
         };
         let key = ObjectKey::new(K::KIND, &meta);
         index.statuses.remove(&key);
-        let a = K::map(index).remove(&key).is_some();
+        let a = take::<K>(index, &key);
         let b = index.invalid.remove(&key).is_some();
         a || b
     }
@@ -352,7 +403,7 @@ impl<K: Portcullis> Indexed for DeserializeGuard<K> {
     fn remove_key(index: &mut Index, key: &str) -> bool {
         let key = split_key(K::KIND, key);
         index.statuses.remove(&key);
-        let a = K::map(index).remove(&key).is_some();
+        let a = take::<K>(index, &key);
         let b = index.invalid.remove(&key).is_some();
         a || b
     }

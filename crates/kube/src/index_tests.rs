@@ -122,3 +122,57 @@ fn a_relist_drops_what_is_gone() {
         .collect();
     assert_eq!(keys, ["Service team/b"]);
 }
+
+// The map of every object that reconcile copies is kept beside the maps by kind
+// through any watch events (applies, edits, repeats, objects that stop deserializing,
+// deletes, relists that drop some): after each, it is the map built from the three,
+// holding the very same objects.
+#[test]
+fn the_map_of_every_object_follows_every_watch_event() {
+    let index = SharedIndex::new();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut relists = 0;
+    for step in 0..400 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let name = format!("r{}", seed % 7);
+        let path = format!("/p{}", (seed >> 8) % 3);
+        let route = mk_route("team", &name, 0, &path, "echo");
+        match (seed >> 16) % 8 {
+            0 | 1 => index.apply(DeserializeGuard(Ok(route))),
+            2 => index.apply(DeserializeGuard(Ok(mk_service("team", &name)))),
+            3 => index.delete(DeserializeGuard(Ok(route))),
+            4 => index.delete(DeserializeGuard(Ok(mk_service("team", &name)))),
+            5 => index.apply(guard::<Route>(route_json(
+                &name,
+                serde_json::json!({"backend": 1}),
+            ))),
+            6 => {
+                relists += 1;
+                let keep = (0..7).filter(|i| (seed >> (24 + i)) & 1 == 1).map(|i| {
+                    DeserializeGuard(Ok(mk_route("team", &format!("r{i}"), 0, "/", "echo")))
+                });
+                index.reset::<DeserializeGuard<Route>>(keep.collect());
+            }
+            _ => {}
+        }
+        let read = index.read();
+        let (objects, _) = read.objects();
+        let built = read.collected();
+        assert_eq!(
+            objects.keys().collect::<Vec<_>>(),
+            built.keys().collect::<Vec<_>>(),
+            "step {step}"
+        );
+        for (key, doc) in &objects {
+            let same = match (doc, &built[key]) {
+                (Document::Route(a), Document::Route(b)) => Arc::ptr_eq(a, b),
+                (Document::Service(a), Document::Service(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            };
+            assert!(same, "step {step}: {key} is another copy");
+        }
+    }
+    assert!(relists > 20);
+}
