@@ -92,13 +92,16 @@ impl Model {
     /// of an edit at 10k Routes).
     pub fn copy_for_services(&self) -> Model {
         let copy = self.clone();
-        if let Some(positions) = self.kept_positions() {
+        // Built (or patched) on this model, not only on the copy: the validation memo
+        // patches the next model's table from this one's.
+        if let Some(positions) = self.positions() {
             copy.keep_positions(positions.clone());
         }
         copy
     }
 
     /// The positions of the table kept with this model, if one was built.
+    #[cfg(test)]
     fn kept_positions(&self) -> Option<&Positions> {
         let stamp = (self.routes.as_ptr() as usize, self.routes.len());
         let (built, positions) = self.table_cache.0.get()?;

@@ -129,3 +129,40 @@ fn a_patched_table_is_the_table_built_afresh_through_any_edits() {
     let patched = memo.tables_patched();
     assert!(patched > 300, "patched {patched} of 800 tables");
 }
+
+// The controller reads each model's table only through its copy with endpoints
+// (`Model::copy_for_services`): that copy still leaves the validated model's table
+// built, so the next edit's table is patched, not built.
+#[test]
+fn a_table_read_through_the_endpoint_copy_is_patched_next_time() {
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut objects = Objects {
+        routes: (0..20).map(|i| plain_route(i, next(&mut seed))).collect(),
+        services: vec![Arc::new(mk_service("svc"))],
+        hosts: Vec::new(),
+    };
+    let (certificates, rules) = (Certificates::new(), Rules::file_mode());
+    let mut memo = Memo::new();
+    for step in 0..10 {
+        objects.routes[step] = plain_route(step, next(&mut seed));
+        let model = memo.validate(&objects, &certificates, &rules).model;
+        let copy = model.copy_for_services();
+        assert_eq!(
+            text(&copy.table()),
+            text(&copy.table_positions_as_tables()),
+            "step {step}"
+        );
+    }
+    assert_eq!(memo.tables_patched(), 9, "every edit after the first");
+}
+
+/// A Route naming one plain hostname only.
+fn plain_route(i: usize, v: u64) -> Arc<crate::Route> {
+    let mut r = mk_route(
+        &format!("r{i}"),
+        0,
+        vec![PathMatch::prefix(&format!("/p{}", v % 5))],
+    );
+    r.spec.hosts = vec![format!("h{}.example.com", i % 3)];
+    Arc::new(r)
+}
