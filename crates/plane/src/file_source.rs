@@ -165,7 +165,8 @@ impl FileSource {
         // was a visible part of a reload at 10k Routes. The first reload looks at every
         // time, as a restored state file may hold some of objects long gone.
         let mut gone: Vec<ObjectKey> = left.iter().map(|(k, _)| (*k).clone()).collect();
-        gone.extend(loaded.dropped.iter().cloned());
+        // Keys a changed file held (those still read are filtered out below).
+        gone.extend(loaded.edits.iter().flat_map(|e| e.before.iter().cloned()));
         gone.extend(self.extra.iter().map(Document::key));
         gone.retain(|k| !current.contains_key(k));
         let every_name = (!self.pruned).then(|| {

@@ -33,13 +33,10 @@ pub struct Loaded {
     /// Documents in file-name order, then document order, with their file and key.
     pub documents: Vec<(Arc<Path>, ObjectKey, Document)>,
     pub errors: Vec<FileError>,
-    /// Objects that were in a file the last time and are not now (a `Reader`'s
-    /// loads only): edited out, renamed, or in a file deleted or now unreadable. Some
-    /// may have moved to another file.
-    pub dropped: Vec<ObjectKey>,
     /// Each file read now whose text differs from the last load's (every file, on a
-    /// reader's first load), and each file gone since: the keys it held then, and
-    /// where its documents are in `documents` now.
+    /// reader's first load), and each file gone or unreadable since: the keys it held
+    /// then, and where its documents are in `documents` now. The keys that left the
+    /// files are among the `before` keys.
     pub edits: Vec<FileEdit>,
 }
 

@@ -8,7 +8,7 @@
 //! memo) is reused. Parsing every file on every reload was most of a reload at 10k
 //! Routes. The cost: each file's text is kept (the size of the directory).
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     ops::Range,
     path::{Path, PathBuf},
     sync::Arc,
@@ -99,13 +99,7 @@ impl Reader {
                 last => {
                     let piece = self.by_piece || last.is_some();
                     let parsed = Parsed::new(&file, text, last.as_ref(), piece, &mut prepare);
-                    let mut before = Vec::new();
-                    if let Some(last) = last {
-                        let now: HashSet<&ObjectKey> = keys(&parsed).collect();
-                        let gone = keys(&last).filter(|k| !now.contains(k));
-                        loaded.dropped.extend(gone.cloned());
-                        before = keys(&last).cloned().collect();
-                    }
+                    let before = last.iter().flat_map(keys).cloned().collect();
                     (parsed, Some(before))
                 }
             };
@@ -129,7 +123,6 @@ impl Reader {
             self.files.insert(file, parsed);
         }
         for gone in previous.values() {
-            loaded.dropped.extend(keys(gone).cloned());
             let before = keys(gone).cloned().collect();
             let at = loaded.documents.len();
             loaded.edits.push(FileEdit {
