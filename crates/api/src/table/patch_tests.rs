@@ -92,7 +92,13 @@ fn a_patched_table_is_the_table_built_afresh_through_any_edits() {
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut objects = Objects {
         routes: (0..40).map(|i| route(i, next(&mut seed))).collect(),
-        services: vec![Arc::new(mk_service("svc"))],
+        // Both teams' Routes resolve their backend, so both are served and the Host's
+        // admission decides where the other team's wildcard and host-less ones go.
+        services: vec![Arc::new(mk_service("svc")), {
+            let mut s = mk_service("svc");
+            s.metadata.namespace = Some("other".into());
+            Arc::new(s)
+        }],
         hosts: vec![host(2)],
     };
     let (certificates, rules) = (Certificates::new(), Rules::file_mode());

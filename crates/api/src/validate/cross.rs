@@ -82,6 +82,8 @@ pub(super) fn resolve(
     routes: &mut [(Report, &Arc<Route>)],
     order: Order<'_>,
     hosts: BTreeMap<ObjectKey, crate::model::ServedHost>,
+    // The memo's stamp of `hosts` (`memo::Admission`), for patching the table.
+    hosts_stamp: Option<u64>,
     route_table_bytes: usize,
     kept: &mut super::entries::KeptEntries,
 ) -> Model {
@@ -150,7 +152,7 @@ pub(super) fn resolve(
         upstream_tls: BTreeMap::new(),
         table_cache: Default::default(),
     };
-    kept.table(&model);
+    kept.table(&model, hosts_stamp);
     let mut shadows = crate::shadow::shadows(&model);
     for (report, route) in routes.iter_mut() {
         if let Some(list) = shadows.remove(&report.key) {

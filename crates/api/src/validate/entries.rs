@@ -18,7 +18,7 @@ use foldhash::{HashSet, HashSetExt};
 
 use crate::precedence::{PrecedenceKey, precedence, precedence_key};
 use crate::table::{Moves, SharedTable, Stamp};
-use crate::{HostSpec, ObjectKey, Route, RouteEntry, Service};
+use crate::{ObjectKey, Route, RouteEntry, Service};
 
 type Keyed = (PrecedenceKey, Arc<RouteEntry>);
 
@@ -40,9 +40,10 @@ pub(crate) struct KeptEntries {
     pub(crate) patched: usize,
 }
 
-/// The last model's Hosts, the address and length of its entries, and its table
-/// (once someone built it).
-pub(super) type KeptTable = (Vec<(ObjectKey, HostSpec)>, Stamp, SharedTable);
+/// The memo's stamp of the last model's Hosts ([`super::memo::Admission`]: equal
+/// stamps, equal owners and admission), the address and length of its entries, and
+/// its table (once someone built it).
+pub(super) type KeptTable = (u64, Stamp, SharedTable);
 
 /// Each key compared once, then [`precedence`] (which reads the entries) only on ties.
 fn order(a: &Keyed, b: &Keyed) -> Ordering {
@@ -118,17 +119,14 @@ impl KeptEntries {
     /// Gives `model` (made from the last [`KeptEntries::update`]'s entries) its
     /// routing table, patched from the last model's when that was built and can be
     /// patched, and keeps a handle on it for the next. Builds nothing: a model whose
-    /// table no one reads (a webhook's check) costs no table.
-    pub(super) fn table(&mut self, model: &crate::Model) {
-        let hosts: Vec<(ObjectKey, HostSpec)> = model
-            .hosts
-            .iter()
-            .map(|(k, h)| (k.clone(), h.host.spec.clone()))
-            .collect();
+    /// table no one reads (a webhook's check) costs no table. `hosts`: the memo's
+    /// stamp of the model's Hosts (`None` without a memo: nothing is patched).
+    pub(super) fn table(&mut self, model: &crate::Model, hosts: Option<u64>) {
         let moves = self.moves.take();
         // A table built from entries other than the ones the moves start from (the
         // model's changed since validation) is not patched.
-        if let (Some(moves), Some((last_hosts, stamp, last))) = (moves, self.table.take())
+        if let (Some(moves), Some(hosts), Some((last_hosts, stamp, last))) =
+            (moves, hosts, self.table.take())
             && last_hosts == hosts
             && let Some((built, last)) = last.get()
             && *built == stamp
@@ -141,7 +139,7 @@ impl KeptEntries {
             }
         }
         let stamp = (model.routes.as_ptr() as usize, model.routes.len());
-        self.table = Some((hosts, stamp, model.shared_table()));
+        self.table = hosts.map(|hosts| (hosts, stamp, model.shared_table()));
     }
 
     /// The entries of Routes still served as they were (not changed, deleted or

@@ -199,10 +199,10 @@ fn validate_all(
     let served_hosts = hosts::resolve(&mut host_reports, certificates);
     // With a memo, each Route beside its kept entry (the memo holds these Routes in
     // this order) and the stamp of the Hosts' ownership.
-    let admission = memo.as_deref_mut().map(|m| {
-        let stamp = m.admission.stamp_for(&served_hosts);
-        (stamp, &mut m.routes)
-    });
+    let hosts_stamp = memo
+        .as_deref_mut()
+        .map(|m| m.admission.stamp_for(&served_hosts));
+    let admission = hosts_stamp.zip(memo.as_deref_mut().map(|m| &mut m.routes));
     hosts::admit_routes(&mut route_reports, &served_hosts, rules, admission);
     // Without a memo, nothing is kept: every entry is built, every Route derived.
     let mut fresh = entries::KeptEntries::default();
@@ -226,6 +226,7 @@ fn validate_all(
             derived: &derived,
         },
         served_hosts,
+        hosts_stamp,
         rules.route_table_bytes,
         kept,
     );
