@@ -132,7 +132,7 @@ proptest: $(ENVOY_BIN)
 # for FUZZ_SECONDS, one after another; a crash stops the run with the reproducer saved
 # under fuzz/artifacts/<target>/. See docs/robustness.md.
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS ?= manifest ratelimit credentials accesslog xds xds_requests check_decode
+FUZZ_TARGETS ?= manifest ratelimit credentials accesslog xds xds_requests check_decode http2
 FUZZ_BIN     := $(TOOLS)/cargo-fuzz/bin/cargo-fuzz
 NIGHTLY      ?= +nightly
 

@@ -216,7 +216,8 @@ impl Index {
         (objects, self.invalid.keys().cloned().collect())
     }
 
-    /// The three maps by kind as one, built from them.
+    /// The three maps by kind as one, built from them (the debug check above, and tests).
+    #[cfg(any(test, debug_assertions))]
     fn collected(&self) -> Objects {
         // Collected, not inserted one by one: a map built from keys in order is built
         // in one pass (the kinds sort Host < Route < Service, each map in key order).

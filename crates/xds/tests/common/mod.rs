@@ -48,7 +48,7 @@ pub struct Harness {
     pub registry: prometheus::Registry,
     addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    server: Option<JoinHandle<Result<(), std::io::Error>>>,
 }
 
 impl Harness {
