@@ -41,6 +41,22 @@ const ROUNDS_PER_POLL: usize = 32;
 /// The keep-alive PING's payload, to tell its ACK from an answer to anything else.
 const KEEPALIVE: [u8; 8] = *b"portcull";
 
+/// The service a connection runs: the bounds every `impl Conn` block needs, named once.
+pub(crate) trait Handler<B>:
+    Service<Request<RecvBody>, Response = Response<B>, Future: Unpin, Error: Into<BoxError>>
+{
+}
+
+impl<T, B> Handler<B> for T where
+    T: Service<Request<RecvBody>, Response = Response<B>, Future: Unpin, Error: Into<BoxError>>
+{
+}
+
+/// A response body a connection writes.
+pub(crate) trait ResponseBody: Body<Data = Bytes, Error: Into<BoxError>> + Unpin {}
+
+impl<T: Body<Data = Bytes, Error: Into<BoxError>> + Unpin> ResponseBody for T {}
+
 /// Why a connection ended early.
 pub(crate) enum Fail {
     Io(io::Error),
@@ -141,11 +157,8 @@ where
 impl<IO, S, B, E> Conn<IO, S, B, E>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
-    S: Service<Request<RecvBody>, Response = Response<B>>,
-    S::Future: Unpin,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
+    S: Handler<B>,
+    B: ResponseBody,
     E: Clone + Send + Sync + 'static,
 {
     pub(crate) fn new(

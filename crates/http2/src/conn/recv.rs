@@ -2,15 +2,12 @@
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use tower::Service;
 
 use super::{
-    Block, BoxError, Conn, Fail, Inbox, KEEPALIVE, MAX_EMPTY_DATA, Output, RecvBody, SharedInbox,
-    Stream, lock,
+    Block, Conn, Fail, Handler, Inbox, KEEPALIVE, MAX_EMPTY_DATA, Output, RecvBody, ResponseBody,
+    SharedInbox, Stream, lock,
 };
 use crate::frame::{self, Code, Head};
 use crate::hpack::{self, BlockError};
@@ -18,11 +15,8 @@ use crate::hpack::{self, BlockError};
 impl<IO, S, B, E> Conn<IO, S, B, E>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
-    S: Service<Request<RecvBody>, Response = Response<B>>,
-    S::Future: Unpin,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
+    S: Handler<B>,
+    B: ResponseBody,
     E: Clone + Send + Sync + 'static,
 {
     pub(super) fn on_frame(

@@ -4,24 +4,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tower::Service;
 
-use super::{BoxError, Conn, OUT_HIGH, Output, RecvBody, Sent, lock};
+use super::{BoxError, Conn, Handler, OUT_HIGH, Output, ResponseBody, Sent, lock};
 use crate::frame::{self, Code};
 use crate::hpack;
 
 impl<IO, S, B, E> Conn<IO, S, B, E>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
-    S: Service<Request<RecvBody>, Response = Response<B>>,
-    S::Future: Unpin,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
+    S: Handler<B>,
+    B: ResponseBody,
     E: Clone + Send + Sync + 'static,
 {
     /// Credits what bodies read, and runs every stream's send side.
