@@ -249,11 +249,17 @@ fn selected(sub: &Subscription, snapshot: &Snapshot, t: &str) -> Carried<Bytes> 
     if sub.wildcard {
         return all().unwrap_or_default();
     }
+    if snapshot.selects_all(t, &sub.names)
+        && let Some(all) = all()
+    {
+        return all;
+    }
     let entries = sub.select(snapshot, t);
     // Names are distinct and each selected one exists: as many means all of them.
     if entries.len() == snapshot.type_len(t)
         && let Some(all) = all()
     {
+        snapshot.remember_selects_all(t, &sub.names);
         return all;
     }
     each(&entries)

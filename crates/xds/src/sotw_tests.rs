@@ -370,3 +370,35 @@ fn an_unchanged_type_lets_old_snapshots_go() {
         "the stream still holds the first snapshot"
     );
 }
+
+/// Every Envoy of a fleet asks for the same names: a set found to select a whole type
+/// is remembered with the type, and forgotten when a Delta update changes it in place.
+#[test]
+fn a_set_found_to_select_a_whole_type_is_remembered_until_it_changes() {
+    use crate::subscription::Subscription;
+    use crate::wire::Carried;
+    let t = CLUSTER_LOAD_ASSIGNMENT;
+    let s = snap(&[res(t, "a", "a1"), res(t, "b", "b1")]);
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let whole = Subscription::first(&names(&["b", "a"]));
+    assert!(!s.selects_all(t, &whole.names));
+    assert!(matches!(
+        super::selected(&whole, &s, t),
+        Carried::All { .. }
+    ));
+    assert!(s.selects_all(t, &whole.names));
+    // Asked again: the block, without looking the names up.
+    assert!(matches!(
+        super::selected(&whole, &s, t),
+        Carried::All { .. }
+    ));
+    let part = Subscription::first(&names(&["a"]));
+    assert!(matches!(super::selected(&part, &s, t), Carried::Each(_)));
+    assert!(!s.selects_all(t, &part.names) && s.selects_all(t, &whole.names));
+    // The only holder of the set changes it in place: no longer the set remembered.
+    let mut delta = whole.clone();
+    drop(whole);
+    delta.update(&[], &names(&["b"]));
+    assert!(!s.selects_all(t, &delta.names));
+    assert!(matches!(super::selected(&delta, &s, t), Carried::Each(_)));
+}

@@ -12,13 +12,39 @@ use crate::snapshot::{Entry, Snapshot};
 const WILDCARD: &str = "*";
 
 /// Names subscribed for one type on one stream.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Subscription {
     /// All resources of the type (plus `names`, which then change nothing).
     pub(crate) wildcard: bool,
     /// Interned: streams that ask for the same names (every Envoy of a fleet asks for
     /// the same clusters) share one set, so a stream costs a pointer, not the names.
     pub(crate) names: Arc<BTreeSet<String>>,
+    /// A hash of the list this subscription was made from, as sent (in its order), or 0.
+    /// An Envoy re-sends its whole EDS list (2,000 names) with every ACK: a SotW request
+    /// repeating the list keeps the subscription without sorting the names and looking
+    /// the set up again (that was ~half of the interning's share of a connection
+    /// storm). A list made to collide with the last one only keeps the sender's own
+    /// subscription as it was.
+    asked: u64,
+}
+
+/// What a subscription selects; not how the list that made it was spelled.
+impl PartialEq for Subscription {
+    fn eq(&self, other: &Self) -> bool {
+        self.wildcard == other.wildcard
+            && (Arc::ptr_eq(&self.names, &other.names) || self.names == other.names)
+    }
+}
+
+impl Eq for Subscription {}
+
+/// The list as sent: every name, in order.
+fn asked(names: &[String]) -> u64 {
+    let mut h = Fnv64::new();
+    for n in names {
+        h.write_field(n.as_bytes());
+    }
+    h.value() | 1
 }
 
 impl Subscription {
@@ -28,6 +54,7 @@ impl Subscription {
         Subscription {
             wildcard: names.is_empty() || names.iter().any(|n| n == WILDCARD),
             names: explicit(names),
+            asked: asked(names),
         }
     }
 
@@ -35,10 +62,15 @@ impl Subscription {
     /// wildcard subscription wildcard (Envoy keeps sending empty lists for
     /// LDS/CDS); otherwise it means "nothing".
     pub(crate) fn replace(&self, names: &[String]) -> Subscription {
+        let asked = asked(names);
+        if asked == self.asked {
+            return self.clone();
+        }
         let wildcard = names.iter().any(|n| n == WILDCARD) || (names.is_empty() && self.wildcard);
         Subscription {
             wildcard,
             names: explicit(names),
+            asked,
         }
     }
 
@@ -46,6 +78,7 @@ impl Subscription {
     /// changed.
     pub(crate) fn update(&mut self, subscribe: &[String], unsubscribe: &[String]) -> bool {
         let before = self.clone();
+        self.asked = 0;
         let names = Arc::make_mut(&mut self.names);
         for n in subscribe {
             if n == WILDCARD {
@@ -154,6 +187,28 @@ mod tests {
         assert!(Subscription::first(&[]).replace(&[]).wildcard);
         let none = named.replace(&[]);
         assert!(!none.wildcard && none.names.is_empty());
+    }
+
+    #[test]
+    fn a_repeated_or_reordered_list_is_no_change_and_another_list_is() {
+        let a = Subscription::first(&v(&["x", "y", "z"]));
+        let same = a.replace(&v(&["x", "y", "z"]));
+        assert!(same == a && Arc::ptr_eq(&same.names, &a.names));
+        // Spelled differently, selecting the same: equal, so nothing is re-sent.
+        let reordered = a.replace(&v(&["z", "x", "y", "x"]));
+        assert!(reordered == a);
+        // And the list after it is compared with the reordered one, not the first.
+        let fewer = reordered
+            .replace(&v(&["x", "y", "z"]))
+            .replace(&v(&["x", "y"]));
+        assert!(fewer != a);
+        assert_eq!(
+            *fewer.names,
+            BTreeSet::from(["x".to_string(), "y".to_string()])
+        );
+        // A wildcard made from an empty list stays one when the list repeats.
+        let w = Subscription::first(&[]);
+        assert!(w.replace(&[]).wildcard && w.replace(&v(&["x"])) != w);
     }
 
     #[test]
