@@ -146,6 +146,8 @@ where
     conn_recv: i64,
     conn_credit: usize,
     timer: Pin<Box<Sleep>>,
+    /// Whether the task has run yet: the preface timeout counts from then.
+    polled: bool,
     ping_out: bool,
     shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     going_away: bool,
@@ -191,6 +193,7 @@ where
             conn_recv: frame::DEFAULT_WINDOW,
             conn_credit: 0,
             timer: Box::pin(tokio::time::sleep(limits.preface_timeout)),
+            polled: false,
             ping_out: false,
             shutdown: Some(shutdown),
             going_away: false,
@@ -250,6 +253,15 @@ where
     }
 
     fn poll_conn(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Fail>> {
+        if !self.polled {
+            // Counted from the first run, not from the accept: in a storm of thousands
+            // of connections a task may wait seconds for its turn, and that wait is
+            // ours, not a slow peer's (such connections were closed as if silent).
+            self.polled = true;
+            self.timer
+                .as_mut()
+                .reset(Instant::now() + self.limits.preface_timeout);
+        }
         for _ in 0..ROUNDS_PER_POLL {
             let mut progress = self.poll_signals(cx)?;
             progress |= self.read_frames(cx)?;
