@@ -139,11 +139,10 @@ impl http_body::Body for RecvBody {
 
 impl Drop for RecvBody {
     fn drop(&mut self) {
+        // What was never read is the connection's to credit, as if it had been.
         let mut inbox = lock(&self.inbox);
-        inbox.dropped = true;
-        let unread: usize = inbox.chunks.drain(..).map(|c| c.len()).sum();
-        inbox.taken += unread;
-        inbox.body_waker = None;
+        let owed = inbox.close();
+        inbox.taken += owed;
         inbox.wake_conn();
     }
 }
