@@ -26,6 +26,8 @@ use crate::frame::{self, Code, Head};
 
 mod recv;
 mod send;
+#[cfg(test)]
+mod tests;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

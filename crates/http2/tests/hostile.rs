@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{PATH, Server};
 use portcullis_http2::Limits;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const DATA: u8 = 0;
@@ -65,22 +65,7 @@ impl Raw {
 
     /// The next frame; `None` once the server has closed.
     async fn frame(&mut self) -> Option<Frame> {
-        tokio::time::timeout(WAIT, async {
-            let mut head = [0u8; 9];
-            self.0.read_exact(&mut head).await.ok()?;
-            let len =
-                (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
-            let mut payload = vec![0; len];
-            self.0.read_exact(&mut payload).await.ok()?;
-            Some(Frame {
-                kind: head[3],
-                flags: head[4],
-                stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]),
-                payload,
-            })
-        })
-        .await
-        .expect("the server answers or closes in time")
+        read_frame(&mut self.0).await
     }
 
     /// The next frame of `kind` (others skipped); `None` if the server closed first.
@@ -107,6 +92,25 @@ impl Raw {
         let f = self.next(PING).await.expect("a PING ACK");
         assert_eq!((f.flags, &f.payload[..]), (1, &b"are-you?"[..]));
     }
+}
+
+/// The next frame from `r`; `None` once the server has closed.
+async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> Option<Frame> {
+    tokio::time::timeout(WAIT, async {
+        let mut head = [0u8; 9];
+        r.read_exact(&mut head).await.ok()?;
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let mut payload = vec![0; len];
+        r.read_exact(&mut payload).await.ok()?;
+        Some(Frame {
+            kind: head[3],
+            flags: head[4],
+            stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]),
+            payload,
+        })
+    })
+    .await
+    .expect("the server answers or closes in time")
 }
 
 fn encode(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -362,4 +366,80 @@ async fn data_left_unread_by_a_reset_stream_is_credited_back_to_the_connection()
         }
     }
     raw.assert_alive().await;
+}
+
+/// More than the kernel can buffer on one loopback connection, both ways: the send and
+/// receive buffers of each end, at their autotuning maxima (or 64 MiB if unknown).
+fn socket_buffers_bound() -> usize {
+    let max = |file: &str| -> Option<usize> {
+        let text = std::fs::read_to_string(file).ok()?;
+        text.split_whitespace().nth(2)?.parse().ok()
+    };
+    match (
+        max("/proc/sys/net/ipv4/tcp_rmem"),
+        max("/proc/sys/net/ipv4/tcp_wmem"),
+    ) {
+        (Some(r), Some(w)) => 2 * (r + w) + (1 << 20),
+        _ => 64 << 20,
+    }
+}
+
+#[tokio::test]
+async fn a_ping_flood_from_a_client_that_never_reads_stops_being_read() {
+    // Each PING calls for an ACK the client does not read. Once the sockets' buffers
+    // and the server's 64 KiB output bound are full, the server must stop reading, so
+    // the client's writes stall: a server that read on would queue ACKs without end.
+    const PING_LEN: usize = 17;
+    // No keep-alive PING of the server's own goes unanswered while the client is deaf.
+    let server = Server::start(Limits {
+        keepalive_interval: Duration::from_secs(600),
+        ..Limits::default()
+    })
+    .await;
+    let mut raw = Raw::open(server.addr).await;
+    let bound = socket_buffers_bound();
+    let chunk = encode(PING, 0, 0, b"flooding").repeat(61_680);
+    let mut written = 0usize;
+    loop {
+        let off = written % chunk.len();
+        let Ok(n) = tokio::time::timeout(Duration::from_secs(3), raw.0.write(&chunk[off..])).await
+        else {
+            break;
+        };
+        written += n.expect("the server keeps the connection open");
+        assert!(
+            written <= bound,
+            "{written} bytes of PINGs were read while their ACKs went unread (bound {bound})"
+        );
+    }
+    // Now the client reads: every PING is answered, none is dropped, the connection
+    // stays open. The frame the stall cut is finished first, then a last PING.
+    let (mut rd, mut wr) = raw.0.split();
+    let rest = (PING_LEN - written % PING_LEN) % PING_LEN;
+    let pings = (written + rest) / PING_LEN;
+    let write = async {
+        let off = written % chunk.len();
+        wr.write_all(&chunk[off..off + rest]).await.unwrap();
+        wr.write_all(&encode(PING, 0, 0, b"the-end!"))
+            .await
+            .unwrap();
+    };
+    let read = async {
+        let mut acks = 0usize;
+        loop {
+            let f = read_frame(&mut rd)
+                .await
+                .expect("the connection stays open");
+            assert_ne!(f.kind, GOAWAY);
+            if f.kind == PING && f.flags == 1 {
+                match &f.payload[..] {
+                    b"flooding" => acks += 1,
+                    b"the-end!" => return acks,
+                    other => panic!("a PING ACK with payload {other:?}"),
+                }
+            }
+        }
+    };
+    let ((), acks) = tokio::join!(write, read);
+    assert_eq!(acks, pings, "every PING of the flood is answered");
 }

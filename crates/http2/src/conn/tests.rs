@@ -1,0 +1,80 @@
+//! The connection task driven directly, for what a socket test cannot arrange: a task
+//! that first runs long after its connection was accepted.
+use std::convert::Infallible;
+use std::future::Ready;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, Response};
+use http_body_util::Empty;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::Service;
+
+use super::Conn;
+use crate::frame::{self, Head};
+use crate::{Limits, RecvBody};
+
+#[derive(Clone)]
+struct Nothing;
+
+impl Service<Request<RecvBody>> for Nothing {
+    type Response = Response<Empty<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: Request<RecvBody>) -> Self::Future {
+        std::future::ready(Ok(Response::new(Empty::new())))
+    }
+}
+
+#[tokio::test]
+async fn the_preface_timeout_counts_from_the_tasks_first_run_not_from_the_accept() {
+    // In a storm of connections a task may first run seconds after its accept, with the
+    // peer's preface already waiting. That wait is the server's, not a silent peer's.
+    let limits = Limits {
+        preface_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let (server_io, mut client) = tokio::io::duplex(64 * 1024);
+    let conn = Conn::new(
+        server_io,
+        Nothing,
+        (),
+        limits,
+        Box::pin(std::future::pending()),
+    );
+    let mut hello = BytesMut::from(&frame::PREFACE[..]);
+    frame::settings(&mut hello, &[]);
+    frame::ping(&mut hello, false, *b"still-up");
+    client.write_all(&hello).await.unwrap();
+    tokio::time::sleep(limits.preface_timeout * 2).await;
+    let task = tokio::spawn(conn.run());
+    let answer = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let mut head = [0u8; 9];
+            client.read_exact(&mut head).await.ok()?;
+            let head = Head::parse(&head);
+            let mut payload = vec![0; head.len];
+            client.read_exact(&mut payload).await.ok()?;
+            if head.kind == frame::GOAWAY {
+                return None;
+            }
+            if head.kind == frame::PING && head.has(frame::ACK) {
+                return Some(payload);
+            }
+        }
+    })
+    .await
+    .expect("the connection answers in time");
+    assert_eq!(
+        answer.as_deref(),
+        Some(&b"still-up"[..]),
+        "the PING is answered, not the connection closed as if the peer were silent"
+    );
+    task.abort();
+}
