@@ -183,16 +183,28 @@ bench-tls: tools h2load
 
 # Kuadrant's Limitador, the reference bench-ratelimit compares the rate-limit service
 # with; built from source into $(TOOLS)/limitador for the benchmark only (never part of
-# the workspace or `make test`). Needs protobuf-compiler, clang and libclang-dev; about
-# 15-30 min on 2 cores. bench-ratelimit finds $(LIMITADOR_BIN) (or $$LIMITADOR_BIN).
+# the workspace or `make test`). Needs protobuf-compiler, clang and libclang-dev (root
+# installs them); about 15-30 min on 2 cores. Only the two crates' folders are checked
+# out: a mirror may lack the repository's large coverage artefact (default.profraw).
+# LIMITADOR_SRC may be a local clone. bench-ratelimit finds $(LIMITADOR_BIN) (or $$LIMITADOR_BIN).
 LIMITADOR_SRC ?= https://github.com/Kuadrant/limitador.git
 LIMITADOR_REF ?= main
 LIMITADOR_BIN := $(TOOLS)/limitador/target/release/limitador-server
+LIMITADOR_DEBS := protobuf-compiler clang libclang-dev
 limitador:
 	@test -x $(LIMITADOR_BIN) || { \
+		if ! command -v protoc >/dev/null 2>&1 || ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1; then \
+			if [ "$$(id -u)" = 0 ]; then \
+				echo "installing Limitador's build dependencies (Debian $(LIMITADOR_DEBS))"; \
+				apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(LIMITADOR_DEBS) >/dev/null; \
+			else \
+				echo "limitador needs: sudo apt-get install $(LIMITADOR_DEBS)"; exit 1; \
+			fi; \
+		fi; \
 		rm -rf $(TOOLS)/limitador/src && \
-		git clone --quiet --depth 1 --branch $(LIMITADOR_REF) $(LIMITADOR_SRC) $(TOOLS)/limitador/src && \
+		git clone --quiet --no-checkout --depth 1 --branch $(LIMITADOR_REF) $(LIMITADOR_SRC) $(TOOLS)/limitador/src && \
 		cd $(TOOLS)/limitador/src && \
+		git checkout --quiet $(LIMITADOR_REF) -- Cargo.toml Cargo.lock limitador limitador-server && \
 		CARGO_TARGET_DIR=$(TOOLS)/limitador/target nice -n 10 $(CARGO) build --release -p limitador-server; }
 
 # go-ads (crates/bench/go-ads), bench-xds's per-client memory baseline: an ADS server on

@@ -74,6 +74,10 @@ pub trait Indexed: Sized {
     fn remove_key(index: &mut Index, key: &str) -> bool;
     /// Drops what is never read, as each object arrives (before a relist buffers it).
     fn trim(&mut self) {}
+    /// Whether objects of this kind name Secrets (Hosts and Services): only their
+    /// changes recompute which Secrets are kept, a walk over every Host and Service
+    /// that each Route event (and its status coming back) would otherwise pay.
+    const NAMES_SECRETS: bool = false;
 }
 
 impl SharedIndex {
@@ -103,7 +107,9 @@ impl SharedIndex {
     pub fn apply<K: Indexed>(&self, obj: K) {
         let mut index = self.index.write();
         let changed = obj.apply(&mut index);
-        index.prune_secrets();
+        if K::NAMES_SECRETS {
+            index.prune_secrets();
+        }
         drop(index);
         self.notify(changed);
     }
@@ -111,7 +117,9 @@ impl SharedIndex {
     pub fn delete<K: Indexed>(&self, obj: K) {
         let mut index = self.index.write();
         let changed = obj.delete(&mut index);
-        index.prune_secrets();
+        if K::NAMES_SECRETS {
+            index.prune_secrets();
+        }
         drop(index);
         self.notify(changed);
     }
@@ -143,7 +151,9 @@ impl SharedIndex {
         for obj in objs {
             changed |= obj.apply(&mut index);
         }
-        index.prune_secrets();
+        if K::NAMES_SECRETS {
+            index.prune_secrets();
+        }
         drop(index);
         self.notify(changed);
     }
@@ -270,6 +280,8 @@ fn split_key(kind: &'static str, s: &str) -> ObjectKey {
 /// Route and Service share every rule; only the map differs.
 trait Portcullis: kube::Resource<DynamicType = ()> + Clone {
     const KIND: &'static str;
+    /// See [`Indexed::NAMES_SECRETS`].
+    const NAMES_SECRETS: bool;
     fn map(index: &mut Index) -> &mut BTreeMap<ObjectKey, Arc<Self>>;
     fn map_ref(index: &Index) -> &BTreeMap<ObjectKey, Arc<Self>>;
     fn take_status(&mut self) -> Option<ObjectStatus>;
@@ -280,6 +292,7 @@ trait Portcullis: kube::Resource<DynamicType = ()> + Clone {
 
 impl Portcullis for Route {
     const KIND: &'static str = "Route";
+    const NAMES_SECRETS: bool = false;
     fn document(obj: Arc<Self>) -> Document {
         Document::Route(obj)
     }
@@ -299,6 +312,7 @@ impl Portcullis for Route {
 
 impl Portcullis for Service {
     const KIND: &'static str = "Service";
+    const NAMES_SECRETS: bool = true;
     fn document(obj: Arc<Self>) -> Document {
         Document::Service(obj)
     }
@@ -318,6 +332,7 @@ impl Portcullis for Service {
 
 impl Portcullis for Host {
     const KIND: &'static str = "Host";
+    const NAMES_SECRETS: bool = true;
     fn document(obj: Arc<Self>) -> Document {
         Document::Host(obj)
     }
@@ -336,6 +351,8 @@ impl Portcullis for Host {
 }
 
 impl<K: Portcullis> Indexed for DeserializeGuard<K> {
+    const NAMES_SECRETS: bool = K::NAMES_SECRETS;
+
     fn apply(self, index: &mut Index) -> bool {
         match self.0 {
             Ok(mut obj) => {

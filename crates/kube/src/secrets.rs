@@ -87,10 +87,10 @@ fn host_refs(host: &Host) -> Option<NsName> {
 
 /// `(ca, client)` Secrets a Service references, in its own namespace.
 fn service_refs(svc: &Service) -> (Option<NsName>, Option<NsName>) {
-    let ns = svc.namespace().unwrap_or_default();
     let Some(tls) = &svc.spec.tls else {
         return (None, None);
     };
+    let ns = svc.namespace().unwrap_or_default();
     let ca = tls.ca_secret_name.clone().map(|n| (ns.clone(), n));
     let client = tls
         .client_certificate

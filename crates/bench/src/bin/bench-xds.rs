@@ -982,7 +982,7 @@ fn memory(
     }
     let mut rss_after = rss_before;
     if more > 0 {
-        rt.block_on(async {
+        let retried = rt.block_on(async {
             match mode {
                 Mode::Idle => pool.start_idle(&addr, more),
                 _ => pool.start(
@@ -994,6 +994,11 @@ fn memory(
             }
             pool.all_acked().await
         })?;
+        if retried > 0 {
+            println!(
+                "storm: {retried} reconnects (with backoff) among the {more} clients after them"
+            );
+        }
         rss_after = ask(acks(clients + more))?.1;
     }
     rt.block_on(pool.stop());
