@@ -3,7 +3,8 @@
 //! LDS and RDS, ACKs each response, and then holds the stream open until told to stop,
 //! so the server carries every stream at once. Responses are read without decoding the
 //! resources (only version, type and nonce), so thousands of clients fit in one process.
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::{
@@ -42,12 +43,16 @@ struct Light {
     nonce: String,
 }
 
+/// Why clients had to reconnect: each error's text, with how often it came.
+type Reasons = Arc<Mutex<BTreeMap<String, u32>>>;
+
 /// Clients holding their streams; dropping this (or [`Clients::stop`]) closes them.
 pub struct Clients {
     stop: watch::Sender<bool>,
     ready: mpsc::Receiver<anyhow::Result<u32>>,
     tasks: Vec<JoinHandle<()>>,
     pending: usize,
+    reasons: Reasons,
 }
 
 impl Clients {
@@ -59,6 +64,7 @@ impl Clients {
             ready,
             tasks: Vec::new(),
             pending: 0,
+            reasons: Reasons::default(),
         }
     }
 
@@ -76,12 +82,12 @@ impl Clients {
         self.ready = rx;
         for i in ids {
             let (addr, clusters, tx) = (addr.to_owned(), clusters.clone(), tx.clone());
-            let stop = self.stop.subscribe();
+            let (stop, why) = (self.stop.subscribe(), self.reasons.clone());
             self.tasks.push(tokio::spawn(async move {
                 if delta {
-                    retrying(i, || subscribe_delta(&addr, i, &clusters), tx, stop).await;
+                    retrying(i, || subscribe_delta(&addr, i, &clusters), tx, stop, why).await;
                 } else {
-                    retrying(i, || subscribe(&addr, i, &clusters), tx, stop).await;
+                    retrying(i, || subscribe(&addr, i, &clusters), tx, stop, why).await;
                 }
             }));
         }
@@ -96,9 +102,9 @@ impl Clients {
         self.ready = rx;
         for i in 0..count {
             let (addr, tx) = (addr.to_owned(), tx.clone());
-            let stop = self.stop.subscribe();
+            let (stop, why) = (self.stop.subscribe(), self.reasons.clone());
             self.tasks.push(tokio::spawn(async move {
-                retrying(i, || idle(&addr), tx, stop).await;
+                retrying(i, || idle(&addr), tx, stop, why).await;
             }));
         }
     }
@@ -115,6 +121,14 @@ impl Clients {
             }
         }
         Ok(retried)
+    }
+
+    /// Why clients reconnected since the last call, most frequent first.
+    pub fn take_reasons(&self) -> Vec<(String, u32)> {
+        let taken = std::mem::take(&mut *self.reasons.lock().expect("not poisoned"));
+        let mut list: Vec<_> = taken.into_iter().collect();
+        list.sort_by_key(|r| std::cmp::Reverse(r.1));
+        list
     }
 
     pub async fn stop(self) {
@@ -138,6 +152,7 @@ async fn retrying<T, F: Future<Output = anyhow::Result<T>>>(
     open: impl Fn() -> F,
     ready: mpsc::Sender<anyhow::Result<u32>>,
     mut stop: watch::Receiver<bool>,
+    reasons: Reasons,
 ) {
     let mut retries = 0;
     loop {
@@ -151,6 +166,12 @@ async fn retrying<T, F: Future<Output = anyhow::Result<T>>>(
             }
             Err(e) if retries < 8 => {
                 retries += 1;
+                let why: String = format!("{e:#}").chars().take(160).collect();
+                *reasons
+                    .lock()
+                    .expect("not poisoned")
+                    .entry(why)
+                    .or_default() += 1;
                 let backoff = 50u64 << retries.min(6);
                 let jitter = (i as u64 * 7919 + u64::from(retries) * 104_729) % backoff;
                 tokio::time::sleep(Duration::from_millis(jitter)).await;

@@ -12,7 +12,7 @@ use portcullis_plane::{
 };
 use portcullis_xds::Cache;
 use prometheus::Registry;
-use tokio::{net::TcpListener, sync::watch};
+use tokio::sync::watch;
 
 use crate::{
     Args, component_certs,
@@ -112,9 +112,7 @@ pub async fn run(
     });
     let stopped = || stop.signal();
     let bind = |addr, what: &'static str| async move {
-        TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("bind {what} {addr}"))
+        portcullis_process::listen(addr).with_context(|| format!("bind {what} {addr}"))
     };
     let xds = bind(xds_addr, "--xds-addr").await?;
     let admin = bind(admin_addr, "--admin-addr").await?;

@@ -225,14 +225,58 @@ pub async fn bind(
     addr: std::net::SocketAddr,
     flag: &str,
 ) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
+    listen(addr)
         .map_err(|e| anyhow::anyhow!("{flag} {addr}: cannot listen ({e}); pick a free port"))
+}
+
+/// Connections the kernel may hold for a listener before it accepts them (capped by
+/// `net.core.somaxconn`, 4,096 on current kernels).
+pub const BACKLOG: u32 = 4096;
+
+/// Binds `addr` with a listen backlog of [`BACKLOG`]. tokio's default is 1,024: when a
+/// fleet's Envoys all reconnect at once (a control-plane restart), the queue overflowed
+/// and clients were reset and retried with backoff (`make bench-xds`, 4,000 connections
+/// at once).
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's and tokio's bind do on Unix: a restart can take the port back at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn listeners_get_the_long_backlog() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), "--test-addr")
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // `ss` shows a listening socket's backlog as its Send-Q.
+        let out = std::process::Command::new("ss")
+            .args(["-ltnH", &format!("sport = :{port}")])
+            .output()
+            .expect("ss (iproute2) runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let backlog: u32 = text
+            .split_whitespace()
+            .nth(2)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no backlog in {text:?}"));
+        let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(BACKLOG);
+        assert_eq!(backlog, BACKLOG.min(cap));
+        assert!(backlog > 1024 || cap <= 1024, "longer than tokio's default");
+    }
 
     #[test]
     fn a_call_span_is_built_only_when_spans_are_exported() {

@@ -807,7 +807,8 @@ fn child_server(n: usize, copy: bool) -> anyhow::Result<()> {
             .map(|r| r.body.value.len())
             .sum();
         cache.set_snapshot(snapshot);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        // Bound as `portcullis serve` binds its xDS port (its listen backlog).
+        let listener = portcullis_process::listen("127.0.0.1:0".parse()?)?;
         println!(
             "{} {:.2}",
             listener.local_addr()?,
@@ -979,6 +980,7 @@ fn memory(
     let took = started.elapsed();
     if retried > 0 {
         println!("storm: {retried} reconnects (with backoff) among {clients} clients");
+        print_reasons(&pool);
     }
     let mut rss_after = rss_before;
     if more > 0 {
@@ -998,6 +1000,7 @@ fn memory(
             println!(
                 "storm: {retried} reconnects (with backoff) among the {more} clients after them"
             );
+            print_reasons(&pool);
         }
         rss_after = ask(acks(clients + more))?.1;
     }
@@ -1011,4 +1014,11 @@ fn memory(
         rss_before,
         rss_after,
     })
+}
+
+/// What made the clients reconnect, so a storm's retries are explained, not only counted.
+fn print_reasons(pool: &Clients) {
+    for (why, n) in pool.take_reasons() {
+        println!("  {n} × {why}");
+    }
 }
