@@ -240,7 +240,7 @@ where
                 tracing::info!(?code, "HTTP/2 connection closed: {why}");
                 self.out.clear();
                 self.scratch.clear();
-                frame::goaway(&mut self.scratch, self.last_stream, code);
+                frame::goaway(&mut self.scratch, self.last_stream, code, why);
                 let bytes = self.scratch.split().freeze();
                 let _ = tokio::time::timeout(Duration::from_secs(1), async {
                     self.io.write_all(&bytes).await?;
@@ -265,11 +265,14 @@ where
                 .reset(Instant::now() + self.limits.preface_timeout);
         }
         for _ in 0..ROUNDS_PER_POLL {
-            let mut progress = self.poll_signals(cx)?;
-            progress |= self.read_frames(cx)?;
+            // What the peer sent is read before the timer is looked at: a task that
+            // waited past a deadline for its turn (a loaded server) finds the preface or
+            // the PING's answer already there, and must not close as if it never came.
+            let mut progress = self.read_frames(cx)?;
             if self.read_closed {
                 return Poll::Ready(Ok(()));
             }
+            progress |= self.poll_signals(cx)?;
             progress |= self.poll_streams(cx);
             progress |= self.write_out(cx)?;
             let idle = self.out.is_empty() && !self.needs_flush;
@@ -297,7 +300,12 @@ where
         {
             self.shutdown = None;
             self.going_away = true;
-            frame::goaway(&mut self.scratch, self.last_stream, Code::NoError);
+            frame::goaway(
+                &mut self.scratch,
+                self.last_stream,
+                Code::NoError,
+                "shutting down",
+            );
             self.timer
                 .as_mut()
                 .reset(Instant::now() + self.limits.drain_timeout);

@@ -103,10 +103,13 @@ pub fn ping(out: &mut BytesMut, ack: bool, payload: [u8; 8]) {
     out.put_slice(&payload);
 }
 
-pub fn goaway(out: &mut BytesMut, last_stream: u32, code: Code) {
-    put_head(out, 8, GOAWAY, 0, 0);
+/// GOAWAY; `debug` says why in words (RFC 9113 §6.8's debug data), so the peer's logs
+/// name the bound it hit, not only the code.
+pub fn goaway(out: &mut BytesMut, last_stream: u32, code: Code, debug: &str) {
+    put_head(out, 8 + debug.len(), GOAWAY, 0, 0);
     out.put_u32(last_stream);
     out.put_u32(code as u32);
+    out.put_slice(debug.as_bytes());
 }
 
 pub fn rst_stream(out: &mut BytesMut, stream: u32, code: Code) {

@@ -80,10 +80,16 @@ impl Raw {
 
     /// The GOAWAY's error code; the connection must then close.
     async fn goaway_code(&mut self) -> u32 {
+        self.goaway().await.0
+    }
+
+    /// The GOAWAY's error code and debug text; the connection must then close.
+    async fn goaway(&mut self) -> (u32, String) {
         let f = self.next(GOAWAY).await.expect("a GOAWAY before the close");
         let code = u32::from_be_bytes(f.payload[4..8].try_into().unwrap());
+        let debug = String::from_utf8_lossy(&f.payload[8..]).into_owned();
         while self.frame().await.is_some() {}
-        code
+        (code, debug)
     }
 
     /// The connection still answers a PING.
@@ -153,7 +159,11 @@ async fn a_client_without_the_preface_gets_protocol_error() {
         .write_all(b"GET / HTTP/1.1\r\nHost: portcullis\r\n\r\n")
         .await
         .unwrap();
-    assert_eq!(raw.goaway_code().await, PROTOCOL_ERROR);
+    // The debug data says why in the server's words, never echoing what the peer sent.
+    assert_eq!(
+        raw.goaway().await,
+        (PROTOCOL_ERROR, "not the HTTP/2 preface".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -164,7 +174,10 @@ async fn a_silent_client_is_closed_after_the_preface_timeout() {
     })
     .await;
     let mut raw = Raw::bare(server.addr).await;
-    assert_eq!(raw.goaway_code().await, PROTOCOL_ERROR);
+    assert_eq!(
+        raw.goaway().await,
+        (PROTOCOL_ERROR, "no preface and SETTINGS in time".to_owned())
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! The connection task driven directly, for what a socket test cannot arrange: a task
-//! that first runs long after its connection was accepted.
+//! that first runs, or runs again, long after it should have.
 use std::convert::Infallible;
 use std::future::Ready;
 use std::task::{Context, Poll};
@@ -32,6 +32,58 @@ impl Service<Request<RecvBody>> for Nothing {
     }
 }
 
+/// The first PING ACK the client reads, or `None` if a GOAWAY or the close comes first.
+async fn ping_answer(client: &mut tokio::io::DuplexStream) -> Option<Vec<u8>> {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let mut head = [0u8; 9];
+            client.read_exact(&mut head).await.ok()?;
+            let head = Head::parse(&head);
+            let mut payload = vec![0; head.len];
+            client.read_exact(&mut payload).await.ok()?;
+            if head.kind == frame::GOAWAY {
+                return None;
+            }
+            if head.kind == frame::PING && head.has(frame::ACK) {
+                return Some(payload);
+            }
+        }
+    })
+    .await
+    .expect("the connection answers in time")
+}
+
+#[tokio::test]
+async fn a_preface_that_came_while_the_task_waited_past_its_deadline_is_read_first() {
+    // The task ran once (nothing there yet), then waited past the preface deadline for
+    // its next turn while the preface arrived: a starved server, not a silent peer.
+    let limits = Limits {
+        preface_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let (server_io, mut client) = tokio::io::duplex(64 * 1024);
+    let mut conn = Conn::new(
+        server_io,
+        Nothing,
+        (),
+        limits,
+        Box::pin(std::future::pending()),
+    );
+    let first = std::future::poll_fn(|cx| Poll::Ready(conn.poll_conn(cx).is_pending())).await;
+    assert!(first, "nothing to read yet: the connection waits");
+    tokio::time::sleep(limits.preface_timeout * 2).await;
+    let mut hello = BytesMut::from(&frame::PREFACE[..]);
+    frame::settings(&mut hello, &[]);
+    frame::ping(&mut hello, false, *b"late-run");
+    client.write_all(&hello).await.unwrap();
+    let task = tokio::spawn(conn.run());
+    assert_eq!(
+        ping_answer(&mut client).await.as_deref(),
+        Some(&b"late-run"[..])
+    );
+    task.abort();
+}
+
 #[tokio::test]
 async fn the_preface_timeout_counts_from_the_tasks_first_run_not_from_the_accept() {
     // In a storm of connections a task may first run seconds after its accept, with the
@@ -54,23 +106,7 @@ async fn the_preface_timeout_counts_from_the_tasks_first_run_not_from_the_accept
     client.write_all(&hello).await.unwrap();
     tokio::time::sleep(limits.preface_timeout * 2).await;
     let task = tokio::spawn(conn.run());
-    let answer = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let mut head = [0u8; 9];
-            client.read_exact(&mut head).await.ok()?;
-            let head = Head::parse(&head);
-            let mut payload = vec![0; head.len];
-            client.read_exact(&mut payload).await.ok()?;
-            if head.kind == frame::GOAWAY {
-                return None;
-            }
-            if head.kind == frame::PING && head.has(frame::ACK) {
-                return Some(payload);
-            }
-        }
-    })
-    .await
-    .expect("the connection answers in time");
+    let answer = ping_answer(&mut client).await;
     assert_eq!(
         answer.as_deref(),
         Some(&b"still-up"[..]),
