@@ -181,6 +181,29 @@ async fn a_silent_client_is_closed_after_the_preface_timeout() {
 }
 
 #[tokio::test]
+async fn a_client_trickling_its_preface_is_still_closed_at_the_deadline() {
+    // The server reads what has come before it looks at its timer: a slow-loris client
+    // sending a byte at a time must not keep the connection open past the deadline.
+    let server = Server::start(Limits {
+        preface_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let mut raw = Raw::bare(server.addr).await;
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    for byte in &preface[..preface.len() - 1] {
+        if raw.0.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        raw.goaway().await,
+        (PROTOCOL_ERROR, "no preface and SETTINGS in time".to_owned())
+    );
+}
+
+#[tokio::test]
 async fn a_frame_over_16_kib_is_a_frame_size_error() {
     let server = Server::start(Limits::default()).await;
     let mut raw = Raw::open(server.addr).await;

@@ -107,9 +107,7 @@ impl SharedIndex {
     pub fn apply<K: Indexed>(&self, obj: K) {
         let mut index = self.index.write();
         let changed = obj.apply(&mut index);
-        if K::NAMES_SECRETS {
-            index.prune_secrets();
-        }
+        index.prune_secrets_after::<K>();
         drop(index);
         self.notify(changed);
     }
@@ -117,9 +115,7 @@ impl SharedIndex {
     pub fn delete<K: Indexed>(&self, obj: K) {
         let mut index = self.index.write();
         let changed = obj.delete(&mut index);
-        if K::NAMES_SECRETS {
-            index.prune_secrets();
-        }
+        index.prune_secrets_after::<K>();
         drop(index);
         self.notify(changed);
     }
@@ -151,9 +147,7 @@ impl SharedIndex {
         for obj in objs {
             changed |= obj.apply(&mut index);
         }
-        if K::NAMES_SECRETS {
-            index.prune_secrets();
-        }
+        index.prune_secrets_after::<K>();
         drop(index);
         self.notify(changed);
     }
@@ -177,6 +171,14 @@ impl Index {
     /// Keeps `secret` when referenced, else forgets it. Returns whether it changed.
     pub fn put_secret(&mut self, secret: &Secret) -> bool {
         secrets::put(&mut self.secrets, secret, &self.referenced)
+    }
+
+    /// After a change to objects of kind `K`: [`Index::prune_secrets`] when that kind
+    /// names Secrets ([`Indexed::NAMES_SECRETS`]); other kinds change no reference.
+    fn prune_secrets_after<K: Indexed>(&mut self) {
+        if K::NAMES_SECRETS {
+            self.prune_secrets();
+        }
     }
 
     /// After any change: recomputes what is referenced and drops the data of Secrets

@@ -111,9 +111,7 @@ pub async fn run(
         let _ = stop_rx.await;
     });
     let stopped = || stop.signal();
-    let bind = |addr, what: &'static str| async move {
-        portcullis_process::listen(addr).with_context(|| format!("bind {what} {addr}"))
-    };
+    let bind = portcullis_process::bind;
     let xds = bind(xds_addr, "--xds-addr").await?;
     let admin = bind(admin_addr, "--admin-addr").await?;
     let webhook = bind(webhook_addr, "--webhook-addr").await?;

@@ -372,8 +372,6 @@ impl Snapshot {
             .flat_map(|t| t.entries.values())
     }
 
-    /// Every resource of a type as one block of `DiscoveryResponse.resources` fields,
-    /// shared by every response that carries them all; `None` if there are none.
     /// Whether `names` is the set last found to select every resource of `type_url`
     /// (see [`Snapshot::remember_selects_all`]).
     pub(crate) fn selects_all(&self, type_url: &str, names: &Arc<BTreeSet<String>>) -> bool {
@@ -393,6 +391,8 @@ impl Snapshot {
         }
     }
 
+    /// Every resource of a type as one block of `DiscoveryResponse.resources` fields,
+    /// shared by every response that carries them all; `None` if there are none.
     pub(crate) fn all_fields(&self, type_url: &str) -> Option<(Bytes, usize)> {
         self.block(
             type_url,
