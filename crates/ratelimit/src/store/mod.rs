@@ -8,7 +8,7 @@
 mod batch;
 mod memory;
 mod redis;
-mod redis_pipeline;
+mod redis_script;
 
 pub use self::memory::{DEFAULT_MAX_KEYS, MemoryStore};
 pub use self::redis::{RedisStore, RedisTarget, RedisTls, redacted_url};

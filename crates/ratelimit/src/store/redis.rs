@@ -1,9 +1,10 @@
-//! Redis and Redis Cluster stores: one Lua script per request (per slot in a cluster)
-//! decides and counts every window in one round trip, over one multiplexed
-//! connection per process (no pool, no connection churn). With a single Redis, the
-//! scripts of concurrent requests leave together as one pipeline (see `batch`): one
-//! write and one read for many decisions, which is what lets one connection keep up
-//! with tens of thousands of decisions per second.
+//! Redis and Redis Cluster stores: a Lua script (`redis_script`) decides and counts
+//! every window of a request in one round trip, over one multiplexed connection per
+//! process (no pool, no connection churn). With a single Redis, the requests waiting
+//! at the same moment leave together as one script call (see `batch`): one write,
+//! one read and one script run for many decisions, which is what lets one connection
+//! (and one Redis core) keep up with tens of thousands of decisions per second. In a
+//! cluster each request runs the script once per slot it touches.
 //!
 //! Keys: `<prefix>prl:{<counter hash>}:<per_ms>:<bucket>`. All windows of one counter
 //! share the hash tag, so they live in one cluster slot. A request with counters in
@@ -28,65 +29,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::{ClientTlsConfig, Script, TlsCertificates};
 
 use super::batch::{Batcher, Bounds};
-use super::redis_pipeline::{script_args, send_pipeline};
+use super::redis_script::{Call, SCRIPT, script_args, send_batch, split};
 use super::{Check, Counting, Store, StoreError, StoreReply};
 use crate::algorithm::Counts;
-
-/// Mirrors `algorithm::fits` and `store::admits` (integral arithmetic scaled by the
-/// window length). KEYS: per check, the current bucket then the previous bucket.
-/// ARGV: count-all (0|1), then per check: limit, per_ms, elapsed_ms, sliding (0|1),
-/// enforce (0|1), hits, quota group (0: none).
-/// Returns {counted, prev_1, curr_1, prev_2, curr_2, ...} (counts before counting).
-const SCRIPT: &str = r#"
-local count_all = ARGV[1] == '1'
-local n = #KEYS / 2
-local prev, curr = {}, {}
-local plain_over = false
-local group_over = {}
-for i = 1, n do
-  local a = 2 + (i - 1) * 7
-  local limit, per, elapsed = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local sliding, enforce = ARGV[a + 3] == '1', ARGV[a + 4] == '1'
-  local hits, group = tonumber(ARGV[a + 5]), ARGV[a + 6]
-  local c = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
-  local p = 0
-  if sliding then p = tonumber(redis.call('GET', KEYS[2 * i]) or '0') end
-  prev[i], curr[i] = p, c
-  local over = enforce and ((c + hits) * per + p * (per - elapsed) > limit * per)
-  if group == '0' then
-    if over then plain_over = true end
-  elseif group_over[group] == nil then
-    group_over[group] = over
-  elseif over then
-    group_over[group] = true
-  end
-end
-local admitted = not plain_over
-if admitted then
-  local groups, fitting = 0, 0
-  for _, over in pairs(group_over) do
-    groups = groups + 1
-    if not over then fitting = fitting + 1 end
-  end
-  if groups > 0 and fitting == 0 then admitted = false end
-end
-local counted = admitted or count_all
-local out = {counted and 1 or 0}
-for i = 1, n do
-  if counted then
-    local a = 2 + (i - 1) * 7
-    local per, elapsed = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-    -- A sliding bucket is still read as the previous bucket during the next window.
-    local ttl = per - elapsed + 1000
-    if ARGV[a + 3] == '1' then ttl = ttl + per end
-    redis.call('INCRBY', KEYS[2 * i - 1], tonumber(ARGV[a + 5]))
-    redis.call('PEXPIRE', KEYS[2 * i - 1], ttl)
-  end
-  out[#out + 1] = prev[i]
-  out[#out + 1] = curr[i]
-end
-return out
-"#;
 
 /// Where the counters live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,14 +81,16 @@ impl RedisTls {
 #[derive(Clone)]
 enum Conn {
     /// The connection lives in the batch writer's task.
-    Single(Batcher<redis::Cmd, Vec<i64>>),
+    Single(Batcher<Call, Vec<i64>>),
     Cluster(ClusterConnection),
 }
 
-/// The pipeline queue: calls beyond `queue` waiting are refused at once (their limits'
+/// The batch queue: calls beyond `queue` waiting are refused at once (their limits'
 /// failure policy answers). At 20k decisions/s a 20 ms store timeout leaves ~400 calls
 /// waiting at most, so 2048 only bites in a flood; it caps the queue's memory at a few
-/// hundred KiB (one encoded command each).
+/// hundred KiB (one request's keys and arguments each). A batch of `max_batch` keeps
+/// Redis busy for about 2 ms (one script runs alone), which other users of the same
+/// Redis wait out.
 const BATCH: Bounds = Bounds {
     queue: 2048,
     max_batch: 256,
@@ -225,26 +172,21 @@ impl RedisStore {
         checks: &[&Check],
         counting: Counting,
     ) -> Result<Vec<i64>, StoreError> {
+        let call = Call::new(now_ms, checks, counting);
         let out: Vec<i64> = match conn {
-            Conn::Single(batch) => {
-                let mut cmd = redis::cmd("EVALSHA");
-                cmd.arg(self.script.get_hash()).arg(2 * checks.len());
-                script_args(&mut cmd, now_ms, checks, counting);
-                batch.call(cmd).await?
-            }
+            Conn::Single(batch) => batch.call(call).await?,
             Conn::Cluster(c) => {
                 let mut inv = self.script.prepare_invoke();
-                script_args(&mut inv, now_ms, checks, counting);
-                inv.invoke_async(c).await?
+                let calls = [call];
+                script_args(&mut inv, &calls);
+                let out: Vec<i64> = inv.invoke_async(c).await?;
+                let mut answers = split(out, &calls)?.into_iter();
+                answers
+                    .next()
+                    .ok_or_else(|| StoreError::BadReply("no answer".into()))??
             }
         };
-        if out.len() != 1 + 2 * checks.len() {
-            return Err(StoreError::BadReply(format!(
-                "{} values for {} windows",
-                out.len(),
-                checks.len()
-            )));
-        }
+        // `split` gave each call its 1 + 2 × windows values.
         Ok(out)
     }
 }
@@ -278,8 +220,8 @@ async fn open(client: &Client) -> Result<Conn, redis::RedisError> {
                 .set_response_timeout(Some(RESPONSE_TIMEOUT));
             let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
             let script = Arc::new(Script::new(SCRIPT));
-            Ok(Conn::Single(Batcher::spawn(BATCH, move |cmds| {
-                send_pipeline(conn.clone(), script.clone(), cmds)
+            Ok(Conn::Single(Batcher::spawn(BATCH, move |calls| {
+                send_batch(conn.clone(), script.clone(), calls)
             })))
         }
         Client::Cluster(client) => Ok(Conn::Cluster(client.get_async_connection().await?)),
