@@ -31,6 +31,11 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// Its process, to read its CPU time.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start() -> anyhow::Result<Redis> {
         let dir = tempfile::tempdir()?;
         // Port 0 turns TCP off in Redis: pick a free port and let it go.

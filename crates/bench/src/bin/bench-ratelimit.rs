@@ -24,7 +24,9 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::{
 use envoy_types::pb::envoy::service::ratelimit::v3::{
     RateLimitRequest, rate_limit_response::Code, rate_limit_service_client::RateLimitServiceClient,
 };
-use portcullis_bench::{gateway, limitador, local_ratelimit, redis::Redis, report::*, rpc_load};
+use portcullis_bench::{
+    gateway, h2load, limitador, local_ratelimit, redis::Redis, report::*, rpc_load,
+};
 use portcullis_xds::{Cache, type_url};
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -120,6 +122,7 @@ impl Service {
         neutral::Target {
             grpc: self.addr,
             pid: self.child.id(),
+            store_pid: None,
             metrics: format!("http://{}/metrics", self.http),
             counters: neutral::OURS,
         }
@@ -376,6 +379,66 @@ fn direct_rows(store: &str, r: &Direct, rows: &mut Vec<Row>) -> anyhow::Result<(
     Ok(())
 }
 
+/// The Redis store's open loop at [`RATE`] measured by h2load, against h2load's
+/// health checks at the same rate on the same server: the same load without the
+/// benchmark's Rust gRPC client, which at this rate takes most of a core of the two.
+/// Context, not the target's row: h2load's timers tick in whole milliseconds, and its
+/// connections send less than the rate asked (the row says how much).
+async fn neutral_open_loop(svc: &Service, secs: u64) -> anyhow::Result<Row> {
+    let scratch = tempfile::tempdir()?;
+    let decide = h2load::grpc_frame(&decision_request(0));
+    let health = h2load::grpc_frame(&HealthCheckRequest {
+        service: String::new(),
+    });
+    let t = svc.target();
+    let base =
+        neutral::open_loop(&t, HEALTH_PATH, &health, RATE, secs, false, scratch.path()).await?;
+    let ours =
+        neutral::open_loop(&t, neutral::PATH, &decide, RATE, secs, true, scratch.path()).await?;
+    let undecided = ours.undecided.unwrap_or(0);
+    let calls = ours.run.ok + ours.run.bad;
+    let share = match undecided {
+        0 => String::new(),
+        n => format!(
+            ", {:.1}% not decided",
+            n as f64 * 100.0 / calls.max(1) as f64
+        ),
+    };
+    println!(
+        "Redis, h2load open loop: {RATE}/s p50 {:?} p99 {:?} ({:.0}/s sent, {undecided} not decided); health p99 {:?}",
+        ours.run.p50, ours.run.p99, ours.run.sent_per_sec, base.run.p99
+    );
+    Ok(Row {
+        metric: format!(
+            "ShouldRateLimit over gRPC measured by h2load, Redis store, open loop at {RATE}/s asked ({} connections, a call per ms each): p50 / p99",
+            RATE / 1000
+        ),
+        value: format!(
+            "{} / {} ({:.0}/s sent{share})",
+            us(ours.run.p50),
+            us(ours.run.p99),
+            ours.run.sent_per_sec
+        ),
+        target: "— (context)".into(),
+        baseline: format!(
+            "gRPC health check by h2load, same rate: {} / {}{}",
+            us(base.run.p50),
+            us(base.run.p99),
+            match base.run.bad {
+                0 => String::new(),
+                n => format!(" ({n} failed)"),
+            }
+        ),
+        ratio: format!(
+            "{:.2}× (p99)",
+            ours.run.p99.as_secs_f64() / base.run.p99.as_secs_f64().max(1e-9)
+        ),
+        verdict: if undecided == 0 { "ok" } else { "MISS" },
+    })
+}
+
+const HEALTH_PATH: &str = "/grpc.health.v1.Health/Check";
+
 /// One request, to check the path really goes through the limiter (or not).
 async fn limited_headers(url: &str) -> anyhow::Result<bool> {
     let r = reqwest::Client::new()
@@ -444,6 +507,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     direct_rows("memory", &mem, &mut rows)?;
     let red = direct(redis_svc.addr, d).await?;
     direct_rows("Redis", &red, &mut rows)?;
+    rows.push(neutral_open_loop(&redis_svc, d.as_secs()).await?);
 
     // 3: through Envoy, its rate-limit cluster on the memory service, then on Redis's.
     let (envoy, port) =
@@ -537,15 +601,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => println!("limitador-server not built (make limitador): not measured"),
     }
     let scratch = tempfile::tempdir()?;
-    let compare = async |ours: &Service, storage: &[&str], tonic: bool| match &lim_bin {
-        Some(bin) => versus::against(bin, &ours.target(), storage, round, tonic, scratch.path())
+    let compare = async |ours: neutral::Target, storage: &[&str], tonic: bool| match &lim_bin {
+        Some(bin) => versus::against(bin, &ours, storage, round, tonic, scratch.path())
             .await
             .map(Some),
         None => Ok(None),
     };
-    let vs_memory = compare(&memory, &["memory"], true).await?;
-    let vs_redis = compare(&redis_svc, &["redis", &redis_url], false).await?;
-    let vs_cached = compare(&redis_svc, &["redis_cached", &redis_url], false).await?;
+    let on_redis = neutral::Target {
+        store_pid: Some(redis.pid()),
+        ..redis_svc.target()
+    };
+    let vs_memory = compare(memory.target(), &["memory"], true).await?;
+    let vs_redis = compare(on_redis.clone(), &["redis", &redis_url], false).await?;
+    let vs_cached = compare(on_redis, &["redis_cached", &redis_url], false).await?;
     rows.push(neutral::row(
         "memory store",
         1.2,
@@ -569,7 +637,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ));
 
     let body = format!(
-        "## Rate limiting (`make bench-ratelimit`)\n\nCommand: `make bench-ratelimit` (= `cargo run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md`).\nMachine: {}. Each `portcullis ratelimit` runs in its own process, on one thread (`--worker-threads 1`, as Limitador's gRPC server), with its limits from the control plane over ADS; Redis is a local `redis-server`.\n\n{}\nNotes: \"not decided\" counts calls answered by the failure policy after the 20 ms store timeout or failed by the server's HTTP/2 flood guard (GOAWAY ENHANCE_YOUR_CALM when too many requests wait unread); an open-loop rate above what the service sustains makes both grow without bound. Every request is decided and counted (one descriptor, one 1 s window, limit far above the load; {CLIENTS} distinct clients over gRPC, one through Envoy), none is refused. Fixed-rate latency is timed by a client in the benchmark process from each call's send to its answer ({} calls per 1 ms tick over 4 HTTP/2 connections), so it includes that client's gRPC stack; the health check on the same server at the same rate is that floor. Through Envoy, one load generator (32 keep-alive connections, closed loop) drives the same Route shape limited by the service and by Envoy's in-process `local_ratelimit`; Envoy runs one worker thread and shares the 2 cores with the generator, the echo backend, the service and Redis. Against Limitador (`limitador-server`, built by `make limitador` from Kuadrant/limitador {}, `--rate-limit-headers DRAFT_VERSION_03` as the service always sends RateLimit headers), each server is driven in turn, one equivalent limit per client (1e9 per 1 s), on the same `redis-server`. The rows with the targets are measured by h2load (one C process, one thread, the gRPC frame of one client's request, closed loop after a 1 s warm-up of each server), so neither side carries the benchmark's own Rust gRPC client; h2load sees only HTTP status, so a round counts only the calls the server's own counters (`portcullis_ratelimit_decisions_total{{outcome=\"ok\"}}`, Limitador's `authorized_calls` + `limited_calls`, read before and after) say it decided. The Rust client's closed loop (1,000 clients' descriptors) is kept beside it for context, with its server CPU time from /proc. Verdicts: ok = target met, MISS = up to 2× off, FAIL = more than 2× off (the run then exits non-zero: the regression guard).\n",
+        "## Rate limiting (`make bench-ratelimit`)\n\nCommand: `make bench-ratelimit` (= `cargo run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md`).\nMachine: {}. Each `portcullis ratelimit` runs in its own process, on one thread (`--worker-threads 1`, as Limitador's gRPC server), with its limits from the control plane over ADS; Redis is a local `redis-server`.\n\n{}\nNotes: \"not decided\" counts calls answered by the failure policy after the 20 ms store timeout or failed by the server's HTTP/2 flood guard (GOAWAY ENHANCE_YOUR_CALM when too many requests wait unread); an open-loop rate above what the service sustains makes both grow without bound. Every request is decided and counted (one descriptor, one 1 s window, limit far above the load; {CLIENTS} distinct clients over gRPC, one through Envoy), none is refused. Fixed-rate latency is timed by a client in the benchmark process from each call's send to its answer ({} calls per 1 ms tick over 4 HTTP/2 connections), so it includes that client's gRPC stack; the health check on the same server at the same rate is that floor. Through Envoy, one load generator (32 keep-alive connections, closed loop) drives the same Route shape limited by the service and by Envoy's in-process `local_ratelimit`; Envoy runs one worker thread and shares the 2 cores with the generator, the echo backend, the service and Redis. Against Limitador (`limitador-server`, built by `make limitador` from Kuadrant/limitador {}, `--rate-limit-headers DRAFT_VERSION_03` as the service always sends RateLimit headers), each server is driven in turn, one equivalent limit per client (1e9 per 1 s), on the same `redis-server`. The rows with the targets are measured by h2load (one C process, one thread, the gRPC frame of one client's request, closed loop after a 1 s warm-up of each server), so neither side carries the benchmark's own Rust gRPC client; h2load sees only HTTP status, so a round counts only the calls the server's own counters (`portcullis_ratelimit_decisions_total{{outcome=\"ok\"}}`, Limitador's `authorized_calls` + `limited_calls`, read before and after) say it decided. The Rust client's closed loop (1,000 clients' descriptors) is kept beside it for context, with its server CPU time from /proc. In the Redis rows, Redis's own CPU time (/proc, over the same rounds) per decision is given for both servers. The h2load open loop (context) runs a timing script on a connection per 1,000 calls/s, one call per millisecond each (h2load's timers wait in whole milliseconds), up to 64 in flight per connection, after a 1 s warm-up; its \"not decided\" comes from the same server counters. Verdicts: ok = target met, MISS = up to 2× off, FAIL = more than 2× off (the run then exits non-zero: the regression guard).\n",
         machine(),
         table(&rows),
         RATE / 1000,

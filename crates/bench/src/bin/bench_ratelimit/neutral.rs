@@ -21,13 +21,16 @@ const ROUNDS: usize = 3;
 /// 64 calls in flight, as in the Rust client's closed loop.
 const CONNECTIONS: usize = 4;
 const STREAMS: usize = 16;
-const PATH: &str = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
+pub const PATH: &str = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
 
 /// A server under test: where it listens, its process, and how to read how many
 /// calls it has decided.
+#[derive(Clone)]
 pub struct Target {
     pub grpc: SocketAddr,
     pub pid: u32,
+    /// The Redis it counts in, whose CPU per decision the rounds read too.
+    pub store_pid: Option<u32>,
     /// Its Prometheus text endpoint.
     pub metrics: String,
     /// Counters whose sum is its decisions (with a label filter).
@@ -55,6 +58,7 @@ pub struct Tally {
     pub undecided: u64,
     decided: f64,
     cpu: f64,
+    store_cpu: f64,
 }
 
 impl Tally {
@@ -62,12 +66,21 @@ impl Tally {
     pub fn per_cpu_second(&self) -> Option<f64> {
         (self.cpu > 0.0).then(|| self.decided / self.cpu)
     }
+
+    /// Microseconds of the store's (Redis's) CPU time per decision, over all rounds.
+    pub fn store_us_per_decision(&self) -> Option<f64> {
+        (self.store_cpu > 0.0 && self.decided > 0.0).then(|| self.store_cpu / self.decided * 1e6)
+    }
 }
 
 async fn round(t: &Target, spec: &Spec, scratch: &Path, tally: &mut Tally) -> anyhow::Result<()> {
-    let (before, cpu_before) = (decided(t).await?, cpu_seconds(t.pid));
+    let store_cpu = || t.store_pid.and_then(cpu_seconds);
+    let (before, cpu_before, store_before) = (decided(t).await?, cpu_seconds(t.pid), store_cpu());
     let run = tokio::task::block_in_place(|| h2load::run(spec, scratch))?;
-    let (after, cpu_after) = (decided(t).await?, cpu_seconds(t.pid));
+    let (after, cpu_after, store_after) = (decided(t).await?, cpu_seconds(t.pid), store_cpu());
+    if let (Some(b), Some(a)) = (store_before, store_after) {
+        tally.store_cpu += a - b;
+    }
     let counted = after - before;
     // The server may decide calls whose answers h2load stopped waiting for at the
     // end; never count more than h2load saw answered.
@@ -118,6 +131,59 @@ pub async fn versus(
     Ok((a, b))
 }
 
+/// An open loop measured by h2load.
+pub struct OpenLoop {
+    pub run: h2load::Run,
+    /// Answered calls the server did not count as decided, plus failed calls; `None`
+    /// for a call with no decision counter (the health check).
+    pub undecided: Option<u64>,
+}
+
+/// `rate` calls per second for `secs` (after a 1 s warm-up at that rate), one `frame`
+/// to `path` each, from one h2load process: a connection per 1,000/s, each sending a
+/// call every millisecond on its own timer (h2load's timers wait in whole
+/// milliseconds, so one connection cannot send faster and stay even), with up to 64
+/// in flight, so a slow answer never holds back the next call.
+pub async fn open_loop(
+    t: &Target,
+    path: &str,
+    frame: &[u8],
+    rate: u32,
+    secs: u64,
+    counted: bool,
+    scratch: &Path,
+) -> anyhow::Result<OpenLoop> {
+    let body = scratch.join("open_loop.grpc");
+    std::fs::write(&body, frame)?;
+    let spec = Spec {
+        url: format!("http://{}{path}", t.grpc),
+        connect_to: None,
+        clients: (rate as usize).div_ceil(1000),
+        streams: 64,
+        every: Some(Duration::from_millis(1)),
+        data: Some(body),
+        headers: h2load::grpc_headers(),
+        h1: false,
+        duration: Duration::from_secs(1),
+        warm_up: Duration::ZERO,
+    };
+    tokio::task::block_in_place(|| h2load::run(&spec, scratch))
+        .with_context(|| format!("warming up {}", t.grpc))?;
+    let spec = Spec {
+        duration: Duration::from_secs(secs),
+        ..spec
+    };
+    let before = if counted { decided(t).await? } else { 0.0 };
+    let run = tokio::task::block_in_place(|| h2load::run(&spec, scratch))?;
+    let undecided = if counted {
+        let counted = (decided(t).await? - before) as u64;
+        Some(run.ok.saturating_sub(counted) + run.bad)
+    } else {
+        None
+    };
+    Ok(OpenLoop { run, undecided })
+}
+
 /// The comparison's row; `None` when Limitador is not built.
 pub fn row(what: &str, target: f64, r: Option<&(Tally, Tally)>, theirs: &str) -> Row {
     let metric = format!(
@@ -139,6 +205,9 @@ pub fn row(what: &str, target: f64, r: Option<&(Tally, Tally)>, theirs: &str) ->
         let cpu = t
             .per_cpu_second()
             .map_or(String::new(), |c| format!("; {c:.0} per CPU-second"));
+        let store = t.store_us_per_decision().map_or(String::new(), |us| {
+            format!("; Redis {us:.1} µs CPU per decision")
+        });
         let undecided = match t.undecided {
             0 => String::new(),
             n => format!(", {n} answered but not decided"),
@@ -146,7 +215,7 @@ pub fn row(what: &str, target: f64, r: Option<&(Tally, Tally)>, theirs: &str) ->
         (
             per_sec,
             format!(
-                "{per_sec:.0}/s, p50 / p99 {} / {} µs{cpu}{undecided}",
+                "{per_sec:.0}/s, p50 / p99 {} / {} µs{cpu}{store}{undecided}",
                 p50.as_micros(),
                 p99.as_micros()
             ),

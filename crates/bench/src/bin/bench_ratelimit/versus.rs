@@ -199,6 +199,8 @@ pub async fn against(
     let theirs = neutral::Target {
         grpc: lim.addr,
         pid: lim.pid(),
+        // The same Redis as ours, when it counts in Redis.
+        store_pid: ours.store_pid.filter(|_| storage[0] != "memory"),
         metrics: format!("http://{}/metrics", lim.http),
         counters: neutral::LIMITADOR,
     };
