@@ -16,15 +16,6 @@ async fn memory() -> (Arc<dyn Store>, Guard) {
     (Arc::new(MemoryStore::new()), Box::new(()))
 }
 
-async fn connected(store: Arc<RedisStore>) -> Arc<RedisStore> {
-    let s = store.clone();
-    eventually(Duration::from_secs(20), "redis connection", move || {
-        s.is_connected()
-    })
-    .await;
-    store
-}
-
 async fn redis() -> (Arc<dyn Store>, Guard) {
     let r = Redis::start();
     let store = connected(RedisStore::connect(RedisTarget::Single(r.url()))).await;

@@ -1,11 +1,8 @@
 //! The Redis store's batch script against a real `redis-server`: requests waiting at
-//! the same moment leave as one script call, so one request's bad counter must not
-//! fail the others, every counter it creates must expire, and a Redis that lost the
+//! the same moment leave as one script call, so one request's bad counter (another
+//! type, or not a number) must not fail the others, every counter it creates must expire, and a Redis that lost the
 //! script must get it again.
 mod common;
-
-use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use portcullis_ratelimit::store::{Check, RedisStore, RedisTarget};
@@ -14,16 +11,6 @@ use portcullis_ratelimit::{Algorithm, Counting, Store, Window};
 /// A fixed clock: 500 ms into a 1 s bucket.
 const NOW_MS: u64 = 1_000_000_500;
 const BUCKET: u64 = NOW_MS / 1000;
-
-async fn connected(r: &Redis) -> Arc<RedisStore> {
-    let store = RedisStore::connect(RedisTarget::Single(r.url()));
-    let s = store.clone();
-    eventually(Duration::from_secs(20), "redis connection", move || {
-        s.is_connected()
-    })
-    .await;
-    store
-}
 
 fn check(client: &str, algorithm: Algorithm) -> Check {
     Check {
@@ -57,25 +44,30 @@ async fn decide_together(
 #[tokio::test(flavor = "current_thread")]
 async fn a_counter_of_another_type_fails_only_its_own_request_in_a_batch() {
     let r = Redis::start();
-    let store = connected(&r).await;
+    let store = connected(RedisStore::connect(RedisTarget::Single(r.url()))).await;
     // A key a careless neighbour on the same Redis made a hash, where the bad
     // request's current bucket lives.
     r.cli(&["HSET", &format!("prl:{{bad}}:1000:{BUCKET}"), "f", "v"])
         .expect("HSET");
+    // And one made a counter a string that is not a number.
+    r.cli(&["SET", &format!("prl:{{nan}}:1000:{BUCKET}"), "many"])
+        .expect("SET");
     let mut checks: Vec<Check> = (0..20)
         .map(|i| check(&format!("good-{i}"), Algorithm::Sliding))
         .collect();
     checks.insert(7, check("bad", Algorithm::Fixed));
+    checks.insert(15, check("nan", Algorithm::Sliding));
     let answers = decide_together(&store, &checks).await;
     for (i, a) in answers.iter().enumerate() {
         match (i, a) {
             (7, Err(e)) => assert!(e.to_string().contains("another type"), "{e}"),
-            (7, Ok(_)) => panic!("the request whose counter is a hash was decided"),
+            (15, Err(e)) => assert!(e.to_string().contains("not a number"), "{e}"),
+            (7 | 15, Ok(_)) => panic!("request {i}, whose counter is not a number, was decided"),
             (_, Ok(admitted)) => assert!(admitted, "request {i} refused"),
             (_, Err(e)) => panic!("request {i} failed with its batch: {e}"),
         }
     }
-    for i in [0, 7, 19] {
+    for i in [0, 7, 13, 19] {
         let got = r.cli(&["GET", &format!("prl:{{good-{i}}}:1000:{BUCKET}")]);
         assert_eq!(got.as_deref().map(str::trim), Some("1"), "good-{i}");
     }
@@ -84,7 +76,7 @@ async fn a_counter_of_another_type_fails_only_its_own_request_in_a_batch() {
 #[tokio::test(flavor = "current_thread")]
 async fn every_counter_the_script_creates_expires_after_its_window() {
     let r = Redis::start();
-    let store = connected(&r).await;
+    let store = connected(RedisStore::connect(RedisTarget::Single(r.url()))).await;
     let checks = [
         check("sliding", Algorithm::Sliding),
         check("fixed", Algorithm::Fixed),
@@ -112,7 +104,7 @@ async fn every_counter_the_script_creates_expires_after_its_window() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_redis_that_lost_the_script_gets_it_again_and_counts_once() {
     let r = Redis::start();
-    let store = connected(&r).await;
+    let store = connected(RedisStore::connect(RedisTarget::Single(r.url()))).await;
     let checks: Vec<Check> = (0..5)
         .map(|i| check(&format!("c{i}"), Algorithm::Sliding))
         .collect();

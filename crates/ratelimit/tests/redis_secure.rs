@@ -45,11 +45,7 @@ fn spawn(dir: tempfile::TempDir, args: &[String], port: u16) -> Server {
 }
 
 async fn per_key_limit_works(store: Arc<RedisStore>) {
-    let s = store.clone();
-    eventually(Duration::from_secs(20), "redis connection", move || {
-        s.is_connected()
-    })
-    .await;
+    let store = connected(store).await;
     let l = Limiter::builder(mk_table(&[mk_config("ns/r/a", &["user"], &[(3, 60)])]))
         .store(store)
         .store_timeout(Duration::from_secs(2))

@@ -10,16 +10,6 @@ use portcullis_ratelimit::pb::FailurePolicy;
 use portcullis_ratelimit::store::{RedisStore, RedisTarget};
 use portcullis_ratelimit::{CounterKeys, Limiter, Metrics};
 
-async fn connected(target: RedisTarget) -> Arc<RedisStore> {
-    let store = RedisStore::connect(target);
-    let s = store.clone();
-    eventually(Duration::from_secs(20), "redis connection", move || {
-        s.is_connected()
-    })
-    .await;
-    store
-}
-
 /// Three services, each with its own connection and local cache, 4 concurrent
 /// clients each, hammering one shared key; a second, per-client descriptor puts each
 /// request's keys in two cluster slots.
@@ -32,7 +22,7 @@ async fn shared_key_admits_at_most_the_limit(target: RedisTarget) {
     ];
     let mut services = Vec::new();
     for _ in 0..3 {
-        let store = connected(target.clone()).await;
+        let store = connected(RedisStore::connect(target.clone())).await;
         // Replicas derive counter keys from one configured secret.
         let l = Limiter::builder(mk_table(&configs))
             .store(store)
@@ -94,7 +84,7 @@ async fn three_instances_sharing_a_redis_cluster() {
 async fn redis_failure_follows_policies_within_the_timeout_and_recovers() {
     const TIMEOUT: Duration = Duration::from_millis(20);
     let mut redis = Redis::start();
-    let store = connected(RedisTarget::Single(redis.url())).await;
+    let store = connected(RedisStore::connect(RedisTarget::Single(redis.url()))).await;
     let open = mk_config("ns/r/open", &["user"], &[(3, 3600)]);
     let mut closed = mk_config("ns/r/closed", &["user"], &[(1000, 3600)]);
     closed.on_store_failure = FailurePolicy::Deny as i32;
@@ -205,7 +195,7 @@ async fn redis_killed_mid_load_answers_in_time_and_recovers() {
     use std::sync::atomic::{AtomicBool, AtomicU8};
     const TIMEOUT: Duration = Duration::from_millis(20);
     let mut redis = Redis::start();
-    let store = connected(RedisTarget::Single(redis.url())).await;
+    let store = connected(RedisStore::connect(RedisTarget::Single(redis.url()))).await;
     let open = mk_config("ns/r/open", &["user"], &[(1_000_000, 3600)]);
     let mut closed = mk_config("ns/r/closed", &["user"], &[(1_000_000, 3600)]);
     closed.on_store_failure = FailurePolicy::Deny as i32;
@@ -325,7 +315,7 @@ async fn redis_killed_mid_load_answers_in_time_and_recovers() {
 async fn a_flood_beyond_the_queue_gets_the_failure_policy_at_once_and_service_resumes() {
     const FLOOD: usize = 10_000;
     let redis = Redis::start();
-    let store = connected(RedisTarget::Single(redis.url())).await;
+    let store = connected(RedisStore::connect(RedisTarget::Single(redis.url()))).await;
     let open = mk_config("ns/r/open", &["user"], &[(1_000_000, 3600)]);
     let mut closed = mk_config("ns/r/closed", &["user"], &[(1_000_000, 3600)]);
     closed.on_store_failure = FailurePolicy::Deny as i32;

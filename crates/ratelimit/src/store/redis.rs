@@ -172,22 +172,20 @@ impl RedisStore {
         checks: &[&Check],
         counting: Counting,
     ) -> Result<Vec<i64>, StoreError> {
+        // Either way `split` checked the reply: 1 + 2 × windows values.
         let call = Call::new(now_ms, checks, counting);
-        let out: Vec<i64> = match conn {
-            Conn::Single(batch) => batch.call(call).await?,
+        match conn {
+            Conn::Single(batch) => batch.call(call).await,
             Conn::Cluster(c) => {
                 let mut inv = self.script.prepare_invoke();
                 let calls = [call];
                 script_args(&mut inv, &calls);
                 let out: Vec<i64> = inv.invoke_async(c).await?;
-                let mut answers = split(out, &calls)?.into_iter();
-                answers
-                    .next()
-                    .ok_or_else(|| StoreError::BadReply("no answer".into()))??
+                let [answer] = <[_; 1]>::try_from(split(out, &calls)?)
+                    .map_err(|_| StoreError::BadReply("one answer expected".into()))?;
+                answer
             }
-        };
-        // `split` gave each call its 1 + 2 × windows values.
-        Ok(out)
+        }
     }
 }
 

@@ -321,3 +321,15 @@ pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, what: &str, mut f
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// `store` once its background connect has succeeded (it connects in the background).
+pub async fn connected(
+    store: Arc<portcullis_ratelimit::store::RedisStore>,
+) -> Arc<portcullis_ratelimit::store::RedisStore> {
+    let s = store.clone();
+    eventually(Duration::from_secs(20), "redis connection", move || {
+        s.is_connected()
+    })
+    .await;
+    store
+}

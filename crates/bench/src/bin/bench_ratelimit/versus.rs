@@ -200,7 +200,9 @@ pub async fn against(
         grpc: lim.addr,
         pid: lim.pid(),
         // The same Redis as ours, when it counts in Redis.
-        store_pid: ours.store_pid.filter(|_| storage[0] != "memory"),
+        store_pid: ours
+            .store_pid
+            .filter(|_| storage.first() != Some(&"memory")),
         metrics: format!("http://{}/metrics", lim.http),
         counters: neutral::LIMITADOR,
     };
