@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ads_clients;
+pub mod frame_load;
 pub mod gateway;
 pub mod go_ads;
 pub mod h2load;

@@ -19,7 +19,7 @@ pub struct Sampled {
     pub p99: Duration,
 }
 
-fn summarize(mut took: Vec<Duration>, failed: usize, wall: Duration) -> Sampled {
+pub(crate) fn summarize(mut took: Vec<Duration>, failed: usize, wall: Duration) -> Sampled {
     took.sort();
     Sampled {
         calls: took.len(),

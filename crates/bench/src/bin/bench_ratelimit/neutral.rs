@@ -131,59 +131,6 @@ pub async fn versus(
     Ok((a, b))
 }
 
-/// An open loop measured by h2load.
-pub struct OpenLoop {
-    pub run: h2load::Run,
-    /// Answered calls the server did not count as decided, plus failed calls; `None`
-    /// for a call with no decision counter (the health check).
-    pub undecided: Option<u64>,
-}
-
-/// `rate` calls per second for `secs` (after a 1 s warm-up at that rate), one `frame`
-/// to `path` each, from one h2load process: a connection per 1,000/s, each sending a
-/// call every millisecond on its own timer (h2load's timers wait in whole
-/// milliseconds, so one connection cannot send faster and stay even), with up to 64
-/// in flight, so a slow answer never holds back the next call.
-pub async fn open_loop(
-    t: &Target,
-    path: &str,
-    frame: &[u8],
-    rate: u32,
-    secs: u64,
-    counted: bool,
-    scratch: &Path,
-) -> anyhow::Result<OpenLoop> {
-    let body = scratch.join("open_loop.grpc");
-    std::fs::write(&body, frame)?;
-    let spec = Spec {
-        url: format!("http://{}{path}", t.grpc),
-        connect_to: None,
-        clients: (rate as usize).div_ceil(1000),
-        streams: 64,
-        every: Some(Duration::from_millis(1)),
-        data: Some(body),
-        headers: h2load::grpc_headers(),
-        h1: false,
-        duration: Duration::from_secs(1),
-        warm_up: Duration::ZERO,
-    };
-    tokio::task::block_in_place(|| h2load::run(&spec, scratch))
-        .with_context(|| format!("warming up {}", t.grpc))?;
-    let spec = Spec {
-        duration: Duration::from_secs(secs),
-        ..spec
-    };
-    let before = if counted { decided(t).await? } else { 0.0 };
-    let run = tokio::task::block_in_place(|| h2load::run(&spec, scratch))?;
-    let undecided = if counted {
-        let counted = (decided(t).await? - before) as u64;
-        Some(run.ok.saturating_sub(counted) + run.bad)
-    } else {
-        None
-    };
-    Ok(OpenLoop { run, undecided })
-}
-
 /// The comparison's row; `None` when Limitador is not built.
 pub fn row(what: &str, target: f64, r: Option<&(Tally, Tally)>, theirs: &str) -> Row {
     let metric = format!(

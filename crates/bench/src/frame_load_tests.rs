@@ -1,0 +1,116 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use prost::Message;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+use super::*;
+use crate::h2load::grpc_frame;
+
+const PATH: &str = "/grpc.health.v1.Health/Check";
+
+/// tonic's health service on a free port; `max_streams` as it announces in SETTINGS.
+async fn health_server(max_streams: Option<u32>) -> SocketAddr {
+    let (_, service) = tonic_health::server::health_reporter();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .max_concurrent_streams(max_streams)
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    addr
+}
+
+fn serving(message: &[u8]) -> bool {
+    HealthCheckResponse::decode(message).is_ok_and(|r| r.status == 1)
+}
+
+fn load(addr: SocketAddr, service: &str, rate: u32) -> Load {
+    Load {
+        addr,
+        path: PATH,
+        bodies: vec![grpc_frame(&HealthCheckRequest {
+            service: service.into(),
+        })],
+        rate,
+        connections: 2,
+        duration: Duration::from_secs(1),
+        accept: serving,
+    }
+}
+
+#[tokio::test]
+async fn sends_the_rate_asked_and_reads_every_answer() {
+    let addr = health_server(None).await;
+    let out = open_loop(load(addr, "", 2_000)).await.unwrap();
+    assert_eq!(out.sampled.calls, 2_000, "one call each 500 µs for 1 s");
+    assert_eq!(out.sampled.failed, 0);
+    assert!(
+        (1_900.0..=2_000.0).contains(&out.sent_per_sec),
+        "{}",
+        out.sent_per_sec
+    );
+    assert!(out.sampled.p50 <= out.sampled.p99);
+    assert!(
+        out.sampled.p99 < Duration::from_secs(1),
+        "{:?}",
+        out.sampled.p99
+    );
+}
+
+/// tonic-health answers an unknown service with a trailers-only NOT_FOUND: no message.
+#[tokio::test]
+async fn an_answer_without_an_accepted_message_is_a_failure() {
+    let addr = health_server(None).await;
+    let out = open_loop(load(addr, "no-such-service", 500)).await.unwrap();
+    assert_eq!(out.sampled.calls, 500);
+    assert_eq!(out.sampled.failed, 500);
+}
+
+/// With one stream allowed, the four calls each tick makes due wait their turn
+/// instead of being refused (RST_STREAM): none fails.
+#[tokio::test]
+async fn keeps_to_the_servers_stream_limit() {
+    let addr = health_server(Some(1)).await;
+    let out = open_loop(Load {
+        connections: 1,
+        ..load(addr, "", 4_000)
+    })
+    .await
+    .unwrap();
+    assert_eq!((out.sampled.calls, out.sampled.failed), (4_000, 0));
+}
+
+/// A server that is not there is an error, not an empty result.
+#[tokio::test]
+async fn a_refused_connection_is_an_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    assert!(open_loop(load(addr, "", 100)).await.is_err());
+}
+
+#[test]
+fn encodes_hpack_integers_as_rfc_7541_shows() {
+    // C.1.1: 10 in a 5-bit prefix; C.1.2: 1337 in a 5-bit prefix.
+    let mut out = Vec::new();
+    integer(&mut out, 0, 5, 10);
+    assert_eq!(out, [0x0a]);
+    out.clear();
+    integer(&mut out, 0, 5, 1337);
+    assert_eq!(out, [0x1f, 0x9a, 0x0a]);
+    // A 31 in a 4-bit prefix (content-type's static index).
+    out.clear();
+    integer(&mut out, 0, 4, 31);
+    assert_eq!(out, [0x0f, 0x10]);
+}
+
+#[test]
+fn cuts_padding_from_data() {
+    assert_eq!(unpadded(0x8, &[2, b'a', b'b', 0, 0]).unwrap(), b"ab");
+    assert_eq!(unpadded(0, &[2, 0]).unwrap(), [2, 0]);
+    assert!(unpadded(0x8, &[9, 0]).is_err());
+    assert!(unpadded(0x8, &[]).is_err());
+}
