@@ -106,7 +106,8 @@ enum Client {
 
 pub struct RedisStore {
     conn: Arc<RwLock<Option<Conn>>>,
-    script: Script,
+    /// The cluster's invocations use it; the batch writer shares it.
+    script: Arc<Script>,
     cluster: bool,
 }
 
@@ -134,15 +135,16 @@ impl RedisStore {
         let client = build_client(&target, certs).with_context(|| format!("Redis URL {shown}"))?;
         let store = Arc::new(RedisStore {
             conn: Arc::new(RwLock::new(None)),
-            script: Script::new(SCRIPT),
+            script: Arc::new(Script::new(SCRIPT)),
             cluster: matches!(target, RedisTarget::Cluster(_)),
         });
         let slot = store.conn.clone();
+        let script = store.script.clone();
         tokio::spawn(async move {
             let mut backoff =
                 crate::backoff::Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
             loop {
-                match open(&client).await {
+                match open(&client, &script).await {
                     Ok(conn) => {
                         tracing::info!(target = %shown, "connected to redis");
                         *slot.write() = Some(conn);
@@ -210,14 +212,14 @@ fn build_client(
     })
 }
 
-async fn open(client: &Client) -> Result<Conn, redis::RedisError> {
+async fn open(client: &Client, script: &Arc<Script>) -> Result<Conn, redis::RedisError> {
     match client {
         Client::Single(client) => {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(CONNECT_TIMEOUT))
                 .set_response_timeout(Some(RESPONSE_TIMEOUT));
             let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
-            let script = Arc::new(Script::new(SCRIPT));
+            let script = script.clone();
             Ok(Conn::Single(Batcher::spawn(BATCH, move |calls| {
                 send_batch(conn.clone(), script.clone(), calls)
             })))

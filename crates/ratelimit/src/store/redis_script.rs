@@ -29,7 +29,9 @@ use crate::limit::Algorithm;
 /// Every later hit would set the same deadline, so it is not set again.
 pub(super) const SCRIPT: &str = r#"
 local function decide(k, a, n, count_all)
-  local prev, curr, fresh = {}, {}, {}
+  -- What the counting loop needs, kept from the reading loop: hits per window, and
+  -- the TTL of a counter this call creates (nil for one that exists).
+  local prev, curr, adds, ttls = {}, {}, {}, {}
   local plain_over = false
   local group_over = {}
   for i = 1, n do
@@ -45,7 +47,11 @@ local function decide(k, a, n, count_all)
     end
     local c, p = tonumber(got[1] or '0'), tonumber(got[2] or '0')
     if c == nil or p == nil then error('a counter is not a number') end
-    prev[i], curr[i], fresh[i] = p, c, not got[1]
+    prev[i], curr[i], adds[i] = p, c, hits
+    if not got[1] then
+      ttls[i] = per - elapsed + 1000
+      if ARGV[b + 3] == '1' then ttls[i] = ttls[i] + per end
+    end
     local over = enforce and ((c + hits) * per + p * (per - elapsed) > limit * per)
     if group == '0' then
       if over then plain_over = true end
@@ -67,15 +73,9 @@ local function decide(k, a, n, count_all)
   local counted = admitted or count_all
   if counted then
     for i = 1, n do
-      local b = a + (i - 1) * 7
       local key = KEYS[k + 2 * i - 1]
-      redis.call('INCRBY', key, tonumber(ARGV[b + 5]))
-      if fresh[i] then
-        local per, elapsed = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
-        local ttl = per - elapsed + 1000
-        if ARGV[b + 3] == '1' then ttl = ttl + per end
-        redis.call('PEXPIRE', key, ttl)
-      end
+      redis.call('INCRBY', key, adds[i])
+      if ttls[i] then redis.call('PEXPIRE', key, ttls[i]) end
     end
   end
   return counted, prev, curr
