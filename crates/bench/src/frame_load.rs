@@ -57,6 +57,38 @@ pub struct Outcome {
     pub cpu_per_call: Option<Duration>,
 }
 
+/// The gRPC health check, the baseline of every frame-level row.
+pub const HEALTH_PATH: &str = "/grpc.health.v1.Health/Check";
+
+/// Whether a HealthCheckResponse says SERVING.
+pub fn serving(message: &[u8]) -> bool {
+    use prost::Message;
+    tonic_health::pb::HealthCheckResponse::decode(message).is_ok_and(|r| {
+        r.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    })
+}
+
+/// `rounds` rounds of one run of `a` and one of `b`, each going first in turn (`a`
+/// in the first round), so a change in the shared machine's load lands on both
+/// sides. Returns each round's (`a`, `b`).
+pub async fn alternating(
+    rounds: u32,
+    a: impl Fn() -> Load,
+    b: impl Fn() -> Load,
+) -> anyhow::Result<Vec<(Outcome, Outcome)>> {
+    let mut out = Vec::new();
+    for r in 0..rounds {
+        out.push(if r % 2 == 0 {
+            let first = open_loop(a()).await?;
+            (first, open_loop(b()).await?)
+        } else {
+            let first = open_loop(b()).await?;
+            (open_loop(a()).await?, first)
+        });
+    }
+    Ok(out)
+}
+
 /// Runs `load` on a thread of its own (a current-thread runtime), so the caller's
 /// runtime neither slows it nor is slowed by it.
 pub async fn open_loop(load: Load) -> anyhow::Result<Outcome> {
@@ -88,14 +120,14 @@ async fn run(load: &Load) -> anyhow::Result<Outcome> {
     for i in 0..load.connections {
         conns.push(Conn::open(load, i).await?);
     }
-    let cpu_before = thread_cpu();
+    let cpu_before = crate::gateway::cpu_time("/proc/thread-self/stat");
     let started = Instant::now();
     let per_conn = f64::from(load.rate) / load.connections as f64;
     let tallies =
         futures::future::try_join_all(conns.into_iter().map(|c| c.drive(load, started, per_conn)))
             .await?;
     let wall = started.elapsed();
-    let cpu = thread_cpu()
+    let cpu = crate::gateway::cpu_time("/proc/thread-self/stat")
         .zip(cpu_before)
         .map(|(a, b)| a.saturating_sub(b));
     let mut all = Tally::default();
@@ -429,14 +461,6 @@ fn integer(out: &mut Vec<u8>, flags: u8, prefix: u32, value: usize) {
         rest /= 128;
     }
     out.push(rest as u8);
-}
-
-/// This thread's CPU time (user + system), from /proc in USER_HZ ticks.
-fn thread_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
 }
 
 #[cfg(test)]

@@ -1,13 +1,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use prost::Message;
-use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tonic_health::pb::HealthCheckRequest;
 
 use super::*;
 use crate::h2load::grpc_frame;
-
-const PATH: &str = "/grpc.health.v1.Health/Check";
 
 /// tonic's health service on a free port; `max_streams` as it announces in SETTINGS.
 async fn health_server(max_streams: Option<u32>) -> SocketAddr {
@@ -23,14 +20,10 @@ async fn health_server(max_streams: Option<u32>) -> SocketAddr {
     addr
 }
 
-fn serving(message: &[u8]) -> bool {
-    HealthCheckResponse::decode(message).is_ok_and(|r| r.status == 1)
-}
-
 fn load(addr: SocketAddr, service: &str, rate: u32) -> Load {
     Load {
         addr,
-        path: PATH,
+        path: HEALTH_PATH,
         bodies: vec![grpc_frame(&HealthCheckRequest {
             service: service.into(),
         })],
@@ -113,4 +106,22 @@ fn cuts_padding_from_data() {
     assert_eq!(unpadded(0, &[2, 0]).unwrap(), [2, 0]);
     assert!(unpadded(0x8, &[9, 0]).is_err());
     assert!(unpadded(0x8, &[]).is_err());
+}
+
+/// Each round's pair comes back as (a, b), whichever of them went first.
+#[tokio::test]
+async fn alternating_rounds_keep_each_sides_runs_apart() {
+    let addr = health_server(None).await;
+    let short = |service: &str| Load {
+        duration: Duration::from_millis(200),
+        ..load(addr, service, 500)
+    };
+    let rounds = alternating(2, || short(""), || short("no-such-service"))
+        .await
+        .unwrap();
+    assert_eq!(rounds.len(), 2);
+    for (a, b) in &rounds {
+        assert_eq!((a.sampled.calls, a.sampled.failed), (100, 0));
+        assert_eq!((b.sampled.calls, b.sampled.failed), (100, 100));
+    }
 }

@@ -212,16 +212,7 @@ pub fn quantile(sorted: &[Duration], p: f64) -> Duration {
 /// answered (admin excluded): the difference of two readings is its cost per request.
 pub async fn envoy_work(envoy: &Envoy) -> anyhow::Result<(Duration, u64)> {
     let pid = envoy.id().context("envoy has exited")?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name: state is the first, utime the 12th, stime the 13th.
-    let after = &stat[stat.rfind(')').context("/proc stat")? + 1..];
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .map(|s| s.parse().unwrap_or(0))
-        .collect();
-    let cpu = Duration::from_secs_f64(f.iter().sum::<u64>() as f64 / clock_ticks() as f64);
+    let cpu = cpu_time(&format!("/proc/{pid}/stat")).context("envoy's /proc stat")?;
     let (200, body) =
         get(&envoy.admin_url("/stats?format=json&filter=^http\\..*\\.downstream_rq_total$"))
             .await
@@ -244,14 +235,28 @@ pub async fn envoy_work(envoy: &Envoy) -> anyhow::Result<(Duration, u64)> {
     Ok((cpu, requests))
 }
 
-/// Clock ticks per second of /proc's CPU times.
+/// User + system CPU time of the process or thread whose /proc `stat` file `path`
+/// is (`/proc/<pid>/stat`, `/proc/thread-self/stat`).
+pub fn cpu_time(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which may hold spaces, in parentheses): state is
+    // the first, utime the 12th, stime the 13th, in clock ticks.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+}
+
+/// Clock ticks per second of /proc's CPU times, asked once.
 fn clock_ticks() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100)
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100)
+    })
 }
 
 /// Envoy CPU per request between two [`envoy_work`] readings.

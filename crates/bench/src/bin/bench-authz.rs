@@ -16,7 +16,7 @@ use clap::Parser;
 use envoy_types::pb::envoy::service::auth::v3::{
     AttributeContext, CheckRequest, attribute_context, authorization_client::AuthorizationClient,
 };
-use portcullis_bench::frame_load::{self, Load};
+use portcullis_bench::frame_load::{self, HEALTH_PATH, Load, serving};
 use portcullis_bench::{gateway, h2load, report::*};
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
@@ -121,7 +121,6 @@ const NEUTRAL_CONNECTIONS: usize = 20;
 /// lands on both sides.
 const NEUTRAL_ROUNDS: u32 = 4;
 const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
-const HEALTH_PATH: &str = "/grpc.health.v1.Health/Check";
 
 /// Row 2, context: Check and health check at `RATE`/s from the frame-level generator
 /// (`frame_load`: exactly the rate asked, 4 connections, one write per connection per
@@ -133,40 +132,35 @@ async fn frame_level(authz: std::net::SocketAddr, d: Duration) -> anyhow::Result
     let health = h2load::grpc_frame(&HealthCheckRequest {
         service: String::new(),
     });
-    let run = |path, body: &[u8], accept, duration| {
-        frame_load::open_loop(Load {
-            addr: authz,
-            path,
-            bodies: vec![body.to_vec()],
-            rate: RATE,
-            connections: 4,
-            duration,
-            accept,
-        })
+    let load = |path, body: &[u8], accept, duration| Load {
+        addr: authz,
+        path,
+        bodies: vec![body.to_vec()],
+        rate: RATE,
+        connections: 4,
+        duration,
+        accept,
     };
-    run(CHECK_PATH, &check, allowed, Duration::from_secs(1)).await?;
+    frame_load::open_loop(load(CHECK_PATH, &check, allowed, Duration::from_secs(1))).await?;
     let d = d / NEUTRAL_ROUNDS;
-    let (mut bases, mut hits) = (Vec::new(), Vec::new());
-    for round in 0..NEUTRAL_ROUNDS {
-        for is_check in [round % 2 == 1, round % 2 == 0] {
-            let (path, o) = if is_check {
-                (CHECK_PATH, run(CHECK_PATH, &check, allowed, d).await?)
-            } else {
-                (HEALTH_PATH, run(HEALTH_PATH, &health, serving, d).await?)
-            };
-            anyhow::ensure!(
-                o.sampled.failed == 0,
-                "frame-level {path}: {} of {} calls not answered OK",
-                o.sampled.failed,
-                o.sampled.calls
-            );
-            if is_check {
-                hits.push(o);
-            } else {
-                bases.push(o);
-            }
-        }
+    let rounds = frame_load::alternating(
+        NEUTRAL_ROUNDS,
+        || load(HEALTH_PATH, &health, serving, d),
+        || load(CHECK_PATH, &check, allowed, d),
+    )
+    .await?;
+    for (path, o) in rounds
+        .iter()
+        .flat_map(|(b, h)| [(HEALTH_PATH, b), (CHECK_PATH, h)])
+    {
+        anyhow::ensure!(
+            o.sampled.failed == 0,
+            "frame-level {path}: {} of {} calls not answered OK",
+            o.sampled.failed,
+            o.sampled.calls
+        );
     }
+    let (bases, hits): (Vec<_>, Vec<_>) = rounds.into_iter().unzip();
     let pooled = |runs: &[frame_load::Outcome]| {
         let mut all: Vec<Duration> = runs.iter().flat_map(|o| o.took.iter().copied()).collect();
         all.sort();
@@ -210,11 +204,6 @@ fn allowed(m: &[u8]) -> bool {
     use prost::Message;
     envoy_types::pb::envoy::service::auth::v3::CheckResponse::decode(m)
         .is_ok_and(|r| r.status.is_some_and(|s| s.code == 0))
-}
-
-fn serving(m: &[u8]) -> bool {
-    use prost::Message;
-    HealthCheckResponse::decode(m).is_ok_and(|r| r.status == 1)
 }
 
 /// Row 2: Check and health check at `RATE`/s from h2load, latency from its log. The

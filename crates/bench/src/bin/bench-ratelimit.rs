@@ -27,15 +27,14 @@ use envoy_types::pb::envoy::service::ratelimit::v3::{
     RateLimitRequest, RateLimitResponse, rate_limit_response::Code,
     rate_limit_service_client::RateLimitServiceClient,
 };
-use portcullis_bench::frame_load::{self, Load};
+use portcullis_bench::frame_load::{self, HEALTH_PATH, Load, serving};
 use portcullis_bench::{
     gateway, h2load, limitador, local_ratelimit, redis::Redis, report::*, rpc_load,
 };
 use portcullis_xds::{Cache, type_url};
 use prost::Message;
 use tonic::transport::Channel;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_client::HealthClient};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 #[path = "bench_ratelimit/neutral.rs"]
 mod neutral;
@@ -401,25 +400,16 @@ async fn open_loop_row(addr: SocketAddr, d: Duration) -> anyhow::Result<Row> {
     })];
     let warm = Duration::from_secs(1);
     frame_load::open_loop(load(neutral::PATH, decisions(), decided_message, warm)).await?;
-    // Alternating rounds, each side first in turn, as against Limitador: a stall of
-    // the shared host lands in one round, not in the figure.
+    // Alternating rounds, as against Limitador: a stall of the shared host lands in
+    // one round, not in the figure.
     let round = d / 2;
-    let mut rounds = Vec::new();
-    for r in 0..OPEN_ROUNDS {
-        let mut base = None;
-        if r % 2 == 0 {
-            base = Some(
-                frame_load::open_loop(load(HEALTH_PATH, checks.clone(), serving, round)).await?,
-            );
-        }
-        let ours =
-            frame_load::open_loop(load(neutral::PATH, decisions(), decided_message, round)).await?;
-        let base = match base {
-            Some(b) => b,
-            None => {
-                frame_load::open_loop(load(HEALTH_PATH, checks.clone(), serving, round)).await?
-            }
-        };
+    let rounds = frame_load::alternating(
+        OPEN_ROUNDS,
+        || load(HEALTH_PATH, checks.clone(), serving, round),
+        || load(neutral::PATH, decisions(), decided_message, round),
+    )
+    .await?;
+    for (r, (base, ours)) in rounds.iter().enumerate() {
         println!(
             "Redis, frame-level open loop, round {r}: {RATE}/s p50 {:?} p99 {:?} ({:.0}/s sent, {} not decided); health p99 {:?}",
             ours.sampled.p50,
@@ -428,7 +418,6 @@ async fn open_loop_row(addr: SocketAddr, d: Duration) -> anyhow::Result<Row> {
             ours.sampled.failed,
             base.sampled.p99
         );
-        rounds.push((base, ours));
     }
     let (base, ours) = rounds
         .iter()
@@ -498,11 +487,6 @@ const OPEN_ROUNDS: u32 = 3;
 fn decided_message(m: &[u8]) -> bool {
     RateLimitResponse::decode(m).is_ok_and(|r| decided(&r))
 }
-
-fn serving(m: &[u8]) -> bool {
-    HealthCheckResponse::decode(m).is_ok_and(|r| r.status == ServingStatus::Serving as i32)
-}
-const HEALTH_PATH: &str = "/grpc.health.v1.Health/Check";
 
 /// One request, to check the path really goes through the limiter (or not).
 async fn limited_headers(url: &str) -> anyhow::Result<bool> {

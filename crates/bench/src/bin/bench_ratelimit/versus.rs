@@ -67,14 +67,9 @@ pub struct Side {
     pub per_cpu_second: Option<f64>,
 }
 
-/// The CPU seconds (user + system) process `pid` has used, from /proc (in USER_HZ
-/// ticks, 100 per second in Linux's ABI).
+/// The CPU seconds (user + system) process `pid` has used, from /proc.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces, in parentheses).
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
+    portcullis_bench::gateway::cpu_time(&format!("/proc/{pid}/stat")).map(|d| d.as_secs_f64())
 }
 
 /// Runs rounds against one side, counting its decided calls and CPU time.
