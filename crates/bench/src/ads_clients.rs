@@ -3,6 +3,8 @@
 //! LDS and RDS, ACKs each response, and then holds the stream open until told to stop,
 //! so the server carries every stream at once. Responses are read without decoding the
 //! resources (only version, type and nonce), so thousands of clients fit in one process.
+//! Each is a tonic client, or (`Client::Frames`) one that writes HTTP/2 frames itself
+//! (`ads_frames`), cheap enough that a storm's time is the server's.
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,15 +14,18 @@ use envoy_types::pb::envoy::{
     service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest},
 };
 use portcullis_xds::type_url;
+
+use crate::ads_frames::{self, Held};
+use crate::ads_wire::Requests;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::http;
 use tonic_prost::ProstCodec;
 
-const SOTW_PATH: &str =
+pub(crate) const SOTW_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
-const DELTA_PATH: &str =
+pub(crate) const DELTA_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
 /// The fields of a `DeltaDiscoveryResponse` an ACK needs.
@@ -45,6 +50,15 @@ struct Light {
 
 /// Why clients had to reconnect: each error's text, with how often it came.
 type Reasons = Arc<Mutex<BTreeMap<String, u32>>>;
+
+/// Which ADS client [`Clients::start`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Client {
+    /// tonic's: HTTP/2 by h2, each response decoded whole (its resources skipped).
+    Tonic,
+    /// [`ads_frames`]: frames written and read by hand, resources skipped unbuffered.
+    Frames,
+}
 
 /// Clients holding their streams; dropping this (or [`Clients::stop`]) closes them.
 pub struct Clients {
@@ -76,21 +90,38 @@ impl Clients {
         ids: std::ops::Range<usize>,
         clusters: Arc<Vec<String>>,
         delta: bool,
-    ) {
+        client: Client,
+    ) -> anyhow::Result<()> {
         let (tx, rx) = mpsc::channel(ids.len().max(1));
         self.pending = ids.len();
         self.ready = rx;
+        let sock: std::net::SocketAddr = addr.parse()?;
+        let per_type: Vec<_> = TYPES.iter().map(|t| (*t, names(t, &clusters))).collect();
+        let requests = Arc::new(Requests::new(delta, &per_type));
+        let path = if delta { DELTA_PATH } else { SOTW_PATH };
         for i in ids {
             let (addr, clusters, tx) = (addr.to_owned(), clusters.clone(), tx.clone());
             let (stop, why) = (self.stop.subscribe(), self.reasons.clone());
+            let requests = requests.clone();
             self.tasks.push(tokio::spawn(async move {
-                if delta {
-                    retrying(i, || subscribe_delta(&addr, i, &clusters), tx, stop, why).await;
-                } else {
-                    retrying(i, || subscribe(&addr, i, &clusters), tx, stop, why).await;
+                match (client, delta) {
+                    (Client::Frames, _) => {
+                        let open = || {
+                            let node = node(i).unwrap_or_default();
+                            ads_frames::subscribe(sock, path, node, &TYPES, requests.clone())
+                        };
+                        retrying(i, open, tx, stop, why).await;
+                    }
+                    (Client::Tonic, true) => {
+                        retrying(i, || subscribe_delta(&addr, i, &clusters), tx, stop, why).await
+                    }
+                    (Client::Tonic, false) => {
+                        retrying(i, || subscribe(&addr, i, &clusters), tx, stop, why).await
+                    }
                 }
             }));
         }
+        Ok(())
     }
 
     /// Start `count` connections to `addr` that hold no stream: each makes one call the
@@ -210,7 +241,7 @@ pub const TYPES: [&str; 4] = [
 ];
 
 /// The names a client subscribes for type `t` (none: all of them).
-fn names(t: &str, clusters: &[String]) -> Vec<String> {
+pub(crate) fn names(t: &str, clusters: &[String]) -> Vec<String> {
     match t {
         type_url::CLUSTER_LOAD_ASSIGNMENT => clusters.to_vec(),
         type_url::ROUTE_CONFIGURATION => vec!["portcullis".into()],
@@ -243,18 +274,8 @@ async fn idle(addr: &str) -> anyhow::Result<Grpc> {
     }
 }
 
-/// An open stream whose later responses a task goes on ACKing, as Envoy does; dropping
-/// it ends the task and closes the stream.
-pub struct Following(tokio::task::JoinHandle<()>);
-
-impl Drop for Following {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Subscribe the four types over SotW and ACK every response, as Envoy does.
-async fn subscribe(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<Following> {
+async fn subscribe(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<Held> {
     let first = TYPES.iter().enumerate().map(|(k, t)| DiscoveryRequest {
         node: if k == 0 { node(i) } else { None },
         type_url: (*t).into(),
@@ -276,7 +297,7 @@ async fn subscribe(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<
 
 /// [`subscribe`] over incremental xDS: the same four types and names, each response
 /// ACKed by its nonce.
-async fn subscribe_delta(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<Following> {
+async fn subscribe_delta(addr: &str, i: usize, clusters: &[String]) -> anyhow::Result<Held> {
     let first = TYPES
         .iter()
         .enumerate()
@@ -321,7 +342,7 @@ async fn open<Req, Resp>(
     path: &'static str,
     first: impl Iterator<Item = Req>,
     ack: impl Fn(Resp) -> Req + Send + 'static,
-) -> anyhow::Result<Following>
+) -> anyhow::Result<Held>
 where
     Req: prost::Message + Send + 'static,
     Resp: prost::Message + Default + Answer + Send + 'static,
@@ -347,7 +368,7 @@ where
         answered.insert(resp.type_url().to_owned());
         tx.send(ack(resp)).await?;
     }
-    Ok(Following(tokio::spawn(async move {
+    Ok(Held::new(tokio::spawn(async move {
         while let Ok(Some(resp)) = stream.message().await {
             if tx.send(ack(resp)).await.is_err() {
                 return;

@@ -22,13 +22,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use crate::h2_wire::{
+    DEFAULT_WINDOW, MAX_WINDOW, PREFACE, frame, request_block, unpadded, window_update,
+};
 use crate::rpc_load::{Sampled, summarize};
 
 /// How long calls still open when the run ends may take to be answered.
 const DRAIN: Duration = Duration::from_secs(5);
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const MAX_WINDOW: u32 = (1 << 31) - 1;
-const DEFAULT_WINDOW: u32 = 65_535;
 /// Our receive window is refilled once this much has arrived.
 const REFILL: u32 = 1 << 20;
 
@@ -212,7 +212,7 @@ impl Conn {
         let mut settings = vec![0, 2, 0, 0, 0, 0, 0, 4];
         settings.extend_from_slice(&MAX_WINDOW.to_be_bytes());
         frame(&mut c.output, 4, 0, 0, &settings);
-        window_update(&mut c.output, MAX_WINDOW - DEFAULT_WINDOW);
+        window_update(&mut c.output, 0, MAX_WINDOW - DEFAULT_WINDOW);
         c.flush().await?;
         let mut tally = Tally::default();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -320,7 +320,7 @@ impl Conn {
         input.drain(..at);
         self.input = input;
         if self.unacknowledged >= REFILL {
-            window_update(&mut self.output, self.unacknowledged);
+            window_update(&mut self.output, 0, self.unacknowledged);
             self.unacknowledged = 0;
         }
         Ok(())
@@ -402,65 +402,6 @@ impl Conn {
         };
         tally.failed += usize::from(!ok);
     }
-}
-
-fn unpadded(flags: u8, payload: &[u8]) -> anyhow::Result<&[u8]> {
-    if flags & 0x8 == 0 {
-        return Ok(payload);
-    }
-    let pad = usize::from(*payload.first().context("empty padded frame")?);
-    payload
-        .get(1..payload.len().saturating_sub(pad))
-        .context("padding longer than the frame")
-}
-
-fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-    let len = payload.len() as u32;
-    out.extend_from_slice(&len.to_be_bytes()[1..]);
-    out.extend_from_slice(&[kind, flags]);
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.extend_from_slice(payload);
-}
-
-/// More room in the connection's receive window.
-fn window_update(out: &mut Vec<u8>, increment: u32) {
-    frame(out, 8, 0, 0, &increment.to_be_bytes());
-}
-
-/// A gRPC request's header block, the same for every call: HPACK literals without
-/// indexing (so the server's table never changes) and static-table names.
-fn request_block(path: &str, authority: &str) -> Vec<u8> {
-    // :method POST (static 3), :scheme http (static 6).
-    let mut b = vec![0x83, 0x86];
-    for (name, value) in [(4, path), (1, authority), (31, "application/grpc")] {
-        integer(&mut b, 0, 4, name);
-        string(&mut b, value);
-    }
-    b.push(0);
-    string(&mut b, "te");
-    string(&mut b, "trailers");
-    b
-}
-
-fn string(out: &mut Vec<u8>, s: &str) {
-    integer(out, 0, 7, s.len());
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// RFC 7541 §5.1: `value` in a `prefix`-bit prefix after `flags`, then 7 bits a byte.
-fn integer(out: &mut Vec<u8>, flags: u8, prefix: u32, value: usize) {
-    let max = (1usize << prefix) - 1;
-    if value < max {
-        out.push(flags | value as u8);
-        return;
-    }
-    out.push(flags | max as u8);
-    let mut rest = value - max;
-    while rest >= 128 {
-        out.push((rest % 128) as u8 | 0x80);
-        rest /= 128;
-    }
-    out.push(rest as u8);
 }
 
 #[cfg(test)]

@@ -3,9 +3,12 @@
 #![forbid(unsafe_code)]
 
 pub mod ads_clients;
+pub mod ads_frames;
+pub mod ads_wire;
 pub mod frame_load;
 pub mod gateway;
 pub mod go_ads;
+pub mod h2_wire;
 pub mod h2load;
 pub mod limitador;
 pub mod local_ratelimit;
