@@ -161,17 +161,20 @@ async fn open_against(addr: SocketAddr, services: usize) -> anyhow::Result<Held>
     .await?
 }
 
+/// Keeps a raw server's socket open a while, so that the client's error is what the
+/// server sent, not the connection closing.
+async fn hold(sock: TcpStream) {
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    drop(sock);
+}
+
 #[tokio::test]
 async fn a_goaway_is_an_error_that_says_why() {
     let mut greeting = raw_frame(4, 0, 0, &[]);
     let mut goaway = vec![0; 8];
     goaway.extend_from_slice(b"too many streams");
     greeting.extend(raw_frame(7, 0, 0, &goaway));
-    let addr = raw_server(greeting, |s| async move {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        drop(s);
-    })
-    .await;
+    let addr = raw_server(greeting, hold).await;
     let e = open_against(addr, 10).await.err().expect("an error");
     assert!(format!("{e:#}").contains("too many streams"), "{e:#}");
 }
@@ -179,11 +182,7 @@ async fn a_goaway_is_an_error_that_says_why() {
 #[tokio::test]
 async fn a_reset_stream_or_a_closed_connection_is_an_error() {
     let greeting = [raw_frame(4, 0, 0, &[]), raw_frame(3, 0, 1, &[0, 0, 0, 7])].concat();
-    let addr = raw_server(greeting, |s| async move {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        drop(s);
-    })
-    .await;
+    let addr = raw_server(greeting, hold).await;
     let e = open_against(addr, 10).await.err().expect("an error");
     assert!(format!("{e:#}").contains("reset"), "{e:#}");
 
