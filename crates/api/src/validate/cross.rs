@@ -104,8 +104,12 @@ pub(super) fn resolve(
         .collect();
 
     // References first: a Route to a missing Service is not served and claims nothing.
+    // A Route served last time as this very allocation, with the very same Services
+    // accepted, found every backend then and finds them now: its lookups are skipped
+    // (at 10k Routes they were a fifth of an edit's validation).
+    let mut before = super::entries::ServedBefore::new(kept, &accepted, order.in_key_order);
     for (report, route) in routes.iter_mut() {
-        if !report.errors.is_empty() {
+        if !report.errors.is_empty() || before.served(&report.key, route) {
             continue;
         }
         for (i, b) in route.spec.backends.iter().enumerate() {

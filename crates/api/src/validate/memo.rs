@@ -301,99 +301,107 @@ mod tests {
             );
             Arc::new(h)
         };
-        let mut h0 = 0;
-        let mut objects = Objects {
-            routes: (0..20).map(|i| route(i, i as u64)).collect(),
-            services: vec![Arc::new(mk_service("svc"))],
-            hosts: vec![host("h0", 0)],
-        };
-        let mut refused = 0;
-        let (certificates, mut rules) = (crate::Certificates::new(), Rules::file_mode());
-        let (mut switched, mut full) = (0, 0);
-        let mut memo = Memo::new();
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        for step in 0..600 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let i = (seed >> 8) as usize % objects.routes.len();
-            match seed % 9 {
-                0 => objects.routes[i] = route(i, seed >> 16),
-                1 => {
-                    objects.routes.remove(i);
-                }
-                2 => objects.routes.push(route(20 + step, seed >> 16)),
-                // A new allocation of an equal object: checked again, same verdict.
-                3 => objects.routes[i] = Arc::new((*objects.routes[i]).clone()),
-                // The Service's loopback address is refused in Kubernetes mode:
-                // a change of rules must not reuse file mode's verdict.
-                4 if step.is_multiple_of(3) => {
-                    switched += 1;
-                    let bytes = rules.route_table_bytes;
-                    rules = if rules.destinations == Rules::file_mode().destinations {
-                        Rules::cluster(Vec::new())
-                    } else {
-                        Rules::file_mode()
-                    };
-                    rules.route_table_bytes = bytes;
-                    // Every other switch, unowned hostnames are refused too.
-                    rules.require_host_ownership = switched % 4 < 2;
-                }
-                // A tight route table: the budget refuses the newest Routes, from
-                // what the memo kept of each (its footprint and age).
-                7 if step.is_multiple_of(2) => {
-                    rules.route_table_bytes = match rules.route_table_bytes {
-                        4_000 => super::super::DEFAULT_ROUTE_TABLE_BYTES,
-                        _ => 4_000,
+        // Sources hand Routes over in key order, where the cross-object rules take
+        // short cuts (a Route served before keeps its references); the first pass
+        // hands them over as they come.
+        for in_key_order in [false, true] {
+            let mut h0 = 0;
+            let mut objects = Objects {
+                routes: (0..20).map(|i| route(i, i as u64)).collect(),
+                services: vec![Arc::new(mk_service("svc"))],
+                hosts: vec![host("h0", 0)],
+            };
+            let mut refused = 0;
+            let (certificates, mut rules) = (crate::Certificates::new(), Rules::file_mode());
+            let (mut switched, mut full) = (0, 0);
+            let mut memo = Memo::new();
+            let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+            for step in 0..600 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let i = (seed >> 8) as usize % objects.routes.len();
+                match seed % 9 {
+                    0 => objects.routes[i] = route(i, seed >> 16),
+                    1 => {
+                        objects.routes.remove(i);
                     }
-                }
-                5 => objects.services[0] = service("svc", seed >> 16),
-                6 => match objects.services.len() {
-                    1 => objects.services.push(service("other", seed >> 16)),
-                    _ => drop(objects.services.pop()),
-                },
-                // A Host edited, added or removed: admission changes for Routes the
-                // memo kept as they were.
-                8 => match (seed >> 20) % 4 {
-                    0 => h0 = seed >> 24,
-                    // Only whom it admits: the hostnames' owners stay the same.
-                    1 => h0 = (h0 & !0b1100) | ((seed >> 24) & 0b1100),
-                    2 if objects.hosts.len() == 1 => objects.hosts.push(host("h1", seed >> 24)),
-                    _ if objects.hosts.len() == 2 => drop(objects.hosts.pop()),
+                    2 => objects.routes.push(route(20 + step, seed >> 16)),
+                    // A new allocation of an equal object: checked again, same verdict.
+                    3 => objects.routes[i] = Arc::new((*objects.routes[i]).clone()),
+                    // The Service's loopback address is refused in Kubernetes mode:
+                    // a change of rules must not reuse file mode's verdict.
+                    4 if step.is_multiple_of(3) => {
+                        switched += 1;
+                        let bytes = rules.route_table_bytes;
+                        rules = if rules.destinations == Rules::file_mode().destinations {
+                            Rules::cluster(Vec::new())
+                        } else {
+                            Rules::file_mode()
+                        };
+                        rules.route_table_bytes = bytes;
+                        // Every other switch, unowned hostnames are refused too.
+                        rules.require_host_ownership = switched % 4 < 2;
+                    }
+                    // A tight route table: the budget refuses the newest Routes, from
+                    // what the memo kept of each (its footprint and age).
+                    7 if step.is_multiple_of(2) => {
+                        rules.route_table_bytes = match rules.route_table_bytes {
+                            4_000 => super::super::DEFAULT_ROUTE_TABLE_BYTES,
+                            _ => 4_000,
+                        }
+                    }
+                    5 => objects.services[0] = service("svc", seed >> 16),
+                    6 => match objects.services.len() {
+                        1 => objects.services.push(service("other", seed >> 16)),
+                        _ => drop(objects.services.pop()),
+                    },
+                    // A Host edited, added or removed: admission changes for Routes the
+                    // memo kept as they were.
+                    8 => match (seed >> 20) % 4 {
+                        0 => h0 = seed >> 24,
+                        // Only whom it admits: the hostnames' owners stay the same.
+                        1 => h0 = (h0 & !0b1100) | ((seed >> 24) & 0b1100),
+                        2 if objects.hosts.len() == 1 => objects.hosts.push(host("h1", seed >> 24)),
+                        _ if objects.hosts.len() == 2 => drop(objects.hosts.pop()),
+                        _ => {}
+                    },
                     _ => {}
-                },
-                _ => {}
+                }
+                // A new allocation only when the Host changed: an unchanged one is kept.
+                if objects.hosts[0].spec != host("h0", h0).spec
+                    || objects.hosts[0].metadata.namespace != host("h0", h0).metadata.namespace
+                {
+                    objects.hosts[0] = host("h0", h0);
+                }
+                if in_key_order {
+                    (objects.routes).sort_by_cached_key(|r| ObjectKey::new("Route", &r.metadata));
+                }
+                let want = validate_objects(&objects, &certificates, &rules);
+                let got = memo.validate(&objects, &certificates, &rules);
+                assert_eq!(outcome_text(&got), outcome_text(&want), "step {step}");
+                full += got
+                    .problems()
+                    .filter(|i| i.message.contains("the route table is full"))
+                    .count();
+                refused += got
+                    .problems()
+                    .filter(|i| i.message.contains("does not admit Routes"))
+                    .count();
+                // Both share the entry code: their order is also checked against the
+                // precedence rules themselves (a total order on served entries).
+                assert!(
+                    got.model.routes.windows(2).all(|w| {
+                        crate::precedence::precedence(&w[0], &w[1]) == std::cmp::Ordering::Less
+                    }),
+                    "step {step}: entries out of precedence order"
+                );
+                assert_eq!(memo.routes.len(), objects.routes.len(), "step {step}");
             }
-            // A new allocation only when the Host changed: an unchanged one is kept.
-            if objects.hosts[0].spec != host("h0", h0).spec
-                || objects.hosts[0].metadata.namespace != host("h0", h0).metadata.namespace
-            {
-                objects.hosts[0] = host("h0", h0);
-            }
-            let want = validate_objects(&objects, &certificates, &rules);
-            let got = memo.validate(&objects, &certificates, &rules);
-            assert_eq!(outcome_text(&got), outcome_text(&want), "step {step}");
-            full += got
-                .problems()
-                .filter(|i| i.message.contains("the route table is full"))
-                .count();
-            refused += got
-                .problems()
-                .filter(|i| i.message.contains("does not admit Routes"))
-                .count();
-            // Both share the entry code: their order is also checked against the
-            // precedence rules themselves (a total order on served entries).
-            assert!(
-                got.model.routes.windows(2).all(|w| {
-                    crate::precedence::precedence(&w[0], &w[1]) == std::cmp::Ordering::Less
-                }),
-                "step {step}: entries out of precedence order"
-            );
-            assert_eq!(memo.routes.len(), objects.routes.len(), "step {step}");
+            assert!(switched > 3, "the rules changed {switched} times");
+            assert!(full > 20, "the budget refused {full} times");
+            assert!(refused > 20, "Hosts refused Routes {refused} times");
         }
-        assert!(switched > 3, "the rules changed {switched} times");
-        assert!(full > 20, "the budget refused {full} times");
-        assert!(refused > 20, "Hosts refused Routes {refused} times");
     }
 
     // A Route naming a hostname no Host owns, on a gateway that requires ownership:
