@@ -102,3 +102,57 @@ async fn alternating_rounds_keep_each_sides_runs_apart() {
         assert_eq!((b.sampled.calls, b.sampled.failed), (100, 100));
     }
 }
+
+/// A server that answers nothing and, once 50 calls have arrived, sends GOAWAY: the
+/// connection's open calls fail unanswered, and no more are sent on it.
+#[tokio::test]
+async fn a_goaway_mid_run_fails_the_open_calls_and_stops_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut out = Vec::new();
+        crate::h2_wire::frame(&mut out, 4, 0, 0, &[]);
+        sock.write_all(&out).await.unwrap();
+        let mut buf = Vec::new();
+        let mut headers = 0;
+        while headers < 50 {
+            if sock.read_buf(&mut buf).await.unwrap() == 0 {
+                return;
+            }
+            // After the preface, frames: count HEADERS.
+            let mut at = if buf.starts_with(crate::h2_wire::PREFACE) {
+                crate::h2_wire::PREFACE.len()
+            } else {
+                0
+            };
+            while buf.len() >= at + 9 {
+                let len = usize::from(buf[at]) << 16
+                    | usize::from(buf[at + 1]) << 8
+                    | usize::from(buf[at + 2]);
+                if buf.len() < at + 9 + len {
+                    break;
+                }
+                headers += usize::from(buf[at + 3] == 1);
+                at += 9 + len;
+            }
+            buf.drain(..at);
+        }
+        out.clear();
+        crate::h2_wire::frame(&mut out, 7, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 0xb]);
+        sock.write_all(&out).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    });
+    let out = open_loop(Load {
+        connections: 1,
+        ..load(addr, "", 1_000)
+    })
+    .await
+    .unwrap();
+    assert!(out.took.is_empty(), "{} calls answered", out.took.len());
+    assert_eq!(out.sampled.failed, out.sampled.calls);
+    assert!(out.sampled.calls >= 50, "{} calls", out.sampled.calls);
+    // A second of calls was due; sending stopped at the GOAWAY.
+    assert!(out.sent_per_sec < 1_000.0, "{} sent/s", out.sent_per_sec);
+}
