@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 
 use crate::ads_wire::{Answer, Requests, Responses};
 use crate::h2_wire::{
-    DEFAULT_WINDOW, MAX_WINDOW, PREFACE, frame, request_block, unpadded, window_update,
+    DEFAULT_WINDOW, MAX_WINDOW, PREFACE, frame, next_frame, request_block, unpadded, window_update,
 };
 
 /// Envoy's default stream and connection windows for an xDS cluster.
@@ -198,16 +198,9 @@ impl Conn {
         let input = std::mem::take(&mut self.input);
         let mut at = 0;
         let mut result = Ok(());
-        while input.len() - at >= 9 {
-            let h = &input[at..at + 9];
-            let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
-            let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & MAX_WINDOW;
-            if input.len() - at - 9 < len {
-                break;
-            }
-            let (kind, flags) = (h[3], h[4]);
-            result = self.on_frame(kind, flags, stream, &input[at + 9..at + 9 + len]);
-            at += 9 + len;
+        while let Some((f, used)) = next_frame(&input[at..]) {
+            at += used;
+            result = self.on_frame(f.kind, f.flags, f.stream, f.payload);
             if result.is_err() {
                 break;
             }

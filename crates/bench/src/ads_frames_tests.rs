@@ -196,15 +196,11 @@ async fn a_reset_stream_or_a_closed_connection_is_an_error() {
 async fn data_bytes(sock: &mut TcpStream, buf: &mut Vec<u8>, want: usize) -> usize {
     let mut got = 0;
     loop {
-        while buf.len() >= 9 {
-            let len = usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
-            if buf.len() < 9 + len {
-                break;
+        while let Some((f, used)) = crate::h2_wire::next_frame(buf) {
+            if f.kind == 0 {
+                got += f.payload.len();
             }
-            if buf[3] == 0 {
-                got += len;
-            }
-            buf.drain(..9 + len);
+            buf.drain(..used);
         }
         if got >= want {
             return got;

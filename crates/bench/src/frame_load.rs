@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::h2_wire::{
-    DEFAULT_WINDOW, MAX_WINDOW, PREFACE, frame, request_block, unpadded, window_update,
+    DEFAULT_WINDOW, MAX_WINDOW, PREFACE, frame, next_frame, request_block, unpadded, window_update,
 };
 use crate::rpc_load::{Sampled, summarize};
 
@@ -305,17 +305,9 @@ impl Conn {
         // Taken out while its frames are handled, which change the rest of `self`.
         let mut input = std::mem::take(&mut self.input);
         let mut at = 0;
-        while input.len() - at >= 9 {
-            let h = &input[at..at + 9];
-            let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
-            let (kind, flags) = (h[3], h[4]);
-            let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & MAX_WINDOW;
-            if input.len() - at - 9 < len {
-                break;
-            }
-            let payload = &input[at + 9..at + 9 + len];
-            at += 9 + len;
-            self.on_frame(kind, flags, stream, payload, tally, accept)?;
+        while let Some((f, used)) = next_frame(&input[at..]) {
+            at += used;
+            self.on_frame(f.kind, f.flags, f.stream, f.payload, tally, accept)?;
         }
         input.drain(..at);
         self.input = input;

@@ -127,15 +127,9 @@ async fn a_goaway_mid_run_fails_the_open_calls_and_stops_the_connection() {
             } else {
                 0
             };
-            while buf.len() >= at + 9 {
-                let len = usize::from(buf[at]) << 16
-                    | usize::from(buf[at + 1]) << 8
-                    | usize::from(buf[at + 2]);
-                if buf.len() < at + 9 + len {
-                    break;
-                }
-                headers += usize::from(buf[at + 3] == 1);
-                at += 9 + len;
+            while let Some((f, used)) = crate::h2_wire::next_frame(&buf[at..]) {
+                headers += usize::from(f.kind == 1);
+                at += used;
             }
             buf.drain(..at);
         }

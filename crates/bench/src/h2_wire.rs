@@ -8,6 +8,29 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub const MAX_WINDOW: u32 = (1 << 31) - 1;
 pub const DEFAULT_WINDOW: u32 = 65_535;
 
+/// A frame read from the peer.
+pub struct Frame<'a> {
+    pub kind: u8,
+    pub flags: u8,
+    pub stream: u32,
+    pub payload: &'a [u8],
+}
+
+/// The whole frame at the start of `input` and how many bytes it took; `None` while
+/// the frame is still partial.
+pub fn next_frame(input: &[u8]) -> Option<(Frame<'_>, usize)> {
+    let h = input.get(..9)?;
+    let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+    let payload = input.get(9..9 + len)?;
+    let frame = Frame {
+        kind: h[3],
+        flags: h[4],
+        stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & MAX_WINDOW,
+        payload,
+    };
+    Some((frame, 9 + len))
+}
+
 /// The payload of a DATA frame without its padding.
 pub fn unpadded(flags: u8, payload: &[u8]) -> anyhow::Result<&[u8]> {
     if flags & 0x8 == 0 {

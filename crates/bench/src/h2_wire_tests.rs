@@ -22,3 +22,20 @@ fn cuts_padding_from_data() {
     assert!(unpadded(0x8, &[9, 0]).is_err());
     assert!(unpadded(0x8, &[]).is_err());
 }
+
+#[test]
+fn reads_a_frame_only_once_it_is_whole() {
+    let mut out = Vec::new();
+    frame(&mut out, 0, 0x1, 3 | 1 << 31, b"abc");
+    for cut in 0..out.len() {
+        assert!(next_frame(&out[..cut]).is_none(), "cut at {cut}");
+    }
+    out.push(9);
+    let (f, used) = next_frame(&out).unwrap();
+    // The reserved bit of the stream id is dropped.
+    assert_eq!(
+        (f.kind, f.flags, f.stream, f.payload),
+        (0, 1, 3, &b"abc"[..])
+    );
+    assert_eq!(used, 12);
+}
