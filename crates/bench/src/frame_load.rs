@@ -213,17 +213,21 @@ impl Conn {
         settings.extend_from_slice(&MAX_WINDOW.to_be_bytes());
         frame(&mut c.output, 4, 0, 0, &settings);
         window_update(&mut c.output, 0, MAX_WINDOW - DEFAULT_WINDOW);
-        c.flush().await?;
+        // A peer that hangs up at once fails the write or the read, whichever the
+        // kernel reports first: the same error either way.
+        let closed = || format!("{} closed before its SETTINGS", load.addr);
+        c.flush().await.with_context(closed)?;
         let mut tally = Tally::default();
         let deadline = Instant::now() + Duration::from_secs(10);
         while c.max_streams == usize::MAX {
             let n = tokio::time::timeout_at(deadline.into(), c.rd.read_buf(&mut c.input))
                 .await
-                .context("no SETTINGS from the server in 10 s")??;
-            ensure!(n > 0, "{} closed before its SETTINGS", load.addr);
+                .context("no SETTINGS from the server in 10 s")?
+                .with_context(closed)?;
+            ensure!(n > 0, closed());
             c.read_frames(&mut tally, load.accept)?;
         }
-        c.flush().await?;
+        c.flush().await.with_context(closed)?;
         Ok(c)
     }
 

@@ -150,3 +150,32 @@ async fn a_goaway_mid_run_fails_the_open_calls_and_stops_the_connection() {
     // A second of calls was due; sending stopped at the GOAWAY.
     assert!(out.sent_per_sec < 1_000.0, "{} sent/s", out.sent_per_sec);
 }
+
+/// A peer that accepts and then says nothing (after 10 s) or hangs up is an error
+/// that says so, before any call is sent.
+#[tokio::test]
+async fn a_server_that_never_sends_its_settings_is_an_error() {
+    use tokio::io::AsyncReadExt;
+    for hang_up in [false, true] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            if hang_up {
+                return;
+            }
+            let mut buf = Vec::new();
+            while sock.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {}
+        });
+        let e = open_loop(load(addr, "", 100))
+            .await
+            .err()
+            .expect("an error");
+        let want = if hang_up {
+            "closed before its SETTINGS"
+        } else {
+            "no SETTINGS from the server in 10 s"
+        };
+        assert!(format!("{e:#}").contains(want), "{e:#}");
+    }
+}

@@ -45,6 +45,11 @@ impl Redis {
         let child = Command::new(find("redis-server")?)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            // Redis's own record of its slow moments (LATENCY LATEST), in milliseconds.
+            .args([
+                "--latency-monitor-threshold",
+                &LATENCY_THRESHOLD_MS.to_string(),
+            ])
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -75,11 +80,63 @@ impl Redis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// `redis-cli` against this server: its standard output, one value per line.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(find("redis-cli")?)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()?;
+        anyhow::ensure!(out.status.success(), "redis-cli {args:?}: {}", out.status);
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Redis's slowest moment of each kind (a command, an expire cycle, …) at or over
+    /// [`LATENCY_THRESHOLD_MS`] since the last `LATENCY RESET`: (event, max ms).
+    pub fn latency_events(&self) -> anyhow::Result<Vec<(String, u64)>> {
+        latency_events(&self.cli(&["LATENCY", "LATEST"])?)
+    }
 }
 
 impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Redis records an event that took at least this long (ms).
+pub const LATENCY_THRESHOLD_MS: u64 = 5;
+
+/// `LATENCY LATEST` as redis-cli prints it: per event its name, when, the latest
+/// and the highest latency, a line each.
+fn latency_events(text: &str) -> anyhow::Result<Vec<(String, u64)>> {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    anyhow::ensure!(
+        lines.len().is_multiple_of(4),
+        "LATENCY LATEST said {text:?}"
+    );
+    lines
+        .chunks(4)
+        .map(|e| {
+            let max = e[3].trim().parse().with_context(|| format!("{e:?}"))?;
+            Ok((e[0].trim().to_string(), max))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_latency_latest_as_redis_cli_prints_it() {
+        let text = "command\n1796622864\n25\n31\nexpire-cycle\n1796622870\n6\n6\n";
+        let events = super::latency_events(text).unwrap();
+        assert_eq!(
+            events,
+            [("command".to_string(), 31), ("expire-cycle".to_string(), 6)]
+        );
+        assert!(super::latency_events("").unwrap().is_empty());
+        assert!(super::latency_events("command\n1\n2\n").is_err());
+        assert!(super::latency_events("command\n1\n2\nlots\n").is_err());
     }
 }

@@ -8,12 +8,14 @@
 //! so each round reads the server's own decision counters before and after: a round
 //! counts only the calls its server says it decided.
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use portcullis_bench::frame_load::HEALTH_PATH;
 use portcullis_bench::h2load::{self, Spec};
 use portcullis_bench::report::{Row, counter_sum, verdict_min};
+use tonic_health::pb::HealthCheckRequest;
 
 use super::{decision_request, fetch_text, versus::cpu_seconds};
 
@@ -105,20 +107,8 @@ pub async fn versus(
     round_secs: u64,
     scratch: &Path,
 ) -> anyhow::Result<(Tally, Tally)> {
-    let frame = scratch.join("should_rate_limit.grpc");
-    std::fs::write(&frame, h2load::grpc_frame(&decision_request(0)))?;
-    let spec = |t: &Target, secs: u64| Spec {
-        url: format!("http://{}{PATH}", t.grpc),
-        connect_to: None,
-        clients: CONNECTIONS,
-        streams: STREAMS,
-        every: None,
-        data: Some(frame.clone()),
-        headers: h2load::grpc_headers(),
-        h1: false,
-        duration: Duration::from_secs(secs),
-        warm_up: Duration::ZERO,
-    };
+    let frame = decision_frame(scratch)?;
+    let spec = |t: &Target, secs: u64| spec(t.grpc, PATH, &frame, secs);
     let (mut a, mut b) = (Tally::default(), Tally::default());
     for t in [ours, theirs] {
         tokio::task::block_in_place(|| h2load::run(&spec(t, 1), scratch))
@@ -129,6 +119,81 @@ pub async fn versus(
         round(theirs, &spec(theirs, round_secs), scratch, &mut b).await?;
     }
     Ok((a, b))
+}
+
+fn decision_frame(scratch: &Path) -> anyhow::Result<PathBuf> {
+    let frame = scratch.join("should_rate_limit.grpc");
+    std::fs::write(&frame, h2load::grpc_frame(&decision_request(0)))?;
+    Ok(frame)
+}
+
+/// h2load's closed loop: [`CONNECTIONS`] × [`STREAMS`] calls in flight, posting `frame`.
+fn spec(grpc: SocketAddr, path: &str, frame: &Path, secs: u64) -> Spec {
+    Spec {
+        url: format!("http://{grpc}{path}"),
+        connect_to: None,
+        clients: CONNECTIONS,
+        streams: STREAMS,
+        every: None,
+        data: Some(frame.to_path_buf()),
+        headers: h2load::grpc_headers(),
+        h1: false,
+        duration: Duration::from_secs(secs),
+        warm_up: Duration::ZERO,
+    }
+}
+
+/// Our server's decisions per second against its own gRPC health checks, both driven
+/// by the same h2load closed loop in alternating rounds (health first, then
+/// decisions) after a warm-up of each; each side keeps its best round. The health
+/// side is the best h2load's answered calls per second with none failed (0 when
+/// every round failed some).
+pub async fn alone(ours: &Target, round_secs: u64, scratch: &Path) -> anyhow::Result<(Tally, f64)> {
+    let frame = decision_frame(scratch)?;
+    let health = scratch.join("health_check.grpc");
+    std::fs::write(&health, h2load::grpc_frame(&HealthCheckRequest::default()))?;
+    let decisions = |secs| spec(ours.grpc, PATH, &frame, secs);
+    let checks = |secs| spec(ours.grpc, HEALTH_PATH, &health, secs);
+    for warm in [checks(1), decisions(1)] {
+        tokio::task::block_in_place(|| h2load::run(&warm, scratch))
+            .with_context(|| format!("warming up {}", ours.grpc))?;
+    }
+    let (mut tally, mut best_health) = (Tally::default(), 0.0_f64);
+    for _ in 0..ROUNDS {
+        let run = tokio::task::block_in_place(|| h2load::run(&checks(round_secs), scratch))?;
+        if run.bad == 0 {
+            best_health = best_health.max(run.per_sec);
+        }
+        round(ours, &decisions(round_secs), scratch, &mut tally).await?;
+    }
+    Ok((tally, best_health))
+}
+
+/// [`alone`]'s row: the Redis store's decisions per second in a closed loop of 64
+/// calls in flight, against `target`.
+pub fn alone_row(what: &str, target: f64, (ours, health): &(Tally, f64)) -> Row {
+    let (per_sec, p50, p99) = ours.best.unwrap_or_default();
+    let undecided = match ours.undecided {
+        0 => String::new(),
+        n => format!(", {n} answered but not decided"),
+    };
+    Row {
+        metric: format!(
+            "ShouldRateLimit decisions per second measured by h2load, {what} ({CONNECTIONS} connections × {STREAMS} streams: 64 in flight; best of {ROUNDS} rounds alternating with health checks)"
+        ),
+        value: format!(
+            "{per_sec:.0}/s, p50 / p99 {} / {} µs{undecided}",
+            p50.as_micros(),
+            p99.as_micros()
+        ),
+        target: format!("≥ {target:.0}/s"),
+        baseline: format!("gRPC health checks, same client: {health:.0}/s"),
+        ratio: format!("{:.2}×", per_sec / health.max(1.0)),
+        verdict: match verdict_min(per_sec, target) {
+            "ok" if ours.undecided > 0 => "MISS",
+            v => v,
+        },
+    }
 }
 
 /// The comparison's row; `None` when Limitador is not built.
@@ -194,5 +259,33 @@ mod tests {
         assert_eq!(counter_sum(ours, OURS), 42.0);
         let lim = "authorized_calls{limitador_namespace=\"n\"} 10\nlimited_calls{limitador_namespace=\"n\"} 3\nauthorized_hits 99\n";
         assert_eq!(counter_sum(lim, LIMITADOR), 13.0);
+    }
+
+    #[test]
+    fn the_closed_loop_row_needs_the_rate_and_every_call_decided() {
+        let ms = Duration::from_millis;
+        let run = |per_sec, undecided| Tally {
+            best: Some((per_sec, ms(1), ms(3))),
+            undecided,
+            ..Default::default()
+        };
+        let row = alone_row("Redis store", 20_000.0, &(run(34_000.0, 0), 60_000.0));
+        assert_eq!(row.verdict, "ok");
+        assert_eq!(row.ratio, "0.57×");
+        assert!(row.value.starts_with("34000/s"), "{}", row.value);
+        let verdict = |per_sec, undecided| {
+            alone_row(
+                "Redis store",
+                20_000.0,
+                &(run(per_sec, undecided), 60_000.0),
+            )
+            .verdict
+        };
+        assert_eq!(verdict(34_000.0, 1), "MISS");
+        assert_eq!(verdict(19_999.0, 0), "MISS");
+        assert_eq!(verdict(9_999.0, 0), "FAIL");
+        // Every round failed: no rate at all.
+        let none = alone_row("Redis store", 20_000.0, &(Tally::default(), 0.0));
+        assert_eq!(none.verdict, "FAIL");
     }
 }
