@@ -192,10 +192,11 @@ impl RedisStore {
 }
 
 /// The TCP options of every connection to Redis. `TCP_NODELAY`, which the redis crate
-/// leaves off: batches are pipelined on one connection, and with Nagle's algorithm a
-/// batch written while the last was still unacknowledged waited for Redis's delayed
-/// ACK (40 ms on Linux). That was a stall past the store timeout every few seconds
-/// at 20,000 decisions/s, with Redis itself never slow (`LATENCY LATEST` empty).
+/// leaves off: with Nagle's algorithm, a short segment waits while earlier bytes are
+/// unacknowledged. A batch of a few hundred requests (after a hiccup) is bigger than
+/// one segment, so its short tail waited for Redis to acknowledge its head, and
+/// Redis, holding half a command with nothing to answer yet, delays that ACK (up to
+/// 40 ms on Linux): a stall past the store timeout while Redis itself was never slow.
 pub(super) fn tcp_settings() -> redis::io::tcp::TcpSettings {
     redis::io::tcp::TcpSettings::default().set_nodelay(true)
 }
