@@ -30,6 +30,7 @@ mod limit;
 mod limitador;
 mod limiter;
 mod local_cache;
+mod log_throttle;
 mod matched;
 mod metrics;
 mod plan;

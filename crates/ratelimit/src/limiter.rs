@@ -18,6 +18,7 @@ use crate::behaviour::Behaviour;
 use crate::clock::{Clock, SystemClock};
 use crate::counter_key::CounterKeys;
 use crate::local_cache::{LocalCache, OverLimit, cached_verdict};
+use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 use crate::plan::{Plan, drop_replaced, plan};
 use crate::report::Report;
@@ -38,6 +39,8 @@ pub struct Limiter {
     store_timeout: Duration,
     keys: CounterKeys,
     behaviour: Behaviour,
+    /// Store failures are logged once a second at most (the metrics count each).
+    failure_log: LogThrottle,
 }
 
 /// Builds a [`Limiter`]; everything but the table has a default (memory store, wall
@@ -107,6 +110,7 @@ impl LimiterBuilder {
             store_timeout: self.store_timeout,
             keys,
             behaviour: self.behaviour,
+            failure_log: LogThrottle::new(Duration::from_secs(1)),
         }
     }
 }
@@ -305,11 +309,14 @@ impl Limiter {
         mut report: Report<'_>,
     ) -> RateLimitResponse {
         self.metrics.store_errors.with_label_values(&[kind]).inc();
-        tracing::warn!(
-            store = self.store.name(),
-            error,
-            "rate-limit store failed; applying failure policies"
-        );
+        if let Some(skipped) = self.failure_log.admit() {
+            tracing::warn!(
+                store = self.store.name(),
+                error,
+                skipped,
+                "rate-limit store failed; applying failure policies (logged once a second at most: `skipped` failures since the last line; portcullis_ratelimit_store_errors_total counts each)"
+            );
+        }
         let mut deny = false;
         for l in &p.limits {
             if l.checks.is_empty() {

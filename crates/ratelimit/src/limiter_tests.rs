@@ -354,6 +354,63 @@ async fn store_failures_follow_each_limits_policy_within_the_timeout() {
     }
 }
 
+/// An outage at full rate: every failure is counted, one line is logged (not one per
+/// decision), and the next line, a second later, says how many went unlogged. On
+/// paused time, so a slow machine cannot spread the calls over two seconds.
+#[tokio::test(start_paused = true)]
+async fn a_store_outage_is_counted_per_call_and_logged_once_a_second() {
+    use std::sync::Mutex;
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let clock = Arc::new(ManualClock::new(T0));
+    let open = mk_config("open", &[(5, 1000)], pb::Algorithm::Sliding);
+    let l = mk_limiter(&[open], clock, Arc::new(Failing(None)));
+    for _ in 0..1_000 {
+        assert!(ok(&l.should_rate_limit(&user_req("open", "u")).await));
+    }
+    let errors = || {
+        l.metrics()
+            .store_errors
+            .with_label_values(&["not_connected"])
+            .get()
+    };
+    assert_eq!(errors(), 1_000);
+    let logged = |lines: &Lines| {
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .filter(|l| l.contains("rate-limit store failed"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let first = logged(&lines);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].contains("skipped=0"), "{}", first[0]);
+    // The throttle reads tokio's clock, not the limiter's.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(ok(&l.should_rate_limit(&user_req("open", "u")).await));
+    let both = logged(&lines);
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(both[1].contains("skipped=999"), "{}", both[1]);
+    assert_eq!(errors(), 1_001);
+}
+
 #[tokio::test]
 async fn a_new_config_keeps_counters_of_unchanged_limits_and_forgets_cached_denials() {
     let clock = Arc::new(ManualClock::new(T0));
