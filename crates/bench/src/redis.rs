@@ -61,13 +61,10 @@ impl Redis {
             child,
             _dir: dir,
         };
-        let cli = find("redis-cli")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let out = Command::new(&cli)
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "PING"])
-                .output()?;
-            if String::from_utf8_lossy(&out.stdout).trim() == "PONG" {
+            // Refused (an error) until the server listens.
+            if redis.cli(&["PING"]).is_ok_and(|out| out.trim() == "PONG") {
                 return Ok(redis);
             }
             if Instant::now() > deadline {

@@ -169,14 +169,19 @@ pub async fn alone(ours: &Target, round_secs: u64, scratch: &Path) -> anyhow::Re
     Ok((tally, best_health))
 }
 
+/// What a row's value adds for calls answered but not counted as decided.
+fn undecided_text(t: &Tally) -> String {
+    match t.undecided {
+        0 => String::new(),
+        n => format!(", {n} answered but not decided"),
+    }
+}
+
 /// [`alone`]'s row: the Redis store's decisions per second in a closed loop of 64
 /// calls in flight, against `target`.
 pub fn alone_row(what: &str, target: f64, (ours, health): &(Tally, f64)) -> Row {
     let (per_sec, p50, p99) = ours.best.unwrap_or_default();
-    let undecided = match ours.undecided {
-        0 => String::new(),
-        n => format!(", {n} answered but not decided"),
-    };
+    let undecided = undecided_text(ours);
     Row {
         metric: format!(
             "ShouldRateLimit decisions per second measured by h2load, {what} ({CONNECTIONS} connections × {STREAMS} streams: 64 in flight; best of {ROUNDS} rounds alternating with health checks)"
@@ -220,10 +225,7 @@ pub fn row(what: &str, target: f64, r: Option<&(Tally, Tally)>, theirs: &str) ->
         let store = t.store_us_per_decision().map_or(String::new(), |us| {
             format!("; Redis {us:.1} µs CPU per decision")
         });
-        let undecided = match t.undecided {
-            0 => String::new(),
-            n => format!(", {n} answered but not decided"),
-        };
+        let undecided = undecided_text(t);
         (
             per_sec,
             format!(
