@@ -93,6 +93,51 @@ impl Redis {
     pub fn latency_events(&self) -> anyhow::Result<Vec<(String, u64)>> {
         latency_events(&self.cli(&["LATENCY", "LATEST"])?)
     }
+
+    /// Script calls (`EVALSHA`) Redis has run since it started, and the time it spent
+    /// in them: how many decisions shared each call, and Redis's own time per decision.
+    pub fn script_calls(&self) -> anyhow::Result<ScriptCalls> {
+        script_calls(&self.cli(&["INFO", "commandstats"])?)
+    }
+}
+
+/// Redis's count of `EVALSHA` calls and the microseconds it spent running them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScriptCalls {
+    pub calls: u64,
+    pub usec: u64,
+}
+
+impl std::ops::Sub for ScriptCalls {
+    type Output = ScriptCalls;
+    fn sub(self, before: ScriptCalls) -> ScriptCalls {
+        ScriptCalls {
+            calls: self.calls.saturating_sub(before.calls),
+            usec: self.usec.saturating_sub(before.usec),
+        }
+    }
+}
+
+/// The `cmdstat_evalsha` line of `INFO commandstats`
+/// (`cmdstat_evalsha:calls=3,usec=42,usec_per_call=14.00,...`); none yet is zero.
+fn script_calls(text: &str) -> anyhow::Result<ScriptCalls> {
+    let Some(line) = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("cmdstat_evalsha:"))
+    else {
+        return Ok(ScriptCalls::default());
+    };
+    let field = |name: &str| -> anyhow::Result<u64> {
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .with_context(|| format!("no {name} in {line:?}"))?
+            .parse()
+            .with_context(|| format!("{name} in {line:?}"))
+    };
+    Ok(ScriptCalls {
+        calls: field("calls")?,
+        usec: field("usec")?,
+    })
 }
 
 impl Drop for Redis {
@@ -135,5 +180,26 @@ mod tests {
         assert!(super::latency_events("").unwrap().is_empty());
         assert!(super::latency_events("command\n1\n2\n").is_err());
         assert!(super::latency_events("command\n1\n2\nlots\n").is_err());
+    }
+
+    #[test]
+    fn reads_the_script_calls_from_info_commandstats() {
+        let text = "# Commandstats\r\ncmdstat_ping:calls=1,usec=2,usec_per_call=2.00,rejected_calls=0,failed_calls=0\r\ncmdstat_evalsha:calls=1200,usec=35000,usec_per_call=29.17,rejected_calls=0,failed_calls=0\r\n";
+        let calls = super::script_calls(text).unwrap();
+        assert_eq!(
+            calls,
+            super::ScriptCalls {
+                calls: 1200,
+                usec: 35000
+            }
+        );
+        // No script run yet: Redis prints no line for it.
+        assert_eq!(
+            super::script_calls("# Commandstats\r\n").unwrap(),
+            super::ScriptCalls::default()
+        );
+        // A line without the counts, or with garbage in them, is an error, not zero.
+        assert!(super::script_calls("cmdstat_evalsha:usec=3").is_err());
+        assert!(super::script_calls("cmdstat_evalsha:calls=x,usec=3").is_err());
     }
 }

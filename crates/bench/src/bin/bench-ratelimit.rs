@@ -411,6 +411,7 @@ async fn open_loop_row(addr: SocketAddr, redis: &Redis, d: Duration) -> anyhow::
     // one round, not in the figure.
     let round = d / 2;
     tokio::task::block_in_place(|| redis.cli(&["LATENCY", "RESET"]))?;
+    let scripts_before = tokio::task::block_in_place(|| redis.script_calls())?;
     let rounds = frame_load::alternating(
         OPEN_ROUNDS,
         || load(HEALTH_PATH, checks.clone(), serving, round),
@@ -418,10 +419,20 @@ async fn open_loop_row(addr: SocketAddr, redis: &Redis, d: Duration) -> anyhow::
     )
     .await?;
     for (r, (base, ours)) in rounds.iter().enumerate() {
+        // Where the tail starts, for the reading (the row keeps p50 and p99).
+        let at = |q: f64| {
+            let i = (ours.took.len() as f64 * q) as usize;
+            ours.took
+                .get(i.min(ours.took.len().saturating_sub(1)))
+                .copied()
+        };
         println!(
-            "Redis, frame-level open loop, round {r}: {RATE}/s p50 {:?} p99 {:?} ({:.0}/s sent, {} not decided); health p99 {:?}",
+            "Redis, frame-level open loop, round {r}: {RATE}/s p50 {:?} p90 {:?} p95 {:?} p99 {:?} p99.9 {:?} ({:.0}/s sent, {} not decided); health p99 {:?}",
             ours.sampled.p50,
+            at(0.9),
+            at(0.95),
             ours.sampled.p99,
+            at(0.999),
             ours.sent_per_sec,
             ours.sampled.failed,
             base.sampled.p99
@@ -431,6 +442,9 @@ async fn open_loop_row(addr: SocketAddr, redis: &Redis, d: Duration) -> anyhow::
     // (the service, the host).
     let events = tokio::task::block_in_place(|| redis.latency_events())?;
     println!("Redis's own latency events over the open-loop rounds: {events:?}");
+    // How many decisions shared each script call (the batcher's coalescing at this
+    // rate), and Redis's own time per decision inside the script.
+    let scripts = tokio::task::block_in_place(|| redis.script_calls())? - scripts_before;
     let redis_slow = match &events[..] {
         [] => format!("; Redis's own slowest event < {LATENCY_THRESHOLD_MS} ms"),
         e => {
@@ -460,6 +474,13 @@ async fn open_loop_row(addr: SocketAddr, redis: &Redis, d: Duration) -> anyhow::
     let cpu = ours.cpu_per_call.map_or(String::new(), |c| {
         format!("; client {} µs CPU per call", c.as_micros())
     });
+    let decided = calls.saturating_sub(undecided) as f64;
+    let batching = format!(
+        "; {:.1} decisions per Redis script call, Redis {:.1} µs in the script per decision",
+        decided / scripts.calls.max(1) as f64,
+        scripts.usec as f64 / decided.max(1.0)
+    );
+    println!("open loop: {scripts:?} script calls for {decided} decisions{batching}");
     // p99 ≤ 5 ms in the best round, nothing undecided in any, every round at the rate
     // asked; FAIL (the guard) past 10 ms or 1% undecided.
     let share = undecided as f64 / calls.max(1) as f64;
@@ -484,7 +505,7 @@ async fn open_loop_row(addr: SocketAddr, redis: &Redis, d: Duration) -> anyhow::
             round.as_secs()
         ),
         value: format!(
-            "{} / {} (rounds' p99 {p99s} ms; ≥ {slowest_sent:.0}/s sent{not_decided}{cpu}{redis_slow})",
+            "{} / {} (rounds' p99 {p99s} ms; ≥ {slowest_sent:.0}/s sent{not_decided}{cpu}{redis_slow}{batching})",
             us(s.p50),
             us(s.p99),
         ),
@@ -717,7 +738,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ));
 
     let body = format!(
-        "## Rate limiting (`make bench-ratelimit`)\n\nCommand: `make bench-ratelimit` (= `cargo run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md`).\nMachine: {}. Each `portcullis ratelimit` runs in its own process, on one thread (`--worker-threads 1`, as Limitador's gRPC server), with its limits from the control plane over ADS; Redis is a local `redis-server`.\n\n{}\nNotes: \"not decided\" counts calls answered by the failure policy after the 20 ms store timeout or failed by the server's HTTP/2 flood guard (GOAWAY ENHANCE_YOUR_CALM when too many requests wait unread); an open-loop rate above what the service sustains makes both grow without bound. Every request is decided and counted (one descriptor, one 1 s window, limit far above the load; {CLIENTS} distinct clients over gRPC, one through Envoy), none is refused. Fixed-rate latency is timed by a client in the benchmark process from each call's send to its answer ({} calls per 1 ms tick over 4 HTTP/2 connections), so it includes that client's gRPC stack; the health check on the same server at the same rate is that floor. Through Envoy, one load generator (32 keep-alive connections, closed loop) drives the same Route shape limited by the service and by Envoy's in-process `local_ratelimit`; Envoy runs one worker thread and shares the 2 cores with the generator, the echo backend, the service and Redis. Against Limitador (`limitador-server`, built by `make limitador` from Kuadrant/limitador {}, `--rate-limit-headers DRAFT_VERSION_03` as the service always sends RateLimit headers), each server is driven in turn, one equivalent limit per client (1e9 per 1 s), on the same `redis-server`. The rows with the targets are measured by h2load (one C process, one thread, the gRPC frame of one client's request, closed loop after a 1 s warm-up of each server), so neither side carries the benchmark's own Rust gRPC client; h2load sees only HTTP status, so a round counts only the calls the server's own counters (`portcullis_ratelimit_decisions_total{{outcome=\"ok\"}}`, Limitador's `authorized_calls` + `limited_calls`, read before and after) say it decided. The Rust client's closed loop (1,000 clients' descriptors) is kept beside it for context, with its server CPU time from /proc. The Redis store's own closed-loop target (≥ 20,000/s, 64 calls in flight) is read by the same h2load closed loop, in 3 rounds alternating with h2load's health checks on the same server (after a 1 s warm-up of each), the best round of each side; through the tonic client that row is context, as the client costs about as much CPU per call as the service. In the Redis rows, Redis's own CPU time (/proc, over the same rounds) per decision is given for both servers. The Redis store's open-loop target is measured by the frame-level generator (`crates/bench/src/frame_load.rs`): one thread of its own, 4 HTTP/2 connections, each sending the calls due since its last 1 ms tick in one write, each call timed from that tick to its answer's end and counted decided only when its RateLimitResponse carries a decision; it costs about a tenth of a core, 6 µs of CPU per call at 20,000/s (its own thread's CPU from /proc, in the row), where the tonic client above costs ~45 µs, most of a core at 20,000/s, so the row measures the service and not its client. It runs 3 rounds after a 1 s warm-up, each a run of health checks and a run of decisions (5 s each, each side first in turn), at the same rate from the same generator; the figure is the round with the lowest decision p99, beside that round's health checks, with every round's p99 in the value and \"not decided\" counted over all rounds (as the Limitador rows take the best of 3 alternating rounds, so one stall of the shared host lands in one round). Verdicts: ok = target met, MISS = up to 2× off, FAIL = more than 2× off (the run then exits non-zero: the regression guard).\n",
+        "## Rate limiting (`make bench-ratelimit`)\n\nCommand: `make bench-ratelimit` (= `cargo run --release -p portcullis-bench --bin bench-ratelimit -- --out docs/benchmarks.md`).\nMachine: {}. Each `portcullis ratelimit` runs in its own process, on one thread (`--worker-threads 1`, as Limitador's gRPC server), with its limits from the control plane over ADS; Redis is a local `redis-server`.\n\n{}\nNotes: \"not decided\" counts calls answered by the failure policy after the 20 ms store timeout or failed by the server's HTTP/2 flood guard (GOAWAY ENHANCE_YOUR_CALM when too many requests wait unread); an open-loop rate above what the service sustains makes both grow without bound. Every request is decided and counted (one descriptor, one 1 s window, limit far above the load; {CLIENTS} distinct clients over gRPC, one through Envoy), none is refused. Fixed-rate latency is timed by a client in the benchmark process from each call's send to its answer ({} calls per 1 ms tick over 4 HTTP/2 connections), so it includes that client's gRPC stack; the health check on the same server at the same rate is that floor. Through Envoy, one load generator (32 keep-alive connections, closed loop) drives the same Route shape limited by the service and by Envoy's in-process `local_ratelimit`; Envoy runs one worker thread and shares the 2 cores with the generator, the echo backend, the service and Redis. Against Limitador (`limitador-server`, built by `make limitador` from Kuadrant/limitador {}, `--rate-limit-headers DRAFT_VERSION_03` as the service always sends RateLimit headers), each server is driven in turn, one equivalent limit per client (1e9 per 1 s), on the same `redis-server`. The rows with the targets are measured by h2load (one C process, one thread, the gRPC frame of one client's request, closed loop after a 1 s warm-up of each server), so neither side carries the benchmark's own Rust gRPC client; h2load sees only HTTP status, so a round counts only the calls the server's own counters (`portcullis_ratelimit_decisions_total{{outcome=\"ok\"}}`, Limitador's `authorized_calls` + `limited_calls`, read before and after) say it decided. The Rust client's closed loop (1,000 clients' descriptors) is kept beside it for context, with its server CPU time from /proc. The Redis store's own closed-loop target (≥ 20,000/s, 64 calls in flight) is read by the same h2load closed loop, in 3 rounds alternating with h2load's health checks on the same server (after a 1 s warm-up of each), the best round of each side; through the tonic client that row is context, as the client costs about as much CPU per call as the service. In the Redis rows, Redis's own CPU time (/proc, over the same rounds) per decision is given for both servers. The Redis store's open-loop target is measured by the frame-level generator (`crates/bench/src/frame_load.rs`): one thread of its own, 4 HTTP/2 connections, each sending the calls due since its last 1 ms tick in one write, each call timed from that tick to its answer's end and counted decided only when its RateLimitResponse carries a decision; it costs about a tenth of a core, 6 µs of CPU per call at 20,000/s (its own thread's CPU from /proc, in the row), where the tonic client above costs ~45 µs, most of a core at 20,000/s, so the row measures the service and not its client. It runs 3 rounds after a 1 s warm-up, each a run of health checks and a run of decisions (5 s each, each side first in turn), at the same rate from the same generator; the figure is the round with the lowest decision p99, beside that round's health checks, with every round's p99 in the value and \"not decided\" counted over all rounds (as the Limitador rows take the best of 3 alternating rounds, so one stall of the shared host lands in one round). The row also reads Redis itself over its rounds: its slowest event (`LATENCY LATEST`, threshold 5 ms, after a `LATENCY RESET`), how many decisions shared each script call and Redis's time inside the script per decision (`INFO commandstats`, `EVALSHA` calls and microseconds, read before and after). Verdicts: ok = target met, MISS = up to 2× off, FAIL = more than 2× off (the run then exits non-zero: the regression guard).\n",
         machine(),
         table(&rows),
         RATE / 1000,
