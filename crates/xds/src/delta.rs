@@ -129,6 +129,10 @@ impl DeltaStream {
                     &mut st,
                     &mut out,
                 );
+            } else {
+                // A reconnect that already holds everything current (a control-plane
+                // restart reconnects every Envoy so) keeps no list of it.
+                settle(&mut st, &snapshot);
             }
             self.types.insert(t, st);
             return out;
@@ -164,14 +168,24 @@ impl DeltaStream {
             &req.resource_names_subscribe,
             &req.resource_names_unsubscribe,
         );
-        if changed {
+        let nothing_to_send = if changed {
             // Forget unsubscribed resources so a later re-subscribe resends them.
             let sub = &st.sub;
             st.has.listed(sub, t).retain(|name, _| sub.covers(name));
             let d = diff(st, &snapshot, t);
-            if !d.is_empty() {
+            let empty = d.is_empty();
+            if !empty {
                 send(&mut self.next_nonce, t, &snapshot, d, true, st, &mut out);
             }
+            empty
+        } else {
+            diff(st, &snapshot, t).is_empty()
+        };
+        if nothing_to_send {
+            // An unsubscribe (Envoy's, for every cluster CDS removed) sends nothing:
+            // without this the stream would keep a name → version pair per resource
+            // until the type's next push.
+            settle(st, &snapshot);
         }
         out
     }
@@ -188,9 +202,7 @@ impl DeltaStream {
             if d.is_empty() {
                 // Nothing differs: the holdings are this snapshot's selection as well,
                 // and the older snapshot need not be kept alive.
-                if let Holds::Selected(_) = st.has {
-                    st.has = Holds::Selected(snapshot.clone());
-                }
+                settle(st, &snapshot);
                 continue;
             }
             if defers_removals(t) && !d.removed.is_empty() {
@@ -241,6 +253,20 @@ fn diff<'a>(st: &TypeState, snapshot: &'a Snapshot, t: &str) -> Diff<'a> {
         Holds::Listed(m) => m.keys().filter(|n| gone(n)).cloned().collect(),
     };
     Diff { changed, removed }
+}
+
+/// Holds `snapshot`'s selection, the compact form, when `diff(st, snapshot)` is empty
+/// (the caller's word) and no listed name is outside the subscription: the list then
+/// names exactly the selection, at the snapshot's versions. A list with other names (a
+/// reconnect's claims outside its subscription) stays a list.
+fn settle(st: &mut TypeState, snapshot: &Arc<Snapshot>) {
+    let only_selected = match &st.has {
+        Holds::Selected(_) => true,
+        Holds::Listed(m) => m.keys().all(|n| st.sub.covers(n)),
+    };
+    if only_selected {
+        st.has = Holds::Selected(Arc::clone(snapshot));
+    }
 }
 
 fn take_pending(pending: &mut VecDeque<(String, String)>, nonce: &str) -> Option<String> {

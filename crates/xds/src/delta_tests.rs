@@ -402,3 +402,52 @@ fn initial_versions_outside_the_subscription_change_nothing_sent() {
     let out = st.on_snapshot(snap(&[res(EDS, "a", "2"), res(EDS, "b", "2")]));
     assert_eq!(summary(&out.responses), [(EDS, vec!["a"], vec![])]);
 }
+
+/// The holdings go back to a snapshot reference whenever nothing is left to send: after
+/// an unsubscribe (Envoy's EDS unsubscribe for every cluster CDS removed), a repeated
+/// subscription, and a reconnect that holds everything current (every Envoy, after a
+/// control-plane restart). A list of (name, version) per resource would otherwise stay
+/// on each stream until the type's next push. What is sent afterwards is unchanged.
+#[test]
+fn nothing_left_to_send_holds_the_selection_not_a_list() {
+    use crate::type_url::CLUSTER_LOAD_ASSIGNMENT as EDS;
+    let selected = |st: &DeltaStream, t: &str| {
+        matches!(st.0.types.get(t).unwrap().has, super::Holds::Selected(_))
+    };
+    let s1 = snap(&[res(EDS, "a", "1"), res(EDS, "b", "1"), res(EDS, "c", "1")]);
+    let mut st = DeltaStream::new(s1.clone());
+    let out = st.on_request(sub(EDS, &["a", "b", "c"], &[]));
+    assert_eq!(
+        summary(&out.responses),
+        [(EDS, vec!["a", "b", "c"], vec![])]
+    );
+    assert!(selected(&st, EDS));
+
+    // Unsubscribing sends nothing, and leaves no list behind.
+    assert!(st.on_request(sub(EDS, &[], &["c"])).responses.is_empty());
+    assert!(selected(&st, EDS), "an unsubscribe left a list");
+    // The same subscription again: nothing to send, still no list.
+    assert!(st.on_request(sub(EDS, &["a"], &[])).responses.is_empty());
+    assert!(selected(&st, EDS), "a repeated subscription left a list");
+    // "c" is not subscribed: its change is not sent; "b"'s removal is.
+    let s2 = snap(&[res(EDS, "a", "1"), res(EDS, "c", "2")]);
+    let out = st.on_snapshot(s2.clone());
+    assert_eq!(summary(&out.responses), [(EDS, vec![], vec!["b"])]);
+    // Re-subscribing "c" sends it, at its new version.
+    let out = st.on_request(sub(EDS, &["c"], &[]));
+    assert_eq!(summary(&out.responses), [(EDS, vec!["c"], vec![])]);
+    assert!(selected(&st, EDS));
+
+    // A reconnect naming exactly the current versions is sent nothing and keeps no
+    // list; a later change is sent alone.
+    let mut again = DeltaStream::new(s2.clone());
+    let mut first = sub(EDS, &["a", "c"], &[]);
+    first.initial_resource_versions = ["a", "c"]
+        .iter()
+        .map(|n| (n.to_string(), s2.resource_version(EDS, n).unwrap().into()))
+        .collect();
+    assert!(again.on_request(first).responses.is_empty());
+    assert!(selected(&again, EDS), "a current reconnect kept a list");
+    let out = again.on_snapshot(snap(&[res(EDS, "a", "2"), res(EDS, "c", "2")]));
+    assert_eq!(summary(&out.responses), [(EDS, vec!["a"], vec![])]);
+}
