@@ -301,3 +301,68 @@ async fn access_log_has_one_scrubbed_json_record_per_request() {
     assert_eq!(record["path"], "/orders");
     plane.stop().await;
 }
+
+/// The objects the control plane holds, once it has read `want` of them.
+async fn wait_objects(plane: &Plane, want: usize) {
+    let deadline = std::time::Instant::now() + STARTUP;
+    while plane.objects().await["objects"]
+        .as_array()
+        .map_or(0, Vec::len)
+        != want
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the control plane never held {want} objects"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Over Delta, removing a Service makes Envoy drop its cluster and unsubscribe its
+/// endpoints, which sends nothing back (the stream then holds a snapshot reference
+/// again, not a list: `delta::settle`). Adding it back must subscribe it anew and
+/// deliver its endpoints, and the Service that stayed serves throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_removed_and_added_back_over_delta_is_served_again() {
+    let stays = service_yaml("a", echo("a").await)
+        + &route_yaml(
+            "a",
+            "{match: {paths: [{prefix: /a}]}, backends: [{service: a}]}",
+        );
+    let goes = service_yaml("b", echo("b").await)
+        + &route_yaml(
+            "b",
+            "{match: {paths: [{prefix: /b}]}, backends: [{service: b}]}",
+        );
+    let dir = tempfile::tempdir().unwrap();
+    write_atomic(&dir.path().join("a.yaml"), &stays);
+    write_atomic(&dir.path().join("b.yaml"), &goes);
+    let plane = Plane::start(dir.path(), None).await;
+    let gw = Gateway::start(plane.xds, "delta-readd", true).await;
+    plane.wait_synced(None, STARTUP).await;
+    assert_eq!(gw.get("x.test", "/b").await.backend.as_deref(), Some("b"));
+
+    std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+    wait_objects(&plane, 2).await;
+    plane.wait_synced(None, STARTUP).await;
+    let gone = gw.get("x.test", "/b").await;
+    assert_eq!(
+        (gone.status, gone.backend),
+        (404, None),
+        "b is still routed"
+    );
+    assert_eq!(gw.get("x.test", "/a").await.backend.as_deref(), Some("a"));
+
+    write_atomic(&dir.path().join("b.yaml"), &goes);
+    wait_objects(&plane, 4).await;
+    plane.wait_synced(None, STARTUP).await;
+    let back = gw.get("x.test", "/b").await;
+    assert_eq!(
+        (back.status, back.backend.as_deref()),
+        (200, Some("b")),
+        "b's endpoints did not come back: {:?}",
+        back.body
+    );
+    assert_eq!(gw.get("x.test", "/a").await.backend.as_deref(), Some("a"));
+    plane.stop().await;
+}
