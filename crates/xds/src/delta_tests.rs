@@ -446,8 +446,18 @@ fn nothing_left_to_send_holds_the_selection_not_a_list() {
         .iter()
         .map(|n| (n.to_string(), s2.resource_version(EDS, n).unwrap().into()))
         .collect();
-    assert!(again.on_request(first).responses.is_empty());
+    let out = again.on_request(first);
+    assert!(out.responses.is_empty());
     assert!(selected(&again, EDS), "a current reconnect kept a list");
+    // It runs this snapshot's selection: the node table must say so (as an ACK), or
+    // the Envoy shows no EDS at all until EDS next changes.
+    assert!(
+        out.events.iter().any(|e| matches!(e,
+            Event::Ack { type_url, version }
+                if type_url == EDS && *version == s2.effective_type_version(EDS))),
+        "{:?}",
+        out.events
+    );
     let out = again.on_snapshot(snap(&[res(EDS, "a", "2"), res(EDS, "c", "2")]));
     assert_eq!(summary(&out.responses), [(EDS, vec!["a"], vec![])]);
 }
