@@ -15,14 +15,6 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::{browser::Browser, harness::*};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Markup a tenant could write: a header value on a served Route (its own host, so
 /// the demo's order is untouched) and the name of an invalid Route (a Problem).
 const HOSTILE: &str = r#"

@@ -24,11 +24,7 @@ struct Broker {
 async fn broker() -> Broker {
     let bin = std::env::var("TANSU_BIN")
         .expect("TANSU_BIN: the tansu broker binary (make test-kafka installs and sets it)");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::harness::free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut child = Command::new(bin)
         .arg("broker")

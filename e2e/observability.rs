@@ -49,11 +49,7 @@ async fn prometheus_scrapes_golden_signals_by_service_and_route() {
     }
 
     // Prometheus cannot report a kernel-chosen port, so take a free one and hand it over.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::harness::free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: envoy\n    metrics_path: /stats/prometheus\n    static_configs: [{{targets: ['{}']}}]\n  - job_name: portcullis\n    static_configs: [{{targets: ['{}']}}]\n",
@@ -184,14 +180,6 @@ async fn prometheus_scrapes_golden_signals_by_service_and_route() {
     let (status, page) = fetch(&format!("http://{gone}/signals")).await.unwrap();
     assert_eq!(status, 200);
     assert!(page.contains("class=\"alert\">Prometheus: "), "{page}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// An admin endpoint (console included) serving `model`, with `args`.

@@ -12,7 +12,7 @@ use portcullis_contract::ratelimit::{DOMAIN, HEADER_PREFIX, LIMIT_KEY};
 use tokio::process::{Child, Command};
 
 use crate::harness::*;
-use crate::ratelimit_stack::{free_port, manifests, start_plane};
+use crate::ratelimit_stack::{manifests, start_plane};
 use crate::redis::Redis;
 
 const CLIENT_HEADER: &str = "x-client";

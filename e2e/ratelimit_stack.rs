@@ -30,16 +30,6 @@ pub struct Limited {
     _redis: Redis,
 }
 
-/// A port for a child process that cannot report the one it bound (bind 0, read, let
-/// go: the tiny race is accepted, as for Redis).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The Service `echo`, a `/probe` Route used to wait for readiness, and `routes`.
 pub fn manifests(echo: SocketAddr, routes: &str) -> String {
     service_yaml("echo", echo)

@@ -5,14 +5,6 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::harness::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_serves_the_demo_with_authentication() {
     let [port, https, xds, admin, envoy_admin, authz, echo, canary] = [(); 8].map(|_| free_port());
