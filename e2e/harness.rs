@@ -17,38 +17,10 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 pub const STARTUP: Duration = Duration::from_secs(60);
 
 /// A free port for a process that cannot bind port 0 and report what it got (Redis,
-/// Prometheus, a service whose address another is configured with before it starts).
-///
-/// Picked below the kernel's ephemeral range (`ip_local_port_range`, 32768–60999 by
-/// default). Every outgoing connection and every bind to port 0 of the parallel tests
-/// takes its port from that range, so a port picked there and released can be taken
-/// by any of them before the process binds it (seen in CI: `--metrics-addr
-/// 127.0.0.1:32859: cannot listen (Address already in use)`). Below it, only another
-/// pick can collide: picks are random over ~12,000 ports and checked free.
+/// Prometheus, a service whose address another is configured with before it starts),
+/// below the kernel's ephemeral range: see `portcullis_process::port`.
 pub fn free_port() -> u16 {
-    use std::hash::BuildHasher;
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let low = ephemeral_low.saturating_sub(12_000).max(1024);
-    if ephemeral_low <= low {
-        // No room below the ephemeral range: take what the kernel gives.
-        return std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-    }
-    for attempt in 0u32..10_000 {
-        // A fresh random seed per call (std's `RandomState`), so parallel test
-        // processes spread their picks.
-        let r = std::hash::RandomState::new().hash_one(attempt);
-        let port = low + (r % u64::from(ephemeral_low - low)) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {low}..{ephemeral_low}");
+    portcullis_process::port::free_loopback_port().expect("a free loopback port")
 }
 
 /// Starts an echo backend answering with `name`; runs until the test's runtime ends.

@@ -67,12 +67,10 @@ impl Drop for Postgres {
     }
 }
 
+/// A free loopback port below the kernel's ephemeral range (`portcullis_process::port`):
+/// one picked there and released could be taken by any outgoing connection first.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    portcullis_process::port::free_loopback_port().expect("a free loopback port")
 }
 
 async fn postgres() -> Postgres {

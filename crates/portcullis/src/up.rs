@@ -90,9 +90,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // The console samples this Envoy's admin stats, so its port is fixed before Envoy
     // starts (port 0: a free one, chosen now).
     let envoy_admin_port = match envoy_admin_port {
-        0 => std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port(),
+        0 => portcullis_process::port::free_loopback_port()?,
         p => p,
     };
     console
@@ -100,9 +98,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .push(format!("127.0.0.1:{envoy_admin_port}"));
     // Printed in the banner, so chosen before Envoy binds it.
     let https_port = match https_port {
-        0 => std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port(),
+        0 => portcullis_process::port::free_loopback_port()?,
         p => p,
     };
     let shutdown = crate::signals::shutdown_signal();

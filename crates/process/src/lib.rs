@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod port;
 pub mod process;
 pub mod unary;
 
