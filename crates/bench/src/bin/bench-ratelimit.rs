@@ -420,12 +420,7 @@ async fn open_loop_row(addr: SocketAddr, redis: &Redis, d: Duration) -> anyhow::
     .await?;
     for (r, (base, ours)) in rounds.iter().enumerate() {
         // Where the tail starts, for the reading (the row keeps p50 and p99).
-        let at = |q: f64| {
-            let i = (ours.took.len() as f64 * q) as usize;
-            ours.took
-                .get(i.min(ours.took.len().saturating_sub(1)))
-                .copied()
-        };
+        let at = |q| gateway::quantile(&ours.took, q);
         println!(
             "Redis, frame-level open loop, round {r}: {RATE}/s p50 {:?} p90 {:?} p95 {:?} p99 {:?} p99.9 {:?} ({:.0}/s sent, {} not decided); health p99 {:?}",
             ours.sampled.p50,
