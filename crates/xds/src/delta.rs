@@ -172,30 +172,28 @@ impl DeltaStream {
         if req.resource_names_subscribe.is_empty() && req.resource_names_unsubscribe.is_empty() {
             return out;
         }
-        // Listed under the subscription that selected them, before it changes.
-        st.has.listed(&st.sub, t);
-        let changed = st.sub.update(
+        let before = st.sub.clone();
+        if !st.sub.update(
             &req.resource_names_subscribe,
             &req.resource_names_unsubscribe,
-        );
-        let nothing_to_send = if changed {
-            // Forget unsubscribed resources so a later re-subscribe resends them.
-            let sub = &st.sub;
-            st.has.listed(sub, t).retain(|name, _| sub.covers(name));
-            let d = diff(st, &snapshot, t);
-            let empty = d.is_empty();
-            if !empty {
-                send(&mut self.next_nonce, t, &snapshot, d, true, st, &mut out);
-            }
-            empty
-        } else {
-            diff(st, &snapshot, t).is_empty()
-        };
-        if nothing_to_send {
+        ) {
+            // The same subscription again (a client may repeat it at will): the
+            // holdings stand as they are, and nothing is listed or compared.
+            return out;
+        }
+        // Listed under the subscription that selected them, then unsubscribed ones
+        // forgotten, so a later re-subscribe resends them.
+        st.has.listed(&before, t);
+        let sub = &st.sub;
+        st.has.listed(sub, t).retain(|name, _| sub.covers(name));
+        let d = diff(st, &snapshot, t);
+        if d.is_empty() {
             // An unsubscribe (Envoy's, for every cluster CDS removed) sends nothing:
             // without this the stream would keep a name → version pair per resource
             // until the type's next push.
             settle(st, &snapshot);
+        } else {
+            send(&mut self.next_nonce, t, &snapshot, d, true, st, &mut out);
         }
         out
     }

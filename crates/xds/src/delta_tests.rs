@@ -429,6 +429,13 @@ fn nothing_left_to_send_holds_the_selection_not_a_list() {
     // The same subscription again: nothing to send, still no list.
     assert!(st.on_request(sub(EDS, &["a"], &[])).responses.is_empty());
     assert!(selected(&st, EDS), "a repeated subscription left a list");
+    // A client repeating it, or unsubscribing names it never had, in a flood: nothing
+    // sent, nothing recorded, the holdings untouched.
+    for _ in 0..1_000 {
+        let out = st.on_request(sub(EDS, &["a", "b"], &["never"]));
+        assert!(out.responses.is_empty() && out.events.is_empty());
+    }
+    assert!(selected(&st, EDS), "a flood of repeats left a list");
     // "c" is not subscribed: its change is not sent; "b"'s removal is.
     let s2 = snap(&[res(EDS, "a", "1"), res(EDS, "c", "2")]);
     let out = st.on_snapshot(s2.clone());
