@@ -155,6 +155,22 @@ impl Plane {
         get_json(&format!("http://{}/debug/objects", self.admin)).await
     }
 
+    /// Waits until the control plane holds `want` objects (it has read an edit).
+    pub async fn wait_objects(&self, want: usize) {
+        let deadline = Instant::now() + STARTUP;
+        while self.objects().await["objects"]
+            .as_array()
+            .map_or(0, Vec::len)
+            != want
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the control plane never held {want} objects"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// `/debug/explain` for a request, as `portcullis explain --admin-addr` asks it.
     pub async fn explain(
         &self,

@@ -54,18 +54,7 @@ async fn precedence_through_envoy(delta: bool) {
     .concat();
     write_atomic(&dir.path().join("2-newer.yaml"), &newer);
     // Wait for the control plane to see the new file, then for Envoy to ACK it.
-    let deadline = std::time::Instant::now() + STARTUP;
-    while plane.objects().await["objects"]
-        .as_array()
-        .map_or(0, Vec::len)
-        < 14
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "new routes not loaded"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    plane.wait_objects(14).await;
     plane.wait_synced(None, STARTUP).await;
 
     let cases: &[Case] = &[
@@ -302,22 +291,6 @@ async fn access_log_has_one_scrubbed_json_record_per_request() {
     plane.stop().await;
 }
 
-/// The objects the control plane holds, once it has read `want` of them.
-async fn wait_objects(plane: &Plane, want: usize) {
-    let deadline = std::time::Instant::now() + STARTUP;
-    while plane.objects().await["objects"]
-        .as_array()
-        .map_or(0, Vec::len)
-        != want
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the control plane never held {want} objects"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Over Delta, removing a Service makes Envoy drop its cluster and unsubscribe its
 /// endpoints, which sends nothing back (the stream then holds a snapshot reference
 /// again, not a list: `delta::settle`). Adding it back must subscribe it anew and
@@ -343,7 +316,7 @@ async fn a_service_removed_and_added_back_over_delta_is_served_again() {
     assert_eq!(gw.get("x.test", "/b").await.backend.as_deref(), Some("b"));
 
     std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
-    wait_objects(&plane, 2).await;
+    plane.wait_objects(2).await;
     plane.wait_synced(None, STARTUP).await;
     let gone = gw.get("x.test", "/b").await;
     assert_eq!(
@@ -354,7 +327,7 @@ async fn a_service_removed_and_added_back_over_delta_is_served_again() {
     assert_eq!(gw.get("x.test", "/a").await.backend.as_deref(), Some("a"));
 
     write_atomic(&dir.path().join("b.yaml"), &goes);
-    wait_objects(&plane, 4).await;
+    plane.wait_objects(4).await;
     plane.wait_synced(None, STARTUP).await;
     let back = gw.get("x.test", "/b").await;
     assert_eq!(
