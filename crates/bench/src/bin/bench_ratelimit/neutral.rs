@@ -184,7 +184,8 @@ pub fn alone_row(what: &str, target: f64, (ours, health): &(Tally, f64)) -> Row 
     let undecided = undecided_text(ours);
     Row {
         metric: format!(
-            "ShouldRateLimit decisions per second measured by h2load, {what} ({CONNECTIONS} connections × {STREAMS} streams: 64 in flight; best of {ROUNDS} rounds alternating with health checks)"
+            "ShouldRateLimit decisions per second measured by h2load, {what} ({CONNECTIONS} connections × {STREAMS} streams: {} in flight; best of {ROUNDS} rounds alternating with health checks)",
+            CONNECTIONS * STREAMS
         ),
         value: format!(
             "{per_sec:.0}/s, p50 / p99 {} / {} µs{undecided}",
